@@ -1,0 +1,15 @@
+//! Account actors: one actix actor per loyalty account serializes every
+//! change to that account (DESIGN.md: the actor is the lock).
+//!
+//! - `registry`: finds or starts the actor of an account, counts the messages
+//!   in flight, and lets an idle actor stop (its state stays in the state map).
+//! - `actor`: the actor; it runs one command at a time, start to fsync.
+//! - `commands`: what an account can be asked to do, and how each is done.
+
+mod actor;
+pub mod commands;
+mod registry;
+
+pub use actor::AccountActor;
+pub use commands::AccountCommand;
+pub use registry::{ask, Registry};

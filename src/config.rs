@@ -1,0 +1,71 @@
+//! Settings of one server process and every limit as a named constant.
+//!
+//! Limits live here, with their unit in the name, so that a reader can see
+//! at a glance how big anything may grow (DESIGN.md invariant 8).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Largest request body accepted, in bytes; larger bodies answer 413.
+pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Metadata: keys per object, key length and value length, in characters.
+pub const METADATA_KEYS_MAX: usize = 50;
+pub const METADATA_KEY_CHARS_MAX: usize = 40;
+pub const METADATA_VALUE_CHARS_MAX: usize = 500;
+/// Free-text fields such as a customer's `email` and `name`, in characters.
+pub const TEXT_FIELD_CHARS_MAX: usize = 512;
+/// Longest object id accepted anywhere (path, body, query), in bytes.
+pub const ID_BYTES_MAX: usize = 100;
+/// `Idempotency-Key` header, in characters.
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
+/// How long a stored idempotent response is kept (the contract says at least 24 h).
+pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 48 * 3600;
+
+/// List pages: default and largest `limit`.
+pub const LIST_LIMIT_DEFAULT: usize = 10;
+pub const LIST_LIMIT_MAX: usize = 100;
+
+/// Money: amounts are in `1..=AMOUNT_MAX` minor units.
+pub const AMOUNT_MAX: i64 = 99_999_999_999;
+
+/// Messages waiting in one account actor's mailbox before senders get 503.
+pub const ACCOUNT_MAILBOX_CAPACITY: usize = 256;
+/// An account actor with nothing to do for this long stops; its state stays in the map.
+pub const ACCOUNT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a live account actor checks whether it is idle.
+pub const ACCOUNT_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Records waiting for the WAL writer before appends answer 503.
+pub const WAL_QUEUE_RECORDS_MAX: usize = 16 * 1024;
+/// One group commit writes at most this many records ...
+pub const WAL_BATCH_RECORDS_MAX: usize = 4096;
+/// ... and at most this many bytes.
+pub const WAL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// A WAL segment is closed and a new one started past this size.
+pub const WAL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Largest encoded record; anything larger in a file is corruption.
+pub const WAL_RECORD_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Number of stripes of the object lock table (payments, customers).
+pub const OBJECT_LOCK_STRIPES: usize = 1024;
+/// Shards of each in-memory object table.
+pub const STATE_SHARDS: usize = 64;
+
+/// Default data directory and listen address (API.md, Operations).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
+
+/// How a server process is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the WAL, snapshots and the generated secret key live.
+    pub data_dir: PathBuf,
+    /// Address the HTTP facade binds (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The bearer key every `/v1` request must present; `None` means
+    /// "read or create `DATA/secret_key`".
+    pub secret_key: Option<String>,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}

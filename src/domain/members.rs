@@ -1,0 +1,80 @@
+//! Members: customers and loyalty accounts, and the one-to-one link between them.
+//!
+//! These structs are what the WAL stores (bincode) and, with `object` added
+//! by their views, what the API answers (JSON). An account's balance is not
+//! stored here: it is the sum of the account's points transactions, kept by
+//! the state (DESIGN.md invariant 5).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Id, Metadata};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: Id,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub metadata: Metadata,
+    /// The account this customer is linked to, if any (at most one).
+    pub loyalty_account: Option<Id>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: Id,
+    /// The customer linked to this account, if any (at most one).
+    pub customer: Option<Id>,
+    pub metadata: Metadata,
+    pub created: i64,
+}
+
+/// JSON view of a customer.
+#[derive(Serialize)]
+pub struct CustomerView<'a> {
+    pub id: &'a Id,
+    pub object: &'static str,
+    pub email: &'a Option<String>,
+    pub name: &'a Option<String>,
+    pub metadata: &'a Metadata,
+    pub loyalty_account: &'a Option<Id>,
+    pub created: i64,
+}
+
+impl Customer {
+    pub fn view(&self) -> CustomerView<'_> {
+        CustomerView {
+            id: &self.id,
+            object: "customer",
+            email: &self.email,
+            name: &self.name,
+            metadata: &self.metadata,
+            loyalty_account: &self.loyalty_account,
+            created: self.created,
+        }
+    }
+}
+
+/// JSON view of a loyalty account with its balance.
+#[derive(Serialize)]
+pub struct AccountView<'a> {
+    pub id: &'a Id,
+    pub object: &'static str,
+    pub customer: &'a Option<Id>,
+    pub balance: i64,
+    pub metadata: &'a Metadata,
+    pub created: i64,
+}
+
+impl Account {
+    pub fn view(&self, balance: i64) -> AccountView<'_> {
+        AccountView {
+            id: &self.id,
+            object: "loyalty_account",
+            customer: &self.customer,
+            balance,
+            metadata: &self.metadata,
+            created: self.created,
+        }
+    }
+}

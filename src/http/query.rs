@@ -1,0 +1,50 @@
+//! Query strings of list routes: the common list parameters plus the route's
+//! own filters; anything else is a 400 `parameter_unknown`.
+
+use actix_web::HttpRequest;
+
+use crate::config::ID_BYTES_MAX;
+use crate::error::ApiError;
+use crate::state::ListParams;
+
+/// A parsed list query: the common parameters and the route filters given.
+pub struct ListQuery {
+    pub params: ListParams,
+    filters: Vec<(String, String)>,
+}
+
+impl ListQuery {
+    /// Parses `req`'s query string, accepting only `allowed` filters.
+    pub fn parse(req: &HttpRequest, allowed: &[&str]) -> Result<ListQuery, ApiError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+                ApiError::bad_request("parameter_invalid", format!("Invalid query string: {e}"))
+            })?;
+        let (params, filters) = ListParams::parse(pairs)?;
+        for (k, _) in &filters {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::parameter_unknown(k));
+            }
+        }
+        Ok(ListQuery { params, filters })
+    }
+
+    /// The value of filter `name`, if given.
+    pub fn filter(&self, name: &str) -> Option<&str> {
+        self.filters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of an id filter, checked for shape.
+    pub fn id_filter(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.filter(name) {
+            Some(v) if v.is_empty() || v.len() > ID_BYTES_MAX => Err(ApiError::parameter_invalid(
+                name,
+                format!("{name} must be an object id."),
+            )),
+            other => Ok(other),
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Turning results into HTTP answers: errors in the contract's shape, replies as JSON.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::ledger::Reply;
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    message: &'a str,
+    param: Option<&'a str>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status >= 500 && self.code == "internal_error" {
+            tracing::error!(message = %self.message, "internal error answered to a client");
+        }
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorFields {
+                kind: self.kind.as_str(),
+                code: self.code,
+                message: &self.message,
+                param: self.param.as_deref(),
+            },
+        })
+    }
+}
+
+pub fn reply(r: Reply) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK))
+        .content_type("application/json")
+        .body(r.body)
+}
+
+/// 200 with `value` as JSON.
+pub fn ok<T: Serialize>(value: &T) -> Result<HttpResponse, ApiError> {
+    Ok(reply(Reply::json(200, value)?))
+}

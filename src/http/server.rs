@@ -1,0 +1,179 @@
+//! Starting the server: data directory, secret key, HTTP binding, replay.
+//!
+//! The HTTP listener comes up first so that `/healthz` answers and `/readyz`
+//! says 503 while the log replays; `/v1` answers 503 `not_ready` until then.
+//! Once replay is done the WAL opens for appends and the server logs
+//! `listening on http://ADDR`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpServer};
+use anyhow::Context;
+
+use super::{auth, health, members};
+use crate::config::Config;
+use crate::domain::ids::random_secret;
+use crate::error::ApiError;
+use crate::ledger::Ledger;
+use crate::recovery;
+use crate::timer::SystemClock;
+use crate::wal::fs::RealFs;
+
+/// Name of the generated secret key file in the data directory.
+pub const SECRET_KEY_FILE: &str = "secret_key";
+/// Name of the lock file that keeps two servers off one data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+async fn route_not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::route_not_found(req.method().as_str(), req.path()))
+}
+
+/// A resource whose other methods answer 404 `route_not_found` like unknown paths.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(route_not_found))
+}
+
+/// The route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(
+            web::scope("/v1")
+                .wrap(from_fn(auth::guard))
+                .service(resource("/customers").route(web::post().to(members::create_customer)))
+                .service(resource("/customers/{id}").route(web::get().to(members::get_customer)))
+                .service(
+                    resource("/loyalty/accounts")
+                        .route(web::post().to(members::create_account))
+                        .route(web::get().to(members::list_accounts)),
+                )
+                .service(
+                    resource("/loyalty/accounts/{id}")
+                        .route(web::get().to(members::get_account))
+                        .route(web::post().to(members::update_account)),
+                )
+                .default_service(web::to(route_not_found)),
+        )
+        .default_service(web::to(route_not_found));
+}
+
+/// Runs the server until it is stopped (SIGINT/SIGTERM) or recovery fails.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let _lock = lock_data_dir(dir)?;
+    let secret_key = match &config.secret_key {
+        Some(k) if !k.is_empty() => k.clone(),
+        _ => secret_key_from_file(dir)?,
+    };
+    let ledger = Arc::new(Ledger::new(
+        dir.clone(),
+        Arc::new(RealFs),
+        Arc::new(SystemClock),
+        secret_key,
+    ));
+    let data = web::Data::from(ledger.clone());
+    let mut server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes));
+    if config.workers > 0 {
+        server = server.workers(config.workers);
+    }
+    let server = server
+        .bind(config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .context("no bound address")?;
+    let server = server.run();
+    let handle = server.handle();
+    let serving = actix_web::rt::spawn(server);
+
+    tracing::info!(data_dir = %dir.display(), "replaying the write-ahead log");
+    let replay_ledger = ledger.clone();
+    let recovered = actix_web::rt::task::spawn_blocking(move || recovery::recover(&replay_ledger))
+        .await
+        .context("recovery thread panicked")?;
+    match recovered {
+        Ok((wal, summary)) => {
+            tracing::info!(
+                records = summary.records,
+                segments = summary.segments,
+                next_lsn = summary.next_lsn,
+                torn_tail_cut = summary.torn_tail_cut,
+                elapsed_ms = summary.elapsed.as_millis() as u64,
+                "recovery done"
+            );
+            ledger.set_ready(wal);
+            tracing::info!(data_dir = %dir.display(), "listening on http://{addr}");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "refusing to start: the data directory failed its checks");
+            handle.stop(false).await;
+            return Err(anyhow::Error::new(e).context("recovery failed"));
+        }
+    }
+    serving.await.context("server task")?.context("server")?;
+    Ok(())
+}
+
+/// Holds an exclusive lock on `DIR/LOCK` for the life of the process.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "{} is locked: another loyalty-ledger process uses this data directory",
+            path.display()
+        )
+    })?;
+    Ok(file)
+}
+
+/// Reads `DIR/secret_key`, creating it (mode 0600) on first start.
+fn secret_key_from_file(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(SECRET_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => {
+            tracing::info!(path = %path.display(), "using the secret key in this file");
+            return Ok(k.trim().to_string());
+        }
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let key = random_secret("sk_", 32);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(format!("{key}\n").as_bytes())?;
+    f.sync_all()?;
+    File::open(dir)?.sync_all()?;
+    tracing::info!(path = %path.display(), "generated a secret key (LEDGER_SECRET_KEY was not set); it is in this file");
+    Ok(key)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

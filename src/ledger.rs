@@ -1,0 +1,139 @@
+//! The ledger: everything a request needs, shared by the HTTP workers, the
+//! account actors and the timer.
+//!
+//! `commit` is the one way a mutation reaches disk: it renders the response,
+//! attaches it to the record when the request was idempotent, appends the
+//! record to the WAL and returns once the record is synced and applied.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+
+use crate::accounts::Registry;
+use crate::error::ApiError;
+use crate::locks::ObjectLocks;
+use crate::state::State;
+use crate::timer::Clock;
+use crate::wal::fs::FileSystem;
+use crate::wal::{Change, IdemEntry, Record, Wal};
+
+/// The idempotency key of the request being served, with its fingerprint.
+#[derive(Debug, Clone)]
+pub struct IdemRequest {
+    pub key: String,
+    pub fingerprint: [u8; 32],
+}
+
+/// Context of one mutating request.
+#[derive(Debug, Clone, Default)]
+pub struct Mutation {
+    pub idem: Option<IdemRequest>,
+}
+
+/// A rendered answer: status and JSON body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| ApiError::internal(format!("rendering a response: {e}")))?;
+        Ok(Reply { status, body })
+    }
+}
+
+pub struct Ledger {
+    pub data_dir: PathBuf,
+    pub fs: Arc<dyn FileSystem>,
+    pub state: Arc<State>,
+    pub accounts: Registry,
+    pub locks: ObjectLocks,
+    pub clock: Arc<dyn Clock>,
+    /// The bearer key for `/v1`.
+    pub secret_key: String,
+    wal: OnceLock<Wal>,
+    ready: AtomicBool,
+}
+
+impl Ledger {
+    pub fn new(
+        data_dir: PathBuf,
+        fs: Arc<dyn FileSystem>,
+        clock: Arc<dyn Clock>,
+        secret_key: String,
+    ) -> Self {
+        Ledger {
+            data_dir,
+            fs,
+            state: Arc::new(State::new()),
+            accounts: Registry::default(),
+            locks: ObjectLocks::default(),
+            clock,
+            secret_key,
+            wal: OnceLock::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Whether replay is done and the WAL is open for appends.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Opens the write path once recovery is done.
+    pub fn set_ready(&self, wal: Wal) {
+        let _ = self.wal.set(wal);
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn wal(&self) -> Option<&Wal> {
+        self.wal.get()
+    }
+
+    /// Makes `changes` durable and answers `response` with `status`.
+    pub async fn commit<T: Serialize>(
+        &self,
+        m: &Mutation,
+        changes: Vec<Change>,
+        status: u16,
+        response: &T,
+    ) -> Result<Reply, ApiError> {
+        let reply = Reply::json(status, response)?;
+        self.commit_reply(m, changes, reply).await
+    }
+
+    /// Makes `changes` durable and answers the already rendered `reply`.
+    pub async fn commit_reply(
+        &self,
+        m: &Mutation,
+        changes: Vec<Change>,
+        reply: Reply,
+    ) -> Result<Reply, ApiError> {
+        let idem = m.idem.as_ref().map(|r| IdemEntry {
+            key: r.key.clone(),
+            fingerprint: r.fingerprint,
+            status: reply.status,
+            body: reply.body.clone(),
+        });
+        let record = Record {
+            time: self.now(),
+            idem,
+            changes,
+        };
+        let wal = self.wal.get().ok_or_else(ApiError::not_ready)?;
+        wal.append(record).await?;
+        Ok(reply)
+    }
+}
+
+/// A shared ledger.
+pub type SharedLedger = Arc<Ledger>;

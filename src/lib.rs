@@ -1,0 +1,32 @@
+//! loyalty-ledger: every payment and refund tied to a loyalty member, with a
+//! ledger that always reconciles against the payments.
+//!
+//! The map, in the order a request flows:
+//!
+//! - [`http`]: the actix-web facade. Authenticates, parses and validates a
+//!   request, then routes it to whoever owns what it changes.
+//! - [`accounts`]: one actix actor per loyalty account; it serializes that
+//!   account's changes (the actor is the lock) and is stopped when idle.
+//! - [`locks`]: striped async locks for objects several requests can race on
+//!   (customers being linked, payments changing state).
+//! - [`ledger`]: what every component shares; `commit` is the one path to disk.
+//! - [`wal`]: the write-ahead log. Records are framed and checksummed; a
+//!   group-commit thread writes each batch with one write and one fdatasync,
+//!   applies it to the [`state`] in LSN order, and only then answers.
+//! - [`state`]: the in-memory tables, rebuilt at startup by [`recovery`].
+//! - [`domain`]: pure rules and objects: ids, metadata, members.
+//! - [`timer`]: the clock.
+//!
+//! Limits are named constants in [`config`]; errors and their HTTP status in [`error`].
+
+pub mod accounts;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod locks;
+pub mod recovery;
+pub mod state;
+pub mod timer;
+pub mod wal;

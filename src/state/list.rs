@@ -1,0 +1,137 @@
+//! List parameters shared by every `GET` list route: `limit`,
+//! `starting_after` and `created[gte|gt|lte|lt]`.
+
+use crate::config::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
+use crate::domain::Id;
+use crate::error::ApiError;
+
+/// Bounds on `created` (unix seconds); each is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreatedRange {
+    pub gte: Option<i64>,
+    pub gt: Option<i64>,
+    pub lte: Option<i64>,
+    pub lt: Option<i64>,
+}
+
+impl CreatedRange {
+    pub fn contains(&self, t: i64) -> bool {
+        self.gte.is_none_or(|b| t >= b)
+            && self.gt.is_none_or(|b| t > b)
+            && self.lte.is_none_or(|b| t <= b)
+            && self.lt.is_none_or(|b| t < b)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListParams {
+    pub limit: usize,
+    pub starting_after: Option<Id>,
+    pub created: CreatedRange,
+}
+
+impl Default for ListParams {
+    fn default() -> Self {
+        ListParams {
+            limit: LIST_LIMIT_DEFAULT,
+            starting_after: None,
+            created: CreatedRange::default(),
+        }
+    }
+}
+
+impl ListParams {
+    /// Takes the common parameters out of `query`; returns the rest (route filters).
+    pub fn parse(
+        query: Vec<(String, String)>,
+    ) -> Result<(ListParams, Vec<(String, String)>), ApiError> {
+        let mut params = ListParams::default();
+        let mut rest = Vec::new();
+        for (key, value) in query {
+            match key.as_str() {
+                "limit" => {
+                    params.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=LIST_LIMIT_MAX).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::parameter_invalid(
+                                "limit",
+                                format!("limit must be an integer from 1 to {LIST_LIMIT_MAX}."),
+                            )
+                        })?;
+                }
+                "starting_after" => {
+                    if value.is_empty() || value.len() > crate::config::ID_BYTES_MAX {
+                        return Err(ApiError::parameter_invalid(
+                            "starting_after",
+                            "starting_after must be an object id.",
+                        ));
+                    }
+                    params.starting_after = Some(Id::from(value));
+                }
+                "created[gte]" | "created[gt]" | "created[lte]" | "created[lt]" | "created" => {
+                    let t = value.parse::<i64>().map_err(|_| {
+                        ApiError::parameter_invalid(
+                            &key,
+                            format!("{key} must be an integer (unix seconds)."),
+                        )
+                    })?;
+                    let slot = match key.as_str() {
+                        "created[gte]" => &mut params.created.gte,
+                        "created[gt]" => &mut params.created.gt,
+                        "created[lte]" => &mut params.created.lte,
+                        "created[lt]" => &mut params.created.lt,
+                        _ => {
+                            // `created=<t>` means exactly that second.
+                            params.created.gte = Some(t);
+                            &mut params.created.lte
+                        }
+                    };
+                    *slot = Some(t);
+                }
+                _ => rest.push((key, value)),
+            }
+        }
+        Ok((params, rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_common_and_leaves_the_rest() {
+        let (p, rest) = ListParams::parse(q(&[
+            ("limit", "3"),
+            ("created[gte]", "10"),
+            ("customer", "cust_1"),
+        ]))
+        .unwrap();
+        assert_eq!(p.limit, 3);
+        assert!(p.created.contains(10) && !p.created.contains(9));
+        assert_eq!(rest, q(&[("customer", "cust_1")]));
+    }
+
+    #[test]
+    fn rejects_bad_limits() {
+        for bad in ["0", "101", "-1", "x", ""] {
+            assert_eq!(
+                ListParams::parse(q(&[("limit", bad)]))
+                    .unwrap_err()
+                    .param
+                    .as_deref(),
+                Some("limit")
+            );
+        }
+        assert!(ListParams::parse(q(&[("created[lt]", "soon")])).is_err());
+    }
+}

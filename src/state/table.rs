@@ -1,0 +1,136 @@
+//! A sharded id -> object map that also remembers insertion order for lists.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use parking_lot::RwLock;
+
+use super::list::ListParams;
+use crate::config::STATE_SHARDS;
+use crate::domain::Id;
+use crate::error::ApiError;
+
+struct Slot<T> {
+    /// Position in `order`: lists walk `order` backwards (newest first).
+    seq: usize,
+    value: T,
+}
+
+pub struct Table<T> {
+    shards: Box<[RwLock<HashMap<Id, Slot<T>>>]>,
+    /// Ids with their `created`, in the order they were first applied.
+    order: RwLock<Vec<(Id, i64)>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            shards: (0..STATE_SHARDS)
+                .map(|_| RwLock::new(HashMap::new()))
+                .collect(),
+            order: RwLock::new(Vec::new()),
+            hasher: Default::default(),
+        }
+    }
+}
+
+impl<T> Table<T> {
+    fn shard(&self, id: &str) -> &RwLock<HashMap<Id, Slot<T>>> {
+        let mut h = self.hasher.build_hasher();
+        id.hash(&mut h);
+        &self.shards[(h.finish() as usize) % self.shards.len()]
+    }
+
+    /// Calls `f` with the object, if there is one.
+    pub fn with<R>(&self, id: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.shard(id).read().get(id).map(|slot| f(&slot.value))
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.shard(id).read().contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Inserts or updates `id`: `f` gets the current object (to change in place,
+    /// returning `None`) or `None` for a new one (returning the object to insert,
+    /// or a replacement).
+    pub fn upsert(&self, id: Id, created: i64, f: impl FnOnce(Option<&mut T>) -> Option<T>) {
+        let mut shard = self.shard(&id).write();
+        if let Some(slot) = shard.get_mut(&id) {
+            if let Some(value) = f(Some(&mut slot.value)) {
+                slot.value = value;
+            }
+            return;
+        }
+        if let Some(value) = f(None) {
+            let mut order = self.order.write();
+            let seq = order.len();
+            order.push((id.clone(), created));
+            shard.insert(id, Slot { seq, value });
+        }
+    }
+
+    /// Changes an existing object in place; false if there is none.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut T)) -> bool {
+        match self.shard(id).write().get_mut(id) {
+            Some(slot) => {
+                f(&mut slot.value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Calls `f` for every object (used by checks and snapshots).
+    pub fn for_each(&self, mut f: impl FnMut(&T)) {
+        for shard in self.shards.iter() {
+            for slot in shard.read().values() {
+                f(&slot.value);
+            }
+        }
+    }
+
+    /// One page of a list, newest first: `emit` is called for each object that
+    /// passes `params` and `keep`. Returns `has_more`.
+    pub fn page(
+        &self,
+        params: &ListParams,
+        keep: impl Fn(&T) -> bool,
+        mut emit: impl FnMut(&T),
+    ) -> Result<bool, ApiError> {
+        let start = match &params.starting_after {
+            Some(cursor) => match self.shard(cursor).read().get(cursor.as_str()) {
+                Some(slot) => slot.seq,
+                None => return Err(ApiError::missing_reference("starting_after", cursor)),
+            },
+            None => usize::MAX,
+        };
+        let order = self.order.read();
+        let start = start.min(order.len());
+        let mut emitted = 0;
+        for (id, created) in order[..start].iter().rev() {
+            if !params.created.contains(*created) {
+                continue;
+            }
+            let shard = self.shard(id).read();
+            let Some(slot) = shard.get(id) else { continue };
+            if !keep(&slot.value) {
+                continue;
+            }
+            if emitted == params.limit {
+                return Ok(true);
+            }
+            emit(&slot.value);
+            emitted += 1;
+        }
+        Ok(false)
+    }
+}

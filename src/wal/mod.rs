@@ -1,0 +1,21 @@
+//! The write-ahead log: every mutation is a record here before it is answered.
+//!
+//! - `record`: what a record holds (the changes it makes, its idempotency entry).
+//! - `format`: segment files and record framing (magic, version, length, crc32).
+//! - `fs`: the file-system seam the WAL and snapshots write through (faults are injected here).
+//! - `reader`: scanning segments; a torn tail is cut off, anything else bad refuses to start.
+//! - `writer`: the group-commit thread: one write and one fdatasync per batch,
+//!   then the batch is applied to the state in log order and each caller is answered.
+
+pub mod dump;
+pub mod format;
+pub mod fs;
+pub mod reader;
+pub mod record;
+pub mod writer;
+
+pub use record::{Change, IdemEntry, Record};
+pub use writer::Wal;
+
+/// Sub-directory of the data directory that holds the segments.
+pub const WAL_DIR: &str = "wal";

@@ -1,0 +1,266 @@
+//! The group-commit writer: one thread owns the open segment.
+//!
+//! Callers encode and frame their record on their own thread, then hand it
+//! over a bounded queue. The writer takes everything that is waiting (up to
+//! `WAL_BATCH_RECORDS_MAX` / `WAL_BATCH_BYTES_MAX`), writes it with one
+//! `write` and one `fdatasync`, applies the records to the in-memory state in
+//! LSN order, and only then answers each caller. Records that arrive while a
+//! sync is in flight form the next batch, so batches grow with load.
+//!
+//! A failed write or sync poisons the log: the batch and everything after it
+//! answer `storage_unavailable`, and the writer never syncs again, since a
+//! retried fsync can report success for data the kernel already dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::format::{self, segment_file_name, segment_header};
+use super::fs::{AppendFile, FileSystem};
+use super::reader::LogEnd;
+use super::record::Record;
+use crate::config::{
+    WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_QUEUE_RECORDS_MAX, WAL_SEGMENT_BYTES_MAX,
+};
+use crate::error::{ApiError, StorageError};
+
+/// Applies a durable record to the in-memory state (the writer calls it in LSN order).
+pub type ApplyFn = Box<dyn FnMut(u64, Record) -> Result<(), StorageError> + Send>;
+
+/// Counters the writer keeps for `/metrics` and the benches.
+#[derive(Debug, Default)]
+pub struct WalStats {
+    pub records: AtomicU64,
+    pub batches: AtomicU64,
+    pub bytes: AtomicU64,
+    pub sync_micros_total: AtomicU64,
+    pub last_lsn: AtomicU64,
+}
+
+struct Job {
+    framed: Vec<u8>,
+    record: Record,
+    reply: oneshot::Sender<Result<u64, StorageError>>,
+}
+
+/// The handle callers append through. Cheap to share.
+pub struct Wal {
+    tx: SyncSender<Job>,
+    poisoned: Arc<AtomicBool>,
+    pub stats: Arc<WalStats>,
+}
+
+impl Wal {
+    /// Starts the writer thread after `end` (the result of reading the log).
+    pub fn start(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        end: &LogEnd,
+        apply: ApplyFn,
+    ) -> Result<Wal, StorageError> {
+        let (file, seg_path, seg_len) = match end.segments.last() {
+            Some(seg) => {
+                let f = fs
+                    .open_append(&seg.path)
+                    .map_err(|e| StorageError::io(&seg.path, e))?;
+                (f, seg.path.clone(), seg.valid_len)
+            }
+            None => create_segment(fs.as_ref(), dir, end.next_lsn)?,
+        };
+        let (tx, rx) = mpsc::sync_channel(WAL_QUEUE_RECORDS_MAX);
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WalStats::default());
+        stats.last_lsn.store(end.next_lsn - 1, Ordering::Relaxed);
+        let mut writer = Writer {
+            fs,
+            dir: dir.to_path_buf(),
+            file,
+            seg_path,
+            seg_len,
+            next_lsn: end.next_lsn,
+            poisoned: poisoned.clone(),
+            stats: stats.clone(),
+            apply,
+        };
+        std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StorageError::io(dir, e))?;
+        Ok(Wal {
+            tx,
+            poisoned,
+            stats,
+        })
+    }
+
+    /// Appends `record`; resolves once it is on disk and applied. Returns its LSN.
+    pub async fn append(&self, record: Record) -> Result<u64, ApiError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(ApiError::storage_unavailable());
+        }
+        let payload = record
+            .encode()
+            .map_err(|e| ApiError::internal(format!("encoding a WAL record: {e}")))?;
+        if payload.len() > crate::config::WAL_RECORD_BYTES_MAX {
+            return Err(ApiError::bad_request(
+                "request_too_large",
+                "The change is too large to record.",
+            ));
+        }
+        let mut framed = Vec::with_capacity(payload.len() + format::FRAME_HEADER_BYTES);
+        format::frame_into(&payload, &mut framed);
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Job {
+            framed,
+            record,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ApiError::overloaded("the write-ahead log")),
+            Err(TrySendError::Disconnected(_)) => return Err(ApiError::storage_unavailable()),
+        }
+        match rx.await {
+            Ok(Ok(lsn)) => Ok(lsn),
+            Ok(Err(StorageError::Inconsistent(reason))) => Err(ApiError::internal(format!(
+                "a durable record could not be applied: {reason}"
+            ))),
+            Ok(Err(_)) | Err(_) => Err(ApiError::storage_unavailable()),
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+}
+
+fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    first_lsn: u64,
+) -> Result<(Box<dyn AppendFile>, PathBuf, u64), StorageError> {
+    let path = dir.join(segment_file_name(first_lsn));
+    let mut f = fs
+        .create_new(&path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    let header = segment_header(first_lsn);
+    f.append(&header).map_err(|e| StorageError::io(&path, e))?;
+    f.sync_data().map_err(|e| StorageError::io(&path, e))?;
+    fs.sync_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    Ok((f, path, header.len() as u64))
+}
+
+struct Writer {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    file: Box<dyn AppendFile>,
+    seg_path: PathBuf,
+    seg_len: u64,
+    next_lsn: u64,
+    poisoned: Arc<AtomicBool>,
+    stats: Arc<WalStats>,
+    apply: ApplyFn,
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Job>) {
+        let mut batch: Vec<Job> = Vec::with_capacity(WAL_BATCH_RECORDS_MAX);
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        let mut carry: Option<Job> = None;
+        loop {
+            let first = match carry.take() {
+                Some(job) => job,
+                None => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return, // every sender is gone: shutting down
+                },
+            };
+            let mut bytes = first.framed.len();
+            batch.push(first);
+            while batch.len() < WAL_BATCH_RECORDS_MAX {
+                match rx.try_recv() {
+                    Ok(job) if bytes + job.framed.len() > WAL_BATCH_BYTES_MAX => {
+                        carry = Some(job);
+                        break;
+                    }
+                    Ok(job) => {
+                        bytes += job.framed.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch, &mut buf);
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Job>, buf: &mut Vec<u8>) {
+        if self.poisoned.load(Ordering::Acquire) {
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(StorageError::Poisoned));
+            }
+            return;
+        }
+        buf.clear();
+        for job in batch.iter() {
+            buf.extend_from_slice(&job.framed);
+        }
+        let started = Instant::now();
+        if let Err(e) = self.write_and_sync(buf) {
+            tracing::error!(error = %e, "storage fault: the write path is stopped until restart; nothing in this batch was acknowledged");
+            self.poisoned.store(true, Ordering::Release);
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(StorageError::Poisoned));
+            }
+            return;
+        }
+        let sync_micros = started.elapsed().as_micros() as u64;
+        self.stats
+            .sync_micros_total
+            .fetch_add(sync_micros, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .records
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        for job in batch.drain(..) {
+            let lsn = self.next_lsn;
+            self.next_lsn += 1;
+            let result = (self.apply)(lsn, job.record).map(|()| lsn);
+            if let Err(e) = &result {
+                // The record is durable but cannot be applied: a bug. Stop writing so the
+                // log and memory cannot drift further; a restart replays and reports it.
+                tracing::error!(lsn, error = %e, "a durable record could not be applied; stopping the write path");
+                self.poisoned.store(true, Ordering::Release);
+            }
+            let _ = job.reply.send(result);
+        }
+        self.stats
+            .last_lsn
+            .store(self.next_lsn - 1, Ordering::Relaxed);
+    }
+
+    fn write_and_sync(&mut self, buf: &[u8]) -> Result<(), StorageError> {
+        if self.seg_len > format::SEGMENT_HEADER_BYTES as u64
+            && self.seg_len + buf.len() as u64 > WAL_SEGMENT_BYTES_MAX
+        {
+            let (file, path, len) = create_segment(self.fs.as_ref(), &self.dir, self.next_lsn)?;
+            self.file = file;
+            self.seg_path = path;
+            self.seg_len = len;
+        }
+        self.file
+            .append(buf)
+            .map_err(|e| StorageError::io(&self.seg_path, e))?;
+        self.seg_len += buf.len() as u64;
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io(&self.seg_path, e))?;
+        Ok(())
+    }
+}
