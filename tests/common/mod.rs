@@ -1,0 +1,255 @@
+//! The one helper every black-box test uses: it starts the real
+//! `loyalty-ledger` binary on a free port with its own data directory, and
+//! talks to it over real HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SECRET_KEY: &str = "sk_test_0123456789";
+/// How long a server may take to become ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    agent: ureq::Agent,
+    /// Keeps the temporary data directory alive when the server made it.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub replayed: bool,
+}
+
+impl Resp {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {:?}", self.body)).to_string()
+    }
+}
+
+/// What a start that did not become ready ended with.
+pub struct Failed {
+    pub status: ExitStatus,
+    pub log: String,
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_loyalty-ledger")
+}
+
+fn launch(data: &Path, extra_env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve")
+        .arg("--data")
+        .arg(data)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--workers")
+        .arg("2")
+        .env("LEDGER_SECRET_KEY", SECRET_KEY)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start loyalty-ledger");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening on http://") {
+                let addr = line[i + "listening on http://".len()..].split_whitespace().next().unwrap_or("").to_string();
+                let _ = tx.send(addr);
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, log, rx)
+}
+
+impl Server {
+    /// A server on a fresh temporary data directory.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Server::start_in(tmp.path());
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on `data` (kept by the caller).
+    pub fn start_in(data: &Path) -> Server {
+        Server::try_start_in(data, &[]).unwrap_or_else(|f| panic!("server did not start ({}):\n{}", f.status, f.log))
+    }
+
+    /// Starts a server on `data`; a server that exits instead gives its status and log.
+    pub fn try_start_in(data: &Path, env: &[(&str, &str)]) -> Result<Server, Failed> {
+        let (mut child, log, rx) = launch(data, env);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                return Ok(Server {
+                    child: Some(child),
+                    base: format!("http://{addr}"),
+                    data: data.to_path_buf(),
+                    log,
+                    agent,
+                    _tmp: None,
+                });
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                std::thread::sleep(Duration::from_millis(50));
+                let log = log.lock().unwrap().join("\n");
+                return Err(Failed { status, log });
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server not ready after {START_TIMEOUT:?}:\n{}", log.lock().unwrap().join("\n"));
+            }
+        }
+    }
+
+    /// `kill -9` and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// kill -9, then start again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let tmp = self._tmp.take();
+        let mut next = Server::start_in(&self.data);
+        next._tmp = tmp;
+        *self = next;
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.agent.request(method, &format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let result = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let replayed = resp.header("Idempotent-Replayed") == Some("true");
+        let text = resp.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        assert!(status != 500, "{method} {path} answered 500: {body}");
+        Resp { status, body, replayed }
+    }
+
+    fn auth() -> String {
+        format!("Bearer {SECRET_KEY}")
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None, &[("Authorization", &Self::auth())])
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Resp {
+        self.request("POST", path, Some(&body.to_string()), &[("Authorization", &Self::auth())])
+    }
+
+    pub fn post_idem(&self, path: &str, body: Value, key: &str) -> Resp {
+        self.request(
+            "POST",
+            path,
+            Some(&body.to_string()),
+            &[("Authorization", &Self::auth()), ("Idempotency-Key", key)],
+        )
+    }
+
+    /// POST that must succeed; returns the body.
+    pub fn ok(&self, path: &str, body: Value) -> Value {
+        let r = self.post(path, body);
+        assert_eq!(r.status, 200, "POST {path}: {}", r.body);
+        r.body
+    }
+
+    /// GET that must succeed; returns the body.
+    pub fn get_ok(&self, path: &str) -> Value {
+        let r = self.get(path);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+        r.body
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The WAL segment files of a data directory, oldest first.
+pub fn wal_segments(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("wal"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "wal"));
+    files.sort();
+    files
+}
+
+/// Offsets of every record frame in a segment file.
+pub fn record_offsets(segment: &[u8]) -> Vec<usize> {
+    const SEGMENT_HEADER: usize = 32;
+    const FRAME_HEADER: usize = 12;
+    let mut offsets = Vec::new();
+    let mut pos = SEGMENT_HEADER;
+    while pos + FRAME_HEADER <= segment.len() {
+        let len = u32::from_le_bytes(segment[pos..pos + 4].try_into().unwrap()) as usize;
+        offsets.push(pos);
+        pos += FRAME_HEADER + len;
+    }
+    offsets
+}
+
+/// Copies a data directory (for trying many damaged variants of one original).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
