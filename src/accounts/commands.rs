@@ -2,11 +2,12 @@
 //! decides, and commits one record; it runs inside the account's actor, so no
 //! other change to the same account interleaves.
 
-use crate::domain::members::Account;
-use crate::domain::{metadata, Id, Metadata};
+use crate::domain::payments::Payment;
+use crate::domain::{Id, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
-use crate::wal::Change;
+
+use super::{earn, link};
 
 #[derive(Debug)]
 pub enum AccountCommand {
@@ -16,6 +17,12 @@ pub enum AccountCommand {
         customer: Option<Id>,
         metadata: Option<Metadata>,
     },
+    /// Complete `payment` as this member's purchase and earn for it, in one
+    /// record. The caller holds the payment's lock (or the payment is new).
+    Complete { payment: Payment },
+    /// Earn for a completed payment that has no award yet (`POST /v1/loyalty/awards`).
+    /// The caller holds the payment's lock.
+    Award { payment: Payment },
 }
 
 pub async fn execute(
@@ -26,61 +33,13 @@ pub async fn execute(
 ) -> Result<Reply, ApiError> {
     match cmd {
         AccountCommand::Update { customer, metadata } => {
-            update(ledger, id, customer, metadata, m).await
+            link::update(ledger, id, customer, metadata, m).await
+        }
+        AccountCommand::Complete { payment } => {
+            earn::earn(ledger, id, payment, earn::Mode::Complete, m).await
+        }
+        AccountCommand::Award { payment } => {
+            earn::earn(ledger, id, payment, earn::Mode::Award, m).await
         }
     }
-}
-
-async fn update(
-    ledger: &Ledger,
-    id: &Id,
-    customer: Option<Id>,
-    md: Option<Metadata>,
-    m: &Mutation,
-) -> Result<Reply, ApiError> {
-    let state = &ledger.state;
-    let (account, balance) = state
-        .accounts
-        .with(id, |e| (e.account.clone(), e.balance))
-        .ok_or_else(|| ApiError::not_found("loyalty_account", id))?;
-    let mut next: Account = account.clone();
-    let mut changes = Vec::with_capacity(2);
-    if let Some(md) = md {
-        next.metadata = metadata::merge(&account.metadata, md)?;
-    }
-    if let Some(cust_id) = customer {
-        match &account.customer {
-            Some(current) if *current == cust_id => {}
-            Some(current) => {
-                return Err(ApiError::conflict(
-                    "account_already_linked",
-                    format!("Loyalty account {id} is already linked to customer {current}."),
-                )
-                .with_param("customer"))
-            }
-            None => {
-                let mut cust = state
-                    .customers
-                    .with(&cust_id, Clone::clone)
-                    .ok_or_else(|| ApiError::missing_reference("customer", &cust_id))?;
-                if let Some(other) = &cust.loyalty_account {
-                    return Err(customer_already_linked(&cust_id, other));
-                }
-                cust.loyalty_account = Some(id.clone());
-                next.customer = Some(cust_id);
-                changes.push(Change::PutCustomer(cust));
-            }
-        }
-    }
-    let reply = Reply::json(200, &next.view(balance))?;
-    changes.push(Change::PutAccount(next));
-    ledger.commit_reply(m, changes, reply).await
-}
-
-pub fn customer_already_linked(customer: &str, account: &str) -> ApiError {
-    ApiError::conflict(
-        "customer_already_linked",
-        format!("Customer {customer} is already linked to loyalty account {account}."),
-    )
-    .with_param("customer")
 }

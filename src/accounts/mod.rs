@@ -4,10 +4,12 @@
 //! - `registry`: finds or starts the actor of an account, counts the messages
 //!   in flight, and lets an idle actor stop (its state stays in the state map).
 //! - `actor`: the actor; it runs one command at a time, start to fsync.
-//! - `commands`: what an account can be asked to do, and how each is done.
+//! - `commands`: what an account can be asked to do; `link` and `earn` do it.
 
 mod actor;
 pub mod commands;
+mod earn;
+pub mod link;
 mod registry;
 
 pub use actor::AccountActor;

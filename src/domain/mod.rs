@@ -1,9 +1,17 @@
 //! Pure rules of the ledger: ids, money, metadata and the objects themselves.
 //! Nothing here does IO or knows about actix; everything here is unit-tested.
+//!
+//! The structs are what the WAL stores (bincode, so no `skip_serializing_if`
+//! on them); each has a `view()` that adds `object` and derived fields for JSON.
 
+pub mod earning;
 pub mod ids;
 pub mod members;
 pub mod metadata;
+pub mod money;
+pub mod payments;
+pub mod points;
+pub mod program;
 
 pub use ids::{Id, IdKind};
 pub use metadata::Metadata;

@@ -147,7 +147,7 @@ async fn create_account_for(
     let _held = ledger.locks.lock(&[&cust_id]).await;
     let mut cust = existing_customer(ledger, &cust_id)?;
     if let Some(other) = &cust.loyalty_account {
-        return Err(accounts::commands::customer_already_linked(&cust_id, other));
+        return Err(accounts::link::customer_already_linked(&cust_id, other));
     }
     cust.loyalty_account = Some(account.id.clone());
     let account = Account {
@@ -230,7 +230,7 @@ pub async fn list_accounts(
     let has_more = ledger.state.accounts.page(
         &q.params,
         |e| customer.is_none_or(|c| e.account.customer.as_deref() == Some(c)),
-        |e| data.push(serde_json::to_value(e.account.view(e.balance)).unwrap_or_default()),
+        |e| data.push(respond::to_value(&e.account.view(e.balance))),
     )?;
-    respond::ok(&serde_json::json!({"object": "list", "data": data, "has_more": has_more}))
+    respond::list(data, has_more)
 }

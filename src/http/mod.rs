@@ -6,15 +6,20 @@
 //! - `body`, `query`: request parsing with the contract's error codes.
 //! - `auth`: readiness and Bearer-key checks in front of `/v1`.
 //! - `idempotency`: `Idempotency-Key` handling around every `POST`.
-//! - one file per resource: `members` (customers, loyalty accounts), `health`.
+//! - one file per resource: `members` (customers, loyalty accounts), `program`
+//!   (program and earning rules), `payments` (payments, awards),
+//!   `transactions` (the points ledger), `health`.
 
 mod auth;
 mod body;
 mod health;
 mod idempotency;
 mod members;
+mod payments;
+mod program;
 mod query;
 mod respond;
 pub mod server;
+mod transactions;
 
 pub use server::{routes, run};

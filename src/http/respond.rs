@@ -51,3 +51,13 @@ pub fn reply(r: Reply) -> HttpResponse {
 pub fn ok<T: Serialize>(value: &T) -> Result<HttpResponse, ApiError> {
     Ok(reply(Reply::json(200, value)?))
 }
+
+/// A view as a JSON value (views are plain structs: this cannot fail).
+pub fn to_value<T: Serialize>(view: &T) -> serde_json::Value {
+    serde_json::to_value(view).unwrap_or(serde_json::Value::Null)
+}
+
+/// 200 with a list page: `{"object":"list","data":[...],"has_more":bool}`.
+pub fn list(data: Vec<serde_json::Value>, has_more: bool) -> Result<HttpResponse, ApiError> {
+    ok(&serde_json::json!({"object": "list", "data": data, "has_more": has_more}))
+}

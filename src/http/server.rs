@@ -15,7 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
 
-use super::{auth, health, members};
+use super::{auth, health, members, payments, program, transactions};
 use crate::config::Config;
 use crate::domain::ids::random_secret;
 use crate::error::ApiError;
@@ -56,6 +56,39 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     resource("/loyalty/accounts/{id}")
                         .route(web::get().to(members::get_account))
                         .route(web::post().to(members::update_account)),
+                )
+                .service(
+                    resource("/loyalty/program")
+                        .route(web::get().to(program::get_program))
+                        .route(web::post().to(program::update_program)),
+                )
+                .service(
+                    resource("/loyalty/earning_rules")
+                        .route(web::post().to(program::create_rule))
+                        .route(web::get().to(program::list_rules)),
+                )
+                .service(
+                    resource("/loyalty/earning_rules/{id}")
+                        .route(web::get().to(program::get_rule))
+                        .route(web::post().to(program::update_rule)),
+                )
+                .service(
+                    resource("/payments")
+                        .route(web::post().to(payments::create))
+                        .route(web::get().to(payments::list)),
+                )
+                .service(resource("/payments/{id}").route(web::get().to(payments::get)))
+                .service(
+                    resource("/payments/{id}/complete")
+                        .route(web::post().to(payments::complete_route)),
+                )
+                .service(
+                    resource("/payments/{id}/fail").route(web::post().to(payments::fail_route)),
+                )
+                .service(resource("/loyalty/awards").route(web::post().to(payments::award)))
+                .service(resource("/loyalty/transactions").route(web::get().to(transactions::list)))
+                .service(
+                    resource("/loyalty/transactions/{id}").route(web::get().to(transactions::get)),
                 )
                 .default_service(web::to(route_not_found)),
         )

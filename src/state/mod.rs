@@ -15,24 +15,40 @@ pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use list::{CreatedRange, ListParams};
 pub use table::Table;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::RwLock;
+
+use crate::domain::earning::EarningRule;
 use crate::domain::members::{Account, Customer};
+use crate::domain::payments::Payment;
+use crate::domain::points::PointsTransaction;
+use crate::domain::program::Program;
+use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, Record};
 
-/// An account with its derived balance.
+/// An account with its derived balance and its transactions.
 #[derive(Debug, Clone)]
 pub struct AccountEntry {
     pub account: Account,
     /// Sum of the points of the account's transactions; changed only by applying one.
     pub balance: i64,
+    /// Ids of the account's points transactions, oldest first.
+    pub transactions: Vec<Id>,
 }
 
 #[derive(Default)]
 pub struct State {
     pub customers: Table<Customer>,
     pub accounts: Table<AccountEntry>,
+    pub program: RwLock<Program>,
+    pub earning_rules: Table<EarningRule>,
+    /// Every rule by currency (active or not): what completing a payment reads.
+    rules_by_currency: RwLock<HashMap<String, Vec<EarningRule>>>,
+    pub payments: Table<Payment>,
+    pub transactions: Table<PointsTransaction>,
     pub idempotency: IdemStore,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
@@ -45,6 +61,24 @@ impl State {
 
     pub fn applied_lsn(&self) -> u64 {
         self.applied_lsn.load(Ordering::Acquire)
+    }
+
+    pub fn program(&self) -> Program {
+        self.program.read().clone()
+    }
+
+    /// The active earning rules of `currency`.
+    pub fn active_rules(&self, currency: &str) -> Vec<EarningRule> {
+        self.rules_by_currency
+            .read()
+            .get(currency)
+            .map(|rules| rules.iter().filter(|r| r.active).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// An account's balance, if the account exists.
+    pub fn balance(&self, account: &str) -> Option<i64> {
+        self.accounts.with(account, |e| e.balance)
     }
 
     /// Applies one durable record. Errors mean the log contradicts itself.
@@ -75,10 +109,63 @@ impl State {
                     None => Some(AccountEntry {
                         account: a,
                         balance: 0,
+                        transactions: Vec::new(),
                     }),
                 });
             }
+            Change::PutProgram(p) => *self.program.write() = p,
+            Change::PutEarningRule(rule) => {
+                let mut by_currency = self.rules_by_currency.write();
+                let rules = by_currency.entry(rule.currency.clone()).or_default();
+                match rules.iter_mut().find(|r| r.id == rule.id) {
+                    Some(r) => *r = rule.clone(),
+                    None => rules.push(rule.clone()),
+                }
+                let (id, created) = (rule.id.clone(), rule.created);
+                self.earning_rules.upsert(id, created, |_| Some(rule));
+            }
+            Change::PutPayment(p) => {
+                let (id, created) = (p.id.clone(), p.created);
+                self.payments.upsert(id, created, |_| Some(p));
+            }
+            Change::PutTransaction(tx) => self.apply_transaction(tx)?,
         }
         Ok(())
+    }
+
+    /// Invariant 5: a balance moves only here, by a transaction's points, and
+    /// must land on the transaction's `balance_after` (invariant 3 checked live).
+    fn apply_transaction(&self, tx: PointsTransaction) -> Result<(), StorageError> {
+        if self.transactions.contains(&tx.id) {
+            return Err(StorageError::Inconsistent(format!(
+                "points transaction {} written twice",
+                tx.id
+            )));
+        }
+        let moved = self
+            .accounts
+            .update(&tx.account, |e| match e.balance.checked_add(tx.points) {
+                Some(b) if b == tx.balance_after => {
+                    e.balance = b;
+                    e.transactions.push(tx.id.clone());
+                    Ok(())
+                }
+                other => Err(format!(
+                    "transaction {} takes account {} from {} by {} to {:?}, but says {}",
+                    tx.id, tx.account, e.balance, tx.points, other, tx.balance_after
+                )),
+            });
+        match moved {
+            None => Err(StorageError::Inconsistent(format!(
+                "transaction {} names unknown account {}",
+                tx.id, tx.account
+            ))),
+            Some(Err(reason)) => Err(StorageError::Inconsistent(reason)),
+            Some(Ok(())) => {
+                let (id, created) = (tx.id.clone(), tx.created);
+                self.transactions.upsert(id, created, |_| Some(tx));
+                Ok(())
+            }
+        }
     }
 }

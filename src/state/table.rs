@@ -78,15 +78,12 @@ impl<T> Table<T> {
         }
     }
 
-    /// Changes an existing object in place; false if there is none.
-    pub fn update(&self, id: &str, f: impl FnOnce(&mut T)) -> bool {
-        match self.shard(id).write().get_mut(id) {
-            Some(slot) => {
-                f(&mut slot.value);
-                true
-            }
-            None => false,
-        }
+    /// Changes an existing object in place; `None` if there is none.
+    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        self.shard(id)
+            .write()
+            .get_mut(id)
+            .map(|slot| f(&mut slot.value))
     }
 
     /// Calls `f` for every object (used by checks and snapshots).
@@ -123,6 +120,39 @@ impl<T> Table<T> {
             let shard = self.shard(id).read();
             let Some(slot) = shard.get(id) else { continue };
             if !keep(&slot.value) {
+                continue;
+            }
+            if emitted == params.limit {
+                return Ok(true);
+            }
+            emit(&slot.value);
+            emitted += 1;
+        }
+        Ok(false)
+    }
+
+    /// Like `page`, over a subset of this table's ids given oldest first
+    /// (a per-account index, say); `created_of` reads an object's `created`.
+    pub fn page_subset(
+        &self,
+        ids: &[Id],
+        params: &ListParams,
+        created_of: impl Fn(&T) -> i64,
+        keep: impl Fn(&T) -> bool,
+        mut emit: impl FnMut(&T),
+    ) -> Result<bool, ApiError> {
+        let end = match &params.starting_after {
+            Some(cursor) => ids
+                .iter()
+                .rposition(|id| id == cursor)
+                .ok_or_else(|| ApiError::missing_reference("starting_after", cursor))?,
+            None => ids.len(),
+        };
+        let mut emitted = 0;
+        for id in ids[..end].iter().rev() {
+            let shard = self.shard(id).read();
+            let Some(slot) = shard.get(id) else { continue };
+            if !params.created.contains(created_of(&slot.value)) || !keep(&slot.value) {
                 continue;
             }
             if emitted == params.limit {

@@ -12,7 +12,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::WAL_RECORD_BYTES_MAX;
+use crate::domain::earning::EarningRule;
 use crate::domain::members::{Account, Customer};
+use crate::domain::payments::Payment;
+use crate::domain::points::PointsTransaction;
+use crate::domain::program::Program;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -36,7 +40,14 @@ pub struct IdemEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     PutCustomer(Customer),
+    /// Never changes a balance.
     PutAccount(Account),
+    PutProgram(Program),
+    PutEarningRule(EarningRule),
+    PutPayment(Payment),
+    /// A new points transaction: adds its points to its account's balance,
+    /// which must then equal its `balance_after`. Transactions are never re-put.
+    PutTransaction(PointsTransaction),
 }
 
 fn config() -> impl bincode::config::Config {

@@ -1,0 +1,96 @@
+//! Payments: amounts, status, the member they earned for.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Id, Metadata};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Completed,
+    Failed,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Completed => "completed",
+            PaymentStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub id: Id,
+    pub amount: i64,
+    /// Sum of the discounts of its redemptions.
+    pub amount_discount: i64,
+    pub amount_refunded: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    pub customer: Option<Id>,
+    pub metadata: Metadata,
+    pub redemptions: Vec<Id>,
+    /// The member the payment earned for (set when the award was evaluated).
+    pub loyalty_account: Option<Id>,
+    pub points_earned: i64,
+    /// The `earn` points transaction, if any points were earned.
+    pub award: Option<Id>,
+    pub created: i64,
+    pub completed_at: Option<i64>,
+}
+
+impl Payment {
+    pub fn amount_charged(&self) -> i64 {
+        self.amount - self.amount_discount
+    }
+
+    /// Whether earning was evaluated for a member (at completion or by a manual award).
+    pub fn is_awarded(&self) -> bool {
+        self.status == PaymentStatus::Completed && self.loyalty_account.is_some()
+    }
+
+    pub fn view(&self) -> PaymentView<'_> {
+        PaymentView {
+            id: &self.id,
+            object: "payment",
+            amount: self.amount,
+            amount_discount: self.amount_discount,
+            amount_charged: self.amount_charged(),
+            amount_refunded: self.amount_refunded,
+            currency: &self.currency,
+            status: self.status.as_str(),
+            customer: &self.customer,
+            metadata: &self.metadata,
+            redemptions: &self.redemptions,
+            loyalty_account: &self.loyalty_account,
+            points_earned: self.points_earned,
+            award: &self.award,
+            created: self.created,
+            completed_at: self.completed_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PaymentView<'a> {
+    pub id: &'a Id,
+    pub object: &'static str,
+    pub amount: i64,
+    pub amount_discount: i64,
+    pub amount_charged: i64,
+    pub amount_refunded: i64,
+    pub currency: &'a str,
+    pub status: &'static str,
+    pub customer: &'a Option<Id>,
+    pub metadata: &'a Metadata,
+    pub redemptions: &'a [Id],
+    pub loyalty_account: &'a Option<Id>,
+    pub points_earned: i64,
+    pub award: &'a Option<Id>,
+    pub created: i64,
+    pub completed_at: Option<i64>,
+}

@@ -1,0 +1,166 @@
+//! Points transactions: the only thing that moves a balance.
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::Id;
+
+/// Largest balance an account may reach; earning beyond it is cut (never overflows).
+pub const POINTS_BALANCE_MAX: i64 = 4_000_000_000_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxType {
+    Earn,
+    Redeem,
+    Release,
+    Clawback,
+}
+
+impl TxType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxType::Earn => "earn",
+            TxType::Redeem => "redeem",
+            TxType::Release => "release",
+            TxType::Clawback => "clawback",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TxType> {
+        Some(match s {
+            "earn" => TxType::Earn,
+            "redeem" => TxType::Redeem,
+            "release" => TxType::Release,
+            "clawback" => TxType::Clawback,
+            _ => return None,
+        })
+    }
+}
+
+/// What a transaction came from: every row names its payment, refund or redemption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    Payment {
+        payment: Id,
+        amount: i64,
+        currency: String,
+    },
+    Refund {
+        refund: Id,
+        payment: Id,
+    },
+    Redemption {
+        redemption: Id,
+        reward: Id,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsTransaction {
+    pub id: Id,
+    pub account: Id,
+    pub points: i64,
+    pub kind: TxType,
+    pub source: Source,
+    pub balance_after: i64,
+    pub created: i64,
+}
+
+/// The JSON form of a source: a flat object (`{"payment":..,"amount":..,"currency":..}`).
+pub struct SourceView<'a>(pub &'a Source);
+
+impl Serialize for SourceView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Source::Payment {
+                payment,
+                amount,
+                currency,
+            } => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("payment", payment)?;
+                m.serialize_entry("amount", amount)?;
+                m.serialize_entry("currency", currency)?;
+                m.end()
+            }
+            Source::Refund { refund, payment } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("refund", refund)?;
+                m.serialize_entry("payment", payment)?;
+                m.end()
+            }
+            Source::Redemption { redemption, reward } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("redemption", redemption)?;
+                m.serialize_entry("reward", reward)?;
+                m.end()
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PointsTransactionView<'a> {
+    pub id: &'a Id,
+    pub object: &'static str,
+    pub account: &'a Id,
+    pub points: i64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub source: SourceView<'a>,
+    pub balance_after: i64,
+    pub created: i64,
+}
+
+impl PointsTransaction {
+    pub fn view(&self) -> PointsTransactionView<'_> {
+        PointsTransactionView {
+            id: &self.id,
+            object: "points_transaction",
+            account: &self.account,
+            points: self.points,
+            kind: self.kind.as_str(),
+            source: SourceView(&self.source),
+            balance_after: self.balance_after,
+            created: self.created,
+        }
+    }
+
+    /// The payment this transaction joins to, if any.
+    pub fn payment(&self) -> Option<&Id> {
+        match &self.source {
+            Source::Payment { payment, .. } | Source::Refund { payment, .. } => Some(payment),
+            Source::Redemption { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_example_renders_exactly() {
+        let tx = PointsTransaction {
+            id: "ptx_7Qd3".into(),
+            account: "loy_9f2k".into(),
+            points: 42,
+            kind: TxType::Earn,
+            source: Source::Payment {
+                payment: "pay_5tNc".into(),
+                amount: 4200,
+                currency: "eur".into(),
+            },
+            balance_after: 42,
+            created: 1717113600,
+        };
+        let json = serde_json::to_value(tx.view()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id":"ptx_7Qd3","object":"points_transaction","account":"loy_9f2k","points":42,
+             "type":"earn","source":{"payment":"pay_5tNc","amount":4200,"currency":"eur"},
+             "balance_after":42,"created":1717113600})
+        );
+    }
+}
