@@ -41,7 +41,10 @@ impl Resp {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
     pub fn id(&self) -> String {
-        self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {:?}", self.body)).to_string()
+        self.body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {:?}", self.body))
+            .to_string()
     }
 }
 
@@ -55,7 +58,10 @@ fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_loyalty-ledger")
 }
 
-fn launch(data: &Path, extra_env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
+fn launch(
+    data: &Path,
+    extra_env: &[(&str, &str)],
+) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
     let mut cmd = Command::new(binary());
     cmd.arg("serve")
         .arg("--data")
@@ -80,7 +86,11 @@ fn launch(data: &Path, extra_env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<Stri
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(i) = line.find("listening on http://") {
-                let addr = line[i + "listening on http://".len()..].split_whitespace().next().unwrap_or("").to_string();
+                let addr = line[i + "listening on http://".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 let _ = tx.send(addr);
             }
             sink.lock().unwrap().push(line);
@@ -100,7 +110,8 @@ impl Server {
 
     /// A server on `data` (kept by the caller).
     pub fn start_in(data: &Path) -> Server {
-        Server::try_start_in(data, &[]).unwrap_or_else(|f| panic!("server did not start ({}):\n{}", f.status, f.log))
+        Server::try_start_in(data, &[])
+            .unwrap_or_else(|f| panic!("server did not start ({}):\n{}", f.status, f.log))
     }
 
     /// Starts a server on `data`; a server that exits instead gives its status and log.
@@ -109,7 +120,9 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
                 return Ok(Server {
                     child: Some(child),
                     base: format!("http://{addr}"),
@@ -126,7 +139,10 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("server not ready after {START_TIMEOUT:?}:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "server not ready after {START_TIMEOUT:?}:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         }
     }
@@ -152,8 +168,16 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
-        let mut req = self.agent.request(method, &format!("{}{}", self.base, path));
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
         for (k, v) in headers {
             req = req.set(k, v);
         }
@@ -171,7 +195,11 @@ impl Server {
         let text = resp.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         assert!(status != 500, "{method} {path} answered 500: {body}");
-        Resp { status, body, replayed }
+        Resp {
+            status,
+            body,
+            replayed,
+        }
     }
 
     fn auth() -> String {
@@ -183,7 +211,12 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, body: Value) -> Resp {
-        self.request("POST", path, Some(&body.to_string()), &[("Authorization", &Self::auth())])
+        self.request(
+            "POST",
+            path,
+            Some(&body.to_string()),
+            &[("Authorization", &Self::auth())],
+        )
     }
 
     pub fn post_idem(&self, path: &str, body: Value, key: &str) -> Resp {
