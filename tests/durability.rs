@@ -172,3 +172,68 @@ fn a_flipped_bit_in_a_middle_record_refuses_to_start() {
         assert_eq!(std::fs::read(&copy).unwrap(), damaged);
     }
 }
+
+#[test]
+fn acknowledged_completions_keep_their_award_exactly_once_after_kill_9() {
+    let mut s = Server::start();
+    s.ok(
+        "/v1/loyalty/earning_rules",
+        json!({"currency": "eur", "points": 1, "per_amount": 100}),
+    );
+    let members: Vec<String> = (0..8)
+        .map(|_| {
+            let c = s.ok("/v1/customers", json!({}))["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            s.ok("/v1/loyalty/accounts", json!({"customer": c}));
+            c
+        })
+        .collect();
+    let mut acked: Vec<Value> = Vec::new();
+    for cycle in 0..crash_cycles() {
+        let done = Mutex::new(Vec::<Value>::new());
+        let stop_at = Instant::now() + Duration::from_millis(250 + 131 * (cycle as u64 % 5));
+        std::thread::scope(|scope| {
+            for (t, cust) in members.iter().enumerate() {
+                let (s, done) = (&s, &done);
+                scope.spawn(move || {
+                    let mut i = 0u64;
+                    while Instant::now() < stop_at {
+                        let amount = 100 + (t as u64 * 37 + i * 11) % 5000;
+                        let r = if i % 2 == 0 {
+                            s.post("/v1/payments", json!({"amount": amount, "currency": "eur", "customer": cust, "confirm": true}))
+                        } else {
+                            let p = s.post("/v1/payments", json!({"amount": amount, "currency": "eur", "customer": cust}));
+                            if p.status != 200 {
+                                continue;
+                            }
+                            s.post(&format!("/v1/payments/{}/complete", p.id()), json!({}))
+                        };
+                        if r.status == 200 {
+                            done.lock().unwrap().push(r.body);
+                        }
+                        i += 1;
+                    }
+                });
+            }
+        });
+        acked.extend(done.into_inner().unwrap());
+        s.restart();
+        for p in &acked {
+            let got = s.get_ok(&format!("/v1/payments/{}", p["id"].as_str().unwrap()));
+            assert_eq!(
+                &got, p,
+                "cycle {cycle}: an acknowledged completion changed after kill -9"
+            );
+            assert_eq!(got["status"], "completed");
+            let tx = s.get_ok(&format!(
+                "/v1/loyalty/transactions/{}",
+                got["award"].as_str().unwrap()
+            ));
+            assert_eq!(tx["points"], got["points_earned"]);
+        }
+        common::assert_ledger_consistent(&s);
+    }
+    assert!(acked.len() > 10);
+}

@@ -286,3 +286,83 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every object of a list route, following `starting_after` cursors.
+pub fn list_all(s: &Server, path: &str) -> Vec<Value> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut out: Vec<Value> = Vec::new();
+    loop {
+        let page = match out.last() {
+            Some(last) => s.get_ok(&format!(
+                "{path}{sep}limit=100&starting_after={}",
+                last["id"].as_str().unwrap()
+            )),
+            None => s.get_ok(&format!("{path}{sep}limit=100")),
+        };
+        out.extend(page["data"].as_array().unwrap().iter().cloned());
+        if page["has_more"] != true {
+            return out;
+        }
+    }
+}
+
+/// The ledger invariants, checked through the API: for every account the
+/// balance is the sum of its transactions and each `balance_after` is the
+/// running sum; a payment earns at most once, and its clawbacks never exceed
+/// what it earned.
+pub fn assert_ledger_consistent(s: &Server) {
+    use std::collections::HashMap;
+    let accounts = list_all(s, "/v1/loyalty/accounts");
+    let mut earned: HashMap<String, i64> = HashMap::new();
+    let mut earn_rows: HashMap<String, usize> = HashMap::new();
+    let mut clawed: HashMap<String, i64> = HashMap::new();
+    for a in &accounts {
+        let id = a["id"].as_str().unwrap();
+        let mut txs = list_all(s, &format!("/v1/loyalty/transactions?account={id}"));
+        txs.reverse(); // oldest first
+        let mut running = 0i64;
+        for tx in &txs {
+            running += tx["points"].as_i64().unwrap();
+            assert_eq!(
+                tx["balance_after"].as_i64().unwrap(),
+                running,
+                "account {id}: running sum at {}",
+                tx["id"]
+            );
+            let payment = tx["source"]["payment"].as_str().map(str::to_string);
+            match tx["type"].as_str().unwrap() {
+                "earn" => {
+                    let p = payment.expect("earn names its payment");
+                    *earned.entry(p.clone()).or_default() += tx["points"].as_i64().unwrap();
+                    *earn_rows.entry(p).or_default() += 1;
+                }
+                "clawback" => {
+                    *clawed
+                        .entry(payment.expect("clawback names its payment"))
+                        .or_default() -= tx["points"].as_i64().unwrap()
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            a["balance"].as_i64().unwrap(),
+            running,
+            "account {id}: balance == sum(points)"
+        );
+    }
+    for (p, n) in &earn_rows {
+        assert_eq!(*n, 1, "payment {p} earned {n} times");
+        let payment = s.get_ok(&format!("/v1/payments/{p}"));
+        assert_eq!(
+            payment["points_earned"].as_i64().unwrap(),
+            earned[p],
+            "payment {p}: points_earned"
+        );
+    }
+    for (p, c) in &clawed {
+        assert!(
+            *c <= earned.get(p).copied().unwrap_or(0),
+            "payment {p}: clawed back {c} > earned"
+        );
+    }
+}
