@@ -57,6 +57,12 @@ impl ApiError {
         }
     }
 
+    /// Replaces the code (keeping type and status).
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
     /// Names the request parameter at fault.
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());

@@ -3,11 +3,12 @@
 //! other change to the same account interleaves.
 
 use crate::domain::payments::Payment;
+use crate::domain::refunds::Refund;
 use crate::domain::{Id, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 
-use super::{earn, link};
+use super::{clawback, earn, link};
 
 #[derive(Debug)]
 pub enum AccountCommand {
@@ -23,6 +24,9 @@ pub enum AccountCommand {
     /// Earn for a completed payment that has no award yet (`POST /v1/loyalty/awards`).
     /// The caller holds the payment's lock.
     Award { payment: Payment },
+    /// Refund `refund.amount` of `payment` (earned for this account) and claw
+    /// back the newly due points. The caller holds the payment's lock.
+    Refund { payment: Payment, refund: Refund },
 }
 
 pub async fn execute(
@@ -40,6 +44,9 @@ pub async fn execute(
         }
         AccountCommand::Award { payment } => {
             earn::earn(ledger, id, payment, earn::Mode::Award, m).await
+        }
+        AccountCommand::Refund { payment, refund } => {
+            clawback::refund(ledger, id, payment, refund, m).await
         }
     }
 }

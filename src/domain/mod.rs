@@ -12,6 +12,7 @@ pub mod money;
 pub mod payments;
 pub mod points;
 pub mod program;
+pub mod refunds;
 
 pub use ids::{Id, IdKind};
 pub use metadata::Metadata;

@@ -7,7 +7,7 @@
 //! - `auth`: readiness and Bearer-key checks in front of `/v1`.
 //! - `idempotency`: `Idempotency-Key` handling around every `POST`.
 //! - one file per resource: `members` (customers, loyalty accounts), `program`
-//!   (program and earning rules), `payments` (payments, awards),
+//!   (program and earning rules), `payments` (payments, awards), `refunds`,
 //!   `transactions` (the points ledger), `health`.
 
 mod auth;
@@ -18,6 +18,7 @@ mod members;
 mod payments;
 mod program;
 mod query;
+mod refunds;
 mod respond;
 pub mod server;
 mod transactions;

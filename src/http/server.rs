@@ -15,7 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
 
-use super::{auth, health, members, payments, program, transactions};
+use super::{auth, health, members, payments, program, refunds, transactions};
 use crate::config::Config;
 use crate::domain::ids::random_secret;
 use crate::error::ApiError;
@@ -85,6 +85,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/payments/{id}/fail").route(web::post().to(payments::fail_route)),
                 )
+                .service(
+                    resource("/refunds")
+                        .route(web::post().to(refunds::create))
+                        .route(web::get().to(refunds::list)),
+                )
+                .service(resource("/refunds/{id}").route(web::get().to(refunds::get)))
                 .service(resource("/loyalty/awards").route(web::post().to(payments::award)))
                 .service(resource("/loyalty/transactions").route(web::get().to(transactions::list)))
                 .service(

@@ -25,6 +25,7 @@ use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
 use crate::domain::program::Program;
+use crate::domain::refunds::Refund;
 use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, Record};
@@ -49,6 +50,7 @@ pub struct State {
     rules_by_currency: RwLock<HashMap<String, Vec<EarningRule>>>,
     pub payments: Table<Payment>,
     pub transactions: Table<PointsTransaction>,
+    pub refunds: Table<Refund>,
     pub idempotency: IdemStore,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
@@ -129,6 +131,10 @@ impl State {
                 self.payments.upsert(id, created, |_| Some(p));
             }
             Change::PutTransaction(tx) => self.apply_transaction(tx)?,
+            Change::PutRefund(r) => {
+                let (id, created) = (r.id.clone(), r.created);
+                self.refunds.upsert(id, created, |_| Some(r));
+            }
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
 use crate::domain::program::Program;
+use crate::domain::refunds::Refund;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -48,6 +49,7 @@ pub enum Change {
     /// A new points transaction: adds its points to its account's balance,
     /// which must then equal its `balance_after`. Transactions are never re-put.
     PutTransaction(PointsTransaction),
+    PutRefund(Refund),
 }
 
 fn config() -> impl bincode::config::Config {
