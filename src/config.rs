@@ -22,6 +22,12 @@ pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
 /// How long a stored idempotent response is kept (the contract says at least 24 h).
 pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 48 * 3600;
 
+/// Lists copy this many ids at a time out of a table's order, so a long scan
+/// never holds a lock the WAL writer needs.
+pub const LIST_SCAN_CHUNK: usize = 256;
+/// Idempotent responses kept at most; past it, keys older than 24 h are
+/// dropped early, and if that is not enough new keyed requests answer 503.
+pub const IDEMPOTENCY_KEYS_MAX: usize = 1_000_000;
 /// List pages: default and largest `limit`.
 pub const LIST_LIMIT_DEFAULT: usize = 10;
 pub const LIST_LIMIT_MAX: usize = 100;

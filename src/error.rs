@@ -147,7 +147,8 @@ impl ApiError {
             503,
             ErrorType::Api,
             "storage_unavailable",
-            "Storage is unavailable; the request was not applied. The server must be restarted.",
+            "Storage is unavailable: the request was not acknowledged (it may or may not survive a restart). \
+             Writes stay stopped until the server is restarted; retry with the same Idempotency-Key.",
         )
     }
 

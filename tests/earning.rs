@@ -190,6 +190,36 @@ fn a_link_after_completion_earns_only_by_one_manual_award() {
 }
 
 #[test]
+fn a_member_payment_that_earned_nothing_can_still_be_awarded_once() {
+    let s = Server::start();
+    let (cust, acct) = member(&s);
+    let p = s.ok(
+        "/v1/payments",
+        json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}),
+    );
+    assert_eq!(
+        (p["points_earned"].as_i64(), p["award"].clone()),
+        (Some(0), Value::Null),
+        "no rule yet"
+    );
+    s.ok(
+        "/v1/loyalty/earning_rules",
+        json!({"currency": "eur", "points": 1, "per_amount": 100}),
+    );
+    let awarded = s.ok("/v1/loyalty/awards", json!({"payment": p["id"]}));
+    assert_eq!(awarded["points_earned"], 42);
+    assert_eq!(
+        s.post("/v1/loyalty/awards", json!({"payment": p["id"]}))
+            .code(),
+        "payment_already_awarded"
+    );
+    assert_eq!(
+        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
+        42
+    );
+}
+
+#[test]
 fn several_rules_min_amount_and_currencies() {
     let s = Server::start();
     s.ok(

@@ -48,9 +48,10 @@ impl Payment {
         self.amount - self.amount_discount
     }
 
-    /// Whether earning was evaluated for a member (at completion or by a manual award).
+    /// Whether the payment has an award (an `earn` transaction). A payment
+    /// that completed without one may get it once by `POST /v1/loyalty/awards`.
     pub fn is_awarded(&self) -> bool {
-        self.status == PaymentStatus::Completed && self.loyalty_account.is_some()
+        self.award.is_some()
     }
 
     pub fn view(&self) -> PaymentView<'_> {

@@ -77,7 +77,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// `metadata.k` -> `metadata[k]`, the form the rest of the API names params in.
+fn param_name(path: &str) -> String {
+    if path == "." {
+        return path.to_string();
+    }
+    let mut parts = path.split('.');
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for p in parts {
+        out.push('[');
+        out.push_str(p);
+        out.push(']');
+    }
+    out
+}
+
 fn classify(path: &str, e: &serde_json::Error) -> ApiError {
+    let path = &param_name(path);
     let msg = e.to_string();
     if e.is_syntax() || e.is_eof() || e.is_io() {
         return ApiError::bad_request(
@@ -89,12 +105,12 @@ fn classify(path: &str, e: &serde_json::Error) -> ApiError {
         if path == "." {
             field.to_string()
         } else {
-            format!("{path}.{field}")
+            format!("{path}[{field}]")
         }
     };
     if let Some(field) = between_backticks(&msg, "unknown field `") {
         // The path already ends at the unknown field.
-        return ApiError::parameter_unknown(if path == "." { field } else { path });
+        return ApiError::parameter_unknown(if path == "." { field } else { path.as_str() });
     }
     if let Some(field) = between_backticks(&msg, "missing field `") {
         return ApiError::parameter_missing(&nested(field));
@@ -155,7 +171,7 @@ mod tests {
         let e = err(r#"{"amount":1,"inner":{"x":1,"y":2}}"#);
         assert_eq!(
             (e.code, e.param.as_deref()),
-            ("parameter_unknown", Some("inner.y"))
+            ("parameter_unknown", Some("inner[y]"))
         );
         let e = err(r#"{}"#);
         assert_eq!(

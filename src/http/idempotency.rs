@@ -64,6 +64,7 @@ where
             "idempotency_key_in_use",
             "A request with this Idempotency-Key is still being processed; retry shortly.",
         )),
+        Begin::Full => Err(ApiError::overloaded("idempotency keys")),
         Begin::Proceed(guard) => {
             let result = op(Mutation {
                 idem: Some(IdemRequest { key, fingerprint }),

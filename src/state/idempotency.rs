@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::config::IDEMPOTENCY_RETENTION_SECONDS;
+use crate::config::{IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_RETENTION_SECONDS};
+
+/// Past `IDEMPOTENCY_KEYS_MAX`, keys older than this may be dropped early
+/// (the contract promises 24 hours).
+const IDEMPOTENCY_RETENTION_SECONDS_MIN: i64 = 24 * 3600;
 use crate::wal::IdemEntry;
 
 #[derive(Debug, Clone)]
@@ -43,6 +47,8 @@ pub enum Begin {
     Reused,
     /// The first request with this key is still running.
     InFlight,
+    /// The store is full of keys younger than 24 hours.
+    Full,
     /// Run the request; the guard releases the key when dropped.
     Proceed(IdemGuard),
 }
@@ -61,7 +67,7 @@ impl Drop for IdemGuard {
 impl IdemStore {
     pub fn begin(&self, key: &str, fingerprint: [u8; 32], now: i64) -> Begin {
         let mut inner = self.inner.lock();
-        purge(&mut inner, now);
+        purge(&mut inner, now, IDEMPOTENCY_RETENTION_SECONDS);
         if let Some(stored) = inner.stored.get(key) {
             return if stored.fingerprint == fingerprint {
                 Begin::Replay(stored.clone())
@@ -69,9 +75,16 @@ impl IdemStore {
                 Begin::Reused
             };
         }
-        if !inner.in_flight.insert(key.to_string()) {
+        if inner.in_flight.contains(key) {
             return Begin::InFlight;
         }
+        if inner.stored.len() + inner.in_flight.len() >= IDEMPOTENCY_KEYS_MAX {
+            purge(&mut inner, now, IDEMPOTENCY_RETENTION_SECONDS_MIN);
+            if inner.stored.len() + inner.in_flight.len() >= IDEMPOTENCY_KEYS_MAX {
+                return Begin::Full;
+            }
+        }
+        inner.in_flight.insert(key.to_string());
         Begin::Proceed(IdemGuard {
             inner: self.inner.clone(),
             key: key.to_string(),
@@ -112,9 +125,10 @@ impl IdemStore {
     }
 }
 
-fn purge(inner: &mut Inner, now: i64) {
+/// Forgets responses older than `retention_seconds`.
+fn purge(inner: &mut Inner, now: i64, retention_seconds: i64) {
     while let Some((created, _)) = inner.by_age.front() {
-        if now - *created <= IDEMPOTENCY_RETENTION_SECONDS {
+        if now - *created <= retention_seconds {
             break;
         }
         let (created, key) = inner.by_age.pop_front().unwrap();

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use parking_lot::RwLock;
 
 use super::list::ListParams;
-use crate::config::STATE_SHARDS;
+use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS};
 use crate::domain::Id;
 use crate::error::ApiError;
 
@@ -62,20 +62,30 @@ impl<T> Table<T> {
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
     /// returning `None`) or `None` for a new one (returning the object to insert,
     /// or a replacement).
+    ///
+    /// Only one thread applies records (the WAL writer, or recovery before it),
+    /// so the existence check and the insert cannot race. A shard lock and the
+    /// order lock are never held together, so readers cannot deadlock it.
     pub fn upsert(&self, id: Id, created: i64, f: impl FnOnce(Option<&mut T>) -> Option<T>) {
-        let mut shard = self.shard(&id).write();
-        if let Some(slot) = shard.get_mut(&id) {
-            if let Some(value) = f(Some(&mut slot.value)) {
-                slot.value = value;
+        let value = {
+            let mut shard = self.shard(&id).write();
+            if let Some(slot) = shard.get_mut(&id) {
+                if let Some(value) = f(Some(&mut slot.value)) {
+                    slot.value = value;
+                }
+                return;
             }
-            return;
-        }
-        if let Some(value) = f(None) {
+            match f(None) {
+                Some(value) => value,
+                None => return,
+            }
+        };
+        let seq = {
             let mut order = self.order.write();
-            let seq = order.len();
             order.push((id.clone(), created));
-            shard.insert(id, Slot { seq, value });
-        }
+            order.len() - 1
+        };
+        self.shard(&id).write().insert(id, Slot { seq, value });
     }
 
     /// Changes an existing object in place; `None` if there is none.
@@ -110,23 +120,29 @@ impl<T> Table<T> {
             },
             None => usize::MAX,
         };
-        let order = self.order.read();
-        let start = start.min(order.len());
+        let mut end = start.min(self.order.read().len());
         let mut emitted = 0;
-        for (id, created) in order[..start].iter().rev() {
-            if !params.created.contains(*created) {
-                continue;
+        // Walk `order` backwards a chunk at a time, never holding the order lock
+        // while a shard is read (the writer takes them one at a time too).
+        while end > 0 {
+            let begin = end.saturating_sub(LIST_SCAN_CHUNK);
+            let chunk: Vec<(Id, i64)> = self.order.read()[begin..end].to_vec();
+            end = begin;
+            for (id, created) in chunk.iter().rev() {
+                if !params.created.contains(*created) {
+                    continue;
+                }
+                let shard = self.shard(id).read();
+                let Some(slot) = shard.get(id) else { continue };
+                if !keep(&slot.value) {
+                    continue;
+                }
+                if emitted == params.limit {
+                    return Ok(true);
+                }
+                emit(&slot.value);
+                emitted += 1;
             }
-            let shard = self.shard(id).read();
-            let Some(slot) = shard.get(id) else { continue };
-            if !keep(&slot.value) {
-                continue;
-            }
-            if emitted == params.limit {
-                return Ok(true);
-            }
-            emit(&slot.value);
-            emitted += 1;
         }
         Ok(false)
     }

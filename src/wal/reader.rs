@@ -65,13 +65,11 @@ pub fn read_log(
         let first_lsn = match format::parse_segment_header(&buf) {
             Ok(lsn) => lsn,
             Err(reason) => {
-                // A segment whose creation was cut short: only the newest, only zeros after.
-                let header_len = buf.len().min(SEGMENT_HEADER_BYTES);
-                let only_zeros_after = buf[header_len..].iter().all(|&b| b == 0);
-                if last
-                    && (buf.len() < SEGMENT_HEADER_BYTES || buf.iter().all(|&b| b == 0))
-                    && only_zeros_after
-                {
+                // A segment whose creation was cut short: only the newest, and only
+                // if what is there is a prefix of its expected header, or zeros.
+                let expected = format::segment_header(name_lsn);
+                let cut_short = buf.len() < SEGMENT_HEADER_BYTES && expected.starts_with(&buf);
+                if last && (cut_short || buf.iter().all(|&b| b == 0)) {
                     tracing::warn!(file = %path.display(), %reason, "removing a WAL segment whose creation was cut short");
                     if repair {
                         fs.remove(&path).map_err(|e| StorageError::io(&path, e))?;
@@ -89,10 +87,21 @@ pub fn read_log(
                 format!("header says first LSN {first_lsn}, file name says {name_lsn}"),
             ));
         }
-        if let Some(expected) = expected_lsn {
-            if first_lsn != expected {
+        match expected_lsn {
+            Some(expected) if first_lsn != expected => {
                 return Err(corrupt(16, format!("LSN gap: expected segment to start at {expected}, it starts at {first_lsn}")));
             }
+            None if first_lsn > from_lsn.max(1) => {
+                return Err(corrupt(
+                    16,
+                    format!(
+                        "records {} to {} are missing: the oldest segment starts at {first_lsn}",
+                        from_lsn.max(1),
+                        first_lsn - 1
+                    ),
+                ));
+            }
+            _ => {}
         }
         let scan = format::scan_frames(&buf, SEGMENT_HEADER_BYTES, WAL_RECORD_BYTES_MAX);
         match scan.tail {
@@ -138,4 +147,68 @@ pub fn read_log(
         next_lsn,
         torn,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::format::{frame_into, segment_file_name, segment_header};
+    use crate::wal::fs::RealFs;
+
+    fn write_segment(dir: &Path, first_lsn: u64, payloads: &[&[u8]]) {
+        let mut buf = segment_header(first_lsn).to_vec();
+        for p in payloads {
+            frame_into(p, &mut buf);
+        }
+        std::fs::write(dir.join(segment_file_name(first_lsn)), buf).unwrap();
+    }
+
+    fn read(dir: &Path) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        read_log(&RealFs, dir, 1, false, |lsn, p| {
+            out.push((lsn, p.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn segments_chain_by_lsn_and_gaps_are_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segment(dir.path(), 1, &[b"a", b"b"]);
+        write_segment(dir.path(), 3, &[b"c"]);
+        let got = read(dir.path()).unwrap();
+        assert_eq!(
+            got.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+
+        // The oldest segment gone: records 1..2 missing, never silently.
+        std::fs::remove_file(dir.path().join(segment_file_name(1))).unwrap();
+        let err = read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+
+        // A middle segment gone.
+        write_segment(dir.path(), 1, &[b"a", b"b"]);
+        write_segment(dir.path(), 5, &[b"e"]);
+        std::fs::remove_file(dir.path().join(segment_file_name(3))).unwrap();
+        assert!(read(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("LSN gap"));
+    }
+
+    #[test]
+    fn a_newest_segment_cut_short_in_its_header_is_torn_but_garbage_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segment(dir.path(), 1, &[b"a"]);
+        let newest = dir.path().join(segment_file_name(2));
+        std::fs::write(&newest, &segment_header(2)[..10]).unwrap();
+        assert_eq!(read(dir.path()).unwrap().len(), 1);
+        std::fs::write(&newest, b"garbage!!").unwrap();
+        assert!(matches!(
+            read(dir.path()),
+            Err(StorageError::Corrupt { .. })
+        ));
+    }
 }

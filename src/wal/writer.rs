@@ -106,10 +106,7 @@ impl Wal {
             .encode()
             .map_err(|e| ApiError::internal(format!("encoding a WAL record: {e}")))?;
         if payload.len() > crate::config::WAL_RECORD_BYTES_MAX {
-            return Err(ApiError::bad_request(
-                "request_too_large",
-                "The change is too large to record.",
-            ));
+            return Err(ApiError::too_large(crate::config::WAL_RECORD_BYTES_MAX));
         }
         let mut framed = Vec::with_capacity(payload.len() + format::FRAME_HEADER_BYTES);
         format::frame_into(&payload, &mut framed);
