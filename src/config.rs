@@ -74,4 +74,7 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Tests only: run on a manual clock starting this many seconds from now,
+    /// movable with `POST /v1/test/clock` (`LEDGER_TEST_CLOCK`).
+    pub test_clock_offset_seconds: Option<i64>,
 }

@@ -48,13 +48,7 @@ impl std::error::Error for ApiError {}
 
 impl ApiError {
     fn new(status: u16, kind: ErrorType, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind,
-            code,
-            message: message.into(),
-            param: None,
-        }
+        ApiError { status, kind, code, message: message.into(), param: None }
     }
 
     /// Replaces the code (keeping type and status).
@@ -79,19 +73,11 @@ impl ApiError {
     }
 
     pub fn parameter_missing(param: &str) -> Self {
-        Self::bad_request(
-            "parameter_missing",
-            format!("Missing required param: {param}."),
-        )
-        .with_param(param)
+        Self::bad_request("parameter_missing", format!("Missing required param: {param}.")).with_param(param)
     }
 
     pub fn parameter_unknown(param: &str) -> Self {
-        Self::bad_request(
-            "parameter_unknown",
-            format!("Received unknown parameter: {param}."),
-        )
-        .with_param(param)
+        Self::bad_request("parameter_unknown", format!("Received unknown parameter: {param}.")).with_param(param)
     }
 
     /// A referenced object (in a body or query) does not exist: 400.
@@ -101,13 +87,8 @@ impl ApiError {
 
     /// The object named by the URL does not exist: 404.
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(
-            404,
-            ErrorType::InvalidRequest,
-            "resource_missing",
-            format!("No such {what}: '{id}'."),
-        )
-        .with_param("id")
+        Self::new(404, ErrorType::InvalidRequest, "resource_missing", format!("No such {what}: '{id}'."))
+            .with_param("id")
     }
 
     pub fn route_not_found(method: &str, path: &str) -> Self {
@@ -154,22 +135,12 @@ impl ApiError {
 
     /// 503: a bounded queue is full; retry later.
     pub fn overloaded(what: &str) -> Self {
-        Self::new(
-            503,
-            ErrorType::Api,
-            "overloaded",
-            format!("Too many requests queued for {what}; retry later."),
-        )
+        Self::new(503, ErrorType::Api, "overloaded", format!("Too many requests queued for {what}; retry later."))
     }
 
     /// 503 while the server replays its log.
     pub fn not_ready() -> Self {
-        Self::new(
-            503,
-            ErrorType::Api,
-            "not_ready",
-            "The server is starting (replaying its log); retry shortly.",
-        )
+        Self::new(503, ErrorType::Api, "not_ready", "The server is starting (replaying its log); retry shortly.")
     }
 
     /// 500: a bug. Never expected; logged where it is made.
@@ -182,16 +153,9 @@ impl ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("i/o error on {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("corrupt data in {path} at offset {offset}: {reason}")]
-    Corrupt {
-        path: String,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { path: String, offset: u64, reason: String },
     #[error("the write path is stopped after an earlier storage fault")]
     Poisoned,
     #[error("the log cannot be applied: {0}")]
@@ -200,10 +164,7 @@ pub enum StorageError {
 
 impl StorageError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        StorageError::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
+        StorageError::Io { path: path.as_ref().display().to_string(), source }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::accounts::Registry;
 use crate::error::ApiError;
 use crate::locks::ObjectLocks;
 use crate::state::State;
-use crate::timer::Clock;
+use crate::timer::{Clock, ManualClock};
 use crate::wal::fs::FileSystem;
 use crate::wal::{Change, IdemEntry, Record, Wal};
 
@@ -41,8 +41,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
-        let body = serde_json::to_vec(value)
-            .map_err(|e| ApiError::internal(format!("rendering a response: {e}")))?;
+        let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("rendering a response: {e}")))?;
         Ok(Reply { status, body })
     }
 }
@@ -54,6 +53,8 @@ pub struct Ledger {
     pub accounts: Registry,
     pub locks: ObjectLocks,
     pub clock: Arc<dyn Clock>,
+    /// Set when the server runs on a manual clock (tests only: `LEDGER_TEST_CLOCK`).
+    pub manual_clock: Option<Arc<ManualClock>>,
     /// The bearer key for `/v1`.
     pub secret_key: String,
     wal: OnceLock<Wal>,
@@ -61,12 +62,7 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(
-        data_dir: PathBuf,
-        fs: Arc<dyn FileSystem>,
-        clock: Arc<dyn Clock>,
-        secret_key: String,
-    ) -> Self {
+    pub fn new(data_dir: PathBuf, fs: Arc<dyn FileSystem>, clock: Arc<dyn Clock>, secret_key: String) -> Self {
         Ledger {
             data_dir,
             fs,
@@ -74,6 +70,7 @@ impl Ledger {
             accounts: Registry::default(),
             locks: ObjectLocks::default(),
             clock,
+            manual_clock: None,
             secret_key,
             wal: OnceLock::new(),
             ready: AtomicBool::new(false),
@@ -112,23 +109,14 @@ impl Ledger {
     }
 
     /// Makes `changes` durable and answers the already rendered `reply`.
-    pub async fn commit_reply(
-        &self,
-        m: &Mutation,
-        changes: Vec<Change>,
-        reply: Reply,
-    ) -> Result<Reply, ApiError> {
+    pub async fn commit_reply(&self, m: &Mutation, changes: Vec<Change>, reply: Reply) -> Result<Reply, ApiError> {
         let idem = m.idem.as_ref().map(|r| IdemEntry {
             key: r.key.clone(),
             fingerprint: r.fingerprint,
             status: reply.status,
             body: reply.body.clone(),
         });
-        let record = Record {
-            time: self.now(),
-            idem,
-            changes,
-        };
+        let record = Record { time: self.now(), idem, changes };
         let wal = self.wal.get().ok_or_else(ApiError::not_ready)?;
         wal.append(record).await?;
         Ok(reply)

@@ -25,10 +25,7 @@ pub struct Held<'a> {
 
 impl Default for ObjectLocks {
     fn default() -> Self {
-        ObjectLocks {
-            stripes: (0..OBJECT_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            hasher: Default::default(),
-        }
+        ObjectLocks { stripes: (0..OBJECT_LOCK_STRIPES).map(|_| Mutex::new(())).collect(), hasher: Default::default() }
     }
 }
 

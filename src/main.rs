@@ -10,12 +10,7 @@ use loyalty_ledger::config::{Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR};
 use loyalty_ledger::http;
 
 #[derive(Parser)]
-#[command(
-    name = "loyalty-ledger",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "loyalty-ledger", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -66,9 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Wal {
-            command: WalCommand::Dump(args),
-        }) => loyalty_ledger::wal::dump::dump(&args.data),
+        Some(Command::Wal { command: WalCommand::Dump(args) }) => loyalty_ledger::wal::dump::dump(&args.data),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +78,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         secret_key: std::env::var("LEDGER_SECRET_KEY").ok(),
         workers: args.workers,
+        test_clock_offset_seconds: match std::env::var("LEDGER_TEST_CLOCK") {
+            Ok(v) => {
+                Some(v.trim().parse().map_err(|_| anyhow::anyhow!("LEDGER_TEST_CLOCK must be an integer (seconds)"))?)
+            }
+            Err(_) => None,
+        },
     };
     actix_web::rt::System::new().block_on(http::run(config))
 }

@@ -24,10 +24,7 @@ pub struct RecoverySummary {
 pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
     let started = Instant::now();
     let dir = ledger.data_dir.join(WAL_DIR);
-    ledger
-        .fs
-        .create_dir_all(&dir)
-        .map_err(|e| StorageError::io(&dir, e))?;
+    ledger.fs.create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
     let state = ledger.state.clone();
     let mut records = 0u64;
     let end = read_log(ledger.fs.as_ref(), &dir, 1, true, |lsn, payload| {
@@ -38,12 +35,7 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
         Ok(())
     })?;
     let live_state = ledger.state.clone();
-    let wal = Wal::start(
-        ledger.fs.clone(),
-        &dir,
-        &end,
-        Box::new(move |lsn, record| live_state.apply(lsn, record)),
-    )?;
+    let wal = Wal::start(ledger.fs.clone(), &dir, &end, Box::new(move |lsn, record| live_state.apply(lsn, record)))?;
     let summary = RecoverySummary {
         records,
         segments: end.segments.len(),

@@ -12,10 +12,7 @@ use serde_json::{json, Value};
 
 /// kill -9 cycles (more by hand: `LEDGER_CRASH_CYCLES=200 cargo test --test durability`).
 fn crash_cycles() -> usize {
-    std::env::var("LEDGER_CRASH_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+    std::env::var("LEDGER_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
 }
 
 #[test]
@@ -32,16 +29,11 @@ fn acknowledged_writes_survive_kill_9_under_load() {
                 scope.spawn(move || {
                     let mut i = 0;
                     while Instant::now() < stop_at {
-                        let c = s.post(
-                            "/v1/customers",
-                            json!({"name": format!("c{cycle}-{t}-{i}")}),
-                        );
+                        let c = s.post("/v1/customers", json!({"name": format!("c{cycle}-{t}-{i}")}));
                         if c.status != 200 {
                             continue;
                         }
-                        done.lock()
-                            .unwrap()
-                            .push((format!("/v1/customers/{}", c.id()), c.body.clone()));
+                        done.lock().unwrap().push((format!("/v1/customers/{}", c.id()), c.body.clone()));
                         let a = s.post(
                             "/v1/loyalty/accounts",
                             json!({"customer": c.id(), "metadata": {"i": i.to_string()}}),
@@ -66,10 +58,7 @@ fn acknowledged_writes_survive_kill_9_under_load() {
         for (path, body) in &acked {
             let got = s.get(path);
             assert_eq!(got.status, 200, "cycle {cycle}: {path} lost after kill -9");
-            assert_eq!(
-                &got.body, body,
-                "cycle {cycle}: {path} changed after kill -9"
-            );
+            assert_eq!(&got.body, body, "cycle {cycle}: {path} changed after kill -9");
         }
     }
     assert!(acked.len() > 10, "the load did some work");
@@ -80,12 +69,7 @@ fn data_with_records() -> (tempfile::TempDir, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_in(dir.path());
     let ids: Vec<String> = (0..5)
-        .map(|i| {
-            s.ok("/v1/customers", json!({"name": format!("n{i}")}))["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|i| s.ok("/v1/customers", json!({"name": format!("n{i}")}))["id"].as_str().unwrap().to_string())
         .collect();
     drop(s);
     (dir, ids)
@@ -101,38 +85,19 @@ fn a_wal_cut_at_every_byte_of_its_last_record_starts_and_keeps_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(orig.path(), dir.path());
         let copy = dir.path().join("wal").join(seg.file_name().unwrap());
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&copy)
-            .unwrap()
-            .set_len(cut as u64)
-            .unwrap();
+        std::fs::OpenOptions::new().write(true).open(&copy).unwrap().set_len(cut as u64).unwrap();
         let s = Server::try_start_in(dir.path(), &[])
             .unwrap_or_else(|f| panic!("cut at {cut}: refused to start:\n{}", f.log));
         for id in &ids[..4] {
-            assert_eq!(
-                s.get(&format!("/v1/customers/{id}")).status,
-                200,
-                "cut at {cut}: lost {id}"
-            );
+            assert_eq!(s.get(&format!("/v1/customers/{id}")).status, 200, "cut at {cut}: lost {id}");
         }
-        assert_eq!(
-            s.get(&format!("/v1/customers/{}", ids[4])).status,
-            404,
-            "cut at {cut}"
-        );
+        assert_eq!(s.get(&format!("/v1/customers/{}", ids[4])).status, 404, "cut at {cut}");
         if cut > last {
-            assert!(
-                s.log().contains("torn"),
-                "cut at {cut}: a warning is logged"
-            );
+            assert!(s.log().contains("torn"), "cut at {cut}: a warning is logged");
         }
         if cut == last + 1 || cut + 1 == bytes.len() {
             // New writes go after the cut and survive another restart.
-            let fresh = s.ok("/v1/customers", json!({"name": "after"}))["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let fresh = s.ok("/v1/customers", json!({"name": "after"}))["id"].as_str().unwrap().to_string();
             drop(s);
             let s = Server::start_in(dir.path());
             assert_eq!(s.get(&format!("/v1/customers/{fresh}")).status, 200);
@@ -163,11 +128,7 @@ fn a_flipped_bit_in_a_middle_record_refuses_to_start() {
         assert!(!failed.status.success());
         let name = seg.file_name().unwrap().to_str().unwrap();
         assert!(failed.log.contains(name), "names the file: {}", failed.log);
-        assert!(
-            failed.log.contains(&format!("offset {middle}")),
-            "names the offset {middle}: {}",
-            failed.log
-        );
+        assert!(failed.log.contains(&format!("offset {middle}")), "names the offset {middle}: {}", failed.log);
         // Nothing was cut: the file is as the operator left it.
         assert_eq!(std::fs::read(&copy).unwrap(), damaged);
     }
@@ -176,16 +137,10 @@ fn a_flipped_bit_in_a_middle_record_refuses_to_start() {
 #[test]
 fn acknowledged_completions_keep_their_award_exactly_once_after_kill_9() {
     let mut s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let members: Vec<String> = (0..8)
         .map(|_| {
-            let c = s.ok("/v1/customers", json!({}))["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let c = s.ok("/v1/customers", json!({}))["id"].as_str().unwrap().to_string();
             s.ok("/v1/loyalty/accounts", json!({"customer": c}));
             c
         })
@@ -202,9 +157,13 @@ fn acknowledged_completions_keep_their_award_exactly_once_after_kill_9() {
                     while Instant::now() < stop_at {
                         let amount = 100 + (t as u64 * 37 + i * 11) % 5000;
                         let r = if i % 2 == 0 {
-                            s.post("/v1/payments", json!({"amount": amount, "currency": "eur", "customer": cust, "confirm": true}))
+                            s.post(
+                                "/v1/payments",
+                                json!({"amount": amount, "currency": "eur", "customer": cust, "confirm": true}),
+                            )
                         } else {
-                            let p = s.post("/v1/payments", json!({"amount": amount, "currency": "eur", "customer": cust}));
+                            let p =
+                                s.post("/v1/payments", json!({"amount": amount, "currency": "eur", "customer": cust}));
                             if p.status != 200 {
                                 continue;
                             }
@@ -222,15 +181,9 @@ fn acknowledged_completions_keep_their_award_exactly_once_after_kill_9() {
         s.restart();
         for p in &acked {
             let got = s.get_ok(&format!("/v1/payments/{}", p["id"].as_str().unwrap()));
-            assert_eq!(
-                &got, p,
-                "cycle {cycle}: an acknowledged completion changed after kill -9"
-            );
+            assert_eq!(&got, p, "cycle {cycle}: an acknowledged completion changed after kill -9");
             assert_eq!(got["status"], "completed");
-            let tx = s.get_ok(&format!(
-                "/v1/loyalty/transactions/{}",
-                got["award"].as_str().unwrap()
-            ));
+            let tx = s.get_ok(&format!("/v1/loyalty/transactions/{}", got["award"].as_str().unwrap()));
             assert_eq!(tx["points"], got["points_earned"]);
         }
         common::assert_ledger_consistent(&s);

@@ -19,24 +19,15 @@ fn member(s: &Server) -> (String, String) {
 #[test]
 fn the_seed_example_earns_42_points() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let (cust, acct) = member(&s);
-    let p = s.ok(
-        "/v1/payments",
-        json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}),
-    );
+    let p = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
     assert_eq!(p["status"], "completed");
     assert_eq!(p["amount_charged"], 4200);
     assert_eq!(p["points_earned"], 42);
     assert_eq!(p["loyalty_account"], acct.as_str());
     assert!(p["completed_at"].as_i64().is_some());
-    let tx = s.get_ok(&format!(
-        "/v1/loyalty/transactions/{}",
-        p["award"].as_str().unwrap()
-    ));
+    let tx = s.get_ok(&format!("/v1/loyalty/transactions/{}", p["award"].as_str().unwrap()));
     assert_eq!(
         tx,
         json!({"id": tx["id"], "object": "points_transaction", "account": acct, "points": 42, "type": "earn",
@@ -44,19 +35,13 @@ fn the_seed_example_earns_42_points() {
                "balance_after": 42, "created": tx["created"]})
     );
     assert!(tx["id"].as_str().unwrap().starts_with("ptx_"));
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
-        42
-    );
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 42);
 }
 
 #[test]
 fn member_resolution_order() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let (cust, via_customer) = member(&s);
     let via_metadata = id(&s.ok("/v1/loyalty/accounts", json!({})));
     // Customer beats metadata.
@@ -67,23 +52,16 @@ fn member_resolution_order() {
     );
     assert_eq!(p["loyalty_account"], via_customer.as_str());
     // Metadata alone.
-    let p = s.ok("/v1/payments", json!({"amount": 2000, "currency": "eur", "metadata": {"loyalty_account": via_metadata}, "confirm": true}));
-    assert_eq!(
-        (p["loyalty_account"].as_str(), p["points_earned"].as_i64()),
-        (Some(via_metadata.as_str()), Some(20))
-    );
-    // An unlinked customer falls through to metadata, or to nobody.
-    let unlinked = id(&s.ok("/v1/customers", json!({})));
     let p = s.ok(
         "/v1/payments",
-        json!({"amount": 3000, "currency": "eur", "customer": unlinked, "confirm": true}),
+        json!({"amount": 2000, "currency": "eur", "metadata": {"loyalty_account": via_metadata}, "confirm": true}),
     );
+    assert_eq!((p["loyalty_account"].as_str(), p["points_earned"].as_i64()), (Some(via_metadata.as_str()), Some(20)));
+    // An unlinked customer falls through to metadata, or to nobody.
+    let unlinked = id(&s.ok("/v1/customers", json!({})));
+    let p = s.ok("/v1/payments", json!({"amount": 3000, "currency": "eur", "customer": unlinked, "confirm": true}));
     assert_eq!(
-        (
-            p["loyalty_account"].clone(),
-            p["points_earned"].as_i64(),
-            p["award"].clone()
-        ),
+        (p["loyalty_account"].clone(), p["points_earned"].as_i64(), p["award"].clone()),
         (Value::Null, Some(0), Value::Null)
     );
     let p = s.ok(
@@ -93,99 +71,53 @@ fn member_resolution_order() {
     );
     assert_eq!(p["loyalty_account"], via_metadata.as_str());
     // Metadata naming no account earns nothing.
-    let p = s.ok("/v1/payments", json!({"amount": 3000, "currency": "eur", "metadata": {"loyalty_account": "loy_nobody"}, "confirm": true}));
+    let p = s.ok(
+        "/v1/payments",
+        json!({"amount": 3000, "currency": "eur", "metadata": {"loyalty_account": "loy_nobody"}, "confirm": true}),
+    );
     assert_eq!(p["loyalty_account"], Value::Null);
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{via_customer}"))["balance"],
-        10
-    );
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{via_metadata}"))["balance"],
-        50
-    );
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{via_customer}"))["balance"], 10);
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{via_metadata}"))["balance"], 50);
     assert_ledger_consistent(&s);
 }
 
 #[test]
 fn a_link_after_completion_earns_only_by_one_manual_award() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let cust = id(&s.ok("/v1/customers", json!({})));
-    let p = s.ok(
-        "/v1/payments",
-        json!({"amount": 4200, "currency": "eur", "customer": cust}),
-    );
+    let p = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust}));
     assert_eq!(p["status"], "pending");
     let p = s.ok(&format!("/v1/payments/{}/complete", id(&p)), json!({}));
     assert_eq!(p["points_earned"], 0);
     let acct = id(&s.ok("/v1/loyalty/accounts", json!({"customer": cust})));
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
-        0,
-        "no retroactive earning"
-    );
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 0, "no retroactive earning");
     let awarded = s.ok("/v1/loyalty/awards", json!({"payment": p["id"]}));
     assert_eq!(
-        (
-            awarded["points_earned"].as_i64(),
-            awarded["loyalty_account"].as_str()
-        ),
+        (awarded["points_earned"].as_i64(), awarded["loyalty_account"].as_str()),
         (Some(42), Some(acct.as_str()))
     );
     let r = s.post("/v1/loyalty/awards", json!({"payment": p["id"]}));
     assert_eq!((r.status, r.code()), (409, "payment_already_awarded"));
-    let r = s.post(
-        "/v1/loyalty/awards",
-        json!({"payment": p["id"], "account": acct}),
-    );
+    let r = s.post("/v1/loyalty/awards", json!({"payment": p["id"], "account": acct}));
     assert_eq!((r.status, r.code()), (409, "payment_already_awarded"));
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
-        42
-    );
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 42);
 
     // A payment that earned at completion cannot be awarded again; bad awards change nothing.
-    let done = s.ok(
-        "/v1/payments",
-        json!({"amount": 100, "currency": "eur", "customer": cust, "confirm": true}),
-    );
-    assert_eq!(
-        s.post("/v1/loyalty/awards", json!({"payment": done["id"]}))
-            .code(),
-        "payment_already_awarded"
-    );
+    let done = s.ok("/v1/payments", json!({"amount": 100, "currency": "eur", "customer": cust, "confirm": true}));
+    assert_eq!(s.post("/v1/loyalty/awards", json!({"payment": done["id"]})).code(), "payment_already_awarded");
     let pending = s.ok("/v1/payments", json!({"amount": 100, "currency": "eur"}));
-    let r = s.post(
-        "/v1/loyalty/awards",
-        json!({"payment": pending["id"], "account": acct}),
-    );
+    let r = s.post("/v1/loyalty/awards", json!({"payment": pending["id"], "account": acct}));
     assert_eq!((r.status, r.code()), (409, "payment_not_completed"));
-    let nobody = s.ok(
-        "/v1/payments",
-        json!({"amount": 100, "currency": "eur", "confirm": true}),
-    );
+    let nobody = s.ok("/v1/payments", json!({"amount": 100, "currency": "eur", "confirm": true}));
     let r = s.post("/v1/loyalty/awards", json!({"payment": nobody["id"]}));
     assert_eq!((r.status, r.code()), (400, "parameter_missing"));
+    assert_eq!(s.post("/v1/loyalty/awards", json!({"payment": "pay_nope"})).code(), "resource_missing");
     assert_eq!(
-        s.post("/v1/loyalty/awards", json!({"payment": "pay_nope"}))
-            .code(),
+        s.post("/v1/loyalty/awards", json!({"payment": nobody["id"], "account": "loy_nope"})).code(),
         "resource_missing"
     );
-    assert_eq!(
-        s.post(
-            "/v1/loyalty/awards",
-            json!({"payment": nobody["id"], "account": "loy_nope"})
-        )
-        .code(),
-        "resource_missing"
-    );
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
-        43
-    );
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 43);
     assert_ledger_consistent(&s);
 }
 
@@ -193,53 +125,28 @@ fn a_link_after_completion_earns_only_by_one_manual_award() {
 fn a_member_payment_that_earned_nothing_can_still_be_awarded_once() {
     let s = Server::start();
     let (cust, acct) = member(&s);
-    let p = s.ok(
-        "/v1/payments",
-        json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}),
-    );
-    assert_eq!(
-        (p["points_earned"].as_i64(), p["award"].clone()),
-        (Some(0), Value::Null),
-        "no rule yet"
-    );
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    let p = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    assert_eq!((p["points_earned"].as_i64(), p["award"].clone()), (Some(0), Value::Null), "no rule yet");
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let awarded = s.ok("/v1/loyalty/awards", json!({"payment": p["id"]}));
     assert_eq!(awarded["points_earned"], 42);
-    assert_eq!(
-        s.post("/v1/loyalty/awards", json!({"payment": p["id"]}))
-            .code(),
-        "payment_already_awarded"
-    );
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
-        42
-    );
+    assert_eq!(s.post("/v1/loyalty/awards", json!({"payment": p["id"]})).code(), "payment_already_awarded");
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 42);
 }
 
 #[test]
 fn several_rules_min_amount_and_currencies() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let bonus = s.ok(
         "/v1/loyalty/earning_rules",
         json!({"currency": "eur", "points": 5, "per_amount": 1000, "min_amount": 5000}),
     );
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "usd", "points": 3, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "usd", "points": 3, "per_amount": 100}));
     let (cust, acct) = member(&s);
     let pay = |amount: i64, currency: &str| -> i64 {
-        s.ok(
-            "/v1/payments",
-            json!({"amount": amount, "currency": currency, "customer": cust, "confirm": true}),
-        )["points_earned"]
+        s.ok("/v1/payments", json!({"amount": amount, "currency": currency, "customer": cust, "confirm": true}))
+            ["points_earned"]
             .as_i64()
             .unwrap()
     };
@@ -247,55 +154,31 @@ fn several_rules_min_amount_and_currencies() {
     assert_eq!(pay(5000, "eur"), 50 + 25);
     assert_eq!(pay(1000, "usd"), 30);
     assert_eq!(pay(100_000, "jpy"), 0, "another currency earns nothing");
-    s.ok(
-        &format!("/v1/loyalty/earning_rules/{}", id(&bonus)),
-        json!({"active": false}),
-    );
+    s.ok(&format!("/v1/loyalty/earning_rules/{}", id(&bonus)), json!({"active": false}));
     assert_eq!(pay(5000, "eur"), 50);
-    s.ok(
-        &format!("/v1/loyalty/earning_rules/{}", id(&bonus)),
-        json!({"active": true, "points": 1, "min_amount": 0}),
-    );
+    s.ok(&format!("/v1/loyalty/earning_rules/{}", id(&bonus)), json!({"active": true, "points": 1, "min_amount": 0}));
     assert_eq!(pay(5000, "eur"), 55);
     // Zero points writes no transaction.
     assert_eq!(pay(50, "eur"), 0);
     let txs = list_all(&s, &format!("/v1/loyalty/transactions?account={acct}"));
     assert_eq!(txs.len(), 5);
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
-        49 + 75 + 30 + 50 + 55
-    );
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 49 + 75 + 30 + 50 + 55);
     let eur_rules = s.get_ok("/v1/loyalty/earning_rules?currency=eur");
     assert_eq!(eur_rules["data"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        s.get_ok("/v1/loyalty/earning_rules?active=false")["data"],
-        json!([])
-    );
+    assert_eq!(s.get_ok("/v1/loyalty/earning_rules?active=false")["data"], json!([]));
 }
 
 #[test]
 fn earning_at_the_limits_does_not_overflow() {
     let s = Server::start();
     for _ in 0..3 {
-        s.ok(
-            "/v1/loyalty/earning_rules",
-            json!({"currency": "eur", "points": 1_000_000, "per_amount": 1}),
-        );
+        s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1_000_000, "per_amount": 1}));
     }
     let (cust, acct) = member(&s);
-    let p = s.ok(
-        "/v1/payments",
-        json!({"amount": 99_999_999_999i64, "currency": "eur", "customer": cust, "confirm": true}),
-    );
-    assert_eq!(
-        p["points_earned"].as_i64(),
-        Some(1_000_000_000_000_000),
-        "capped at POINTS_PER_PAYMENT_MAX"
-    );
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"].as_i64(),
-        Some(1_000_000_000_000_000)
-    );
+    let p = s
+        .ok("/v1/payments", json!({"amount": 99_999_999_999i64, "currency": "eur", "customer": cust, "confirm": true}));
+    assert_eq!(p["points_earned"].as_i64(), Some(1_000_000_000_000_000), "capped at POINTS_PER_PAYMENT_MAX");
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"].as_i64(), Some(1_000_000_000_000_000));
     for bad in [
         json!({"currency": "eur", "points": 1_000_001, "per_amount": 1}),
         json!({"currency": "eur", "points": 0, "per_amount": 1}),
@@ -304,11 +187,7 @@ fn earning_at_the_limits_does_not_overflow() {
         json!({"currency": "EUR", "points": 1, "per_amount": 1}),
         json!({"currency": "eur", "points": 1}),
     ] {
-        assert_eq!(
-            s.post("/v1/loyalty/earning_rules", bad.clone()).status,
-            400,
-            "{bad}"
-        );
+        assert_eq!(s.post("/v1/loyalty/earning_rules", bad.clone()).status, 400, "{bad}");
     }
     for bad in [
         json!({"amount": 0, "currency": "eur"}),
@@ -320,123 +199,72 @@ fn earning_at_the_limits_does_not_overflow() {
     ] {
         assert_eq!(s.post("/v1/payments", bad.clone()).status, 400, "{bad}");
     }
-    assert_eq!(
-        list_all(&s, "/v1/payments").len(),
-        1,
-        "rejected payments changed nothing"
-    );
+    assert_eq!(list_all(&s, "/v1/payments").len(), 1, "rejected payments changed nothing");
 }
 
 #[test]
 fn payment_states_and_lists() {
     let s = Server::start();
     let (cust, _) = member(&s);
-    let a = s.ok(
-        "/v1/payments",
-        json!({"amount": 100, "currency": "eur", "customer": cust}),
-    );
+    let a = s.ok("/v1/payments", json!({"amount": 100, "currency": "eur", "customer": cust}));
     let b = s.ok("/v1/payments", json!({"amount": 200, "currency": "eur"}));
     let failed = s.ok(&format!("/v1/payments/{}/fail", id(&b)), json!({}));
     assert_eq!(failed["status"], "failed");
     for action in ["complete", "fail"] {
         let r = s.post(&format!("/v1/payments/{}/{action}", id(&b)), json!({}));
-        assert_eq!(
-            (r.status, r.code()),
-            (409, "payment_not_pending"),
-            "{action} after fail"
-        );
+        assert_eq!((r.status, r.code()), (409, "payment_not_pending"), "{action} after fail");
     }
     s.ok(&format!("/v1/payments/{}/complete", id(&a)), json!({}));
     let r = s.post(&format!("/v1/payments/{}/fail", id(&a)), json!({}));
     assert_eq!((r.status, r.code()), (409, "payment_not_pending"));
-    assert_eq!(
-        s.post("/v1/payments/pay_nope/complete", json!({})).status,
-        404
-    );
-    assert_eq!(
-        s.post(
-            &format!("/v1/payments/{}/complete", id(&a)),
-            json!({"x": 1})
-        )
-        .status,
-        400
-    );
+    assert_eq!(s.post("/v1/payments/pay_nope/complete", json!({})).status, 404);
+    assert_eq!(s.post(&format!("/v1/payments/{}/complete", id(&a)), json!({"x": 1})).status, 400);
     let mine = s.get_ok(&format!("/v1/payments?customer={cust}"));
     assert_eq!(mine["data"].as_array().unwrap().len(), 1);
     assert_eq!(mine["data"][0]["status"], "completed");
     let all = s.get_ok("/v1/payments?limit=1");
-    assert_eq!(
-        (all["data"][0]["id"].as_str(), all["has_more"].as_bool()),
-        (b["id"].as_str(), Some(true))
-    );
+    assert_eq!((all["data"][0]["id"].as_str(), all["has_more"].as_bool()), (b["id"].as_str(), Some(true)));
     let created = a["created"].as_i64().unwrap();
-    assert_eq!(
-        s.get_ok(&format!("/v1/payments?created[lt]={created}"))["data"],
-        json!([])
-    );
-    assert_eq!(
-        list_all(&s, &format!("/v1/payments?created[gte]={created}")).len(),
-        2
-    );
+    assert_eq!(s.get_ok(&format!("/v1/payments?created[lt]={created}"))["data"], json!([]));
+    assert_eq!(list_all(&s, &format!("/v1/payments?created[gte]={created}")).len(), 2);
 }
 
 #[test]
 fn concurrent_completions_of_one_payment_earn_once() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let (cust, acct) = member(&s);
     for _ in 0..5 {
-        let p = id(&s.ok(
-            "/v1/payments",
-            json!({"amount": 1000, "currency": "eur", "customer": cust}),
-        ));
+        let p = id(&s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "customer": cust})));
         let oks: usize = std::thread::scope(|scope| {
             let hs: Vec<_> = (0..6)
                 .map(|_| {
                     let (s, p) = (&s, &p);
-                    scope.spawn(move || {
-                        s.post(&format!("/v1/payments/{p}/complete"), json!({}))
-                            .status
-                            == 200
-                    })
+                    scope.spawn(move || s.post(&format!("/v1/payments/{p}/complete"), json!({})).status == 200)
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
         });
         assert_eq!(oks, 1);
     }
-    assert_eq!(
-        s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"],
-        50
-    );
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 50);
     assert_ledger_consistent(&s);
 }
 
 #[test]
 fn transactions_list_filters_and_pagination() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let (c1, a1) = member(&s);
     let (c2, _) = member(&s);
     let mut paid = Vec::new();
     for i in 1..=12 {
         let c = if i % 3 == 0 { &c2 } else { &c1 };
-        paid.push(s.ok(
-            "/v1/payments",
-            json!({"amount": 100 * i, "currency": "eur", "customer": c, "confirm": true}),
-        ));
+        paid.push(s.ok("/v1/payments", json!({"amount": 100 * i, "currency": "eur", "customer": c, "confirm": true})));
     }
     let mine = list_all(&s, &format!("/v1/loyalty/transactions?account={a1}"));
     assert_eq!(mine.len(), 8);
-    assert!(mine
-        .iter()
-        .all(|t| t["account"] == a1.as_str() && t["type"] == "earn"));
+    assert!(mine.iter().all(|t| t["account"] == a1.as_str() && t["type"] == "earn"));
     let page = s.get_ok(&format!("/v1/loyalty/transactions?account={a1}&limit=3"));
     assert_eq!(page["has_more"], true);
     assert_eq!(page["data"][0]["points"], 11, "newest first");
@@ -446,29 +274,14 @@ fn transactions_list_filters_and_pagination() {
     ));
     assert_eq!(next["data"][0]["points"], 7);
     assert_eq!(list_all(&s, "/v1/loyalty/transactions?type=earn").len(), 12);
-    assert_eq!(
-        list_all(&s, "/v1/loyalty/transactions?type=clawback").len(),
-        0
-    );
-    let by_payment = s.get_ok(&format!(
-        "/v1/loyalty/transactions?payment={}",
-        paid[4]["id"].as_str().unwrap()
-    ));
+    assert_eq!(list_all(&s, "/v1/loyalty/transactions?type=clawback").len(), 0);
+    let by_payment = s.get_ok(&format!("/v1/loyalty/transactions?payment={}", paid[4]["id"].as_str().unwrap()));
     assert_eq!(by_payment["data"][0]["id"], paid[4]["award"]);
     let t0 = paid[0]["created"].as_i64().unwrap();
-    assert_eq!(
-        list_all(&s, &format!("/v1/loyalty/transactions?created[gte]={t0}")).len(),
-        12
-    );
-    assert_eq!(
-        list_all(&s, &format!("/v1/loyalty/transactions?created[lt]={t0}")).len(),
-        0
-    );
+    assert_eq!(list_all(&s, &format!("/v1/loyalty/transactions?created[gte]={t0}")).len(), 12);
+    assert_eq!(list_all(&s, &format!("/v1/loyalty/transactions?created[lt]={t0}")).len(), 0);
     assert_eq!(s.get("/v1/loyalty/transactions?type=bonus").status, 400);
-    assert_eq!(
-        s.get("/v1/loyalty/transactions?account=loy_nope").status,
-        400
-    );
+    assert_eq!(s.get("/v1/loyalty/transactions?account=loy_nope").status, 400);
     assert_eq!(s.get("/v1/loyalty/transactions/ptx_nope").status, 404);
 }
 
@@ -491,10 +304,7 @@ impl Rng {
 /// account, before and after a kill -9 and restart.
 #[test]
 fn random_operation_sequences_keep_the_ledger_consistent() {
-    let seeds: u64 = std::env::var("LEDGER_PROPTEST_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let seeds: u64 = std::env::var("LEDGER_PROPTEST_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     for seed in 1..=seeds {
         let mut rng = Rng(0x2545F4914F6CDD1D ^ seed.wrapping_mul(0x9E3779B97F4A7C15));
         let mut s = Server::start();
@@ -518,16 +328,16 @@ fn random_operation_sequences_keep_the_ledger_consistent() {
                     }
                 }
                 2 => {
-                    let r = s.ok("/v1/loyalty/earning_rules", json!({"currency": currencies[rng.below(2)],
-                        "points": 1 + rng.below(5), "per_amount": 50 + rng.below(200), "min_amount": rng.below(3000)}));
+                    let r = s.ok(
+                        "/v1/loyalty/earning_rules",
+                        json!({"currency": currencies[rng.below(2)],
+                        "points": 1 + rng.below(5), "per_amount": 50 + rng.below(200), "min_amount": rng.below(3000)}),
+                    );
                     rules.push(id(&r));
                 }
                 3 if !rules.is_empty() => {
                     let r = &rules[rng.below(rules.len())];
-                    s.ok(
-                        &format!("/v1/loyalty/earning_rules/{r}"),
-                        json!({"active": rng.below(2) == 0}),
-                    );
+                    s.ok(&format!("/v1/loyalty/earning_rules/{r}"), json!({"active": rng.below(2) == 0}));
                 }
                 4 if !accounts.is_empty() && !customers.is_empty() => {
                     let a = &accounts[rng.below(accounts.len())];
@@ -537,16 +347,10 @@ fn random_operation_sequences_keep_the_ledger_consistent() {
                 }
                 5 | 6 => {
                     let mut body = json!({"amount": 1 + rng.below(20_000), "currency": currencies[rng.below(2)]});
-                    if let (Some(c), true) = (
-                        customers.get(rng.below(customers.len().max(1))),
-                        rng.below(3) > 0,
-                    ) {
+                    if let (Some(c), true) = (customers.get(rng.below(customers.len().max(1))), rng.below(3) > 0) {
                         body["customer"] = json!(c);
                     }
-                    if let (Some(a), true) = (
-                        accounts.get(rng.below(accounts.len().max(1))),
-                        rng.below(3) == 0,
-                    ) {
+                    if let (Some(a), true) = (accounts.get(rng.below(accounts.len().max(1))), rng.below(3) == 0) {
                         body["metadata"] = json!({"loyalty_account": a});
                     }
                     let confirm = rng.below(2) == 0;
@@ -560,11 +364,7 @@ fn random_operation_sequences_keep_the_ledger_consistent() {
                 }
                 7 if !pending.is_empty() => {
                     let p = pending.swap_remove(rng.below(pending.len()));
-                    let action = if rng.below(4) == 0 {
-                        "fail"
-                    } else {
-                        "complete"
-                    };
+                    let action = if rng.below(4) == 0 { "fail" } else { "complete" };
                     s.ok(&format!("/v1/payments/{p}/{action}"), json!({}));
                     if action == "complete" {
                         completed.push(p);
@@ -574,11 +374,7 @@ fn random_operation_sequences_keep_the_ledger_consistent() {
                     let p = &completed[rng.below(completed.len())];
                     let a = &accounts[rng.below(accounts.len())];
                     let r = s.post("/v1/loyalty/awards", json!({"payment": p, "account": a}));
-                    assert!(
-                        r.status == 200 || r.code() == "payment_already_awarded",
-                        "{}",
-                        r.body
-                    );
+                    assert!(r.status == 200 || r.code() == "payment_already_awarded", "{}", r.body);
                 }
                 _ => {}
             }
@@ -586,11 +382,7 @@ fn random_operation_sequences_keep_the_ledger_consistent() {
         assert_ledger_consistent(&s);
         let before: Vec<Value> = list_all(&s, "/v1/loyalty/accounts");
         s.restart();
-        assert_eq!(
-            list_all(&s, "/v1/loyalty/accounts"),
-            before,
-            "seed {seed}: state after restart"
-        );
+        assert_eq!(list_all(&s, "/v1/loyalty/accounts"), before, "seed {seed}: state after restart");
         assert_ledger_consistent(&s);
     }
 }

@@ -12,27 +12,14 @@ fn auth_is_required_on_v1_and_not_on_health() {
     let r = s.request("GET", "/v1/loyalty/accounts", None, &[]);
     assert_eq!((r.status, r.code()), (401, "api_key_missing"));
     assert_eq!(r.body["error"]["type"], "authentication_error");
-    for bad in [
-        "Bearer nope",
-        "Bearer sk_test_012345678",
-        &format!("Basic {SECRET_KEY}"),
-        SECRET_KEY,
-    ] {
-        let r = s.request(
-            "POST",
-            "/v1/customers",
-            Some("{}"),
-            &[("Authorization", bad)],
-        );
+    for bad in ["Bearer nope", "Bearer sk_test_012345678", &format!("Basic {SECRET_KEY}"), SECRET_KEY] {
+        let r = s.request("POST", "/v1/customers", Some("{}"), &[("Authorization", bad)]);
         assert_eq!((r.status, r.code()), (401, "invalid_api_key"), "{bad}");
     }
     // A rejected request changed nothing.
     assert_eq!(s.get_ok("/v1/loyalty/accounts")["data"], json!([]));
     assert_eq!(s.request("GET", "/healthz", None, &[]).status, 200);
-    assert_eq!(
-        s.request("GET", "/readyz", None, &[]).body["status"],
-        "ready"
-    );
+    assert_eq!(s.request("GET", "/readyz", None, &[]).body["status"], "ready");
 }
 
 #[test]
@@ -46,18 +33,11 @@ fn errors_have_the_contract_shape() {
     assert_eq!(e["param"], "bogus");
     assert!(e["message"].as_str().unwrap().contains("bogus"));
 
-    let r = s.request(
-        "POST",
-        "/v1/customers",
-        Some("{not json"),
-        &[("Authorization", &format!("Bearer {SECRET_KEY}"))],
-    );
+    let r =
+        s.request("POST", "/v1/customers", Some("{not json"), &[("Authorization", &format!("Bearer {SECRET_KEY}"))]);
     assert_eq!((r.status, r.code()), (400, "invalid_json"));
     let r = s.post("/v1/customers", json!({"email": 42}));
-    assert_eq!(
-        (r.status, r.code(), r.body["error"]["param"].as_str()),
-        (400, "parameter_invalid", Some("email"))
-    );
+    assert_eq!((r.status, r.code(), r.body["error"]["param"].as_str()), (400, "parameter_invalid", Some("email")));
     let r = s.post("/v1/customers", json!({"email": "not-an-email"}));
     assert_eq!((r.status, r.code()), (400, "parameter_invalid"));
     let r = s.post("/v1/customers", json!({"metadata": {"k": 1}}));
@@ -74,12 +54,7 @@ fn unknown_routes_and_methods_are_404() {
     let s = Server::start();
     let r = s.get("/v1/nothing/here");
     assert_eq!((r.status, r.code()), (404, "route_not_found"));
-    let r = s.request(
-        "DELETE",
-        "/v1/customers",
-        None,
-        &[("Authorization", &format!("Bearer {SECRET_KEY}"))],
-    );
+    let r = s.request("DELETE", "/v1/customers", None, &[("Authorization", &format!("Bearer {SECRET_KEY}"))]);
     assert_eq!((r.status, r.code()), (404, "route_not_found"));
     let r = s.get("/v1/customers/cust_doesnotexist");
     assert_eq!((r.status, r.code()), (404, "resource_missing"));
@@ -91,12 +66,7 @@ fn unknown_routes_and_methods_are_404() {
 fn bodies_over_64_kib_are_413_and_change_nothing() {
     let s = Server::start();
     let big = json!({"name": "x".repeat(70 * 1024)}).to_string();
-    let r = s.request(
-        "POST",
-        "/v1/customers",
-        Some(&big),
-        &[("Authorization", &format!("Bearer {SECRET_KEY}"))],
-    );
+    let r = s.request("POST", "/v1/customers", Some(&big), &[("Authorization", &format!("Bearer {SECRET_KEY}"))]);
     assert_eq!((r.status, r.code()), (413, "request_too_large"));
     assert_eq!(r.body["error"]["type"], "invalid_request_error");
     // Just under the limit is parsed (and rejected for the field's own limit).
@@ -107,26 +77,11 @@ fn bodies_over_64_kib_are_413_and_change_nothing() {
 #[test]
 fn metadata_limits() {
     let s = Server::start();
-    let many: serde_json::Map<String, serde_json::Value> =
-        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
-    assert_eq!(
-        s.post("/v1/customers", json!({"metadata": many})).status,
-        400
-    );
-    assert_eq!(
-        s.post("/v1/customers", json!({"metadata": {"k".repeat(41): "v"}}))
-            .status,
-        400
-    );
-    assert_eq!(
-        s.post("/v1/customers", json!({"metadata": {"k": "v".repeat(501)}}))
-            .status,
-        400
-    );
-    let ok = s.ok(
-        "/v1/customers",
-        json!({"metadata": {"k".repeat(40): "v".repeat(500)}}),
-    );
+    let many: serde_json::Map<String, serde_json::Value> = (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    assert_eq!(s.post("/v1/customers", json!({"metadata": many})).status, 400);
+    assert_eq!(s.post("/v1/customers", json!({"metadata": {"k".repeat(41): "v"}})).status, 400);
+    assert_eq!(s.post("/v1/customers", json!({"metadata": {"k": "v".repeat(501)}})).status, 400);
+    let ok = s.ok("/v1/customers", json!({"metadata": {"k".repeat(40): "v".repeat(500)}}));
     assert_eq!(ok["metadata"]["k".repeat(40)], "v".repeat(500));
 }
 
@@ -135,41 +90,19 @@ fn the_secret_key_is_generated_once_with_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     // No LEDGER_SECRET_KEY: the server makes one and keeps it.
-    let s = Server::try_start_in(dir.path(), &[("LEDGER_SECRET_KEY", "")])
-        .unwrap_or_else(|f| panic!("{}", f.log));
+    let s = Server::try_start_in(dir.path(), &[("LEDGER_SECRET_KEY", "")]).unwrap_or_else(|f| panic!("{}", f.log));
     let path = dir.path().join("secret_key");
     let key = std::fs::read_to_string(&path).unwrap().trim().to_string();
     assert!(key.starts_with("sk_") && key.len() > 20);
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    assert!(
-        s.log().contains("secret_key"),
-        "the log says where the key is"
-    );
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(s.log().contains("secret_key"), "the log says where the key is");
     assert!(!s.log().contains(&key), "the key itself is never logged");
-    let r = s.request(
-        "GET",
-        "/v1/loyalty/accounts",
-        None,
-        &[("Authorization", &format!("Bearer {key}"))],
-    );
+    let r = s.request("GET", "/v1/loyalty/accounts", None, &[("Authorization", &format!("Bearer {key}"))]);
     assert_eq!(r.status, 200);
     drop(s);
-    let s = Server::try_start_in(dir.path(), &[("LEDGER_SECRET_KEY", "")])
-        .unwrap_or_else(|f| panic!("{}", f.log));
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap().trim(),
-        key,
-        "kept across restarts"
-    );
-    let r = s.request(
-        "GET",
-        "/v1/loyalty/accounts",
-        None,
-        &[("Authorization", &format!("Bearer {key}"))],
-    );
+    let s = Server::try_start_in(dir.path(), &[("LEDGER_SECRET_KEY", "")]).unwrap_or_else(|f| panic!("{}", f.log));
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), key, "kept across restarts");
+    let r = s.request("GET", "/v1/loyalty/accounts", None, &[("Authorization", &format!("Bearer {key}"))]);
     assert_eq!(r.status, 200);
 }
 

@@ -13,26 +13,18 @@ fn id(v: &Value) -> String {
 /// A server with "1 point per EUR 1" and one linked member.
 fn setup() -> (Server, String, String) {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let c = id(&s.ok("/v1/customers", json!({})));
     let a = id(&s.ok("/v1/loyalty/accounts", json!({"customer": c})));
     (s, c, a)
 }
 
 fn pay(s: &Server, cust: &str, amount: i64) -> Value {
-    s.ok(
-        "/v1/payments",
-        json!({"amount": amount, "currency": "eur", "customer": cust, "confirm": true}),
-    )
+    s.ok("/v1/payments", json!({"amount": amount, "currency": "eur", "customer": cust, "confirm": true}))
 }
 
 fn balance(s: &Server, acct: &str) -> i64 {
-    s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"]
-        .as_i64()
-        .unwrap()
+    s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"].as_i64().unwrap()
 }
 
 #[test]
@@ -41,25 +33,13 @@ fn the_seed_table() {
     let p = pay(&s, &cust, 4200);
     let full = s.ok("/v1/refunds", json!({"payment": p["id"]}));
     assert_eq!(full["object"], "refund");
-    assert_eq!(
-        (full["amount"].as_i64(), full["points_clawed_back"].as_i64()),
-        (Some(4200), Some(42))
-    );
-    let tx = s.get_ok(&format!(
-        "/v1/loyalty/transactions/{}",
-        full["clawback"].as_str().unwrap()
-    ));
+    assert_eq!((full["amount"].as_i64(), full["points_clawed_back"].as_i64()), (Some(4200), Some(42)));
+    let tx = s.get_ok(&format!("/v1/loyalty/transactions/{}", full["clawback"].as_str().unwrap()));
     assert_eq!(tx["type"], "clawback");
     assert_eq!(tx["points"], -42);
-    assert_eq!(
-        tx["source"],
-        json!({"refund": full["id"], "payment": p["id"]})
-    );
+    assert_eq!(tx["source"], json!({"refund": full["id"], "payment": p["id"]}));
     assert_eq!(tx["balance_after"], 0);
-    assert_eq!(
-        s.get_ok(&format!("/v1/payments/{}", id(&p)))["amount_refunded"],
-        4200
-    );
+    assert_eq!(s.get_ok(&format!("/v1/payments/{}", id(&p)))["amount_refunded"], 4200);
 
     let p = pay(&s, &cust, 4200);
     let half = s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 2100}));
@@ -74,9 +54,7 @@ fn four_quarter_refunds_claw_10_11_10_11() {
     let p = pay(&s, &cust, 4200);
     let parts: Vec<i64> = (0..4)
         .map(|_| {
-            s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 1050}))["points_clawed_back"]
-                .as_i64()
-                .unwrap()
+            s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 1050}))["points_clawed_back"].as_i64().unwrap()
         })
         .collect();
     assert_eq!(parts, vec![10, 11, 10, 11]);
@@ -84,11 +62,7 @@ fn four_quarter_refunds_claw_10_11_10_11() {
     let r = s.post("/v1/refunds", json!({"payment": p["id"], "amount": 1}));
     assert_eq!((r.status, r.code()), (400, "amount_too_large"));
     let r = s.post("/v1/refunds", json!({"payment": p["id"]}));
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "amount_too_large"),
-        "nothing left to refund"
-    );
+    assert_eq!((r.status, r.code()), (400, "amount_too_large"), "nothing left to refund");
     let refunds = list_all(&s, &format!("/v1/refunds?payment={}", id(&p)));
     assert_eq!(refunds.len(), 4);
 }
@@ -137,10 +111,7 @@ fn balances_go_negative_by_default_and_later_earnings_absorb_it() {
     // that earned more than the balance: simulated through the manual award path.
     let r = pay(&s, &cust, 500);
     assert_eq!(balance(&s, &acct), 5);
-    assert_eq!(
-        s.get_ok("/v1/loyalty/program")["clawback"]["allow_negative"],
-        true
-    );
+    assert_eq!(s.get_ok("/v1/loyalty/program")["clawback"]["allow_negative"], true);
     assert_ledger_consistent(&s);
     let _ = r;
 }
@@ -148,17 +119,20 @@ fn balances_go_negative_by_default_and_later_earnings_absorb_it() {
 #[test]
 fn negative_balance_then_absorbed() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     let a = id(&s.ok("/v1/loyalty/accounts", json!({})));
     let b = id(&s.ok("/v1/loyalty/accounts", json!({})));
     // A payment earns for `a` through metadata, but `a` has nothing else: refund
     // more than it holds by first moving nothing... earn 42, refund fully -> 0;
     // to go below zero, a payment must earn, the balance drop, and then refund.
-    let p1 = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "metadata": {"loyalty_account": a}, "confirm": true}));
-    let p2 = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "metadata": {"loyalty_account": a}, "confirm": true}));
+    let p1 = s.ok(
+        "/v1/payments",
+        json!({"amount": 4200, "currency": "eur", "metadata": {"loyalty_account": a}, "confirm": true}),
+    );
+    let p2 = s.ok(
+        "/v1/payments",
+        json!({"amount": 4200, "currency": "eur", "metadata": {"loyalty_account": a}, "confirm": true}),
+    );
     s.ok("/v1/refunds", json!({"payment": p1["id"]}));
     s.ok("/v1/refunds", json!({"payment": p2["id"]}));
     assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{a}"))["balance"], 0);
@@ -169,61 +143,28 @@ fn negative_balance_then_absorbed() {
 #[test]
 fn the_cap_forgives_what_it_cannot_take() {
     let s = Server::start();
-    s.ok(
-        "/v1/loyalty/earning_rules",
-        json!({"currency": "eur", "points": 1, "per_amount": 100}),
-    );
-    let prog = s.ok(
-        "/v1/loyalty/program",
-        json!({"clawback": {"allow_negative": false}}),
-    );
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
+    let prog = s.ok("/v1/loyalty/program", json!({"clawback": {"allow_negative": false}}));
     assert_eq!(prog["clawback"]["allow_negative"], false);
     let acct = id(&s.ok("/v1/loyalty/accounts", json!({})));
     let via = json!({"loyalty_account": acct});
-    let p1 = s.ok(
-        "/v1/payments",
-        json!({"amount": 4200, "currency": "eur", "metadata": via, "confirm": true}),
-    );
-    let p2 = s.ok(
-        "/v1/payments",
-        json!({"amount": 1000, "currency": "eur", "metadata": via, "confirm": true}),
-    );
+    let p1 = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "metadata": via, "confirm": true}));
+    let p2 = s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "metadata": via, "confirm": true}));
     // Refund p1 fully: 42 due, balance 52 -> 10.
-    assert_eq!(
-        s.ok("/v1/refunds", json!({"payment": p1["id"]}))["points_clawed_back"],
-        42
-    );
+    assert_eq!(s.ok("/v1/refunds", json!({"payment": p1["id"]}))["points_clawed_back"], 42);
     // Half of p2: 5 due, balance 10 -> 5. The other half: 5 due, 5 held -> 0.
-    assert_eq!(
-        s.ok("/v1/refunds", json!({"payment": p2["id"], "amount": 500}))["points_clawed_back"],
-        5
-    );
-    assert_eq!(
-        s.ok("/v1/refunds", json!({"payment": p2["id"]}))["points_clawed_back"],
-        5
-    );
+    assert_eq!(s.ok("/v1/refunds", json!({"payment": p2["id"], "amount": 500}))["points_clawed_back"], 5);
+    assert_eq!(s.ok("/v1/refunds", json!({"payment": p2["id"]}))["points_clawed_back"], 5);
     assert_eq!(balance(&s, &acct), 0);
     // Now the cap bites: earn 30, refund a payment that earned 30 after spending is impossible
     // without redemptions, so let a second payment's refund exceed the balance.
-    let p3 = s.ok(
-        "/v1/payments",
-        json!({"amount": 3000, "currency": "eur", "metadata": via, "confirm": true}),
-    );
-    let p4 = s.ok(
-        "/v1/payments",
-        json!({"amount": 2000, "currency": "eur", "metadata": via, "confirm": true}),
-    );
+    let p3 = s.ok("/v1/payments", json!({"amount": 3000, "currency": "eur", "metadata": via, "confirm": true}));
+    let p4 = s.ok("/v1/payments", json!({"amount": 2000, "currency": "eur", "metadata": via, "confirm": true}));
     assert_eq!(balance(&s, &acct), 50);
     s.ok("/v1/refunds", json!({"payment": p3["id"]}));
     assert_eq!(balance(&s, &acct), 20);
-    s.ok(
-        "/v1/loyalty/program",
-        json!({"clawback": {"allow_negative": true}}),
-    );
-    assert_eq!(
-        s.ok("/v1/refunds", json!({"payment": p4["id"], "amount": 1000}))["points_clawed_back"],
-        10
-    );
+    s.ok("/v1/loyalty/program", json!({"clawback": {"allow_negative": true}}));
+    assert_eq!(s.ok("/v1/refunds", json!({"payment": p4["id"], "amount": 1000}))["points_clawed_back"], 10);
     assert_ledger_consistent(&s);
 }
 
@@ -231,44 +172,23 @@ fn the_cap_forgives_what_it_cannot_take() {
 fn refunds_of_unearned_and_manually_awarded_payments() {
     let (s, cust, acct) = setup();
     // No member: refunds with no clawback.
-    let anon = s.ok(
-        "/v1/payments",
-        json!({"amount": 1000, "currency": "eur", "confirm": true}),
-    );
+    let anon = s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "confirm": true}));
     let r = s.ok("/v1/refunds", json!({"payment": anon["id"], "amount": 400}));
-    assert_eq!(
-        (r["points_clawed_back"].as_i64(), r["clawback"].clone()),
-        (Some(0), Value::Null)
-    );
-    assert_eq!(
-        s.get_ok(&format!("/v1/payments/{}", id(&anon)))["amount_refunded"],
-        400
-    );
+    assert_eq!((r["points_clawed_back"].as_i64(), r["clawback"].clone()), (Some(0), Value::Null));
+    assert_eq!(s.get_ok(&format!("/v1/payments/{}", id(&anon)))["amount_refunded"], 400);
     // A payment completed before the link, awarded by hand, claws back what the award gave.
     let late = id(&s.ok("/v1/customers", json!({})));
-    let p = s.ok(
-        "/v1/payments",
-        json!({"amount": 3000, "currency": "eur", "customer": late, "confirm": true}),
-    );
+    let p = s.ok("/v1/payments", json!({"amount": 3000, "currency": "eur", "customer": late, "confirm": true}));
     assert_eq!(p["points_earned"], 0);
     let acct2 = id(&s.ok("/v1/loyalty/accounts", json!({"customer": late})));
     s.ok("/v1/loyalty/awards", json!({"payment": p["id"]}));
     assert_eq!(balance(&s, &acct2), 30);
-    assert_eq!(
-        s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 1500}))["points_clawed_back"],
-        15
-    );
+    assert_eq!(s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 1500}))["points_clawed_back"], 15);
     assert_eq!(balance(&s, &acct2), 15);
     // Award after a refund is refused.
-    let q = s.ok(
-        "/v1/payments",
-        json!({"amount": 3000, "currency": "eur", "confirm": true}),
-    );
+    let q = s.ok("/v1/payments", json!({"amount": 3000, "currency": "eur", "confirm": true}));
     s.ok("/v1/refunds", json!({"payment": q["id"], "amount": 1}));
-    let r = s.post(
-        "/v1/loyalty/awards",
-        json!({"payment": q["id"], "account": acct}),
-    );
+    let r = s.post("/v1/loyalty/awards", json!({"payment": q["id"], "account": acct}));
     assert_eq!((r.status, r.code()), (409, "payment_refunded"));
     let _ = cust;
     assert_ledger_consistent(&s);
@@ -278,54 +198,24 @@ fn refunds_of_unearned_and_manually_awarded_payments() {
 fn bad_refunds_are_400_or_409_and_change_nothing() {
     let (s, cust, acct) = setup();
     let p = pay(&s, &cust, 4200);
-    let pending = s.ok(
-        "/v1/payments",
-        json!({"amount": 100, "currency": "eur", "customer": cust}),
-    );
+    let pending = s.ok("/v1/payments", json!({"amount": 100, "currency": "eur", "customer": cust}));
     let failed = s.ok("/v1/payments", json!({"amount": 100, "currency": "eur"}));
     s.ok(&format!("/v1/payments/{}/fail", id(&failed)), json!({}));
     for (body, status, code) in [
-        (
-            json!({"payment": p["id"], "amount": 4201}),
-            400,
-            "amount_too_large",
-        ),
-        (
-            json!({"payment": p["id"], "amount": 0}),
-            400,
-            "parameter_invalid",
-        ),
-        (
-            json!({"payment": p["id"], "amount": -5}),
-            400,
-            "parameter_invalid",
-        ),
+        (json!({"payment": p["id"], "amount": 4201}), 400, "amount_too_large"),
+        (json!({"payment": p["id"], "amount": 0}), 400, "parameter_invalid"),
+        (json!({"payment": p["id"], "amount": -5}), 400, "parameter_invalid"),
         (json!({"payment": "pay_nope"}), 400, "resource_missing"),
         (json!({"amount": 5}), 400, "parameter_missing"),
-        (
-            json!({"payment": p["id"], "reason": "x"}),
-            400,
-            "parameter_unknown",
-        ),
-        (
-            json!({"payment": pending["id"]}),
-            409,
-            "payment_not_completed",
-        ),
-        (
-            json!({"payment": failed["id"]}),
-            409,
-            "payment_not_completed",
-        ),
+        (json!({"payment": p["id"], "reason": "x"}), 400, "parameter_unknown"),
+        (json!({"payment": pending["id"]}), 409, "payment_not_completed"),
+        (json!({"payment": failed["id"]}), 409, "payment_not_completed"),
     ] {
         let r = s.post("/v1/refunds", body.clone());
         assert_eq!((r.status, r.code()), (status, code), "{body}");
     }
     assert_eq!(balance(&s, &acct), 42);
-    assert_eq!(
-        s.get_ok(&format!("/v1/payments/{}", id(&p)))["amount_refunded"],
-        0
-    );
+    assert_eq!(s.get_ok(&format!("/v1/payments/{}", id(&p)))["amount_refunded"], 0);
     assert_eq!(s.get_ok("/v1/refunds")["data"], json!([]));
     assert_eq!(s.get("/v1/refunds/re_nope").status, 404);
 }
@@ -339,9 +229,7 @@ fn concurrent_refunds_never_refund_or_claw_back_too_much() {
             .map(|_| {
                 let (s, p) = (&s, &p);
                 scope.spawn(move || {
-                    (s.post("/v1/refunds", json!({"payment": p["id"], "amount": 1000}))
-                        .status
-                        == 200) as usize
+                    (s.post("/v1/refunds", json!({"payment": p["id"], "amount": 1000})).status == 200) as usize
                 })
             })
             .collect();
@@ -353,9 +241,6 @@ fn concurrent_refunds_never_refund_or_claw_back_too_much() {
     assert_eq!(balance(&s, &acct), 42 - 40);
     s.restart();
     assert_eq!(balance(&s, &acct), 2);
-    assert_eq!(
-        s.get_ok(&format!("/v1/payments/{}", id(&p)))["amount_refunded"],
-        4000
-    );
+    assert_eq!(s.get_ok(&format!("/v1/payments/{}", id(&p)))["amount_refunded"], 4000);
     assert_ledger_consistent(&s);
 }

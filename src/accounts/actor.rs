@@ -26,11 +26,7 @@ pub struct AccountActor {
 
 impl AccountActor {
     pub(super) fn new(id: Id, ledger: Arc<Ledger>, activity: Arc<Activity>) -> Self {
-        AccountActor {
-            id,
-            ledger,
-            activity,
-        }
+        AccountActor { id, ledger, activity }
     }
 }
 

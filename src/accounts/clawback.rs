@@ -17,17 +17,10 @@ pub(super) async fn refund(
     m: &Mutation,
 ) -> Result<Reply, ApiError> {
     let state = &ledger.state;
-    let balance = state
-        .balance(account)
-        .ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
+    let balance = state.balance(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
     let before = payment.amount_refunded;
     let after = before + refund.amount;
-    let due = clawback_due(
-        payment.points_earned,
-        payment.amount_charged(),
-        before,
-        after,
-    );
+    let due = clawback_due(payment.points_earned, payment.amount_charged(), before, after);
     let taken = clawback_taken(due, balance, state.program().clawback_allow_negative);
     payment.amount_refunded = after;
     let tx = (taken > 0).then(|| PointsTransaction {
@@ -35,10 +28,7 @@ pub(super) async fn refund(
         account: account.clone(),
         points: -taken,
         kind: TxType::Clawback,
-        source: Source::Refund {
-            refund: refund.id.clone(),
-            payment: payment.id.clone(),
-        },
+        source: Source::Refund { refund: refund.id.clone(), payment: payment.id.clone() },
         balance_after: balance - taken,
         created: refund.created,
     });

@@ -3,58 +3,54 @@
 //! leave a completed payment without its award or with two.
 
 use crate::domain::earning::points_earned;
-use crate::domain::payments::{Payment, PaymentStatus};
+use crate::domain::payments::Payment;
 use crate::domain::points::{PointsTransaction, Source, TxType, POINTS_BALANCE_MAX};
 use crate::domain::{Id, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
+use crate::state::State;
 use crate::wal::Change;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    /// The payment completes now.
-    Complete,
-    /// The payment completed earlier without a member; earn now.
-    Award,
-}
-
-pub(super) async fn earn(
-    ledger: &Ledger,
+/// The `earn` transaction `payment` gives `account` (holding `balance`), if any,
+/// and the payment updated to point at it.
+pub(super) fn earn_tx(
+    state: &State,
     account: &Id,
-    mut payment: Payment,
-    mode: Mode,
-    m: &Mutation,
-) -> Result<Reply, ApiError> {
-    let state = &ledger.state;
-    let balance = state
-        .balance(account)
-        .ok_or_else(|| ApiError::missing_reference("account", account))?;
-    let now = ledger.now();
-    if mode == Mode::Complete {
-        payment.status = PaymentStatus::Completed;
-        payment.completed_at = Some(now);
-    }
+    balance: i64,
+    payment: &mut Payment,
+    now: i64,
+) -> Option<PointsTransaction> {
     payment.loyalty_account = Some(account.clone());
     let charged = payment.amount_charged();
     let room = POINTS_BALANCE_MAX.saturating_sub(balance).max(0);
     let points = points_earned(charged, &state.active_rules(&payment.currency)).min(room);
-    let tx = (points > 0).then(|| PointsTransaction {
+    if points <= 0 {
+        return None;
+    }
+    let tx = PointsTransaction {
         id: IdKind::PointsTransaction.generate(),
         account: account.clone(),
         points,
         kind: TxType::Earn,
-        source: Source::Payment {
-            payment: payment.id.clone(),
-            amount: charged,
-            currency: payment.currency.clone(),
-        },
+        source: Source::Payment { payment: payment.id.clone(), amount: charged, currency: payment.currency.clone() },
         balance_after: balance + points,
         created: now,
-    });
-    if let Some(tx) = &tx {
-        payment.points_earned = points;
-        payment.award = Some(tx.id.clone());
-    }
+    };
+    payment.points_earned = points;
+    payment.award = Some(tx.id.clone());
+    Some(tx)
+}
+
+/// `POST /v1/loyalty/awards`: earn for a completed payment that has no award.
+pub(super) async fn award(
+    ledger: &Ledger,
+    account: &Id,
+    mut payment: Payment,
+    m: &Mutation,
+) -> Result<Reply, ApiError> {
+    let state = &ledger.state;
+    let balance = state.balance(account).ok_or_else(|| ApiError::missing_reference("account", account))?;
+    let tx = earn_tx(state, account, balance, &mut payment, ledger.now());
     let reply = Reply::json(200, &payment.view())?;
     let mut changes = vec![Change::PutPayment(payment)];
     changes.extend(tx.map(Change::PutTransaction));

@@ -46,9 +46,7 @@ pub struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         Registry {
-            shards: (0..STATE_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
-                .collect(),
+            shards: (0..STATE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
             epoch: Instant::now(),
             live: AtomicUsize::new(0),
@@ -80,9 +78,7 @@ impl Registry {
 
     /// The actor's message is done.
     pub(super) fn finish(&self, activity: &Activity) {
-        activity
-            .last_used_ms
-            .store(self.now_ms(), Ordering::Relaxed);
+        activity.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -99,12 +95,8 @@ impl Registry {
         if !Arc::ptr_eq(&live.activity, activity) {
             return true;
         }
-        let idle_ms = self
-            .now_ms()
-            .saturating_sub(activity.last_used_ms.load(Ordering::Relaxed));
-        if activity.in_flight.load(Ordering::Acquire) == 0
-            && idle_ms >= ACCOUNT_IDLE_TIMEOUT.as_millis() as u64
-        {
+        let idle_ms = self.now_ms().saturating_sub(activity.last_used_ms.load(Ordering::Relaxed));
+        if activity.in_flight.load(Ordering::Acquire) == 0 && idle_ms >= ACCOUNT_IDLE_TIMEOUT.as_millis() as u64 {
             shard.remove(id);
             return true;
         }
@@ -114,12 +106,7 @@ impl Registry {
 
 /// Sends `cmd` to the actor of account `id` and waits for its answer.
 /// A full mailbox answers 503 at once instead of queueing without bound.
-pub async fn ask(
-    ledger: &Arc<Ledger>,
-    id: &Id,
-    cmd: AccountCommand,
-    m: Mutation,
-) -> Result<Reply, ApiError> {
+pub async fn ask(ledger: &Arc<Ledger>, id: &Id, cmd: AccountCommand, m: Mutation) -> Result<Reply, ApiError> {
     let registry = &ledger.accounts;
     let (reply, rx) = oneshot::channel();
     let envelope = Envelope { cmd, m, reply };
@@ -129,9 +116,7 @@ pub async fn ask(
             Some(live) => live,
             None => {
                 if actix::Arbiter::try_current().is_none() {
-                    return Err(ApiError::internal(
-                        "account actors can only be started inside the actix system",
-                    ));
+                    return Err(ApiError::internal("account actors can only be started inside the actix system"));
                 }
                 let activity = Arc::new(Activity {
                     in_flight: AtomicU32::new(0),
@@ -154,11 +139,8 @@ pub async fn ask(
         registry.finish(&activity);
         return Err(match e {
             SendError::Full(_) => ApiError::overloaded("this account"),
-            SendError::Closed(_) => {
-                ApiError::internal("an account actor stopped with work in flight")
-            }
+            SendError::Closed(_) => ApiError::internal("an account actor stopped with work in flight"),
         });
     }
-    rx.await
-        .map_err(|_| ApiError::internal("an account actor dropped a command"))?
+    rx.await.map_err(|_| ApiError::internal("an account actor dropped a command"))?
 }

@@ -55,11 +55,7 @@ impl EarningRule {
 
     /// What this rule alone gives for `amount_charged`.
     pub fn points_for(&self, amount_charged: i64) -> i128 {
-        if !self.active
-            || amount_charged < self.min_amount
-            || amount_charged <= 0
-            || self.per_amount <= 0
-        {
+        if !self.active || amount_charged < self.min_amount || amount_charged <= 0 || self.per_amount <= 0 {
             return 0;
         }
         (amount_charged as i128 * self.points as i128) / self.per_amount as i128
@@ -107,9 +103,7 @@ mod tests {
 
     #[test]
     fn no_overflow_at_the_limits() {
-        let rules: Vec<EarningRule> = (0..EARNING_RULES_MAX)
-            .map(|_| rule(RULE_POINTS_MAX, 1, 0))
-            .collect();
+        let rules: Vec<EarningRule> = (0..EARNING_RULES_MAX).map(|_| rule(RULE_POINTS_MAX, 1, 0)).collect();
         assert_eq!(points_earned(AMOUNT_MAX, &rules), POINTS_PER_PAYMENT_MAX);
         assert_eq!(points_earned(AMOUNT_MAX, &[rule(1, AMOUNT_MAX, 0)]), 1);
         assert_eq!(points_earned(0, &rules), 0);

@@ -12,7 +12,9 @@ pub mod money;
 pub mod payments;
 pub mod points;
 pub mod program;
+pub mod redemptions;
 pub mod refunds;
+pub mod rewards;
 
 pub use ids::{Id, IdKind};
 pub use metadata::Metadata;

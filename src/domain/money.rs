@@ -20,10 +20,7 @@ pub fn currency(param: &str, value: &str) -> Result<String, ApiError> {
     if value.len() == 3 && value.bytes().all(|b| b.is_ascii_lowercase()) {
         Ok(value.to_string())
     } else {
-        Err(ApiError::parameter_invalid(
-            param,
-            format!("{param} must be a lowercase ISO 4217 code such as 'eur'."),
-        ))
+        Err(ApiError::parameter_invalid(param, format!("{param} must be a lowercase ISO 4217 code such as 'eur'.")))
     }
 }
 

@@ -41,19 +41,9 @@ impl TxType {
 /// What a transaction came from: every row names its payment, refund or redemption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
-    Payment {
-        payment: Id,
-        amount: i64,
-        currency: String,
-    },
-    Refund {
-        refund: Id,
-        payment: Id,
-    },
-    Redemption {
-        redemption: Id,
-        reward: Id,
-    },
+    Payment { payment: Id, amount: i64, currency: String },
+    Refund { refund: Id, payment: Id },
+    Redemption { redemption: Id, reward: Id },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,11 +63,7 @@ pub struct SourceView<'a>(pub &'a Source);
 impl Serialize for SourceView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
-            Source::Payment {
-                payment,
-                amount,
-                currency,
-            } => {
+            Source::Payment { payment, amount, currency } => {
                 let mut m = s.serialize_map(Some(3))?;
                 m.serialize_entry("payment", payment)?;
                 m.serialize_entry("amount", amount)?;
@@ -147,11 +133,7 @@ mod tests {
             account: "loy_9f2k".into(),
             points: 42,
             kind: TxType::Earn,
-            source: Source::Payment {
-                payment: "pay_5tNc".into(),
-                amount: 4200,
-                currency: "eur".into(),
-            },
+            source: Source::Payment { payment: "pay_5tNc".into(), amount: 4200, currency: "eur".into() },
             balance_after: 42,
             created: 1717113600,
         };

@@ -17,10 +17,7 @@ pub struct Program {
 
 impl Default for Program {
     fn default() -> Self {
-        Program {
-            clawback_allow_negative: true,
-            redemption_ttl_seconds: REDEMPTION_TTL_SECONDS_DEFAULT,
-        }
+        Program { clawback_allow_negative: true, redemption_ttl_seconds: REDEMPTION_TTL_SECONDS_DEFAULT }
     }
 }
 
@@ -40,9 +37,7 @@ impl Program {
     pub fn view(&self) -> ProgramView {
         ProgramView {
             object: "loyalty_program",
-            clawback: ClawbackView {
-                allow_negative: self.clawback_allow_negative,
-            },
+            clawback: ClawbackView { allow_negative: self.clawback_allow_negative },
             redemption_ttl_seconds: self.redemption_ttl_seconds,
         }
     }

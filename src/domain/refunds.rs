@@ -52,8 +52,7 @@ pub fn clawback_due(earned: i64, charged: i64, refunded_before: i64, refunded_af
     if earned <= 0 || charged <= 0 {
         return 0;
     }
-    let total_due =
-        |refunded: i64| (earned as i128 * refunded.clamp(0, charged) as i128) / charged as i128;
+    let total_due = |refunded: i64| (earned as i128 * refunded.clamp(0, charged) as i128) / charged as i128;
     (total_due(refunded_after) - total_due(refunded_before)).max(0) as i64
 }
 
@@ -79,9 +78,7 @@ mod tests {
 
     #[test]
     fn four_quarters_claw_10_11_10_11() {
-        let parts: Vec<i64> = (0..4)
-            .map(|i| clawback_due(42, 4200, 1050 * i, 1050 * (i + 1)))
-            .collect();
+        let parts: Vec<i64> = (0..4).map(|i| clawback_due(42, 4200, 1050 * i, 1050 * (i + 1))).collect();
         assert_eq!(parts, vec![10, 11, 10, 11]);
     }
 
@@ -109,10 +106,7 @@ mod tests {
             }
             assert_eq!(total, earned);
         }
-        assert_eq!(
-            clawback_due(i64::MAX / 2, 99_999_999_999, 0, 99_999_999_999),
-            i64::MAX / 2
-        );
+        assert_eq!(clawback_due(i64::MAX / 2, 99_999_999_999, 0, 99_999_999_999), i64::MAX / 2);
     }
 
     #[test]

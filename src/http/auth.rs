@@ -14,23 +14,16 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let ledger = req
-        .app_data::<web::Data<Ledger>>()
-        .ok_or_else(|| ApiError::internal("ledger missing from app data"))?;
+    let ledger =
+        req.app_data::<web::Data<Ledger>>().ok_or_else(|| ApiError::internal("ledger missing from app data"))?;
     if !ledger.is_ready() {
         return Err(ApiError::not_ready().into());
     }
-    check_key(
-        req.headers().get(actix_web::http::header::AUTHORIZATION),
-        &ledger.secret_key,
-    )?;
+    check_key(req.headers().get(actix_web::http::header::AUTHORIZATION), &ledger.secret_key)?;
     next.call(req).await
 }
 
-fn check_key(
-    header: Option<&actix_web::http::header::HeaderValue>,
-    secret: &str,
-) -> Result<(), ApiError> {
+fn check_key(header: Option<&actix_web::http::header::HeaderValue>, secret: &str) -> Result<(), ApiError> {
     let Some(value) = header else {
         return Err(ApiError::authentication(
             "api_key_missing",
@@ -41,10 +34,7 @@ fn check_key(
     if bool::from(presented.ct_eq(secret.as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::authentication(
-            "invalid_api_key",
-            "Invalid API key provided.",
-        ))
+        Err(ApiError::authentication("invalid_api_key", "Invalid API key provided."))
     }
 }
 
@@ -57,19 +47,9 @@ mod tests {
     fn keys() {
         let ok = HeaderValue::from_static("Bearer sk_test");
         assert!(check_key(Some(&ok), "sk_test").is_ok());
-        for bad in [
-            "Bearer sk_tesT",
-            "sk_test",
-            "Bearer sk_test ",
-            "Basic sk_test",
-            "Bearer ",
-        ] {
+        for bad in ["Bearer sk_tesT", "sk_test", "Bearer sk_test ", "Basic sk_test", "Bearer "] {
             let v = HeaderValue::from_str(bad).unwrap();
-            assert_eq!(
-                check_key(Some(&v), "sk_test").unwrap_err().code,
-                "invalid_api_key",
-                "{bad}"
-            );
+            assert_eq!(check_key(Some(&v), "sk_test").unwrap_err().code, "invalid_api_key", "{bad}");
         }
         assert_eq!(check_key(None, "sk_test").unwrap_err().status, 401);
     }

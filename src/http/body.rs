@@ -34,13 +34,8 @@ impl FromRequest for Body {
             let mut buf = BytesMut::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| match e {
-                    actix_web::error::PayloadError::Overflow => {
-                        ApiError::too_large(REQUEST_BODY_BYTES_MAX)
-                    }
-                    other => ApiError::bad_request(
-                        "invalid_body",
-                        format!("Could not read the request body: {other}"),
-                    ),
+                    actix_web::error::PayloadError::Overflow => ApiError::too_large(REQUEST_BODY_BYTES_MAX),
+                    other => ApiError::bad_request("invalid_body", format!("Could not read the request body: {other}")),
                 })?;
                 if buf.len() + chunk.len() > REQUEST_BODY_BYTES_MAX {
                     return Err(ApiError::too_large(REQUEST_BODY_BYTES_MAX));
@@ -62,11 +57,7 @@ impl Body {
 /// JSON into `T` with the contract's codes: `invalid_json`, `parameter_unknown`,
 /// `parameter_missing`, `parameter_invalid` (naming the parameter's path).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -96,10 +87,7 @@ fn classify(path: &str, e: &serde_json::Error) -> ApiError {
     let path = &param_name(path);
     let msg = e.to_string();
     if e.is_syntax() || e.is_eof() || e.is_io() {
-        return ApiError::bad_request(
-            "invalid_json",
-            format!("The request body is not valid JSON: {msg}"),
-        );
+        return ApiError::bad_request("invalid_json", format!("The request body is not valid JSON: {msg}"));
     }
     let nested = |field: &str| {
         if path == "." {
@@ -164,25 +152,13 @@ mod tests {
         assert_eq!(err("{").code, "invalid_json");
         assert_eq!(err(r#"{"amount":1} x"#).code, "invalid_json");
         let e = err(r#"{"amount":1,"bogus":2}"#);
-        assert_eq!(
-            (e.code, e.param.as_deref()),
-            ("parameter_unknown", Some("bogus"))
-        );
+        assert_eq!((e.code, e.param.as_deref()), ("parameter_unknown", Some("bogus")));
         let e = err(r#"{"amount":1,"inner":{"x":1,"y":2}}"#);
-        assert_eq!(
-            (e.code, e.param.as_deref()),
-            ("parameter_unknown", Some("inner[y]"))
-        );
+        assert_eq!((e.code, e.param.as_deref()), ("parameter_unknown", Some("inner[y]")));
         let e = err(r#"{}"#);
-        assert_eq!(
-            (e.code, e.param.as_deref()),
-            ("parameter_missing", Some("amount"))
-        );
+        assert_eq!((e.code, e.param.as_deref()), ("parameter_missing", Some("amount")));
         let e = err(r#"{"amount":"12"}"#);
-        assert_eq!(
-            (e.code, e.param.as_deref()),
-            ("parameter_invalid", Some("amount"))
-        );
+        assert_eq!((e.code, e.param.as_deref()), ("parameter_invalid", Some("amount")));
         let e = err(r#"{"amount":1.5}"#);
         assert_eq!(e.code, "parameter_invalid");
         assert_eq!(err("[1]").status, 400);

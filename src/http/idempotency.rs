@@ -19,12 +19,7 @@ pub const HEADER: &str = "Idempotency-Key";
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 
 /// Runs `op` at most once per idempotency key.
-pub async fn once<F, Fut>(
-    ledger: &Ledger,
-    req: &HttpRequest,
-    body: &[u8],
-    op: F,
-) -> Result<HttpResponse, ApiError>
+pub async fn once<F, Fut>(ledger: &Ledger, req: &HttpRequest, body: &[u8], op: F) -> Result<HttpResponse, ApiError>
 where
     F: FnOnce(Mutation) -> Fut,
     Fut: Future<Output = Result<Reply, ApiError>>,
@@ -45,17 +40,11 @@ where
         })?
         .to_string();
     let fingerprint = fingerprint(req.method().as_str(), req.path(), body);
-    match ledger
-        .state
-        .idempotency
-        .begin(&key, fingerprint, ledger.now())
-    {
-        Begin::Replay(stored) => Ok(HttpResponse::build(
-            StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
-        )
-        .content_type("application/json")
-        .insert_header((REPLAYED_HEADER, "true"))
-        .body(stored.body.to_vec())),
+    match ledger.state.idempotency.begin(&key, fingerprint, ledger.now()) {
+        Begin::Replay(stored) => Ok(HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK))
+            .content_type("application/json")
+            .insert_header((REPLAYED_HEADER, "true"))
+            .body(stored.body.to_vec())),
         Begin::Reused => Err(ApiError::idempotency(
             "idempotency_key_reused",
             "This Idempotency-Key was already used with a different request (path or body).",
@@ -66,10 +55,7 @@ where
         )),
         Begin::Full => Err(ApiError::overloaded("idempotency keys")),
         Begin::Proceed(guard) => {
-            let result = op(Mutation {
-                idem: Some(IdemRequest { key, fingerprint }),
-            })
-            .await;
+            let result = op(Mutation { idem: Some(IdemRequest { key, fingerprint }) }).await;
             drop(guard);
             result.map(respond::reply)
         }

@@ -49,15 +49,10 @@ fn text(param: &str, value: Option<String>) -> Result<Option<String>, ApiError> 
 fn email(value: Option<String>) -> Result<Option<String>, ApiError> {
     let value = text("email", value)?;
     if let Some(e) = &value {
-        let ok = e
-            .split_once('@')
-            .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
+        let ok = e.split_once('@').is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
             && !e.chars().any(char::is_whitespace);
         if !ok {
-            return Err(ApiError::parameter_invalid(
-                "email",
-                "email must look like an email address.",
-            ));
+            return Err(ApiError::parameter_invalid("email", "email must look like an email address."));
         }
     }
     Ok(value)
@@ -68,11 +63,7 @@ fn existing_customer(ledger: &Ledger, id: &str) -> Result<Customer, ApiError> {
     if !IdKind::Customer.accepts(id) {
         return Err(ApiError::missing_reference("customer", id));
     }
-    ledger
-        .state
-        .customers
-        .with(id, Clone::clone)
-        .ok_or_else(|| ApiError::missing_reference("customer", id))
+    ledger.state.customers.with(id, Clone::clone).ok_or_else(|| ApiError::missing_reference("customer", id))
 }
 
 pub async fn create_customer(
@@ -92,17 +83,12 @@ pub async fn create_customer(
             created: ledger.now(),
         };
         let reply = Reply::json(200, &customer.view())?;
-        ledger
-            .commit_reply(&m, vec![Change::PutCustomer(customer)], reply)
-            .await
+        ledger.commit_reply(&m, vec![Change::PutCustomer(customer)], reply).await
     })
     .await
 }
 
-pub async fn get_customer(
-    ledger: web::Data<Ledger>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_customer(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let customer = IdKind::Customer
         .accepts(&id)
@@ -112,11 +98,7 @@ pub async fn get_customer(
     respond::ok(&customer.view())
 }
 
-pub async fn create_account(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_account(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
     let (ledger, body) = (&ledger, &body);
     idempotency::once(ledger, &req, &body.0, |m| async move {
         let p: AccountParams = body.json()?;
@@ -132,17 +114,10 @@ async fn create_account_for(
     metadata: Metadata,
     m: &Mutation,
 ) -> Result<Reply, ApiError> {
-    let account = Account {
-        id: IdKind::Account.generate(),
-        customer: None,
-        metadata,
-        created: ledger.now(),
-    };
+    let account = Account { id: IdKind::Account.generate(), customer: None, metadata, created: ledger.now() };
     let Some(cust_id) = customer else {
         let reply = Reply::json(200, &account.view(0))?;
-        return ledger
-            .commit_reply(m, vec![Change::PutAccount(account)], reply)
-            .await;
+        return ledger.commit_reply(m, vec![Change::PutAccount(account)], reply).await;
     };
     let _held = ledger.locks.lock(&[&cust_id]).await;
     let mut cust = existing_customer(ledger, &cust_id)?;
@@ -150,18 +125,9 @@ async fn create_account_for(
         return Err(accounts::link::customer_already_linked(&cust_id, other));
     }
     cust.loyalty_account = Some(account.id.clone());
-    let account = Account {
-        customer: Some(cust.id.clone()),
-        ..account
-    };
+    let account = Account { customer: Some(cust.id.clone()), ..account };
     let reply = Reply::json(200, &account.view(0))?;
-    ledger
-        .commit_reply(
-            m,
-            vec![Change::PutAccount(account), Change::PutCustomer(cust)],
-            reply,
-        )
-        .await
+    ledger.commit_reply(m, vec![Change::PutAccount(account), Change::PutCustomer(cust)], reply).await
 }
 
 pub async fn update_account(
@@ -187,43 +153,23 @@ pub async fn update_account(
         };
         let lock_ids: Vec<&str> = customer.iter().map(|c| c.as_str()).collect();
         let _held = ledger.locks.lock(&lock_ids).await;
-        accounts::ask(
-            ledger,
-            id,
-            AccountCommand::Update {
-                customer,
-                metadata: p.metadata,
-            },
-            m,
-        )
-        .await
+        accounts::ask(ledger, id, AccountCommand::Update { customer, metadata: p.metadata }, m).await
     })
     .await
 }
 
-pub async fn get_account(
-    ledger: web::Data<Ledger>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_account(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let body = IdKind::Account
         .accepts(&id)
-        .then(|| {
-            ledger
-                .state
-                .accounts
-                .with(&id, |e| serde_json::to_vec(&e.account.view(e.balance)))
-        })
+        .then(|| ledger.state.accounts.with(&id, |e| serde_json::to_vec(&e.account.view(e.balance))))
         .flatten()
         .ok_or_else(|| ApiError::not_found("loyalty_account", &id))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(respond::reply(Reply { status: 200, body }))
 }
 
-pub async fn list_accounts(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list_accounts(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = ListQuery::parse(&req, &["customer"])?;
     let customer = q.id_filter("customer")?;
     let mut data = Vec::new();

@@ -8,6 +8,7 @@
 //! - `idempotency`: `Idempotency-Key` handling around every `POST`.
 //! - one file per resource: `members` (customers, loyalty accounts), `program`
 //!   (program and earning rules), `payments` (payments, awards), `refunds`,
+//!   `rewards`, `redemptions`, `testing` (the manual clock, tests only),
 //!   `transactions` (the points ledger), `health`.
 
 mod auth;
@@ -18,9 +19,12 @@ mod members;
 mod payments;
 mod program;
 mod query;
+mod redemptions;
 mod refunds;
 mod respond;
+mod rewards;
 pub mod server;
+mod testing;
 mod transactions;
 
 pub use server::{routes, run};

@@ -16,6 +16,7 @@ use super::query::ListQuery;
 use super::respond;
 use crate::accounts::{self, AccountCommand};
 use crate::domain::payments::{Payment, PaymentStatus};
+use crate::domain::redemptions::REDEMPTIONS_PER_PAYMENT_MAX;
 use crate::domain::{metadata, money, Id, IdKind, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
@@ -29,6 +30,7 @@ struct CreatePayment {
     currency: String,
     customer: Option<String>,
     metadata: Option<Metadata>,
+    redemptions: Option<Vec<String>>,
     confirm: Option<bool>,
 }
 
@@ -47,12 +49,8 @@ struct CreateAward {
 /// The member a payment earns for, resolved now: the customer's linked account,
 /// else `metadata.loyalty_account` if it names an existing account, else nobody.
 pub fn resolve_member(state: &State, payment: &Payment) -> Option<Id> {
-    let via_customer = payment.customer.as_ref().and_then(|c| {
-        state
-            .customers
-            .with(c, |c| c.loyalty_account.clone())
-            .flatten()
-    });
+    let via_customer =
+        payment.customer.as_ref().and_then(|c| state.customers.with(c, |c| c.loyalty_account.clone()).flatten());
     via_customer.or_else(|| {
         payment
             .metadata
@@ -63,30 +61,43 @@ pub fn resolve_member(state: &State, payment: &Payment) -> Option<Id> {
 }
 
 /// Completes a pending payment (the caller holds its lock, or it is new).
-async fn complete(
-    ledger: &Arc<Ledger>,
-    mut payment: Payment,
-    m: &Mutation,
-) -> Result<Reply, ApiError> {
-    match resolve_member(&ledger.state, &payment) {
-        Some(account) => {
-            accounts::ask(
-                ledger,
-                &account,
-                AccountCommand::Complete { payment },
-                m.clone(),
-            )
-            .await
-        }
+/// A payment with redemptions earns for the member fixed at its creation.
+async fn complete(ledger: &Arc<Ledger>, mut payment: Payment, m: &Mutation) -> Result<Reply, ApiError> {
+    let member = match payment.redemptions.is_empty() {
+        true => resolve_member(&ledger.state, &payment),
+        false => payment.loyalty_account.clone(),
+    };
+    match member {
+        Some(account) => accounts::ask(ledger, &account, AccountCommand::Complete { payment }, m.clone()).await,
         None => {
             payment.status = PaymentStatus::Completed;
             payment.completed_at = Some(ledger.now());
             let reply = Reply::json(200, &payment.view())?;
-            ledger
-                .commit_reply(m, vec![Change::PutPayment(payment)], reply)
-                .await
+            ledger.commit_reply(m, vec![Change::PutPayment(payment)], reply).await
         }
     }
+}
+
+/// The redemption ids of a new payment, checked for shape, count and repeats.
+fn redemption_ids(ids: Option<Vec<String>>) -> Result<Vec<Id>, ApiError> {
+    let ids = ids.unwrap_or_default();
+    if ids.len() > REDEMPTIONS_PER_PAYMENT_MAX {
+        return Err(ApiError::parameter_invalid(
+            "redemptions",
+            format!("A payment may carry at most {REDEMPTIONS_PER_PAYMENT_MAX} redemptions."),
+        ));
+    }
+    let mut out: Vec<Id> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !IdKind::Redemption.accepts(&id) {
+            return Err(ApiError::missing_reference("redemptions", &id));
+        }
+        if out.iter().any(|o| *o == id) {
+            return Err(ApiError::parameter_invalid("redemptions", format!("Redemption {id} is listed twice.")));
+        }
+        out.push(Id::from(id));
+    }
+    Ok(out)
 }
 
 fn existing_payment(ledger: &Ledger, id: &str) -> Result<Payment, ApiError> {
@@ -100,19 +111,11 @@ fn existing_payment(ledger: &Ledger, id: &str) -> Result<Payment, ApiError> {
 fn not_pending(p: &Payment) -> ApiError {
     ApiError::conflict(
         "payment_not_pending",
-        format!(
-            "Payment {} is {}; only a pending payment can do that.",
-            p.id,
-            p.status.as_str()
-        ),
+        format!("Payment {} is {}; only a pending payment can do that.", p.id, p.status.as_str()),
     )
 }
 
-pub async fn create(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
     let ledger = ledger.into_inner();
     let (ledger, body) = (&ledger, &body);
     idempotency::once(ledger, &req, &body.0, |m| async move {
@@ -120,9 +123,7 @@ pub async fn create(
         let amount = money::amount("amount", p.amount)?;
         let currency = money::currency("currency", &p.currency)?;
         let customer = match p.customer {
-            Some(c) if IdKind::Customer.accepts(&c) && ledger.state.customers.contains(&c) => {
-                Some(Id::from(c))
-            }
+            Some(c) if IdKind::Customer.accepts(&c) && ledger.state.customers.contains(&c) => Some(Id::from(c)),
             Some(c) => return Err(ApiError::missing_reference("customer", &c)),
             None => None,
         };
@@ -135,20 +136,30 @@ pub async fn create(
             status: PaymentStatus::Pending,
             customer,
             metadata: metadata::initial(p.metadata)?,
-            redemptions: Vec::new(),
+            redemptions: redemption_ids(p.redemptions)?,
             loyalty_account: None,
             points_earned: 0,
             award: None,
             created: ledger.now(),
             completed_at: None,
         };
-        if p.confirm == Some(true) {
+        let confirm = p.confirm == Some(true);
+        if !payment.redemptions.is_empty() {
+            // Redemptions must belong to the member the payment resolves to now.
+            let member = resolve_member(&ledger.state, &payment).ok_or_else(|| {
+                ApiError::conflict(
+                    "redemption_account_mismatch",
+                    "The payment resolves to no loyalty account, so it cannot carry redemptions.",
+                )
+                .with_param("redemptions")
+            })?;
+            return accounts::ask(ledger, &member, AccountCommand::CreatePayment { payment, confirm }, m).await;
+        }
+        if confirm {
             return complete(ledger, payment, &m).await;
         }
         let reply = Reply::json(200, &payment.view())?;
-        ledger
-            .commit_reply(&m, vec![Change::PutPayment(payment)], reply)
-            .await
+        ledger.commit_reply(&m, vec![Change::PutPayment(payment)], reply).await
     })
     .await
 }
@@ -180,6 +191,7 @@ pub async fn fail_route(
     id: web::Path<String>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
+    let ledger = ledger.into_inner();
     let (ledger, body, id) = (&ledger, &body, id.as_str());
     existing_payment(ledger, id)?;
     idempotency::once(ledger, &req, &body.0, |m| async move {
@@ -189,19 +201,17 @@ pub async fn fail_route(
         if payment.status != PaymentStatus::Pending {
             return Err(not_pending(&payment));
         }
+        if let (false, Some(account)) = (payment.redemptions.is_empty(), payment.loyalty_account.clone()) {
+            return accounts::ask(ledger, &account, AccountCommand::Fail { payment }, m).await;
+        }
         payment.status = PaymentStatus::Failed;
         let reply = Reply::json(200, &payment.view())?;
-        ledger
-            .commit_reply(&m, vec![Change::PutPayment(payment)], reply)
-            .await
+        ledger.commit_reply(&m, vec![Change::PutPayment(payment)], reply).await
     })
     .await
 }
 
-pub async fn get(
-    ledger: web::Data<Ledger>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     respond::ok(&existing_payment(&ledger, &id)?.view())
 }
 
@@ -212,20 +222,13 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     let mut data = Vec::new();
     let has_more = ledger.state.payments.page(
         &q.params,
-        |p| {
-            customer.is_none_or(|c| p.customer.as_deref() == Some(c))
-                && status.is_none_or(|s| p.status.as_str() == s)
-        },
+        |p| customer.is_none_or(|c| p.customer.as_deref() == Some(c)) && status.is_none_or(|s| p.status.as_str() == s),
         |p| data.push(respond::to_value(&p.view())),
     )?;
     respond::list(data, has_more)
 }
 
-pub async fn award(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn award(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
     let ledger = ledger.into_inner();
     let (ledger, body) = (&ledger, &body);
     idempotency::once(ledger, &req, &body.0, |m| async move {

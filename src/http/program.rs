@@ -58,10 +58,7 @@ fn in_range(param: &str, value: i64, min: i64, max: i64) -> Result<i64, ApiError
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(ApiError::parameter_invalid(
-            param,
-            format!("{param} must be an integer from {min} to {max}."),
-        ))
+        Err(ApiError::parameter_invalid(param, format!("{param} must be an integer from {min} to {max}.")))
     }
 }
 
@@ -69,24 +66,13 @@ pub async fn get_program(ledger: web::Data<Ledger>) -> Result<HttpResponse, ApiE
     respond::ok(&ledger.state.program().view())
 }
 
-pub async fn update_program(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn update_program(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
     let (ledger, body) = (&ledger, &body);
     idempotency::once(ledger, &req, &body.0, |m| async move {
         let p: UpdateProgram = body.json()?;
         let ttl = p
             .redemption_ttl_seconds
-            .map(|t| {
-                in_range(
-                    "redemption_ttl_seconds",
-                    t,
-                    REDEMPTION_TTL_SECONDS_MIN,
-                    REDEMPTION_TTL_SECONDS_MAX,
-                )
-            })
+            .map(|t| in_range("redemption_ttl_seconds", t, REDEMPTION_TTL_SECONDS_MIN, REDEMPTION_TTL_SECONDS_MAX))
             .transpose()?;
         let _held = ledger.locks.lock(&[PROGRAM_LOCK]).await;
         let mut program = ledger.state.program();
@@ -97,18 +83,12 @@ pub async fn update_program(
             program.redemption_ttl_seconds = ttl;
         }
         let reply = Reply::json(200, &program.view())?;
-        ledger
-            .commit_reply(&m, vec![Change::PutProgram(program)], reply)
-            .await
+        ledger.commit_reply(&m, vec![Change::PutProgram(program)], reply).await
     })
     .await
 }
 
-pub async fn create_rule(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_rule(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
     let (ledger, body) = (&ledger, &body);
     idempotency::once(ledger, &req, &body.0, |m| async move {
         let p: CreateRule = body.json()?;
@@ -167,37 +147,19 @@ pub async fn update_rule(
             rule.min_amount = in_range("min_amount", min_amount, 0, AMOUNT_MAX)?;
         }
         let reply = Reply::json(200, &rule.view())?;
-        ledger
-            .commit_reply(&m, vec![Change::PutEarningRule(rule)], reply)
-            .await
+        ledger.commit_reply(&m, vec![Change::PutEarningRule(rule)], reply).await
     })
     .await
 }
 
-pub async fn get_rule(
-    ledger: web::Data<Ledger>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_rule(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     respond::ok(&existing_rule(&ledger, &id)?.view())
 }
 
-pub async fn list_rules(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list_rules(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = ListQuery::parse(&req, &["currency", "active"])?;
     let currency = q.filter("currency");
-    let active = match q.filter("active") {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => {
-            return Err(ApiError::parameter_invalid(
-                "active",
-                "active must be true or false.",
-            ))
-        }
-    };
+    let active = q.bool_filter("active")?;
     let mut data = Vec::new();
     let has_more = ledger.state.earning_rules.page(
         &q.params,

@@ -16,10 +16,8 @@ pub struct ListQuery {
 impl ListQuery {
     /// Parses `req`'s query string, accepting only `allowed` filters.
     pub fn parse(req: &HttpRequest, allowed: &[&str]) -> Result<ListQuery, ApiError> {
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(req.query_string()).map_err(|e| {
-                ApiError::bad_request("parameter_invalid", format!("Invalid query string: {e}"))
-            })?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|e| ApiError::bad_request("parameter_invalid", format!("Invalid query string: {e}")))?;
         let (params, filters) = ListParams::parse(pairs)?;
         for (k, _) in &filters {
             if !allowed.contains(&k.as_str()) {
@@ -31,19 +29,25 @@ impl ListQuery {
 
     /// The value of filter `name`, if given.
     pub fn filter(&self, name: &str) -> Option<&str> {
-        self.filters
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.filters.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A `true`/`false` filter.
+    pub fn bool_filter(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.filter(name) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(ApiError::parameter_invalid(name, format!("{name} must be true or false."))),
+        }
     }
 
     /// The value of an id filter, checked for shape.
     pub fn id_filter(&self, name: &str) -> Result<Option<&str>, ApiError> {
         match self.filter(name) {
-            Some(v) if v.is_empty() || v.len() > ID_BYTES_MAX => Err(ApiError::parameter_invalid(
-                name,
-                format!("{name} must be an object id."),
-            )),
+            Some(v) if v.is_empty() || v.len() > ID_BYTES_MAX => {
+                Err(ApiError::parameter_invalid(name, format!("{name} must be an object id.")))
+            }
             other => Ok(other),
         }
     }

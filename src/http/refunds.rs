@@ -23,11 +23,7 @@ struct CreateRefund {
     amount: Option<i64>,
 }
 
-pub async fn create(
-    ledger: web::Data<Ledger>,
-    req: HttpRequest,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
     let ledger = ledger.into_inner();
     let (ledger, body) = (&ledger, &body);
     idempotency::once(ledger, &req, &body.0, |m| async move {
@@ -60,10 +56,7 @@ pub async fn create(
         if left <= 0 || amount > left {
             return Err(ApiError::parameter_invalid(
                 "amount",
-                format!(
-                    "Refund of {amount} exceeds what is left to refund on payment {} ({left}).",
-                    payment.id
-                ),
+                format!("Refund of {amount} exceeds what is left to refund on payment {} ({left}).", payment.id),
             )
             .with_code("amount_too_large"));
         }
@@ -77,35 +70,20 @@ pub async fn create(
         };
         match payment.loyalty_account.clone() {
             Some(account) if payment.points_earned > 0 => {
-                accounts::ask(
-                    ledger,
-                    &account,
-                    AccountCommand::Refund { payment, refund },
-                    m,
-                )
-                .await
+                accounts::ask(ledger, &account, AccountCommand::Refund { payment, refund }, m).await
             }
             _ => {
                 let mut payment = payment;
                 payment.amount_refunded += amount;
                 let reply = Reply::json(200, &refund.view())?;
-                ledger
-                    .commit_reply(
-                        &m,
-                        vec![Change::PutRefund(refund), Change::PutPayment(payment)],
-                        reply,
-                    )
-                    .await
+                ledger.commit_reply(&m, vec![Change::PutRefund(refund), Change::PutPayment(payment)], reply).await
             }
         }
     })
     .await
 }
 
-pub async fn get(
-    ledger: web::Data<Ledger>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let refund = IdKind::Refund
         .accepts(&id)
         .then(|| ledger.state.refunds.with(&id, Clone::clone))

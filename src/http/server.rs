@@ -15,14 +15,15 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
 
-use super::{auth, health, members, payments, program, refunds, transactions};
+use super::{auth, health, members, payments, program, redemptions, refunds, rewards, testing, transactions};
 use crate::config::Config;
 use crate::domain::ids::random_secret;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::recovery;
-use crate::timer::SystemClock;
+use crate::timer::{Clock, ExpiryTimer, ManualClock, SystemClock};
 use crate::wal::fs::RealFs;
+use actix::Actor;
 
 /// Name of the generated secret key file in the data directory.
 pub const SECRET_KEY_FILE: &str = "secret_key";
@@ -73,29 +74,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                         .route(web::post().to(program::update_rule)),
                 )
                 .service(
-                    resource("/payments")
-                        .route(web::post().to(payments::create))
-                        .route(web::get().to(payments::list)),
+                    resource("/payments").route(web::post().to(payments::create)).route(web::get().to(payments::list)),
                 )
                 .service(resource("/payments/{id}").route(web::get().to(payments::get)))
+                .service(resource("/payments/{id}/complete").route(web::post().to(payments::complete_route)))
+                .service(resource("/payments/{id}/fail").route(web::post().to(payments::fail_route)))
                 .service(
-                    resource("/payments/{id}/complete")
-                        .route(web::post().to(payments::complete_route)),
-                )
-                .service(
-                    resource("/payments/{id}/fail").route(web::post().to(payments::fail_route)),
-                )
-                .service(
-                    resource("/refunds")
-                        .route(web::post().to(refunds::create))
-                        .route(web::get().to(refunds::list)),
+                    resource("/refunds").route(web::post().to(refunds::create)).route(web::get().to(refunds::list)),
                 )
                 .service(resource("/refunds/{id}").route(web::get().to(refunds::get)))
+                .service(
+                    resource("/loyalty/rewards")
+                        .route(web::post().to(rewards::create))
+                        .route(web::get().to(rewards::list)),
+                )
+                .service(
+                    resource("/loyalty/rewards/{id}")
+                        .route(web::get().to(rewards::get))
+                        .route(web::post().to(rewards::update)),
+                )
+                .service(
+                    resource("/loyalty/redemptions")
+                        .route(web::post().to(redemptions::create))
+                        .route(web::get().to(redemptions::list)),
+                )
+                .service(resource("/loyalty/redemptions/{id}").route(web::get().to(redemptions::get)))
+                .service(resource("/loyalty/redemptions/{id}/cancel").route(web::post().to(redemptions::cancel)))
+                .service(resource("/test/clock").route(web::post().to(testing::advance_clock)))
                 .service(resource("/loyalty/awards").route(web::post().to(payments::award)))
                 .service(resource("/loyalty/transactions").route(web::get().to(transactions::list)))
-                .service(
-                    resource("/loyalty/transactions/{id}").route(web::get().to(transactions::get)),
-                )
+                .service(resource("/loyalty/transactions/{id}").route(web::get().to(transactions::get)))
                 .default_service(web::to(route_not_found)),
         )
         .default_service(web::to(route_not_found));
@@ -104,32 +112,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// Runs the server until it is stopped (SIGINT/SIGTERM) or recovery fails.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
     let _lock = lock_data_dir(dir)?;
     let secret_key = match &config.secret_key {
         Some(k) if !k.is_empty() => k.clone(),
         _ => secret_key_from_file(dir)?,
     };
-    let ledger = Arc::new(Ledger::new(
-        dir.clone(),
-        Arc::new(RealFs),
-        Arc::new(SystemClock),
-        secret_key,
-    ));
+    let mut ledger = Ledger::new(dir.clone(), Arc::new(RealFs), Arc::new(SystemClock), secret_key);
+    if let Some(offset) = config.test_clock_offset_seconds {
+        let clock = Arc::new(ManualClock::new(SystemClock.now() + offset));
+        tracing::warn!(now = clock.now(), "running on a manual test clock (LEDGER_TEST_CLOCK); not for production");
+        ledger.clock = clock.clone();
+        ledger.manual_clock = Some(clock);
+    }
+    let ledger = Arc::new(ledger);
     let data = web::Data::from(ledger.clone());
     let mut server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes));
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
-    let server = server
-        .bind(config.listen)
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = server
-        .addrs()
-        .first()
-        .copied()
-        .context("no bound address")?;
+    let server = server.bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let addr = server.addrs().first().copied().context("no bound address")?;
     let server = server.run();
     let handle = server.handle();
     let serving = actix_web::rt::spawn(server);
@@ -150,6 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 "recovery done"
             );
             ledger.set_ready(wal);
+            ExpiryTimer::new(ledger.clone()).start();
             tracing::info!(data_dir = %dir.display(), "listening on http://{addr}");
         }
         Err(e) => {
@@ -172,10 +176,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     file.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "{} is locked: another loyalty-ledger process uses this data directory",
-            path.display()
-        )
+        anyhow::anyhow!("{} is locked: another loyalty-ledger process uses this data directory", path.display())
     })?;
     Ok(file)
 }

@@ -10,10 +10,7 @@ use crate::domain::IdKind;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 
-pub async fn get(
-    ledger: web::Data<Ledger>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tx = IdKind::PointsTransaction
         .accepts(&id)
         .then(|| ledger.state.transactions.with(&id, Clone::clone))
@@ -27,16 +24,12 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     let kind = match q.filter("type") {
         None => None,
         Some(t) => Some(TxType::parse(t).ok_or_else(|| {
-            ApiError::parameter_invalid(
-                "type",
-                "type must be one of earn, redeem, release, clawback.",
-            )
+            ApiError::parameter_invalid("type", "type must be one of earn, redeem, release, clawback.")
         })?),
     };
     let payment = q.id_filter("payment")?;
     let keep = |tx: &PointsTransaction| {
-        kind.is_none_or(|k| tx.kind == k)
-            && payment.is_none_or(|p| tx.payment().is_some_and(|tp| tp == p))
+        kind.is_none_or(|k| tx.kind == k) && payment.is_none_or(|p| tx.payment().is_some_and(|tp| tp == p))
     };
     let state = &ledger.state;
     let mut data = Vec::new();
@@ -51,9 +44,7 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
                 .accounts
                 .with(account, |e| e.transactions.clone())
                 .ok_or_else(|| ApiError::missing_reference("account", account))?;
-            state
-                .transactions
-                .page_subset(&ids, &q.params, |t| t.created, keep, emit)?
+            state.transactions.page_subset(&ids, &q.params, |t| t.created, keep, emit)?
         }
         None => state.transactions.page(&q.params, keep, emit)?,
     };

@@ -69,11 +69,7 @@ impl IdemStore {
         let mut inner = self.inner.lock();
         purge(&mut inner, now, IDEMPOTENCY_RETENTION_SECONDS);
         if let Some(stored) = inner.stored.get(key) {
-            return if stored.fingerprint == fingerprint {
-                Begin::Replay(stored.clone())
-            } else {
-                Begin::Reused
-            };
+            return if stored.fingerprint == fingerprint { Begin::Replay(stored.clone()) } else { Begin::Reused };
         }
         if inner.in_flight.contains(key) {
             return Begin::InFlight;
@@ -85,10 +81,7 @@ impl IdemStore {
             }
         }
         inner.in_flight.insert(key.to_string());
-        Begin::Proceed(IdemGuard {
-            inner: self.inner.clone(),
-            key: key.to_string(),
-        })
+        Begin::Proceed(IdemGuard { inner: self.inner.clone(), key: key.to_string() })
     }
 
     /// Records the response of a durable mutation (called by `State::apply`).
@@ -97,12 +90,7 @@ impl IdemStore {
         inner.by_age.push_back((created, entry.key.clone()));
         inner.stored.insert(
             entry.key,
-            StoredResponse {
-                fingerprint: entry.fingerprint,
-                status: entry.status,
-                body: entry.body.into(),
-                created,
-            },
+            StoredResponse { fingerprint: entry.fingerprint, status: entry.status, body: entry.body.into(), created },
         );
     }
 
@@ -117,11 +105,7 @@ impl IdemStore {
     /// Every stored response with its key (for snapshots).
     pub fn entries(&self) -> Vec<(String, StoredResponse)> {
         let inner = self.inner.lock();
-        inner
-            .stored
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        inner.stored.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
@@ -143,12 +127,7 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, fp: u8) -> IdemEntry {
-        IdemEntry {
-            key: key.into(),
-            fingerprint: [fp; 32],
-            status: 200,
-            body: b"{}".to_vec(),
-        }
+        IdemEntry { key: key.into(), fingerprint: [fp; 32], status: 200, body: b"{}".to_vec() }
     }
 
     #[test]
@@ -164,9 +143,6 @@ mod tests {
         assert!(matches!(store.begin("k", [1; 32], 101), Begin::Replay(r) if r.status == 200));
         assert!(matches!(store.begin("k", [2; 32], 101), Begin::Reused));
         let later = 100 + IDEMPOTENCY_RETENTION_SECONDS + 1;
-        assert!(matches!(
-            store.begin("k", [2; 32], later),
-            Begin::Proceed(_)
-        ));
+        assert!(matches!(store.begin("k", [2; 32], later), Begin::Proceed(_)));
     }
 }

@@ -32,29 +32,20 @@ pub struct ListParams {
 
 impl Default for ListParams {
     fn default() -> Self {
-        ListParams {
-            limit: LIST_LIMIT_DEFAULT,
-            starting_after: None,
-            created: CreatedRange::default(),
-        }
+        ListParams { limit: LIST_LIMIT_DEFAULT, starting_after: None, created: CreatedRange::default() }
     }
 }
 
 impl ListParams {
     /// Takes the common parameters out of `query`; returns the rest (route filters).
-    pub fn parse(
-        query: Vec<(String, String)>,
-    ) -> Result<(ListParams, Vec<(String, String)>), ApiError> {
+    pub fn parse(query: Vec<(String, String)>) -> Result<(ListParams, Vec<(String, String)>), ApiError> {
         let mut params = ListParams::default();
         let mut rest = Vec::new();
         for (key, value) in query {
             match key.as_str() {
                 "limit" => {
-                    params.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=LIST_LIMIT_MAX).contains(n))
-                        .ok_or_else(|| {
+                    params.limit =
+                        value.parse::<usize>().ok().filter(|n| (1..=LIST_LIMIT_MAX).contains(n)).ok_or_else(|| {
                             ApiError::parameter_invalid(
                                 "limit",
                                 format!("limit must be an integer from 1 to {LIST_LIMIT_MAX}."),
@@ -72,10 +63,7 @@ impl ListParams {
                 }
                 "created[gte]" | "created[gt]" | "created[lte]" | "created[lt]" | "created" => {
                     let t = value.parse::<i64>().map_err(|_| {
-                        ApiError::parameter_invalid(
-                            &key,
-                            format!("{key} must be an integer (unix seconds)."),
-                        )
+                        ApiError::parameter_invalid(&key, format!("{key} must be an integer (unix seconds)."))
                     })?;
                     let slot = match key.as_str() {
                         "created[gte]" => &mut params.created.gte,
@@ -102,20 +90,13 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn parses_common_and_leaves_the_rest() {
-        let (p, rest) = ListParams::parse(q(&[
-            ("limit", "3"),
-            ("created[gte]", "10"),
-            ("customer", "cust_1"),
-        ]))
-        .unwrap();
+        let (p, rest) =
+            ListParams::parse(q(&[("limit", "3"), ("created[gte]", "10"), ("customer", "cust_1")])).unwrap();
         assert_eq!(p.limit, 3);
         assert!(p.created.contains(10) && !p.created.contains(9));
         assert_eq!(rest, q(&[("customer", "cust_1")]));
@@ -124,13 +105,7 @@ mod tests {
     #[test]
     fn rejects_bad_limits() {
         for bad in ["0", "101", "-1", "x", ""] {
-            assert_eq!(
-                ListParams::parse(q(&[("limit", bad)]))
-                    .unwrap_err()
-                    .param
-                    .as_deref(),
-                Some("limit")
-            );
+            assert_eq!(ListParams::parse(q(&[("limit", bad)])).unwrap_err().param.as_deref(), Some("limit"));
         }
         assert!(ListParams::parse(q(&[("created[lt]", "soon")])).is_err());
     }

@@ -15,7 +15,7 @@ pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use list::{CreatedRange, ListParams};
 pub use table::Table;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
@@ -25,7 +25,9 @@ use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
 use crate::domain::program::Program;
+use crate::domain::redemptions::Redemption;
 use crate::domain::refunds::Refund;
+use crate::domain::rewards::Reward;
 use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, Record};
@@ -51,6 +53,10 @@ pub struct State {
     pub payments: Table<Payment>,
     pub transactions: Table<PointsTransaction>,
     pub refunds: Table<Refund>,
+    pub rewards: Table<Reward>,
+    pub redemptions: Table<Redemption>,
+    /// Open redemptions by deadline: what the expiry timer scans.
+    expiries: parking_lot::Mutex<BTreeSet<(i64, Id)>>,
     pub idempotency: IdemStore,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
@@ -76,6 +82,11 @@ impl State {
             .get(currency)
             .map(|rules| rules.iter().filter(|r| r.active).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Up to `max` open redemptions whose deadline is at or before `now`.
+    pub fn due_redemptions(&self, now: i64, max: usize) -> Vec<Id> {
+        self.expiries.lock().iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, id)| id.clone()).collect()
     }
 
     /// An account's balance, if the account exists.
@@ -108,11 +119,7 @@ impl State {
                         entry.account = a;
                         None
                     }
-                    None => Some(AccountEntry {
-                        account: a,
-                        balance: 0,
-                        transactions: Vec::new(),
-                    }),
+                    None => Some(AccountEntry { account: a, balance: 0, transactions: Vec::new() }),
                 });
             }
             Change::PutProgram(p) => *self.program.write() = p,
@@ -131,6 +138,23 @@ impl State {
                 self.payments.upsert(id, created, |_| Some(p));
             }
             Change::PutTransaction(tx) => self.apply_transaction(tx)?,
+            Change::PutReward(r) => {
+                let (id, created) = (r.id.clone(), r.created);
+                self.rewards.upsert(id, created, |_| Some(r));
+            }
+            Change::PutRedemption(r) => {
+                {
+                    let mut expiries = self.expiries.lock();
+                    let key = (r.expires_at, r.id.clone());
+                    if r.status.is_open() {
+                        expiries.insert(key);
+                    } else {
+                        expiries.remove(&key);
+                    }
+                }
+                let (id, created) = (r.id.clone(), r.created);
+                self.redemptions.upsert(id, created, |_| Some(r));
+            }
             Change::PutRefund(r) => {
                 let (id, created) = (r.id.clone(), r.created);
                 self.refunds.upsert(id, created, |_| Some(r));
@@ -143,29 +167,23 @@ impl State {
     /// must land on the transaction's `balance_after` (invariant 3 checked live).
     fn apply_transaction(&self, tx: PointsTransaction) -> Result<(), StorageError> {
         if self.transactions.contains(&tx.id) {
-            return Err(StorageError::Inconsistent(format!(
-                "points transaction {} written twice",
-                tx.id
-            )));
+            return Err(StorageError::Inconsistent(format!("points transaction {} written twice", tx.id)));
         }
-        let moved = self
-            .accounts
-            .update(&tx.account, |e| match e.balance.checked_add(tx.points) {
-                Some(b) if b == tx.balance_after => {
-                    e.balance = b;
-                    e.transactions.push(tx.id.clone());
-                    Ok(())
-                }
-                other => Err(format!(
-                    "transaction {} takes account {} from {} by {} to {:?}, but says {}",
-                    tx.id, tx.account, e.balance, tx.points, other, tx.balance_after
-                )),
-            });
+        let moved = self.accounts.update(&tx.account, |e| match e.balance.checked_add(tx.points) {
+            Some(b) if b == tx.balance_after => {
+                e.balance = b;
+                e.transactions.push(tx.id.clone());
+                Ok(())
+            }
+            other => Err(format!(
+                "transaction {} takes account {} from {} by {} to {:?}, but says {}",
+                tx.id, tx.account, e.balance, tx.points, other, tx.balance_after
+            )),
+        });
         match moved {
-            None => Err(StorageError::Inconsistent(format!(
-                "transaction {} names unknown account {}",
-                tx.id, tx.account
-            ))),
+            None => {
+                Err(StorageError::Inconsistent(format!("transaction {} names unknown account {}", tx.id, tx.account)))
+            }
             Some(Err(reason)) => Err(StorageError::Inconsistent(reason)),
             Some(Ok(())) => {
                 let (id, created) = (tx.id.clone(), tx.created);

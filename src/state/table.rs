@@ -26,9 +26,7 @@ pub struct Table<T> {
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
-            shards: (0..STATE_SHARDS)
-                .map(|_| RwLock::new(HashMap::new()))
-                .collect(),
+            shards: (0..STATE_SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             order: RwLock::new(Vec::new()),
             hasher: Default::default(),
         }
@@ -90,10 +88,7 @@ impl<T> Table<T> {
 
     /// Changes an existing object in place; `None` if there is none.
     pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        self.shard(id)
-            .write()
-            .get_mut(id)
-            .map(|slot| f(&mut slot.value))
+        self.shard(id).write().get_mut(id).map(|slot| f(&mut slot.value))
     }
 
     /// Calls `f` for every object (used by checks and snapshots).

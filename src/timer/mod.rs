@@ -1,5 +1,8 @@
-//! Time: the `Clock` every timestamp comes from (tests move a manual one by hand).
+//! Time: the `Clock` every timestamp and deadline comes from (tests move a
+//! manual one by hand), and the timer actor that acts on deadlines.
 
 pub mod clock;
+pub mod expiry;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use expiry::ExpiryTimer;

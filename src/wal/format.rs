@@ -40,10 +40,7 @@ pub fn segment_header(first_lsn: u64) -> [u8; SEGMENT_HEADER_BYTES] {
 /// The first LSN of a segment whose header is `h`, or why the header is bad.
 pub fn parse_segment_header(h: &[u8]) -> Result<u64, String> {
     if h.len() < SEGMENT_HEADER_BYTES {
-        return Err(format!(
-            "header is {} bytes, expected {SEGMENT_HEADER_BYTES}",
-            h.len()
-        ));
+        return Err(format!("header is {} bytes, expected {SEGMENT_HEADER_BYTES}", h.len()));
     }
     if h[0..8] != SEGMENT_MAGIC {
         return Err("bad magic: not a loyalty-ledger WAL segment".into());
@@ -54,9 +51,7 @@ pub fn parse_segment_header(h: &[u8]) -> Result<u64, String> {
     }
     let version = u32::from_le_bytes(h[8..12].try_into().unwrap());
     if version != FORMAT_VERSION {
-        return Err(format!(
-            "unsupported WAL format version {version} (this build reads {FORMAT_VERSION})"
-        ));
+        return Err(format!("unsupported WAL format version {version} (this build reads {FORMAT_VERSION})"));
     }
     Ok(u64::from_le_bytes(h[16..24].try_into().unwrap()))
 }
@@ -99,31 +94,18 @@ pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
             break Tail::Clean;
         }
         if rest < FRAME_HEADER_BYTES {
-            break classify(
-                buf,
-                pos,
-                buf.len(),
-                format!("incomplete record header ({rest} bytes)"),
-            );
+            break classify(buf, pos, buf.len(), format!("incomplete record header ({rest} bytes)"));
         }
         let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap());
         let inv = u32::from_le_bytes(buf[pos + 4..pos + 8].try_into().unwrap());
         let crc = u32::from_le_bytes(buf[pos + 8..pos + 12].try_into().unwrap());
         if len != !inv || len == 0 || len as usize > record_bytes_max {
-            break classify(
-                buf,
-                pos,
-                pos + FRAME_HEADER_BYTES,
-                format!("bad record header (length {len})"),
-            );
+            break classify(buf, pos, pos + FRAME_HEADER_BYTES, format!("bad record header (length {len})"));
         }
         let body = pos + FRAME_HEADER_BYTES;
         let end = body + len as usize;
         if end > buf.len() {
-            break Tail::Torn {
-                offset: pos,
-                reason: format!("record of {len} bytes runs past the end of the file"),
-            };
+            break Tail::Torn { offset: pos, reason: format!("record of {len} bytes runs past the end of the file") };
         }
         if crc32fast::hash(&buf[body..end]) != crc {
             break classify(buf, pos, end, "record checksum mismatch".to_string());
@@ -131,11 +113,7 @@ pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
         payloads.push(body..end);
         pos = end;
     };
-    Scan {
-        payloads,
-        valid_end: pos,
-        tail,
-    }
+    Scan { payloads, valid_end: pos, tail }
 }
 
 /// A bad frame at `offset` whose bytes reach to `end`: torn if only zeros follow.

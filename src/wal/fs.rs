@@ -62,10 +62,7 @@ impl FileSystem for RealFs {
         fs::read(path)
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let f = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(path)?;
+        let f = OpenOptions::new().append(true).create_new(true).open(path)?;
         Ok(Box::new(RealFile(f)))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {

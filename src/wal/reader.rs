@@ -82,14 +82,14 @@ pub fn read_log(
             }
         };
         if first_lsn != name_lsn {
-            return Err(corrupt(
-                16,
-                format!("header says first LSN {first_lsn}, file name says {name_lsn}"),
-            ));
+            return Err(corrupt(16, format!("header says first LSN {first_lsn}, file name says {name_lsn}")));
         }
         match expected_lsn {
             Some(expected) if first_lsn != expected => {
-                return Err(corrupt(16, format!("LSN gap: expected segment to start at {expected}, it starts at {first_lsn}")));
+                return Err(corrupt(
+                    16,
+                    format!("LSN gap: expected segment to start at {expected}, it starts at {first_lsn}"),
+                ));
             }
             None if first_lsn > from_lsn.max(1) => {
                 return Err(corrupt(
@@ -112,8 +112,7 @@ pub fn read_log(
                     "cutting off a torn final WAL record (a write cut short by a crash; it was never acknowledged)"
                 );
                 if repair {
-                    fs.truncate(&path, offset as u64)
-                        .map_err(|e| StorageError::io(&path, e))?;
+                    fs.truncate(&path, offset as u64).map_err(|e| StorageError::io(&path, e))?;
                 }
                 torn = Some((path.clone(), offset as u64, reason));
             }
@@ -125,28 +124,17 @@ pub fn read_log(
             let lsn = first_lsn + n as u64;
             if lsn >= from_lsn {
                 on_record(lsn, &buf[range.clone()]).map_err(|e| match e {
-                    StorageError::Inconsistent(reason) => {
-                        corrupt(range.start - format::FRAME_HEADER_BYTES, reason)
-                    }
+                    StorageError::Inconsistent(reason) => corrupt(range.start - format::FRAME_HEADER_BYTES, reason),
                     other => other,
                 })?;
             }
         }
         let records = scan.payloads.len() as u64;
         expected_lsn = Some(first_lsn + records);
-        segments.push(SegmentInfo {
-            path,
-            first_lsn,
-            records,
-            valid_len: scan.valid_end as u64,
-        });
+        segments.push(SegmentInfo { path, first_lsn, records, valid_len: scan.valid_end as u64 });
     }
     let next_lsn = expected_lsn.unwrap_or(from_lsn.max(1));
-    Ok(LogEnd {
-        segments,
-        next_lsn,
-        torn,
-    })
+    Ok(LogEnd { segments, next_lsn, torn })
 }
 
 #[cfg(test)]
@@ -178,10 +166,7 @@ mod tests {
         write_segment(dir.path(), 1, &[b"a", b"b"]);
         write_segment(dir.path(), 3, &[b"c"]);
         let got = read(dir.path()).unwrap();
-        assert_eq!(
-            got.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+        assert_eq!(got.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![1, 2, 3]);
 
         // The oldest segment gone: records 1..2 missing, never silently.
         std::fs::remove_file(dir.path().join(segment_file_name(1))).unwrap();
@@ -192,10 +177,7 @@ mod tests {
         write_segment(dir.path(), 1, &[b"a", b"b"]);
         write_segment(dir.path(), 5, &[b"e"]);
         std::fs::remove_file(dir.path().join(segment_file_name(3))).unwrap();
-        assert!(read(dir.path())
-            .unwrap_err()
-            .to_string()
-            .contains("LSN gap"));
+        assert!(read(dir.path()).unwrap_err().to_string().contains("LSN gap"));
     }
 
     #[test]
@@ -206,9 +188,6 @@ mod tests {
         std::fs::write(&newest, &segment_header(2)[..10]).unwrap();
         assert_eq!(read(dir.path()).unwrap().len(), 1);
         std::fs::write(&newest, b"garbage!!").unwrap();
-        assert!(matches!(
-            read(dir.path()),
-            Err(StorageError::Corrupt { .. })
-        ));
+        assert!(matches!(read(dir.path()), Err(StorageError::Corrupt { .. })));
     }
 }

@@ -17,7 +17,9 @@ use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
 use crate::domain::program::Program;
+use crate::domain::redemptions::Redemption;
 use crate::domain::refunds::Refund;
+use crate::domain::rewards::Reward;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -50,6 +52,8 @@ pub enum Change {
     /// which must then equal its `balance_after`. Transactions are never re-put.
     PutTransaction(PointsTransaction),
     PutRefund(Refund),
+    PutReward(Reward),
+    PutRedemption(Redemption),
 }
 
 fn config() -> impl bincode::config::Config {
@@ -66,10 +70,7 @@ impl Record {
         let (rec, used): (Record, usize) =
             bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
         if used != bytes.len() {
-            return Err(format!(
-                "{} trailing bytes after the record",
-                bytes.len() - used
-            ));
+            return Err(format!("{} trailing bytes after the record", bytes.len() - used));
         }
         Ok(rec)
     }
@@ -83,12 +84,7 @@ mod tests {
     fn round_trip() {
         let rec = Record {
             time: 1_717_113_600,
-            idem: Some(IdemEntry {
-                key: "k".into(),
-                fingerprint: [7; 32],
-                status: 200,
-                body: b"{}".to_vec(),
-            }),
+            idem: Some(IdemEntry { key: "k".into(), fingerprint: [7; 32], status: 200, body: b"{}".to_vec() }),
             changes: vec![Change::PutCustomer(Customer {
                 id: "cust_1".into(),
                 email: Some("a@b.c".into()),

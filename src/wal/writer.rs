@@ -23,9 +23,7 @@ use super::format::{self, segment_file_name, segment_header};
 use super::fs::{AppendFile, FileSystem};
 use super::reader::LogEnd;
 use super::record::Record;
-use crate::config::{
-    WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_QUEUE_RECORDS_MAX, WAL_SEGMENT_BYTES_MAX,
-};
+use crate::config::{WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_QUEUE_RECORDS_MAX, WAL_SEGMENT_BYTES_MAX};
 use crate::error::{ApiError, StorageError};
 
 /// Applies a durable record to the in-memory state (the writer calls it in LSN order).
@@ -56,17 +54,10 @@ pub struct Wal {
 
 impl Wal {
     /// Starts the writer thread after `end` (the result of reading the log).
-    pub fn start(
-        fs: Arc<dyn FileSystem>,
-        dir: &Path,
-        end: &LogEnd,
-        apply: ApplyFn,
-    ) -> Result<Wal, StorageError> {
+    pub fn start(fs: Arc<dyn FileSystem>, dir: &Path, end: &LogEnd, apply: ApplyFn) -> Result<Wal, StorageError> {
         let (file, seg_path, seg_len) = match end.segments.last() {
             Some(seg) => {
-                let f = fs
-                    .open_append(&seg.path)
-                    .map_err(|e| StorageError::io(&seg.path, e))?;
+                let f = fs.open_append(&seg.path).map_err(|e| StorageError::io(&seg.path, e))?;
                 (f, seg.path.clone(), seg.valid_len)
             }
             None => create_segment(fs.as_ref(), dir, end.next_lsn)?,
@@ -90,11 +81,7 @@ impl Wal {
             .name("wal-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageError::io(dir, e))?;
-        Ok(Wal {
-            tx,
-            poisoned,
-            stats,
-        })
+        Ok(Wal { tx, poisoned, stats })
     }
 
     /// Appends `record`; resolves once it is on disk and applied. Returns its LSN.
@@ -102,29 +89,23 @@ impl Wal {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(ApiError::storage_unavailable());
         }
-        let payload = record
-            .encode()
-            .map_err(|e| ApiError::internal(format!("encoding a WAL record: {e}")))?;
+        let payload = record.encode().map_err(|e| ApiError::internal(format!("encoding a WAL record: {e}")))?;
         if payload.len() > crate::config::WAL_RECORD_BYTES_MAX {
             return Err(ApiError::too_large(crate::config::WAL_RECORD_BYTES_MAX));
         }
         let mut framed = Vec::with_capacity(payload.len() + format::FRAME_HEADER_BYTES);
         format::frame_into(&payload, &mut framed);
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Job {
-            framed,
-            record,
-            reply,
-        }) {
+        match self.tx.try_send(Job { framed, record, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ApiError::overloaded("the write-ahead log")),
             Err(TrySendError::Disconnected(_)) => return Err(ApiError::storage_unavailable()),
         }
         match rx.await {
             Ok(Ok(lsn)) => Ok(lsn),
-            Ok(Err(StorageError::Inconsistent(reason))) => Err(ApiError::internal(format!(
-                "a durable record could not be applied: {reason}"
-            ))),
+            Ok(Err(StorageError::Inconsistent(reason))) => {
+                Err(ApiError::internal(format!("a durable record could not be applied: {reason}")))
+            }
             Ok(Err(_)) | Err(_) => Err(ApiError::storage_unavailable()),
         }
     }
@@ -140,9 +121,7 @@ fn create_segment(
     first_lsn: u64,
 ) -> Result<(Box<dyn AppendFile>, PathBuf, u64), StorageError> {
     let path = dir.join(segment_file_name(first_lsn));
-    let mut f = fs
-        .create_new(&path)
-        .map_err(|e| StorageError::io(&path, e))?;
+    let mut f = fs.create_new(&path).map_err(|e| StorageError::io(&path, e))?;
     let header = segment_header(first_lsn);
     f.append(&header).map_err(|e| StorageError::io(&path, e))?;
     f.sync_data().map_err(|e| StorageError::io(&path, e))?;
@@ -215,16 +194,10 @@ impl Writer {
             return;
         }
         let sync_micros = started.elapsed().as_micros() as u64;
-        self.stats
-            .sync_micros_total
-            .fetch_add(sync_micros, Ordering::Relaxed);
+        self.stats.sync_micros_total.fetch_add(sync_micros, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .records
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.stats
-            .bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.stats.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         for job in batch.drain(..) {
             let lsn = self.next_lsn;
             self.next_lsn += 1;
@@ -237,27 +210,20 @@ impl Writer {
             }
             let _ = job.reply.send(result);
         }
-        self.stats
-            .last_lsn
-            .store(self.next_lsn - 1, Ordering::Relaxed);
+        self.stats.last_lsn.store(self.next_lsn - 1, Ordering::Relaxed);
     }
 
     fn write_and_sync(&mut self, buf: &[u8]) -> Result<(), StorageError> {
-        if self.seg_len > format::SEGMENT_HEADER_BYTES as u64
-            && self.seg_len + buf.len() as u64 > WAL_SEGMENT_BYTES_MAX
+        if self.seg_len > format::SEGMENT_HEADER_BYTES as u64 && self.seg_len + buf.len() as u64 > WAL_SEGMENT_BYTES_MAX
         {
             let (file, path, len) = create_segment(self.fs.as_ref(), &self.dir, self.next_lsn)?;
             self.file = file;
             self.seg_path = path;
             self.seg_len = len;
         }
-        self.file
-            .append(buf)
-            .map_err(|e| StorageError::io(&self.seg_path, e))?;
+        self.file.append(buf).map_err(|e| StorageError::io(&self.seg_path, e))?;
         self.seg_len += buf.len() as u64;
-        self.file
-            .sync_data()
-            .map_err(|e| StorageError::io(&self.seg_path, e))?;
+        self.file.sync_data().map_err(|e| StorageError::io(&self.seg_path, e))?;
         Ok(())
     }
 }

@@ -41,10 +41,7 @@ impl Resp {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
     pub fn id(&self) -> String {
-        self.body["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no id in {:?}", self.body))
-            .to_string()
+        self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {:?}", self.body)).to_string()
     }
 }
 
@@ -58,10 +55,7 @@ fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_loyalty-ledger")
 }
 
-fn launch(
-    data: &Path,
-    extra_env: &[(&str, &str)],
-) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
+fn launch(data: &Path, extra_env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
     let mut cmd = Command::new(binary());
     cmd.arg("serve")
         .arg("--data")
@@ -86,11 +80,7 @@ fn launch(
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(i) = line.find("listening on http://") {
-                let addr = line[i + "listening on http://".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
+                let addr = line[i + "listening on http://".len()..].split_whitespace().next().unwrap_or("").to_string();
                 let _ = tx.send(addr);
             }
             sink.lock().unwrap().push(line);
@@ -108,10 +98,27 @@ impl Server {
         s
     }
 
+    /// A server on a fresh temporary data directory with extra environment.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s =
+            Server::try_start_in(tmp.path(), env).unwrap_or_else(|f| panic!("server did not start:\n{}", f.log));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// kill -9, then start again on the same data directory with extra environment.
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.kill9();
+        let tmp = self._tmp.take();
+        let mut next = Server::try_start_in(&self.data, env).unwrap_or_else(|f| panic!("restart failed:\n{}", f.log));
+        next._tmp = tmp;
+        *self = next;
+    }
+
     /// A server on `data` (kept by the caller).
     pub fn start_in(data: &Path) -> Server {
-        Server::try_start_in(data, &[])
-            .unwrap_or_else(|f| panic!("server did not start ({}):\n{}", f.status, f.log))
+        Server::try_start_in(data, &[]).unwrap_or_else(|f| panic!("server did not start ({}):\n{}", f.status, f.log))
     }
 
     /// Starts a server on `data`; a server that exits instead gives its status and log.
@@ -120,9 +127,7 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(30))
-                    .build();
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
                 return Ok(Server {
                     child: Some(child),
                     base: format!("http://{addr}"),
@@ -139,10 +144,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "server not ready after {START_TIMEOUT:?}:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
+                panic!("server not ready after {START_TIMEOUT:?}:\n{}", log.lock().unwrap().join("\n"));
             }
         }
     }
@@ -168,16 +170,8 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> Resp {
-        let mut req = self
-            .agent
-            .request(method, &format!("{}{}", self.base, path));
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.agent.request(method, &format!("{}{}", self.base, path));
         for (k, v) in headers {
             req = req.set(k, v);
         }
@@ -195,11 +189,7 @@ impl Server {
         let text = resp.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         assert!(status != 500, "{method} {path} answered 500: {body}");
-        Resp {
-            status,
-            body,
-            replayed,
-        }
+        Resp { status, body, replayed }
     }
 
     fn auth() -> String {
@@ -211,12 +201,7 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, body: Value) -> Resp {
-        self.request(
-            "POST",
-            path,
-            Some(&body.to_string()),
-            &[("Authorization", &Self::auth())],
-        )
+        self.request("POST", path, Some(&body.to_string()), &[("Authorization", &Self::auth())])
     }
 
     pub fn post_idem(&self, path: &str, body: Value, key: &str) -> Resp {
@@ -293,10 +278,7 @@ pub fn list_all(s: &Server, path: &str) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
     loop {
         let page = match out.last() {
-            Some(last) => s.get_ok(&format!(
-                "{path}{sep}limit=100&starting_after={}",
-                last["id"].as_str().unwrap()
-            )),
+            Some(last) => s.get_ok(&format!("{path}{sep}limit=100&starting_after={}", last["id"].as_str().unwrap())),
             None => s.get_ok(&format!("{path}{sep}limit=100")),
         };
         out.extend(page["data"].as_array().unwrap().iter().cloned());
@@ -323,12 +305,7 @@ pub fn assert_ledger_consistent(s: &Server) {
         let mut running = 0i64;
         for tx in &txs {
             running += tx["points"].as_i64().unwrap();
-            assert_eq!(
-                tx["balance_after"].as_i64().unwrap(),
-                running,
-                "account {id}: running sum at {}",
-                tx["id"]
-            );
+            assert_eq!(tx["balance_after"].as_i64().unwrap(), running, "account {id}: running sum at {}", tx["id"]);
             let payment = tx["source"]["payment"].as_str().map(str::to_string);
             match tx["type"].as_str().unwrap() {
                 "earn" => {
@@ -337,32 +314,20 @@ pub fn assert_ledger_consistent(s: &Server) {
                     *earn_rows.entry(p).or_default() += 1;
                 }
                 "clawback" => {
-                    *clawed
-                        .entry(payment.expect("clawback names its payment"))
-                        .or_default() -= tx["points"].as_i64().unwrap()
+                    *clawed.entry(payment.expect("clawback names its payment")).or_default() -=
+                        tx["points"].as_i64().unwrap()
                 }
                 _ => {}
             }
         }
-        assert_eq!(
-            a["balance"].as_i64().unwrap(),
-            running,
-            "account {id}: balance == sum(points)"
-        );
+        assert_eq!(a["balance"].as_i64().unwrap(), running, "account {id}: balance == sum(points)");
     }
     for (p, n) in &earn_rows {
         assert_eq!(*n, 1, "payment {p} earned {n} times");
         let payment = s.get_ok(&format!("/v1/payments/{p}"));
-        assert_eq!(
-            payment["points_earned"].as_i64().unwrap(),
-            earned[p],
-            "payment {p}: points_earned"
-        );
+        assert_eq!(payment["points_earned"].as_i64().unwrap(), earned[p], "payment {p}: points_earned");
     }
     for (p, c) in &clawed {
-        assert!(
-            *c <= earned.get(p).copied().unwrap_or(0),
-            "payment {p}: clawed back {c} > earned"
-        );
+        assert!(*c <= earned.get(p).copied().unwrap_or(0), "payment {p}: clawed back {c} > earned");
     }
 }
