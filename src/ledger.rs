@@ -109,14 +109,19 @@ impl Ledger {
     }
 
     /// Makes `changes` durable and answers the already rendered `reply`.
-    pub async fn commit_reply(&self, m: &Mutation, changes: Vec<Change>, reply: Reply) -> Result<Reply, ApiError> {
+    /// The record also carries the events the changes cause (and their webhook
+    /// deliveries), derived while the caller still holds its locks.
+    pub async fn commit_reply(&self, m: &Mutation, mut changes: Vec<Change>, reply: Reply) -> Result<Reply, ApiError> {
+        let now = self.now();
+        let derived = crate::webhooks::outbox::derive(&self.state, &changes, now);
+        changes.extend(derived);
         let idem = m.idem.as_ref().map(|r| IdemEntry {
             key: r.key.clone(),
             fingerprint: r.fingerprint,
             status: reply.status,
             body: reply.body.clone(),
         });
-        let record = Record { time: self.now(), idem, changes };
+        let record = Record { time: now, idem, changes };
         let wal = self.wal.get().ok_or_else(ApiError::not_ready)?;
         wal.append(record).await?;
         Ok(reply)

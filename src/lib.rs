@@ -15,7 +15,9 @@
 //!   applies it to the [`state`] in LSN order, and only then answers.
 //! - [`state`]: the in-memory tables, rebuilt at startup by [`recovery`].
 //! - [`domain`]: pure rules and objects: ids, metadata, members.
-//! - [`timer`]: the clock.
+//! - [`timer`]: the clock, and the timer actor that expires redemptions.
+//! - [`webhooks`]: events derived from each record's changes, signed
+//!   at-least-once delivery by a dispatcher actor, and the receivers' verifier.
 //!
 //! Limits are named constants in [`config`]; errors and their HTTP status in [`error`].
 
@@ -30,3 +32,4 @@ pub mod recovery;
 pub mod state;
 pub mod timer;
 pub mod wal;
+pub mod webhooks;

@@ -29,6 +29,7 @@ pub enum IdKind {
     EarningRule,
     Event,
     WebhookEndpoint,
+    WebhookDelivery,
 }
 
 impl IdKind {
@@ -44,6 +45,7 @@ impl IdKind {
             IdKind::EarningRule => "erl_",
             IdKind::Event => "evt_",
             IdKind::WebhookEndpoint => "we_",
+            IdKind::WebhookDelivery => "whd_",
         }
     }
 

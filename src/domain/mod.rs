@@ -5,6 +5,7 @@
 //! on them); each has a `view()` that adds `object` and derived fields for JSON.
 
 pub mod earning;
+pub mod events;
 pub mod ids;
 pub mod members;
 pub mod metadata;
@@ -15,6 +16,7 @@ pub mod program;
 pub mod redemptions;
 pub mod refunds;
 pub mod rewards;
+pub mod webhooks;
 
 pub use ids::{Id, IdKind};
 pub use metadata::Metadata;

@@ -8,11 +8,13 @@
 //! - `idempotency`: `Idempotency-Key` handling around every `POST`.
 //! - one file per resource: `members` (customers, loyalty accounts), `program`
 //!   (program and earning rules), `payments` (payments, awards), `refunds`,
-//!   `rewards`, `redemptions`, `testing` (the manual clock, tests only),
+//!   `rewards`, `redemptions`, `events`, `webhooks` (endpoints, deliveries),
+//!   `testing` (the manual clock, tests only),
 //!   `transactions` (the points ledger), `health`.
 
 mod auth;
 mod body;
+mod events;
 mod health;
 mod idempotency;
 mod members;
@@ -26,5 +28,6 @@ mod rewards;
 pub mod server;
 mod testing;
 mod transactions;
+mod webhooks;
 
 pub use server::{routes, run};

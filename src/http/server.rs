@@ -15,7 +15,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
 
-use super::{auth, health, members, payments, program, redemptions, refunds, rewards, testing, transactions};
+use super::{
+    auth, events, health, members, payments, program, redemptions, refunds, rewards, testing, transactions, webhooks,
+};
 use crate::config::Config;
 use crate::domain::ids::random_secret;
 use crate::error::ApiError;
@@ -23,6 +25,7 @@ use crate::ledger::Ledger;
 use crate::recovery;
 use crate::timer::{Clock, ExpiryTimer, ManualClock, SystemClock};
 use crate::wal::fs::RealFs;
+use crate::webhooks::WebhookDispatcher;
 use actix::Actor;
 
 /// Name of the generated secret key file in the data directory.
@@ -100,6 +103,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/loyalty/redemptions/{id}").route(web::get().to(redemptions::get)))
                 .service(resource("/loyalty/redemptions/{id}/cancel").route(web::post().to(redemptions::cancel)))
+                .service(resource("/events").route(web::get().to(events::list)))
+                .service(resource("/events/{id}").route(web::get().to(events::get)))
+                .service(
+                    resource("/webhook_endpoints")
+                        .route(web::post().to(webhooks::create))
+                        .route(web::get().to(webhooks::list)),
+                )
+                .service(
+                    resource("/webhook_endpoints/{id}")
+                        .route(web::get().to(webhooks::get))
+                        .route(web::delete().to(webhooks::delete)),
+                )
+                .service(resource("/webhook_deliveries").route(web::get().to(webhooks::list_deliveries)))
                 .service(resource("/test/clock").route(web::post().to(testing::advance_clock)))
                 .service(resource("/loyalty/awards").route(web::post().to(payments::award)))
                 .service(resource("/loyalty/transactions").route(web::get().to(transactions::list)))
@@ -154,6 +170,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             );
             ledger.set_ready(wal);
             ExpiryTimer::new(ledger.clone()).start();
+            WebhookDispatcher::new(ledger.clone()).start();
             tracing::info!(data_dir = %dir.display(), "listening on http://{addr}");
         }
         Err(e) => {

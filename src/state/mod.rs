@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use crate::domain::earning::EarningRule;
+use crate::domain::events::Event;
 use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
@@ -28,6 +29,7 @@ use crate::domain::program::Program;
 use crate::domain::redemptions::Redemption;
 use crate::domain::refunds::Refund;
 use crate::domain::rewards::Reward;
+use crate::domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
 use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, Record};
@@ -57,6 +59,13 @@ pub struct State {
     pub redemptions: Table<Redemption>,
     /// Open redemptions by deadline: what the expiry timer scans.
     expiries: parking_lot::Mutex<BTreeSet<(i64, Id)>>,
+    pub events: Table<Event>,
+    pub webhook_endpoints: Table<WebhookEndpoint>,
+    pub deliveries: Table<Delivery>,
+    /// Endpoints not deleted: what every commit reads to fan events out.
+    live_endpoints: RwLock<std::sync::Arc<Vec<WebhookEndpoint>>>,
+    /// Pending deliveries by next attempt: what the webhook dispatcher scans.
+    due_deliveries: parking_lot::Mutex<BTreeSet<(i64, Id)>>,
     pub idempotency: IdemStore,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
@@ -87,6 +96,16 @@ impl State {
     /// Up to `max` open redemptions whose deadline is at or before `now`.
     pub fn due_redemptions(&self, now: i64, max: usize) -> Vec<Id> {
         self.expiries.lock().iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Up to `max` pending deliveries whose next attempt is at or before `now`.
+    pub fn due_deliveries(&self, now: i64, max: usize) -> Vec<Id> {
+        self.due_deliveries.lock().iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, id)| id.clone()).collect()
+    }
+
+    /// Endpoints not deleted, oldest first.
+    pub fn live_webhook_endpoints(&self) -> std::sync::Arc<Vec<WebhookEndpoint>> {
+        self.live_endpoints.read().clone()
     }
 
     /// An account's balance, if the account exists.
@@ -154,6 +173,36 @@ impl State {
                 }
                 let (id, created) = (r.id.clone(), r.created);
                 self.redemptions.upsert(id, created, |_| Some(r));
+            }
+            Change::PutEvent(e) => {
+                let (id, created) = (e.id.clone(), e.created);
+                self.events.upsert(id, created, |_| Some(e));
+            }
+            Change::PutWebhookEndpoint(w) => {
+                {
+                    let mut live = self.live_endpoints.write();
+                    let mut next: Vec<WebhookEndpoint> = live.iter().filter(|e| e.id != w.id).cloned().collect();
+                    if !w.deleted {
+                        next.push(w.clone());
+                    }
+                    *live = std::sync::Arc::new(next);
+                }
+                let (id, created) = (w.id.clone(), w.created);
+                self.webhook_endpoints.upsert(id, created, |_| Some(w));
+            }
+            Change::PutDelivery(d) => {
+                let previous = self.deliveries.with(&d.id, |old| old.next_attempt_at);
+                {
+                    let mut due = self.due_deliveries.lock();
+                    if let Some(at) = previous {
+                        due.remove(&(at, d.id.clone()));
+                    }
+                    if d.status == DeliveryStatus::Pending {
+                        due.insert((d.next_attempt_at, d.id.clone()));
+                    }
+                }
+                let (id, created) = (d.id.clone(), d.created);
+                self.deliveries.upsert(id, created, |_| Some(d));
             }
             Change::PutRefund(r) => {
                 let (id, created) = (r.id.clone(), r.created);

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::WAL_RECORD_BYTES_MAX;
 use crate::domain::earning::EarningRule;
+use crate::domain::events::Event;
 use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
@@ -20,6 +21,7 @@ use crate::domain::program::Program;
 use crate::domain::redemptions::Redemption;
 use crate::domain::refunds::Refund;
 use crate::domain::rewards::Reward;
+use crate::domain::webhooks::{Delivery, WebhookEndpoint};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -54,6 +56,9 @@ pub enum Change {
     PutRefund(Refund),
     PutReward(Reward),
     PutRedemption(Redemption),
+    PutEvent(Event),
+    PutWebhookEndpoint(WebhookEndpoint),
+    PutDelivery(Delivery),
 }
 
 fn config() -> impl bincode::config::Config {

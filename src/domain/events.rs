@@ -1,0 +1,105 @@
+//! Events: a durable record of what happened, written in the same WAL
+//! record as the change that caused it. `data` is the object itself as it
+//! was right after the change.
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::payments::Payment;
+use super::points::PointsTransaction;
+use super::redemptions::Redemption;
+use super::Id;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    PaymentCompleted,
+    PaymentFailed,
+    PaymentRefunded,
+    PointsEarned,
+    PointsClawedBack,
+    RedemptionCreated,
+    RedemptionCanceled,
+    RedemptionExpired,
+    RedemptionConsumed,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 9] = [
+        EventType::PaymentCompleted,
+        EventType::PaymentFailed,
+        EventType::PaymentRefunded,
+        EventType::PointsEarned,
+        EventType::PointsClawedBack,
+        EventType::RedemptionCreated,
+        EventType::RedemptionCanceled,
+        EventType::RedemptionExpired,
+        EventType::RedemptionConsumed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PaymentCompleted => "payment.completed",
+            EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentRefunded => "payment.refunded",
+            EventType::PointsEarned => "loyalty.points.earned",
+            EventType::PointsClawedBack => "loyalty.points.clawed_back",
+            EventType::RedemptionCreated => "loyalty.redemption.created",
+            EventType::RedemptionCanceled => "loyalty.redemption.canceled",
+            EventType::RedemptionExpired => "loyalty.redemption.expired",
+            EventType::RedemptionConsumed => "loyalty.redemption.consumed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventData {
+    Payment(Payment),
+    Transaction(PointsTransaction),
+    Redemption(Redemption),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: Id,
+    pub kind: EventType,
+    pub created: i64,
+    pub data: EventData,
+}
+
+/// The JSON form of `data`: the object's own view.
+pub struct EventDataView<'a>(&'a EventData);
+
+impl Serialize for EventDataView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            EventData::Payment(p) => p.view().serialize(s),
+            EventData::Transaction(t) => t.view().serialize(s),
+            EventData::Redemption(r) => r.view().serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EventView<'a> {
+    pub id: &'a Id,
+    pub object: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub created: i64,
+    pub data: EventDataView<'a>,
+}
+
+impl Event {
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            id: &self.id,
+            object: "event",
+            kind: self.kind.as_str(),
+            created: self.created,
+            data: EventDataView(&self.data),
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Events (`/v1/events`): what happened, newest first, filterable by type.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::query::ListQuery;
+use super::respond;
+use crate::domain::events::EventType;
+use crate::domain::IdKind;
+use crate::error::ApiError;
+use crate::ledger::Ledger;
+
+pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let event = IdKind::Event
+        .accepts(&id)
+        .then(|| ledger.state.events.with(&id, Clone::clone))
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("event", &id))?;
+    respond::ok(&event.view())
+}
+
+pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let q = ListQuery::parse(&req, &["type"])?;
+    let kind = match q.filter("type") {
+        None => None,
+        Some(t) => Some(
+            EventType::parse(t)
+                .ok_or_else(|| ApiError::parameter_invalid("type", format!("Unknown event type '{t}'.")))?,
+        ),
+    };
+    let mut data = Vec::new();
+    let has_more = ledger.state.events.page(
+        &q.params,
+        |e| kind.is_none_or(|k| e.kind == k),
+        |e| data.push(respond::to_value(&e.view())),
+    )?;
+    respond::list(data, has_more)
+}

@@ -1,0 +1,134 @@
+//! The webhook dispatcher: an actor that POSTs due deliveries and records
+//! each outcome durably. It never runs on the request path, so a slow or dead
+//! endpoint slows nothing but its own deliveries.
+//!
+//! Every `WEBHOOK_SCAN_INTERVAL` it reads the state's index of pending
+//! deliveries due by the ledger's `Clock`, starts at most
+//! `WEBHOOK_IN_FLIGHT_PER_ENDPOINT` attempts per endpoint, and commits either
+//! `delivered` or the next retry time (1 s, doubling, capped at an hour, given
+//! up after 3 days). The index is rebuilt by replay, so pending deliveries
+//! survive restarts; a delivery may be sent more than once (at least once).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::signature::{sign, SIGNATURE_HEADER};
+use crate::domain::webhooks::{Delivery, DeliveryStatus};
+use crate::domain::Id;
+use crate::ledger::{Ledger, Mutation, Reply};
+use crate::wal::Change;
+
+/// How often the dispatcher looks for due deliveries.
+pub const WEBHOOK_SCAN_INTERVAL: Duration = Duration::from_millis(200);
+/// How long one attempt may take before it counts as failed.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts in flight at once to one endpoint.
+pub const WEBHOOK_IN_FLIGHT_PER_ENDPOINT: usize = 4;
+/// Attempts in flight at once in all.
+pub const WEBHOOK_IN_FLIGHT_MAX: usize = 256;
+
+pub struct WebhookDispatcher {
+    ledger: Arc<Ledger>,
+    client: Option<awc::Client>,
+    in_flight: Rc<RefCell<HashSet<Id>>>,
+    per_endpoint: Rc<RefCell<HashMap<Id, usize>>>,
+}
+
+impl WebhookDispatcher {
+    pub fn new(ledger: Arc<Ledger>) -> Self {
+        WebhookDispatcher { ledger, client: None, in_flight: Rc::default(), per_endpoint: Rc::default() }
+    }
+
+    fn tick(&mut self) {
+        let Some(client) = self.client.clone() else { return };
+        let now = self.ledger.now();
+        let room = WEBHOOK_IN_FLIGHT_MAX.saturating_sub(self.in_flight.borrow().len());
+        if room == 0 {
+            return;
+        }
+        // Look further than `room`: some due ones may wait behind a busy endpoint.
+        for id in self.ledger.state.due_deliveries(now, room * 4) {
+            if self.in_flight.borrow().len() >= WEBHOOK_IN_FLIGHT_MAX || self.in_flight.borrow().contains(&id) {
+                continue;
+            }
+            let Some(delivery) = self.ledger.state.deliveries.with(&id, Clone::clone) else { continue };
+            let busy = self.per_endpoint.borrow().get(&delivery.endpoint).copied().unwrap_or(0);
+            if busy >= WEBHOOK_IN_FLIGHT_PER_ENDPOINT {
+                continue;
+            }
+            self.in_flight.borrow_mut().insert(id.clone());
+            *self.per_endpoint.borrow_mut().entry(delivery.endpoint.clone()).or_default() += 1;
+            let (ledger, client) = (self.ledger.clone(), client.clone());
+            let (in_flight, per_endpoint) = (self.in_flight.clone(), self.per_endpoint.clone());
+            actix::spawn(async move {
+                let endpoint = delivery.endpoint.clone();
+                attempt(&ledger, &client, delivery).await;
+                in_flight.borrow_mut().remove(&id);
+                if let Some(n) = per_endpoint.borrow_mut().get_mut(&endpoint) {
+                    *n = n.saturating_sub(1);
+                }
+            });
+        }
+    }
+}
+
+/// One attempt at one delivery, and its durable outcome.
+async fn attempt(ledger: &Ledger, client: &awc::Client, mut delivery: Delivery) {
+    let state = &ledger.state;
+    let endpoint = state.webhook_endpoints.with(&delivery.endpoint, Clone::clone);
+    let event = state.events.with(&delivery.event, Clone::clone);
+    match (endpoint, event) {
+        (Some(endpoint), Some(event)) if !endpoint.deleted => {
+            let body = match serde_json::to_vec(&event.view()) {
+                Ok(b) => b,
+                Err(e) => return tracing::error!(error = %e, "rendering an event failed"),
+            };
+            let header = sign(&endpoint.secret, ledger.now(), &body);
+            let result = client
+                .post(endpoint.url.as_str())
+                .insert_header((SIGNATURE_HEADER, header))
+                .insert_header(("content-type", "application/json"))
+                .timeout(WEBHOOK_TIMEOUT)
+                .send_body(body)
+                .await;
+            let now = ledger.now();
+            match result {
+                Ok(resp) if resp.status().is_success() => {
+                    delivery.status = DeliveryStatus::Delivered;
+                    delivery.attempts += 1;
+                    delivery.delivered_at = Some(now);
+                    delivery.last_http_status = Some(resp.status().as_u16());
+                    delivery.last_error = None;
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    delivery.failed_attempt(now, Some(status), format!("endpoint answered {status}"));
+                }
+                Err(e) => delivery.failed_attempt(now, None, e.to_string()),
+            }
+        }
+        _ => {
+            delivery.status = DeliveryStatus::Failed;
+            delivery.last_error = Some("the endpoint was deleted".into());
+        }
+    }
+    let outcome = Reply { status: 200, body: Vec::new() };
+    if let Err(e) = ledger.commit_reply(&Mutation::default(), vec![Change::PutDelivery(delivery)], outcome).await {
+        tracing::warn!(error = %e, "recording a webhook delivery outcome failed; it will be attempted again");
+    }
+}
+
+impl Actor for WebhookDispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.client = Some(awc::Client::builder().disable_redirects().timeout(WEBHOOK_TIMEOUT).finish());
+        self.tick();
+        ctx.run_interval(WEBHOOK_SCAN_INTERVAL, |act, _| act.tick());
+    }
+}

@@ -1,0 +1,342 @@
+//! Events and signed webhooks: a real HTTP receiver inside the test.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{list_all, Server};
+use loyalty_ledger::webhooks::{verify, verify_at, VerifyError, SIGNATURE_HEADER};
+use serde_json::{json, Value};
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Got {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// A tiny HTTP receiver: records every request and answers with the next
+/// status from `answers` (200 when empty); with `hang`, holds requests unanswered.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Got>>>,
+    answers: Arc<Mutex<Vec<u16>>>,
+    hang: Arc<AtomicBool>,
+    hanging: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        Receiver::on(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    fn on(listener: TcpListener) -> Receiver {
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let r = Receiver {
+            url,
+            got: Arc::default(),
+            answers: Arc::default(),
+            hang: Arc::default(),
+            hanging: Arc::default(),
+        };
+        let (got, answers, hang, hanging) = (r.got.clone(), r.answers.clone(), r.hang.clone(), r.hanging.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (got, answers, hang, hanging) = (got.clone(), answers.clone(), hang.clone(), hanging.clone());
+                std::thread::spawn(move || serve(stream, got, answers, hang, hanging));
+            }
+        });
+        r
+    }
+
+    fn events(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.events();
+            if pred(&got) {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {got:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    got: Arc<Mutex<Vec<Got>>>,
+    answers: Arc<Mutex<Vec<u16>>>,
+    hang: Arc<AtomicBool>,
+    hanging: Arc<AtomicUsize>,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        got.lock().unwrap().push(Got { headers, body: String::from_utf8_lossy(&body).into_owned() });
+        if hang.load(Ordering::SeqCst) {
+            hanging.fetch_add(1, Ordering::SeqCst);
+            while hang.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            hanging.fetch_sub(1, Ordering::SeqCst);
+        }
+        let status = {
+            let mut a = answers.lock().unwrap();
+            if a.is_empty() {
+                200
+            } else {
+                a.remove(0)
+            }
+        };
+        let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
+        if stream.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// "1 point per EUR 1" and a linked member.
+fn setup(s: &Server) -> (String, String) {
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
+    let c = s.ok("/v1/customers", json!({}))["id"].as_str().unwrap().to_string();
+    let a = s.ok("/v1/loyalty/accounts", json!({"customer": c}))["id"].as_str().unwrap().to_string();
+    (c, a)
+}
+
+fn endpoint(s: &Server, url: &str, events: Option<Value>) -> (String, String) {
+    let mut body = json!({"url": url});
+    if let Some(e) = events {
+        body["enabled_events"] = e;
+    }
+    let e = s.ok("/v1/webhook_endpoints", body);
+    let secret = e["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    (e["id"].as_str().unwrap().to_string(), secret)
+}
+
+fn of_type<'a>(got: &'a [Got], t: &str) -> Vec<&'a Got> {
+    got.iter().filter(|g| g.json()["type"] == t).collect()
+}
+
+#[test]
+fn earned_points_arrive_signed_and_verifiable() {
+    let s = Server::start();
+    let (cust, acct) = setup(&s);
+    let rx = Receiver::start();
+    let (_, secret) = endpoint(&s, &rx.url, None);
+    let p = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    let got = rx.wait_for("loyalty.points.earned", |g| !of_type(g, "loyalty.points.earned").is_empty());
+    let earned = of_type(&got, "loyalty.points.earned")[0].clone();
+    let header = earned.headers.get(SIGNATURE_HEADER).expect("signature header").clone();
+    let event = verify(earned.body.as_bytes(), &header, &secret, 300).expect("the verifier accepts it");
+    assert_eq!(event["object"], "event");
+    assert_eq!(event["data"]["account"], acct.as_str());
+    assert_eq!(event["data"]["points"], 42);
+    assert_eq!(event["data"]["source"]["payment"], p["id"]);
+    assert_eq!(event["data"]["object"], "points_transaction");
+    // The same event is listed by the API.
+    let listed = s.get_ok(&format!("/v1/events/{}", event["id"].as_str().unwrap()));
+    assert_eq!(listed, event);
+
+    // Tampered body, wrong secret, stale timestamp: rejected.
+    let tampered = earned.body.replace("\"points\":42", "\"points\":4200");
+    assert_eq!(verify(tampered.as_bytes(), &header, &secret, 300).unwrap_err(), VerifyError::SignatureMismatch);
+    assert_eq!(
+        verify(earned.body.as_bytes(), &header, "whsec_wrong", 300).unwrap_err(),
+        VerifyError::SignatureMismatch
+    );
+    let t: i64 = header.split(',').next().unwrap().trim_start_matches("t=").parse().unwrap();
+    assert!(matches!(
+        verify_at(earned.body.as_bytes(), &header, &secret, 300, t + 301),
+        Err(VerifyError::OutsideTolerance { .. })
+    ));
+    // payment.completed came too.
+    rx.wait_for("payment.completed", |g| !of_type(g, "payment.completed").is_empty());
+}
+
+#[test]
+fn a_receiver_that_fails_first_gets_the_same_event_again() {
+    let s = Server::start();
+    let (cust, _) = setup(&s);
+    let rx = Receiver::start();
+    *rx.answers.lock().unwrap() = vec![500];
+    endpoint(&s, &rx.url, Some(json!(["loyalty.points.earned"])));
+    s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "customer": cust, "confirm": true}));
+    let got = rx.wait_for("a retry", |g| g.len() >= 2);
+    assert_eq!(got[0].json()["id"], got[1].json()["id"], "the same event is retried");
+    let deliveries = list_all(&s, "/v1/webhook_deliveries");
+    let wait = Instant::now() + Duration::from_secs(10);
+    let mut d = deliveries[0].clone();
+    while d["status"] != "delivered" && Instant::now() < wait {
+        std::thread::sleep(Duration::from_millis(50));
+        d = list_all(&s, "/v1/webhook_deliveries")[0].clone();
+    }
+    assert_eq!((d["status"].as_str(), d["attempts"].as_i64()), (Some("delivered"), Some(2)));
+    assert_eq!(deliveries.len(), 1, "only the enabled type is delivered");
+}
+
+#[test]
+fn a_kill_9_after_the_mutation_and_before_delivery_still_delivers() {
+    // Reserve a port with nothing listening on it yet.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut s = Server::start();
+    let (cust, _) = setup(&s);
+    endpoint(&s, &format!("http://{addr}/hooks"), Some(json!(["loyalty.points.earned"])));
+    let p = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    s.kill9();
+    let rx = Receiver::on(TcpListener::bind(addr).unwrap());
+    s.restart();
+    let got = rx.wait_for("delivery after restart", |g| !g.is_empty());
+    assert_eq!(got[0].json()["data"]["source"]["payment"], p["id"]);
+}
+
+#[test]
+fn a_dead_endpoint_does_not_slow_earning() {
+    let s = Server::start();
+    let (cust, acct) = setup(&s);
+    let rx = Receiver::start();
+    rx.hang.store(true, Ordering::SeqCst);
+    endpoint(&s, &rx.url, None);
+    s.ok("/v1/payments", json!({"amount": 100, "currency": "eur", "customer": cust, "confirm": true}));
+    rx.wait_for("the first delivery to hang", |g| !g.is_empty());
+    // Every earn below is answered while the endpoint holds its deliveries unanswered.
+    for _ in 0..30 {
+        s.ok("/v1/payments", json!({"amount": 100, "currency": "eur", "customer": cust, "confirm": true}));
+    }
+    assert!(rx.hanging.load(Ordering::SeqCst) >= 1, "the endpoint was still hanging");
+    assert!(rx.hanging.load(Ordering::SeqCst) <= 4, "bounded concurrency per endpoint");
+    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 31);
+    rx.hang.store(false, Ordering::SeqCst);
+    rx.wait_for("everything delivered", |g| g.len() >= 62);
+}
+
+#[test]
+fn every_event_type_is_recorded() {
+    let s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0")]);
+    let (cust, acct) = setup(&s);
+    s.ok(
+        "/v1/loyalty/rewards",
+        json!({"id": "rwd_x", "name": "x", "points": 5, "discount": {"amount": 100, "currency": "eur"}}),
+    );
+    let paid = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    s.ok("/v1/refunds", json!({"payment": paid["id"], "amount": 100}));
+    let failed = s.ok("/v1/payments", json!({"amount": 100, "currency": "eur"}));
+    s.ok(&format!("/v1/payments/{}/fail", failed["id"].as_str().unwrap()), json!({}));
+    let r1 = s.ok("/v1/loyalty/redemptions", json!({"account": acct, "reward": "rwd_x"}));
+    s.ok(&format!("/v1/loyalty/redemptions/{}/cancel", r1["id"].as_str().unwrap()), json!({}));
+    let r2 = s.ok("/v1/loyalty/redemptions", json!({"account": acct, "reward": "rwd_x"}));
+    s.ok(
+        "/v1/payments",
+        json!({"amount": 1000, "currency": "eur", "customer": cust, "redemptions": [r2["id"]], "confirm": true}),
+    );
+    s.ok("/v1/loyalty/redemptions", json!({"account": acct, "reward": "rwd_x"}));
+    s.ok("/v1/test/clock", json!({"advance_seconds": 1800}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.get_ok("/v1/events?type=loyalty.redemption.expired")["data"].as_array().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no expiry event");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let all = list_all(&s, "/v1/events");
+    for t in [
+        "payment.completed",
+        "payment.failed",
+        "payment.refunded",
+        "loyalty.points.earned",
+        "loyalty.points.clawed_back",
+        "loyalty.redemption.created",
+        "loyalty.redemption.canceled",
+        "loyalty.redemption.expired",
+        "loyalty.redemption.consumed",
+    ] {
+        let n = all.iter().filter(|e| e["type"] == t).count();
+        assert!(n >= 1, "no {t} event");
+        let listed = s.get_ok(&format!("/v1/events?type={t}&limit=100"));
+        assert_eq!(listed["data"].as_array().unwrap().len(), n);
+    }
+    let refunded = &s.get_ok("/v1/events?type=payment.refunded")["data"][0];
+    assert_eq!(
+        (refunded["data"]["object"].as_str(), refunded["data"]["amount_refunded"].as_i64()),
+        (Some("payment"), Some(100))
+    );
+    let clawed = &s.get_ok("/v1/events?type=loyalty.points.clawed_back")["data"][0]["data"];
+    assert_eq!(clawed["type"], "clawback");
+    assert_eq!(s.get("/v1/events?type=nope").status, 400);
+    assert_eq!(s.get("/v1/events/evt_nope").status, 404);
+    let t0 = paid["created"].as_i64().unwrap();
+    assert_eq!(list_all(&s, &format!("/v1/events?created[lt]={t0}")).len(), 0);
+}
+
+#[test]
+fn endpoints_hide_their_secret_and_can_be_deleted() {
+    let s = Server::start();
+    let (cust, _) = setup(&s);
+    let rx = Receiver::start();
+    let (id, _) = endpoint(&s, &rx.url, Some(json!(["payment.completed", "payment.failed"])));
+    let listed = s.get_ok("/v1/webhook_endpoints");
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert!(listed["data"][0].get("secret").is_none(), "secret shown on create only");
+    assert_eq!(listed["data"][0]["enabled_events"], json!(["payment.completed", "payment.failed"]));
+    assert!(s.get_ok(&format!("/v1/webhook_endpoints/{id}")).get("secret").is_none());
+    for bad in [
+        json!({"url": "ftp://x"}),
+        json!({"url": "not a url"}),
+        json!({"url": "https://example.com/hook"}),
+        json!({"url": rx.url, "enabled_events": ["payment.exploded"]}),
+        json!({"url": rx.url, "enabled_events": []}),
+        json!({"url": rx.url, "secret": "whsec_mine"}),
+    ] {
+        assert_eq!(s.post("/v1/webhook_endpoints", bad.clone()).status, 400, "{bad}");
+    }
+    let del = s.request(
+        "DELETE",
+        &format!("/v1/webhook_endpoints/{id}"),
+        None,
+        &[("Authorization", &format!("Bearer {}", common::SECRET_KEY))],
+    );
+    assert_eq!((del.status, del.body["deleted"].as_bool()), (200, Some(true)));
+    assert_eq!(s.get(&format!("/v1/webhook_endpoints/{id}")).status, 404);
+    s.ok("/v1/payments", json!({"amount": 100, "currency": "eur", "customer": cust, "confirm": true}));
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(rx.events().is_empty(), "a deleted endpoint gets nothing");
+    assert_eq!(s.get_ok("/v1/webhook_endpoints")["data"], json!([]));
+}
