@@ -1,7 +1,11 @@
-//! Settings of one server process and every limit as a named constant.
+//! Settings of one server process and the service's limits as named constants.
 //!
-//! Limits live here, with their unit in the name, so that a reader can see
-//! at a glance how big anything may grow (DESIGN.md invariant 8).
+//! Limits of the service (bodies, queues, batches, pages) live here, with
+//! their unit in the name, so that a reader can see at a glance how big
+//! anything may grow (DESIGN.md invariant 8). Limits of a domain rule live
+//! beside the rule, also named: `domain::earning`, `domain::rewards`,
+//! `domain::redemptions`, `domain::webhooks`, and the timer and dispatcher
+//! intervals in `timer::expiry` and `webhooks::dispatcher`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -118,6 +118,16 @@ impl ApiError {
         )
     }
 
+    /// 413: the change a request makes is too large to record.
+    pub fn record_too_large(limit_bytes: usize) -> Self {
+        Self::new(
+            413,
+            ErrorType::InvalidRequest,
+            "request_too_large",
+            format!("The change this request makes exceeds the {limit_bytes}-byte record limit."),
+        )
+    }
+
     pub fn authentication(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(401, ErrorType::Authentication, code, message)
     }

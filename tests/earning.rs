@@ -128,6 +128,9 @@ fn a_member_payment_that_earned_nothing_can_still_be_awarded_once() {
     let p = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
     assert_eq!((p["points_earned"].as_i64(), p["award"].clone()), (Some(0), Value::Null), "no rule yet");
     s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
+    let stranger = id(&s.ok("/v1/loyalty/accounts", json!({})));
+    let r = s.post("/v1/loyalty/awards", json!({"payment": p["id"], "account": stranger}));
+    assert_eq!((r.status, r.code()), (409, "payment_account_mismatch"), "the member is fixed once evaluated");
     let awarded = s.ok("/v1/loyalty/awards", json!({"payment": p["id"]}));
     assert_eq!(awarded["points_earned"], 42);
     assert_eq!(s.post("/v1/loyalty/awards", json!({"payment": p["id"]})).code(), "payment_already_awarded");
@@ -374,7 +377,11 @@ fn random_operation_sequences_keep_the_ledger_consistent() {
                     let p = &completed[rng.below(completed.len())];
                     let a = &accounts[rng.below(accounts.len())];
                     let r = s.post("/v1/loyalty/awards", json!({"payment": p, "account": a}));
-                    assert!(r.status == 200 || r.code() == "payment_already_awarded", "{}", r.body);
+                    assert!(
+                        r.status == 200 || ["payment_already_awarded", "payment_account_mismatch"].contains(&r.code()),
+                        "{}",
+                        r.body
+                    );
                 }
                 _ => {}
             }

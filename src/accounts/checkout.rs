@@ -13,7 +13,7 @@ use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
 
 fn redemption_expired(id: &str) -> ApiError {
-    ApiError::conflict("redemption_expired", format!("Redemption {id} has expired.")).with_param("redemptions")
+    ApiError::conflict("redemption_expired", format!("Redemption {id} has expired."))
 }
 
 /// A new payment of this member: attach its redemptions (and complete it at
@@ -40,7 +40,7 @@ pub(super) async fn create(
             .with_param("redemptions"));
         }
         if r.status == RedemptionStatus::Expired || r.is_due(now) {
-            return Err(redemption_expired(id));
+            return Err(redemption_expired(id).with_param("redemptions"));
         }
         if r.status != RedemptionStatus::Pending {
             return Err(ApiError::conflict(

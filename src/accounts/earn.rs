@@ -50,8 +50,13 @@ pub(super) async fn award(
 ) -> Result<Reply, ApiError> {
     let state = &ledger.state;
     let balance = state.balance(account).ok_or_else(|| ApiError::missing_reference("account", account))?;
+    let member_before = payment.loyalty_account.clone();
     let tx = earn_tx(state, account, balance, &mut payment, ledger.now());
     let reply = Reply::json(200, &payment.view())?;
+    if tx.is_none() && member_before == payment.loyalty_account {
+        // Nothing would change: write nothing.
+        return Ok(reply);
+    }
     let mut changes = vec![Change::PutPayment(payment)];
     changes.extend(tx.map(Change::PutTransaction));
     ledger.commit_reply(m, changes, reply).await

@@ -219,6 +219,9 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     let q = ListQuery::parse(&req, &["customer", "status"])?;
     let customer = q.id_filter("customer")?;
     let status = q.filter("status");
+    if status.is_some_and(|s| !["pending", "completed", "failed"].contains(&s)) {
+        return Err(ApiError::parameter_invalid("status", "status must be pending, completed or failed."));
+    }
     let mut data = Vec::new();
     let has_more = ledger.state.payments.page(
         &q.params,
@@ -259,10 +262,20 @@ pub async fn award(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> R
             )
             .with_param("payment"));
         }
+        // A payment that already earned for a member (even 0 points) stays that member's.
+        if let (Some(fixed), Some(asked)) = (&payment.loyalty_account, &p.account) {
+            if fixed != asked {
+                return Err(ApiError::conflict(
+                    "payment_account_mismatch",
+                    format!("Payment {} belongs to loyalty account {fixed}; it cannot earn for {asked}.", payment.id),
+                )
+                .with_param("account"));
+            }
+        }
         let account = match p.account {
             Some(a) if IdKind::Account.accepts(&a) && ledger.state.accounts.contains(&a) => Id::from(a),
             Some(a) => return Err(ApiError::missing_reference("account", &a)),
-            None => resolve_member(&ledger.state, &payment).ok_or_else(|| {
+            None => payment.loyalty_account.clone().or_else(|| resolve_member(&ledger.state, &payment)).ok_or_else(|| {
                 ApiError::bad_request(
                     "parameter_missing",
                     "No loyalty account can be resolved for this payment (customer link or metadata.loyalty_account); pass `account`.",

@@ -53,7 +53,14 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
         }
         let left = payment.amount_charged() - payment.amount_refunded;
         let amount = p.amount.unwrap_or(left);
-        if left <= 0 || amount > left {
+        if left <= 0 {
+            return Err(ApiError::parameter_invalid(
+                "amount",
+                format!("Payment {} has nothing left to refund.", payment.id),
+            )
+            .with_code("amount_too_large"));
+        }
+        if amount > left {
             return Err(ApiError::parameter_invalid(
                 "amount",
                 format!("Refund of {amount} exceeds what is left to refund on payment {} ({left}).", payment.id),

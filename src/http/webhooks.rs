@@ -32,7 +32,7 @@ fn url(value: String) -> Result<String, ApiError> {
     if value.len() > WEBHOOK_URL_BYTES_MAX {
         return Err(ApiError::parameter_invalid("url", format!("url must be at most {WEBHOOK_URL_BYTES_MAX} bytes.")));
     }
-    if value.starts_with("https://") {
+    if value.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
         return Err(ApiError::parameter_invalid(
             "url",
             "This build delivers over plain http only; put a TLS-terminating proxy in front of an https receiver.",

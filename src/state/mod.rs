@@ -64,8 +64,9 @@ pub struct State {
     pub deliveries: Table<Delivery>,
     /// Endpoints not deleted: what every commit reads to fan events out.
     live_endpoints: RwLock<std::sync::Arc<Vec<WebhookEndpoint>>>,
-    /// Pending deliveries by next attempt: what the webhook dispatcher scans.
-    due_deliveries: parking_lot::Mutex<BTreeSet<(i64, Id)>>,
+    /// Pending deliveries of each endpoint by next attempt: what the webhook
+    /// dispatcher scans (per endpoint, so one busy endpoint cannot hide the others').
+    due_deliveries: parking_lot::Mutex<HashMap<Id, BTreeSet<(i64, Id)>>>,
     pub idempotency: IdemStore,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
@@ -98,9 +99,16 @@ impl State {
         self.expiries.lock().iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, id)| id.clone()).collect()
     }
 
-    /// Up to `max` pending deliveries whose next attempt is at or before `now`.
-    pub fn due_deliveries(&self, now: i64, max: usize) -> Vec<Id> {
-        self.due_deliveries.lock().iter().take_while(|(at, _)| *at <= now).take(max).map(|(_, id)| id.clone()).collect()
+    /// Pending deliveries due at `now`: for each endpoint, at most `room(endpoint)`
+    /// of its earliest.
+    pub fn due_deliveries(&self, now: i64, room: impl Fn(&Id) -> usize) -> Vec<Id> {
+        let due = self.due_deliveries.lock();
+        let mut out = Vec::new();
+        for (endpoint, set) in due.iter() {
+            let n = room(endpoint);
+            out.extend(set.iter().take_while(|(at, _)| *at <= now).take(n).map(|(_, id)| id.clone()));
+        }
+        out
     }
 
     /// Endpoints not deleted, oldest first.
@@ -194,11 +202,15 @@ impl State {
                 let previous = self.deliveries.with(&d.id, |old| old.next_attempt_at);
                 {
                     let mut due = self.due_deliveries.lock();
+                    let set = due.entry(d.endpoint.clone()).or_default();
                     if let Some(at) = previous {
-                        due.remove(&(at, d.id.clone()));
+                        set.remove(&(at, d.id.clone()));
                     }
                     if d.status == DeliveryStatus::Pending {
-                        due.insert((d.next_attempt_at, d.id.clone()));
+                        set.insert((d.next_attempt_at, d.id.clone()));
+                    }
+                    if set.is_empty() {
+                        due.remove(&d.endpoint);
                     }
                 }
                 let (id, created) = (d.id.clone(), d.created);

@@ -91,7 +91,7 @@ impl Wal {
         }
         let payload = record.encode().map_err(|e| ApiError::internal(format!("encoding a WAL record: {e}")))?;
         if payload.len() > crate::config::WAL_RECORD_BYTES_MAX {
-            return Err(ApiError::too_large(crate::config::WAL_RECORD_BYTES_MAX));
+            return Err(ApiError::record_too_large(crate::config::WAL_RECORD_BYTES_MAX));
         }
         let mut framed = Vec::with_capacity(payload.len() + format::FRAME_HEADER_BYTES);
         format::frame_into(&payload, &mut framed);

@@ -47,12 +47,12 @@ impl WebhookDispatcher {
     fn tick(&mut self) {
         let Some(client) = self.client.clone() else { return };
         let now = self.ledger.now();
-        let room = WEBHOOK_IN_FLIGHT_MAX.saturating_sub(self.in_flight.borrow().len());
-        if room == 0 {
+        if self.in_flight.borrow().len() >= WEBHOOK_IN_FLIGHT_MAX {
             return;
         }
-        // Look further than `room`: some due ones may wait behind a busy endpoint.
-        for id in self.ledger.state.due_deliveries(now, room * 4) {
+        // The earliest few of each endpoint (in-flight ones among them are skipped below).
+        let due = self.ledger.state.due_deliveries(now, |_| WEBHOOK_IN_FLIGHT_PER_ENDPOINT);
+        for id in due {
             if self.in_flight.borrow().len() >= WEBHOOK_IN_FLIGHT_MAX || self.in_flight.borrow().contains(&id) {
                 continue;
             }
