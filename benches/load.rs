@@ -1,1 +1,1003 @@
-fn main() {}
+//! Load bench: the real server under keep-alive HTTP load, against a ceiling.
+//!
+//! `cargo bench --bench load` starts the release binary on a temporary data
+//! directory, creates an earning rule and `LOAD_MEMBERS` members over HTTP,
+//! then drives `LOAD_CONNECTIONS` keep-alive connections for `LOAD_SECONDS`
+//! per workload: durable earn (`POST /v1/payments`, `confirm:true`), read
+//! (`GET /v1/loyalty/accounts/{id}`) and a mix (80 % read, 20 % earn). It then
+//! stops the server and measures the ceiling: a bare actix-web route in this
+//! process that parses the same JSON body and answers a small JSON object,
+//! with the same two workers, driven by the same generator.
+//!
+//! It reports ops/s, p50/p99/p999 latency, errors and the ratio to the ceiling,
+//! with the targets of DESIGN.md ("Performance targets"). It reports; it never
+//! fails on a number. Everything talks to 127.0.0.1 only, is bounded in time,
+//! and the server child is killed at the end (also on panic).
+//!
+//! Options (environment): `LOAD_SECONDS` (10), `LOAD_CONNECTIONS` (64),
+//! `LOAD_MEMBERS` (10000), `LOAD_WARMUP_SECONDS` (2, per workload, not
+//! counted), `LOAD_CLIENT_THREADS` (2, threads of the load generator),
+//! `LOAD_WORKERS` (2, HTTP workers of the server and of the ceiling).
+//! Profiling (off by default, needs `perf`): `LOAD_PERF_STAT=1` counts the
+//! server's fdatasync calls (WAL batches), futex calls and context switches per
+//! workload; `LOAD_PERF_TRACE=1` adds `perf trace -s` (fdatasync latency per
+//! thread); `LOAD_PERF_RECORD=DIR` writes `perf record` stacks of the server.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SECRET_KEY: &str = "sk_bench_load_0123456789abcdefghij";
+/// No single request may take longer than this; a slower one counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server may take to say it is listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Setup (earning rule and members) must be done within this.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// DESIGN.md targets.
+const EARN_RATIO_TARGET: f64 = 0.6;
+const EARN_P99_TARGET_MS: f64 = 10.0;
+const READ_RATIO_TARGET: f64 = 0.85;
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Options {
+    seconds: f64,
+    warmup: f64,
+    connections: usize,
+    members: usize,
+    client_threads: usize,
+    workers: usize,
+}
+
+impl Options {
+    fn from_env() -> Options {
+        Options {
+            seconds: env_num("LOAD_SECONDS", 10.0),
+            warmup: env_num("LOAD_WARMUP_SECONDS", 2.0),
+            connections: env_num("LOAD_CONNECTIONS", 64usize).max(1),
+            members: env_num("LOAD_MEMBERS", 10_000usize).max(1),
+            client_threads: env_num("LOAD_CLIENT_THREADS", 2usize).max(1),
+            workers: env_num("LOAD_WORKERS", 2usize).max(1),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The server child, killed on drop (also when the bench panics).
+
+struct ServerChild {
+    child: Child,
+    addr: SocketAddr,
+    data: PathBuf,
+}
+
+impl ServerChild {
+    fn start(data: &Path, workers: usize) -> ServerChild {
+        let exe = env!("CARGO_BIN_EXE_loyalty-ledger");
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--workers")
+            .arg(workers.to_string())
+            .env("LEDGER_SECRET_KEY", SECRET_KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {exe}: {e}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel::<Result<String, String>>();
+        // Reads the log until the end, so the pipe never fills and stalls the server.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            let mut seen = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(t) = &tx {
+                    if let Some(i) = line.find("listening on http://") {
+                        let addr = line[i + "listening on http://".len()..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .to_string();
+                        let _ = t.send(Ok(addr));
+                        tx = None;
+                    } else {
+                        seen.push(line.clone());
+                    }
+                }
+                if line.contains("ERROR") || line.contains("WARN") {
+                    eprintln!("server: {line}");
+                }
+            }
+            if let Some(t) = tx {
+                let _ = t.send(Err(seen.join("\n")));
+            }
+        });
+        let mut guard = ServerChild { child, addr: "127.0.0.1:0".parse().unwrap(), data: data.to_path_buf() };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(addr)) => guard.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in the log: {addr:?}")),
+            Ok(Err(log)) => panic!("the server exited before listening:\n{log}"),
+            Err(_) => panic!("the server did not say it was listening within {START_TIMEOUT:?}"),
+        }
+        guard
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A lean HTTP/1.1 keep-alive client: write a request, read the status line,
+// the headers and a Content-Length (or chunked) body.
+
+struct Conn {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    body: Vec<u8>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn io_err(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Conn {
+        Conn { addr, stream: None, buf: Vec::with_capacity(16 * 1024), body: Vec::with_capacity(4 * 1024) }
+    }
+
+    /// Sends one request and reads its response; the body is left in `self.body`.
+    async fn send(&mut self, req: &[u8]) -> std::io::Result<u16> {
+        let r = self.exchange(req).await;
+        if r.is_err() {
+            self.stream = None;
+        }
+        r
+    }
+
+    async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        buf.reserve(8 * 1024);
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed mid-response"));
+        }
+        Ok(())
+    }
+
+    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<u16> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(self.addr).await?;
+            s.set_nodelay(true)?;
+            self.stream = Some(s);
+        }
+        let stream = self.stream.as_mut().unwrap();
+        stream.write_all(req).await?;
+        self.buf.clear();
+        self.body.clear();
+        let head_end = loop {
+            if let Some(p) = find(&self.buf, b"\r\n\r\n") {
+                break p + 4;
+            }
+            if self.buf.len() > 64 * 1024 {
+                return Err(io_err("response headers over 64 KiB"));
+            }
+            Self::fill(stream, &mut self.buf).await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| io_err("response headers are not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io_err("bad status line"))?;
+        let (mut length, mut chunked, mut close) = (None, false, false);
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            }
+        }
+        if let Some(len) = length {
+            while self.buf.len() < head_end + len {
+                Self::fill(stream, &mut self.buf).await?;
+            }
+            self.body.extend_from_slice(&self.buf[head_end..head_end + len]);
+        } else if chunked {
+            let mut pos = head_end;
+            loop {
+                let line_end = loop {
+                    if let Some(p) = find(&self.buf[pos..], b"\r\n") {
+                        break pos + p;
+                    }
+                    Self::fill(stream, &mut self.buf).await?;
+                };
+                let size_text = std::str::from_utf8(&self.buf[pos..line_end]).map_err(|_| io_err("bad chunk size"))?;
+                let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                    .map_err(|_| io_err("bad chunk size"))?;
+                let data = line_end + 2;
+                while self.buf.len() < data + size + 2 {
+                    Self::fill(stream, &mut self.buf).await?;
+                }
+                if size == 0 {
+                    break;
+                }
+                self.body.extend_from_slice(&self.buf[data..data + size]);
+                pos = data + size + 2;
+            }
+        } else if status != 204 && status != 304 {
+            return Err(io_err("response without Content-Length or chunking"));
+        }
+        if close {
+            self.stream = None;
+        }
+        Ok(status)
+    }
+}
+
+fn post(path: &str, body: &str, out: &mut Vec<u8>) {
+    use std::io::Write;
+    out.clear();
+    let _ = write!(
+        out,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {SECRET_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn get(path: &str, out: &mut Vec<u8>) {
+    use std::io::Write;
+    out.clear();
+    let _ = write!(out, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {SECRET_KEY}\r\n\r\n");
+}
+
+/// xorshift64*: fast, good enough to pick members and amounts.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        ((self.next() >> 32) * n) >> 32
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Setup over HTTP.
+
+struct Member {
+    customer: String,
+    account: String,
+}
+
+fn json_id(body: &[u8]) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("bad JSON ({e}): {body:?}"))?;
+    v["id"].as_str().map(str::to_string).ok_or_else(|| format!("no id in {v}"))
+}
+
+async fn setup(addr: SocketAddr, members: usize, connections: usize) -> Vec<Member> {
+    let mut conn = Conn::new(addr);
+    let mut req = Vec::new();
+    post("/v1/loyalty/earning_rules", r#"{"currency":"eur","points":1,"per_amount":100}"#, &mut req);
+    let status = conn.send(&req).await.expect("creating the earning rule");
+    assert_eq!(status, 200, "creating the earning rule: {}", String::from_utf8_lossy(&conn.body));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.min(members) {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut req = Vec::new();
+            let mut made = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < members {
+                post("/v1/customers", "{}", &mut req);
+                let s = conn.send(&req).await.expect("creating a customer");
+                assert_eq!(s, 200, "creating a customer: {}", String::from_utf8_lossy(&conn.body));
+                let customer = json_id(&conn.body).expect("customer id");
+                post("/v1/loyalty/accounts", &format!(r#"{{"customer":"{customer}"}}"#), &mut req);
+                let s = conn.send(&req).await.expect("creating an account");
+                assert_eq!(s, 200, "creating an account: {}", String::from_utf8_lossy(&conn.body));
+                let account = json_id(&conn.body).expect("account id");
+                made.push(Member { customer, account });
+            }
+            made
+        }));
+    }
+    let mut all = Vec::with_capacity(members);
+    for t in tasks {
+        all.extend(t.await.expect("a setup task panicked"));
+    }
+    all
+}
+
+// ---------------------------------------------------------------------------
+// The workloads.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Workload {
+    Earn,
+    Read,
+    /// Percent of reads; the rest are earns.
+    Mix(u64),
+}
+
+impl Workload {
+    fn name(self) -> String {
+        match self {
+            Workload::Earn => "durable earn".into(),
+            Workload::Read => "read".into(),
+            Workload::Mix(r) => format!("mix {r}% read / {}% earn", 100 - r),
+        }
+    }
+}
+
+fn build(w: Workload, members: &[Member], rng: &mut Rng, req: &mut Vec<u8>, body: &mut String) {
+    use std::fmt::Write;
+    let read = match w {
+        Workload::Earn => false,
+        Workload::Read => true,
+        Workload::Mix(pct) => rng.below(100) < pct,
+    };
+    let m = &members[rng.below(members.len() as u64) as usize];
+    if read {
+        body.clear();
+        let _ = write!(body, "/v1/loyalty/accounts/{}", m.account);
+        get(body, req);
+    } else {
+        let amount = 100 + rng.below(9901);
+        body.clear();
+        let _ = write!(body, r#"{{"amount":{amount},"currency":"eur","customer":"{}","confirm":true}}"#, m.customer);
+        post("/v1/payments", body, req);
+    }
+}
+
+#[derive(Default)]
+struct TaskResult {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    statuses: std::collections::BTreeMap<String, u64>,
+    first_error: Option<String>,
+}
+
+struct RunResult {
+    ops: u64,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    errors: u64,
+    statuses: std::collections::BTreeMap<String, u64>,
+    first_error: Option<String>,
+    /// CPU used in the measured window, in cores (1.0 = one core busy).
+    server_cores: Option<f64>,
+    client_cores: f64,
+    machine_busy: f64,
+    wal_bytes: Option<u64>,
+    /// `perf stat` counters of the server in the window (LOAD_PERF_STAT=1).
+    perf_stat: Vec<(String, f64)>,
+}
+
+impl RunResult {
+    fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+fn percentile(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1000.0
+}
+
+/// CPU seconds (user + system) of a process, from /proc.
+fn proc_cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state(0) ... utime is field 14 of the line, index 11 here.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0)
+}
+
+fn clock_ticks() -> f64 {
+    // USER_HZ is 100 on every Linux this runs on; getconf would need libc.
+    100.0
+}
+
+/// (busy, total) jiffies of the whole machine.
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().next().unwrap_or("");
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if v.len() < 5 {
+        return (0, 1);
+    }
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4];
+    (total - idle, total)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|it| it.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+struct Sample {
+    server_cpu: Option<f64>,
+    client_cpu: f64,
+    machine: (u64, u64),
+    wal: Option<u64>,
+}
+
+fn sample(server_pid: Option<u32>, wal_dir: Option<&Path>) -> Sample {
+    Sample {
+        server_cpu: server_pid.and_then(|p| proc_cpu_seconds(&p.to_string())),
+        client_cpu: proc_cpu_seconds("self").unwrap_or(0.0),
+        machine: machine_jiffies(),
+        wal: wal_dir.map(dir_bytes),
+    }
+}
+
+async fn drive(
+    addr: SocketAddr,
+    w: Workload,
+    members: Arc<Vec<Member>>,
+    opts: Options,
+    server_pid: Option<u32>,
+    wal_dir: Option<PathBuf>,
+) -> RunResult {
+    let start = Instant::now() + Duration::from_millis(50);
+    let measure_from = start + Duration::from_secs_f64(opts.warmup);
+    let measure_to = measure_from + Duration::from_secs_f64(opts.seconds);
+    let mut tasks = Vec::new();
+    for c in 0..opts.connections {
+        let members = members.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut rng = Rng::new(0x5EED + c as u64 * 7919);
+            let (mut req, mut scratch) = (Vec::with_capacity(512), String::with_capacity(256));
+            let mut r = TaskResult { latencies_us: Vec::with_capacity(64 * 1024), ..Default::default() };
+            tokio::time::sleep_until(start.into()).await;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= measure_to {
+                    break;
+                }
+                build(w, &members, &mut rng, &mut req, &mut scratch);
+                let res = tokio::time::timeout(REQUEST_TIMEOUT, conn.send(&req)).await;
+                let t1 = Instant::now();
+                let counted = t0 >= measure_from && t1 <= measure_to;
+                let error = match res {
+                    Ok(Ok(200)) => None,
+                    Ok(Ok(s)) => Some((s.to_string(), format!("{s}: {}", String::from_utf8_lossy(&conn.body)))),
+                    Ok(Err(e)) => Some(("io".to_string(), format!("io: {e}"))),
+                    Err(_) => {
+                        conn.stream = None;
+                        Some(("timeout".to_string(), "timeout".to_string()))
+                    }
+                };
+                if let Some((kind, msg)) = error {
+                    if counted {
+                        r.errors += 1;
+                        *r.statuses.entry(kind).or_default() += 1;
+                        r.first_error.get_or_insert(msg);
+                    }
+                    if conn.stream.is_none() {
+                        // Do not spin on a refused connection.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    continue;
+                }
+                if counted {
+                    let us = (t1 - t0).as_micros().min(u32::MAX as u128) as u32;
+                    r.latencies_us.push(us);
+                }
+            }
+            r
+        }));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let before = sample(server_pid, wal_dir.as_deref());
+    let probes = server_pid.map(|pid| Probes::attach(pid, opts.seconds, w)).unwrap_or_default();
+    tokio::time::sleep_until(measure_to.into()).await;
+    let after = sample(server_pid, wal_dir.as_deref());
+    let syscalls = probes.finish();
+    let mut all = Vec::new();
+    let (mut errors, mut statuses, mut first_error) = (0, std::collections::BTreeMap::new(), None);
+    for t in tasks {
+        let r = t.await.expect("a load task panicked");
+        all.extend_from_slice(&r.latencies_us);
+        errors += r.errors;
+        for (k, v) in r.statuses {
+            *statuses.entry(k).or_insert(0) += v;
+        }
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+    }
+    all.sort_unstable();
+    let secs = opts.seconds;
+    let busy = (after.machine.0 - before.machine.0) as f64;
+    let total = (after.machine.1 - before.machine.1).max(1) as f64;
+    RunResult {
+        ops: all.len() as u64,
+        seconds: secs,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        p999_ms: percentile(&all, 0.999),
+        max_ms: all.last().map(|&u| u as f64 / 1000.0).unwrap_or(f64::NAN),
+        errors,
+        statuses,
+        first_error,
+        server_cores: match (before.server_cpu, after.server_cpu) {
+            (Some(a), Some(b)) => Some((b - a) / secs),
+            _ => None,
+        },
+        client_cores: (after.client_cpu - before.client_cpu) / secs,
+        machine_busy: busy / total,
+        wal_bytes: match (before.wal, after.wal) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        },
+        perf_stat: syscalls,
+    }
+}
+
+/// Optional profilers attached to the server for one measured window:
+/// `LOAD_PERF_STAT=1` counts fdatasync calls (= WAL batches), context switches
+/// and CPU time with `perf stat`; `LOAD_PERF_RECORD=DIR` samples stacks with
+/// `perf record` into `DIR/<workload>.perf`. Both need `perf` and are off by default.
+#[derive(Default)]
+struct Probes {
+    stat: Option<Child>,
+    trace: Option<Child>,
+    record: Option<Child>,
+}
+
+impl Probes {
+    fn attach(pid: u32, seconds: f64, w: Workload) -> Probes {
+        let secs = format!("{seconds}");
+        let mut p = Probes::default();
+        if std::env::var("LOAD_PERF_STAT").is_ok_and(|v| v == "1") {
+            p.stat = Command::new("perf")
+                .args(["stat", "-x", ",", "-e"])
+                .arg("syscalls:sys_enter_fdatasync,syscalls:sys_enter_futex,context-switches,task-clock")
+                .args(["-p", &pid.to_string(), "--", "sleep", &secs])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| eprintln!("LOAD_PERF_STAT: cannot run perf: {e}"))
+                .ok();
+        }
+        if std::env::var("LOAD_PERF_TRACE").is_ok_and(|v| v == "1") {
+            p.trace = Command::new("timeout")
+                .args(["-s", "INT", &secs, "perf", "trace", "-s", "-e", "fdatasync,write,writev,sendto"])
+                .args(["-p", &pid.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| eprintln!("LOAD_PERF_TRACE: cannot run perf: {e}"))
+                .ok();
+        }
+        if let Ok(dir) = std::env::var("LOAD_PERF_RECORD") {
+            let slug: String = w.name().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+            let out = Path::new(&dir).join(format!("{slug}.perf"));
+            p.record = Command::new("perf")
+                .args(["record", "-F", "199", "--call-graph", "dwarf,16384", "-o"])
+                .arg(&out)
+                .args(["-p", &pid.to_string(), "--", "sleep", &secs])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| eprintln!("LOAD_PERF_RECORD: cannot run perf: {e}"))
+                .ok();
+        }
+        p
+    }
+
+    /// Waits for the probes (they stop with the window) and reads `perf stat`'s counters.
+    fn finish(self) -> Vec<(String, f64)> {
+        let mut counters = Vec::new();
+        if let Some(child) = self.stat {
+            if let Ok(out) = child.wait_with_output() {
+                for line in String::from_utf8_lossy(&out.stderr).lines() {
+                    let f: Vec<&str> = line.split(',').collect();
+                    if f.len() >= 3 {
+                        if let Ok(v) = f[0].parse::<f64>() {
+                            counters.push((f[2].to_string(), v));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(child) = self.trace {
+            if let Ok(out) = child.wait_with_output() {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+                for line in text.lines() {
+                    let t = line.trim_start();
+                    if t.contains(" events") || t.starts_with("syscall") || t.starts_with("fdatasync") {
+                        counters.push((format!("trace: {}", line.trim_end()), f64::NAN));
+                    }
+                }
+            }
+        }
+        if let Some(mut child) = self.record {
+            let _ = child.wait();
+        }
+        counters
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The ceiling: a bare actix-web route, same JSON body, no state, no disk.
+
+mod ceiling {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::mpsc;
+
+    use actix_web::dev::ServerHandle;
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct CreatePayment {
+        amount: i64,
+        currency: String,
+        customer: Option<String>,
+        metadata: Option<HashMap<String, String>>,
+        confirm: Option<bool>,
+    }
+
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        id: &'a str,
+        object: &'a str,
+        amount: i64,
+        currency: &'a str,
+        status: &'a str,
+    }
+
+    async fn create(body: web::Bytes) -> HttpResponse {
+        match serde_json::from_slice::<CreatePayment>(&body) {
+            Ok(p) => HttpResponse::Ok().content_type("application/json").body(
+                serde_json::to_vec(&Answer {
+                    id: "pay_ceiling",
+                    object: "payment",
+                    amount: p.amount,
+                    currency: &p.currency,
+                    status: "completed",
+                })
+                .unwrap(),
+            ),
+            Err(e) => HttpResponse::BadRequest()
+                .content_type("application/json")
+                .body(format!(r#"{{"error":{{"message":"{e}"}}}}"#)),
+        }
+    }
+
+    pub struct Ceiling {
+        pub addr: SocketAddr,
+        handle: ServerHandle,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Ceiling {
+        pub fn start(workers: usize) -> Ceiling {
+            let (tx, rx) = mpsc::channel();
+            let thread = std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let server = HttpServer::new(|| App::new().route("/v1/payments", web::post().to(create)))
+                        .workers(workers)
+                        .bind("127.0.0.1:0")
+                        .expect("binding the ceiling server");
+                    let addr = server.addrs()[0];
+                    let server = server.run();
+                    tx.send((addr, server.handle())).unwrap();
+                    let _ = server.await;
+                })
+            });
+            let (addr, handle) = rx.recv().expect("the ceiling server did not start");
+            Ceiling { addr, handle, thread: Some(thread) }
+        }
+    }
+
+    impl Drop for Ceiling {
+        fn drop(&mut self) {
+            let stop = self.handle.stop(false);
+            // The handle's future must be polled for the stop to be sent.
+            block_on(stop);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn print_row(name: &str, r: &RunResult, ceiling: Option<f64>) {
+    let ratio = ceiling.map(|c| format!("{:.2}x", r.ops_per_s() / c)).unwrap_or_else(|| "1.00x".into());
+    println!(
+        "{:<26} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>5.0}% {:>6.2}",
+        name,
+        r.ops_per_s(),
+        ms(r.p50_ms),
+        ms(r.p99_ms),
+        ms(r.p999_ms),
+        ms(r.max_ms),
+        r.errors,
+        ratio,
+        r.server_cores.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+        format!("{:.2}", r.client_cores),
+        r.machine_busy * 100.0,
+        (r.machine_busy * cores() - r.server_cores.unwrap_or(0.0) - r.client_cores).max(0.0),
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench` (and maybe a filter; there is nothing to filter here).
+    // Built as a test (`cargo test --benches`), it does not start a load run.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("load bench: skipped (run it with `cargo bench --bench load`)");
+        return;
+    }
+    let opts = Options::from_env();
+    println!(
+        "load bench: {} s per workload after {} s warm-up, {} connections, {} members, \
+         {} client threads, {} server workers, {} cores",
+        opts.seconds,
+        opts.warmup,
+        opts.connections,
+        opts.members,
+        opts.client_threads,
+        opts.workers,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.client_threads)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let tmp = tempfile::tempdir().expect("temporary data directory");
+    let mut results: Vec<(Workload, RunResult)> = Vec::new();
+    {
+        let server = ServerChild::start(tmp.path(), opts.workers);
+        println!("server pid {} on {}", server.pid(), server.addr);
+        let addr = server.addr;
+        let t = Instant::now();
+        let members = rt.block_on(async {
+            tokio::time::timeout(SETUP_TIMEOUT, setup(addr, opts.members, opts.connections))
+                .await
+                .expect("setup took too long")
+        });
+        let setup_s = t.elapsed().as_secs_f64();
+        println!(
+            "setup: 1 earning rule, {} members ({} durable creates) in {:.1} s = {:.0} creates/s",
+            members.len(),
+            2 * members.len(),
+            setup_s,
+            2.0 * members.len() as f64 / setup_s
+        );
+        let members = Arc::new(members);
+        let wal_dir = server.data.join("wal");
+        for w in [Workload::Earn, Workload::Read, Workload::Mix(80)] {
+            let r = rt.block_on(drive(addr, w, members.clone(), opts, Some(server.pid()), Some(wal_dir.clone())));
+            println!("  {:<24} {:.0} ops/s, p99 {} ms, {} errors", w.name(), r.ops_per_s(), ms(r.p99_ms), r.errors);
+            results.push((w, r));
+        }
+        // /metrics, if this build serves it: the WAL's batches vs records.
+        let metrics = rt.block_on(async {
+            let mut conn = Conn::new(addr);
+            let mut req = Vec::new();
+            get("/metrics", &mut req);
+            match conn.send(&req).await {
+                Ok(200) => Some(String::from_utf8_lossy(&conn.body).into_owned()),
+                _ => None,
+            }
+        });
+        match metrics {
+            Some(text) => {
+                println!("server /metrics (wal lines):");
+                for line in text.lines().filter(|l| l.contains("wal") && !l.starts_with('#')) {
+                    println!("  {line}");
+                }
+            }
+            None => println!("server /metrics: not served by this build"),
+        }
+        println!("WAL on disk after the run: {} bytes", dir_bytes(&wal_dir));
+        // The server is killed here, before the ceiling runs.
+    }
+
+    let ceiling_result = {
+        let c = ceiling::Ceiling::start(opts.workers);
+        let members = Arc::new(
+            // Same ids shape as real members, so the bodies are the same size.
+            (0..opts.members)
+                .map(|i| Member { customer: format!("cust_{:016}", i), account: format!("loy_{:016}", i) })
+                .collect::<Vec<_>>(),
+        );
+        let r = rt.block_on(drive(c.addr, Workload::Earn, members, opts, None, None));
+        println!(
+            "  {:<24} {:.0} ops/s, p99 {} ms, {} errors",
+            "ceiling (bare JSON POST)",
+            r.ops_per_s(),
+            ms(r.p99_ms),
+            r.errors
+        );
+        r
+    };
+    let ceiling = ceiling_result.ops_per_s();
+
+    println!();
+    println!(
+        "{:<26} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6}",
+        "workload",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "max ms",
+        "errors",
+        "x ceil",
+        "srv cpu",
+        "cli cpu",
+        "busy",
+        "others"
+    );
+    print_row("ceiling (bare JSON POST)", &ceiling_result, None);
+    for (w, r) in &results {
+        print_row(&w.name(), r, Some(ceiling));
+    }
+    println!(
+        "(srv/cli cpu: cores used by the server and by this process in the window (for the ceiling \
+         its server runs inside this process); busy: the whole machine; others: cores used by \
+         other processes, which should be near 0 for numbers worth keeping)"
+    );
+    for (w, r) in &results {
+        if let (Some(b), Workload::Earn) = (r.wal_bytes, w) {
+            if r.ops > 0 {
+                println!(
+                    "durable earn: {:.0} WAL bytes per earn, {:.1} MB/s written",
+                    b as f64 / r.ops as f64,
+                    b as f64 / r.seconds / 1e6
+                );
+            }
+        }
+        if r.errors > 0 {
+            println!(
+                "{}: errors by kind {:?}; first: {}",
+                w.name(),
+                r.statuses,
+                r.first_error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    for (w, r) in &results {
+        if r.perf_stat.is_empty() {
+            continue;
+        }
+        let get = |name: &str| r.perf_stat.iter().find(|(n, _)| n.contains(name)).map(|(_, v)| *v);
+        let per_op = |v: f64| v / r.ops.max(1) as f64;
+        let mut line = format!("{}: server perf stat:", w.name());
+        if let Some(v) = get("fdatasync") {
+            line +=
+                &format!(" {v:.0} fdatasync ({:.0}/s, {:.1} ops per sync),", v / r.seconds, r.ops as f64 / v.max(1.0));
+        }
+        if let Some(v) = get("context-switches") {
+            line += &format!(" {:.1} context switches per op,", per_op(v));
+        }
+        if let Some(v) = get("futex") {
+            line += &format!(" {:.1} futex calls per op,", per_op(v));
+        }
+        if let Some(v) = get("task-clock") {
+            line += &format!(" {:.1} us server CPU per op", per_op(v) * 1000.0);
+        }
+        println!("{line}");
+        for (name, _) in r.perf_stat.iter().filter(|(n, _)| n.starts_with("trace: ")) {
+            println!("  perf {name}");
+        }
+    }
+    if ceiling_result.errors > 0 {
+        println!(
+            "ceiling: errors by kind {:?}; first: {}",
+            ceiling_result.statuses,
+            ceiling_result.first_error.as_deref().unwrap_or("")
+        );
+    }
+
+    println!();
+    println!("targets (DESIGN.md, Performance targets):");
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    for (w, r) in &results {
+        let ratio = r.ops_per_s() / ceiling;
+        match w {
+            Workload::Earn => {
+                let ok = ratio >= EARN_RATIO_TARGET && r.p99_ms <= EARN_P99_TARGET_MS;
+                println!(
+                    "  durable earn: {ratio:.2}x ceiling (target >= {EARN_RATIO_TARGET}x), \
+                     p99 {} ms (target <= {EARN_P99_TARGET_MS} ms): {}",
+                    ms(r.p99_ms),
+                    verdict(ok)
+                );
+            }
+            Workload::Read => {
+                println!(
+                    "  read: {ratio:.2}x ceiling (target >= {READ_RATIO_TARGET}x): {}",
+                    verdict(ratio >= READ_RATIO_TARGET)
+                );
+            }
+            Workload::Mix(_) => {
+                println!("  {}: {ratio:.2}x ceiling (no target; reported)", w.name());
+            }
+        }
+    }
+}
