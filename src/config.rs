@@ -52,10 +52,32 @@ pub const WAL_QUEUE_RECORDS_MAX: usize = 16 * 1024;
 pub const WAL_BATCH_RECORDS_MAX: usize = 4096;
 /// ... and at most this many bytes.
 pub const WAL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// A WAL segment is closed and a new one started past this size.
+/// A WAL segment is closed and a new one started past this size (the default
+/// of `LEDGER_WAL_SEGMENT_BYTES`, which tests and operators may lower).
 pub const WAL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Smallest segment size `LEDGER_WAL_SEGMENT_BYTES` accepts.
+pub const WAL_SEGMENT_BYTES_MIN: u64 = 4 * 1024;
 /// Largest encoded record; anything larger in a file is corruption.
 pub const WAL_RECORD_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Snapshots kept in `DATA/snapshots`; WAL segments wholly before the oldest
+/// kept one are deleted, so the older one plus the WAL can replace a damaged newest one.
+pub const SNAPSHOTS_KEPT: usize = 2;
+/// A snapshot frame holds at most this many items ...
+pub const SNAPSHOT_CHUNK_ITEMS_MAX: usize = 4096;
+/// ... and is closed once its payload passes this many bytes.
+pub const SNAPSHOT_CHUNK_BYTES_TARGET: usize = 1024 * 1024;
+/// Largest snapshot frame payload accepted when reading (one item is at most a
+/// WAL record, `WAL_RECORD_BYTES_MAX`, so a chunk stays well under this).
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Snapshot bytes buffered before one write to the file.
+pub const SNAPSHOT_WRITE_BYTES: usize = 4 * 1024 * 1024;
+/// Long replays, snapshot loads and writes log a progress line this often (records or items).
+pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
+
+/// Series of the per-route HTTP metrics at most (method x route pattern x status);
+/// past it new combinations are counted under `route="other"`.
+pub const METRICS_HTTP_SERIES_MAX: usize = 2_000;
 
 /// Number of stripes of the object lock table (payments, customers).
 pub const OBJECT_LOCK_STRIPES: usize = 1024;
@@ -81,4 +103,24 @@ pub struct Config {
     /// Tests only: run on a manual clock starting this many seconds from now,
     /// movable with `POST /v1/test/clock` (`LEDGER_TEST_CLOCK`).
     pub test_clock_offset_seconds: Option<i64>,
+    /// Size past which a WAL segment is closed (`LEDGER_WAL_SEGMENT_BYTES`;
+    /// a test and operations knob, `WAL_SEGMENT_BYTES_MIN..=WAL_SEGMENT_BYTES_MAX`).
+    pub wal_segment_bytes: u64,
+}
+
+/// `LEDGER_WAL_SEGMENT_BYTES`, checked; the default when unset.
+pub fn wal_segment_bytes_from_env() -> Result<u64, String> {
+    match std::env::var("LEDGER_WAL_SEGMENT_BYTES") {
+        Err(_) => Ok(WAL_SEGMENT_BYTES_MAX),
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (WAL_SEGMENT_BYTES_MIN..=WAL_SEGMENT_BYTES_MAX).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "LEDGER_WAL_SEGMENT_BYTES must be a byte count from {WAL_SEGMENT_BYTES_MIN} to {WAL_SEGMENT_BYTES_MAX}"
+                )
+            }),
+    }
 }

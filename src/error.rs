@@ -153,6 +153,26 @@ impl ApiError {
         Self::new(503, ErrorType::Api, "not_ready", "The server is starting (replaying its log); retry shortly.")
     }
 
+    /// 503: a snapshot could not be written (the ledger itself is unharmed).
+    pub fn snapshot_failed(reason: &str) -> Self {
+        Self::new(
+            503,
+            ErrorType::Api,
+            "snapshot_failed",
+            format!("The snapshot was not written: {reason}. The ledger keeps serving; retry later."),
+        )
+    }
+
+    /// 409: another snapshot is being written.
+    pub fn snapshot_in_progress() -> Self {
+        Self::new(
+            409,
+            ErrorType::InvalidRequest,
+            "snapshot_in_progress",
+            "A snapshot is being written; retry when it is done.",
+        )
+    }
+
     /// 500: a bug. Never expected; logged where it is made.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, ErrorType::Api, "internal_error", message)

@@ -12,8 +12,10 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 
 use crate::accounts::Registry;
+use crate::config::WAL_SEGMENT_BYTES_MAX;
 use crate::error::ApiError;
 use crate::locks::ObjectLocks;
+use crate::metrics::Metrics;
 use crate::state::State;
 use crate::timer::{Clock, ManualClock};
 use crate::wal::fs::FileSystem;
@@ -57,6 +59,12 @@ pub struct Ledger {
     pub manual_clock: Option<Arc<ManualClock>>,
     /// The bearer key for `/v1`.
     pub secret_key: String,
+    /// Size past which a WAL segment is closed (`Config::wal_segment_bytes`).
+    pub wal_segment_bytes: u64,
+    /// What `/metrics` shows; the WAL writer updates `metrics.wal`.
+    pub metrics: Metrics,
+    /// Held while a snapshot is taken: one at a time.
+    pub snapshot_lock: tokio::sync::Mutex<()>,
     wal: OnceLock<Wal>,
     ready: AtomicBool,
 }
@@ -72,6 +80,9 @@ impl Ledger {
             clock,
             manual_clock: None,
             secret_key,
+            wal_segment_bytes: WAL_SEGMENT_BYTES_MAX,
+            metrics: Metrics::new(),
+            snapshot_lock: tokio::sync::Mutex::new(()),
             wal: OnceLock::new(),
             ready: AtomicBool::new(false),
         }

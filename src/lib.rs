@@ -13,11 +13,16 @@
 //! - [`wal`]: the write-ahead log. Records are framed and checksummed; a
 //!   group-commit thread writes each batch with one write and one fdatasync,
 //!   applies it to the [`state`] in LSN order, and only then answers.
-//! - [`state`]: the in-memory tables, rebuilt at startup by [`recovery`].
+//! - [`state`]: the in-memory tables, rebuilt at startup by [`recovery`]
+//!   from the newest [`snapshot`] and the WAL after it.
+//! - [`snapshot`]: the whole state at one LSN in one checksummed file, taken
+//!   at a WAL barrier; it lets old WAL segments be deleted.
 //! - [`domain`]: pure rules and objects: ids, metadata, members.
 //! - [`timer`]: the clock, and the timer actor that expires redemptions.
 //! - [`webhooks`]: events derived from each record's changes, signed
 //!   at-least-once delivery by a dispatcher actor, and the receivers' verifier.
+//! - [`metrics`]: the Prometheus series behind `/metrics`.
+//! - [`ops`]: the offline operator commands: `snapshot`, `restore`, `verify`.
 //!
 //! Limits are named constants in [`config`]; errors and their HTTP status in [`error`].
 
@@ -28,7 +33,10 @@ pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod locks;
+pub mod metrics;
+pub mod ops;
 pub mod recovery;
+pub mod snapshot;
 pub mod state;
 pub mod timer;
 pub mod wal;

@@ -1,4 +1,5 @@
-//! The `loyalty-ledger` command line: `serve` (the default) and `wal dump`.
+//! The `loyalty-ledger` command line: `serve` (the default), the offline
+//! operator commands `snapshot`, `restore`, `verify` (see `ops`) and `wal dump`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use loyalty_ledger::config::{Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR};
-use loyalty_ledger::http;
+use loyalty_ledger::config::{wal_segment_bytes_from_env, Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR};
+use loyalty_ledger::{http, ops};
 
 #[derive(Parser)]
 #[command(name = "loyalty-ledger", version, about, args_conflicts_with_subcommands = true)]
@@ -22,6 +23,21 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (the default).
     Serve(ServeArgs),
+    /// Snapshot a stopped server's data directory (replay, write, compact).
+    Snapshot(DataArgs),
+    /// Make a data directory start from a snapshot file.
+    Restore {
+        /// The snapshot file (`DATA/snapshots/<lsn>.snap` of some server).
+        snapshot_file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Replace the directory's wal/ and snapshots/ if it has data (secret_key stays).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check every checksum, replay everything and check the ledger invariants
+    /// (exit status 1 with a report when anything fails).
+    Verify(DataArgs),
     /// Inspect the write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -61,6 +77,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Snapshot(args)) => ops::snapshot::run(&args.data),
+        Some(Command::Restore { snapshot_file, data, force }) => ops::restore::run(&snapshot_file, &data.data, force),
+        Some(Command::Verify(args)) => match ops::verify::run(&args.data) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Some(Command::Wal { command: WalCommand::Dump(args) }) => loyalty_ledger::wal::dump::dump(&args.data),
     };
     match result {
@@ -84,6 +107,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             Err(_) => None,
         },
+        wal_segment_bytes: wal_segment_bytes_from_env().map_err(anyhow::Error::msg)?,
     };
     actix_web::rt::System::new().block_on(http::run(config))
 }

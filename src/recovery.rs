@@ -1,18 +1,40 @@
-//! Startup: rebuild the state from the WAL, then open the WAL for appends.
+//! Startup: load the newest valid snapshot, replay the WAL after it, then
+//! open the WAL for appends.
 //!
 //! Replay applies every record through the same `State::apply` the live
 //! writer uses, in LSN order, so the state after replay is exactly the
 //! acknowledged state before the crash (DESIGN.md invariant 2).
+//!
+//! Snapshots: the newest one whose checksums hold is used. A damaged newest
+//! snapshot is skipped for the next older one plus the WAL after it (kept
+//! for exactly that, see `snapshot::compact`); the damaged file is then set
+//! aside as `<name>.snap.corrupt` with an error in the log. If nothing older
+//! can replace it, the start is refused, naming the file.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::config::PROGRESS_LOG_EVERY;
 use crate::error::StorageError;
 use crate::ledger::Ledger;
-use crate::wal::reader::read_log;
+use crate::snapshot::format::{CORRUPT_SUFFIX, SNAPSHOT_SUFFIX};
+use crate::snapshot::{self, SNAPSHOT_DIR};
+use crate::state::State;
+use crate::wal::fs::FileSystem;
+use crate::wal::reader::{read_log, LogEnd};
 use crate::wal::{Record, Wal, WAL_DIR};
+
+/// Name of the marker file `restore` keeps in the data directory while it
+/// replaces `wal/` and `snapshots/`: a start refuses while it is there.
+pub const RESTORING_FILE: &str = "RESTORING";
 
 #[derive(Debug)]
 pub struct RecoverySummary {
+    /// The snapshot loaded, with its LSN and item count.
+    pub snapshot: Option<(PathBuf, u64, u64)>,
+    /// Damaged snapshots skipped (newest first), with why.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// WAL records replayed after the snapshot.
     pub records: u64,
     pub segments: usize,
     pub next_lsn: u64,
@@ -20,28 +42,133 @@ pub struct RecoverySummary {
     pub elapsed: Duration,
 }
 
-/// Replays the log into `ledger.state` and starts the WAL writer after it.
-pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
+/// What `load` rebuilt, and where the log ends.
+pub struct Loaded {
+    pub summary: RecoverySummary,
+    pub end: LogEnd,
+}
+
+/// Rebuilds `state` (empty) from `data_dir`: the newest valid snapshot, then
+/// the WAL after it. With `repair`, a torn WAL tail is cut, snapshot temp
+/// files are removed and damaged snapshots that were skipped are set aside;
+/// without it nothing on disk changes (`verify`).
+pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -> Result<Loaded, StorageError> {
     let started = Instant::now();
-    let dir = ledger.data_dir.join(WAL_DIR);
-    ledger.fs.create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
-    let state = ledger.state.clone();
+    let marker = data_dir.join(RESTORING_FILE);
+    if fs.read(&marker).is_ok() {
+        return Err(StorageError::Corrupt {
+            path: marker.display().to_string(),
+            offset: 0,
+            reason:
+                "a restore into this directory was interrupted: run `loyalty-ledger restore SNAPSHOT --force` again"
+                    .into(),
+        });
+    }
+    let dir = data_dir.join(WAL_DIR);
+    if repair {
+        fs.create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        snapshot::load::remove_temp_files(fs, data_dir)?;
+    }
+    let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+    let mut chosen = None;
+    for (lsn, path) in snapshot::list_snapshots(fs, data_dir)?.into_iter().rev() {
+        match snapshot::load::read_checked(fs, &path) {
+            Ok(found) => {
+                chosen = Some((lsn, path, found));
+                break;
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "snapshot is invalid; trying an older snapshot plus the WAL");
+                skipped.push((path, e.to_string()));
+            }
+        }
+    }
+    let mut used = None;
+    let mut from_lsn = 1;
+    if let Some((lsn, path, (bytes, checked))) = chosen {
+        tracing::info!(file = %path.display(), lsn, items = checked.header.items, "loading snapshot");
+        let items = snapshot::load_snapshot(state, &path, &bytes, &checked)?;
+        from_lsn = lsn + 1;
+        used = Some((path, lsn, items));
+    }
     let mut records = 0u64;
-    let end = read_log(ledger.fs.as_ref(), &dir, 1, true, |lsn, payload| {
+    let replay_started = Instant::now();
+    let end = read_log(fs, &dir, from_lsn, repair, |lsn, payload| {
         let record = Record::decode(payload)
             .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
         state.apply(lsn, record)?;
         records += 1;
+        if records.is_multiple_of(PROGRESS_LOG_EVERY) {
+            tracing::info!(records, lsn, elapsed_ms = replay_started.elapsed().as_millis() as u64, "replaying the WAL");
+        }
         Ok(())
+    })
+    .and_then(|end| {
+        if end.next_lsn < from_lsn {
+            return Err(StorageError::Corrupt {
+                path: dir.display().to_string(),
+                offset: 0,
+                reason: format!(
+                    "the WAL ends at LSN {} but the snapshot is at LSN {}: segments are missing",
+                    end.next_lsn - 1,
+                    from_lsn - 1
+                ),
+            });
+        }
+        Ok(end)
+    })
+    .map_err(|e| match skipped.first() {
+        // Name the damaged snapshot that forced the fallback, not only the WAL.
+        Some((path, reason)) => StorageError::Corrupt {
+            path: path.display().to_string(),
+            offset: 0,
+            reason: format!(
+                "the newest snapshot is invalid ({reason}) and no older snapshot plus the WAL can replace it ({e})"
+            ),
+        },
+        None => e,
     })?;
-    let live_state = ledger.state.clone();
-    let wal = Wal::start(ledger.fs.clone(), &dir, &end, Box::new(move |lsn, record| live_state.apply(lsn, record)))?;
+    if repair {
+        for (path, _) in &skipped {
+            set_aside(fs, path)?;
+        }
+    }
     let summary = RecoverySummary {
+        snapshot: used,
+        skipped,
         records,
         segments: end.segments.len(),
         next_lsn: end.next_lsn,
         torn_tail_cut: end.torn.is_some(),
         elapsed: started.elapsed(),
     };
-    Ok((wal, summary))
+    Ok(Loaded { summary, end })
+}
+
+/// Renames a damaged snapshot to `<name>.snap.corrupt`: kept for inspection,
+/// no longer counted among the snapshots kept.
+fn set_aside(fs: &dyn FileSystem, path: &Path) -> Result<(), StorageError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let aside = path.with_file_name(format!("{}{CORRUPT_SUFFIX}", name.trim_end_matches(SNAPSHOT_SUFFIX)));
+    fs.rename(path, &aside).map_err(|e| StorageError::io(path, e))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(SNAPSHOT_DIR));
+    fs.sync_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
+    tracing::error!(file = %aside.display(), "a damaged snapshot was set aside; the server started from an older snapshot plus the WAL");
+    Ok(())
+}
+
+/// Loads `ledger.state` from disk and starts the WAL writer after it.
+pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
+    let loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, true)?;
+    let dir = ledger.data_dir.join(WAL_DIR);
+    let live_state = ledger.state.clone();
+    let wal = Wal::start(
+        ledger.fs.clone(),
+        &dir,
+        &loaded.end,
+        ledger.wal_segment_bytes,
+        ledger.metrics.wal.clone(),
+        Box::new(move |lsn, record| live_state.apply(lsn, record)),
+    )?;
+    Ok((wal, loaded.summary))
 }

@@ -1,7 +1,10 @@
 //! The actix-web facade: authenticates, validates each request, and routes it
 //! to the account actor or object lock that owns what it changes.
 //!
-//! - `server`: binding, startup (replay behind `/readyz`), the route table.
+//! - `server`: binding, startup (replay behind `/readyz`), the router.
+//! - `routes`: the route table the router and the OpenAPI description are built from.
+//! - `openapi`: `GET /v1/openapi.json`; `metrics`: `GET /metrics` and the
+//!   middleware timing each request; `admin`: `POST /v1/admin/snapshot`.
 //! - `respond`: the one place an `ApiError` becomes an HTTP answer.
 //! - `body`, `query`: request parsing with the contract's error codes.
 //! - `auth`: readiness and Bearer-key checks in front of `/v1`.
@@ -12,12 +15,15 @@
 //!   `testing` (the manual clock, tests only),
 //!   `transactions` (the points ledger), `health`.
 
+mod admin;
 mod auth;
 mod body;
 mod events;
 mod health;
 mod idempotency;
 mod members;
+mod metrics;
+pub mod openapi;
 mod payments;
 mod program;
 mod query;
@@ -25,6 +31,7 @@ mod redemptions;
 mod refunds;
 mod respond;
 mod rewards;
+pub mod routes;
 pub mod server;
 mod testing;
 mod transactions;

@@ -15,9 +15,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
 
-use super::{
-    auth, events, health, members, payments, program, redemptions, refunds, rewards, testing, transactions, webhooks,
-};
+use super::routes::{self, V1};
+use super::{auth, metrics};
 use crate::config::Config;
 use crate::domain::ids::random_secret;
 use crate::error::ApiError;
@@ -42,87 +41,42 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(route_not_found))
 }
 
-/// The route table.
+/// The router, built from the route table (`routes::ENDPOINTS`) and nothing
+/// else, so that the OpenAPI description lists exactly what is served.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
-        .service(resource("/readyz").route(web::get().to(health::readyz)))
-        .service(
-            web::scope("/v1")
-                .wrap(from_fn(auth::guard))
-                .service(resource("/customers").route(web::post().to(members::create_customer)))
-                .service(resource("/customers/{id}").route(web::get().to(members::get_customer)))
-                .service(
-                    resource("/loyalty/accounts")
-                        .route(web::post().to(members::create_account))
-                        .route(web::get().to(members::list_accounts)),
-                )
-                .service(
-                    resource("/loyalty/accounts/{id}")
-                        .route(web::get().to(members::get_account))
-                        .route(web::post().to(members::update_account)),
-                )
-                .service(
-                    resource("/loyalty/program")
-                        .route(web::get().to(program::get_program))
-                        .route(web::post().to(program::update_program)),
-                )
-                .service(
-                    resource("/loyalty/earning_rules")
-                        .route(web::post().to(program::create_rule))
-                        .route(web::get().to(program::list_rules)),
-                )
-                .service(
-                    resource("/loyalty/earning_rules/{id}")
-                        .route(web::get().to(program::get_rule))
-                        .route(web::post().to(program::update_rule)),
-                )
-                .service(
-                    resource("/payments").route(web::post().to(payments::create)).route(web::get().to(payments::list)),
-                )
-                .service(resource("/payments/{id}").route(web::get().to(payments::get)))
-                .service(resource("/payments/{id}/complete").route(web::post().to(payments::complete_route)))
-                .service(resource("/payments/{id}/fail").route(web::post().to(payments::fail_route)))
-                .service(
-                    resource("/refunds").route(web::post().to(refunds::create)).route(web::get().to(refunds::list)),
-                )
-                .service(resource("/refunds/{id}").route(web::get().to(refunds::get)))
-                .service(
-                    resource("/loyalty/rewards")
-                        .route(web::post().to(rewards::create))
-                        .route(web::get().to(rewards::list)),
-                )
-                .service(
-                    resource("/loyalty/rewards/{id}")
-                        .route(web::get().to(rewards::get))
-                        .route(web::post().to(rewards::update)),
-                )
-                .service(
-                    resource("/loyalty/redemptions")
-                        .route(web::post().to(redemptions::create))
-                        .route(web::get().to(redemptions::list)),
-                )
-                .service(resource("/loyalty/redemptions/{id}").route(web::get().to(redemptions::get)))
-                .service(resource("/loyalty/redemptions/{id}/cancel").route(web::post().to(redemptions::cancel)))
-                .service(resource("/events").route(web::get().to(events::list)))
-                .service(resource("/events/{id}").route(web::get().to(events::get)))
-                .service(
-                    resource("/webhook_endpoints")
-                        .route(web::post().to(webhooks::create))
-                        .route(web::get().to(webhooks::list)),
-                )
-                .service(
-                    resource("/webhook_endpoints/{id}")
-                        .route(web::get().to(webhooks::get))
-                        .route(web::delete().to(webhooks::delete)),
-                )
-                .service(resource("/webhook_deliveries").route(web::get().to(webhooks::list_deliveries)))
-                .service(resource("/test/clock").route(web::post().to(testing::advance_clock)))
-                .service(resource("/loyalty/awards").route(web::post().to(payments::award)))
-                .service(resource("/loyalty/transactions").route(web::get().to(transactions::list)))
-                .service(resource("/loyalty/transactions/{id}").route(web::get().to(transactions::get)))
-                .default_service(web::to(route_not_found)),
-        )
-        .default_service(web::to(route_not_found));
+    let mut v1 = web::scope(V1).wrap(from_fn(auth::guard));
+    for (path, endpoints) in routes::by_path() {
+        let mut r = resource(path.strip_prefix(V1).unwrap_or(path));
+        for ep in &endpoints {
+            r = r.route(routes::route(ep));
+        }
+        if path.starts_with("/v1/") {
+            v1 = v1.service(r);
+        } else {
+            cfg.service(r);
+        }
+    }
+    cfg.service(v1.default_service(web::to(route_not_found))).default_service(web::to(route_not_found));
+}
+
+/// The recovery summary line (server start and the offline commands).
+pub fn log_recovery(summary: &recovery::RecoverySummary) {
+    let (snapshot, snapshot_lsn) = match &summary.snapshot {
+        Some((path, lsn, _)) => (path.display().to_string(), *lsn),
+        None => ("none".to_string(), 0),
+    };
+    tracing::info!(
+        snapshot,
+        snapshot_lsn,
+        snapshot_items = summary.snapshot.as_ref().map_or(0, |s| s.2),
+        snapshots_skipped = summary.skipped.len(),
+        records = summary.records,
+        segments = summary.segments,
+        next_lsn = summary.next_lsn,
+        torn_tail_cut = summary.torn_tail_cut,
+        elapsed_ms = summary.elapsed.as_millis() as u64,
+        "recovery done"
+    );
 }
 
 /// Runs the server until it is stopped (SIGINT/SIGTERM) or recovery fails.
@@ -135,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ => secret_key_from_file(dir)?,
     };
     let mut ledger = Ledger::new(dir.clone(), Arc::new(RealFs), Arc::new(SystemClock), secret_key);
+    ledger.wal_segment_bytes = config.wal_segment_bytes;
     if let Some(offset) = config.test_clock_offset_seconds {
         let clock = Arc::new(ManualClock::new(SystemClock.now() + offset));
         tracing::warn!(now = clock.now(), "running on a manual test clock (LEDGER_TEST_CLOCK); not for production");
@@ -143,7 +98,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let ledger = Arc::new(ledger);
     let data = web::Data::from(ledger.clone());
-    let mut server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes));
+    let mut server =
+        HttpServer::new(move || App::new().app_data(data.clone()).wrap(from_fn(metrics::track)).configure(routes));
     if config.workers > 0 {
         server = server.workers(config.workers);
     }
@@ -160,14 +116,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("recovery thread panicked")?;
     match recovered {
         Ok((wal, summary)) => {
-            tracing::info!(
-                records = summary.records,
-                segments = summary.segments,
-                next_lsn = summary.next_lsn,
-                torn_tail_cut = summary.torn_tail_cut,
-                elapsed_ms = summary.elapsed.as_millis() as u64,
-                "recovery done"
-            );
+            log_recovery(&summary);
+            ledger.metrics.replay_seconds.set(summary.elapsed.as_secs_f64());
+            ledger.metrics.replay_records.set(summary.records as i64);
             ledger.set_ready(wal);
             ExpiryTimer::new(ledger.clone()).start();
             WebhookDispatcher::new(ledger.clone()).start();
@@ -183,8 +134,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Holds an exclusive lock on `DIR/LOCK` for the life of the process.
-fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+/// Holds an exclusive lock on `DIR/LOCK` for the life of the process (the
+/// server, and each offline command).
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)

@@ -102,10 +102,17 @@ impl IdemStore {
         self.len() == 0
     }
 
-    /// Every stored response with its key (for snapshots).
-    pub fn entries(&self) -> Vec<(String, StoredResponse)> {
+    /// Every stored response as the entry that stored it, with its time, oldest
+    /// first (for snapshots: re-storing them in this order rebuilds `by_age`).
+    pub fn for_each_in_age_order(&self, mut f: impl FnMut(IdemEntry, i64)) {
         let inner = self.inner.lock();
-        inner.stored.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        for (created, key) in &inner.by_age {
+            // `by_age` can still hold an older use of a key that expired and was reused.
+            let Some(s) = inner.stored.get(key).filter(|s| s.created == *created) else { continue };
+            let entry =
+                IdemEntry { key: key.clone(), fingerprint: s.fingerprint, status: s.status, body: s.body.to_vec() };
+            f(entry, *created);
+        }
     }
 }
 

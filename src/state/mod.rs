@@ -9,10 +9,12 @@
 
 mod idempotency;
 mod list;
+mod snapshot;
 mod table;
 
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use list::{CreatedRange, ListParams};
+pub use snapshot::SnapshotItem;
 pub use table::Table;
 
 use std::collections::{BTreeSet, HashMap};

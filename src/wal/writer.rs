@@ -10,9 +10,15 @@
 //! A failed write or sync poisons the log: the batch and everything after it
 //! answer `storage_unavailable`, and the writer never syncs again, since a
 //! retried fsync can report success for data the kernel already dropped.
+//!
+//! A *barrier* (`Wal::barrier`) runs a function on this thread between two
+//! batches: every record before it is applied and none after it is, so the
+//! state is exactly at one LSN while the function runs. Snapshots use it, and
+//! the writer first rolls to a new segment there, so every older segment is
+//! wholly before the snapshot and can be deleted once it is durable.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,23 +29,61 @@ use super::format::{self, segment_file_name, segment_header};
 use super::fs::{AppendFile, FileSystem};
 use super::reader::LogEnd;
 use super::record::Record;
-use crate::config::{WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_QUEUE_RECORDS_MAX, WAL_SEGMENT_BYTES_MAX};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+use crate::config::{WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_QUEUE_RECORDS_MAX};
 use crate::error::{ApiError, StorageError};
 
 /// Applies a durable record to the in-memory state (the writer calls it in LSN order).
 pub type ApplyFn = Box<dyn FnMut(u64, Record) -> Result<(), StorageError> + Send>;
 
-/// Counters the writer keeps for `/metrics` and the benches.
-#[derive(Debug, Default)]
+/// What the writer measures, for `/metrics` and the benches. The handles are
+/// cheap clones of shared atomics; `metrics::Metrics` registers the same ones.
+#[derive(Debug, Clone)]
 pub struct WalStats {
-    pub records: AtomicU64,
-    pub batches: AtomicU64,
-    pub bytes: AtomicU64,
-    pub sync_micros_total: AtomicU64,
-    pub last_lsn: AtomicU64,
+    /// Records written (and fdatasync'd).
+    pub records: Counter,
+    /// Group commits: one write and one fdatasync each.
+    pub batches: Counter,
+    /// Bytes written, frames included.
+    pub bytes: Counter,
+    pub sync_micros_total: Counter,
+    /// LSN of the last record written and applied.
+    pub last_lsn: Gauge,
+    /// Time of one write + fdatasync, in seconds.
+    pub sync_seconds: Histogram,
+    /// Records in one group commit.
+    pub batch_records: Histogram,
 }
 
-struct Job {
+impl Default for WalStats {
+    fn default() -> Self {
+        WalStats {
+            records: Counter::default(),
+            batches: Counter::default(),
+            bytes: Counter::default(),
+            sync_micros_total: Counter::default(),
+            last_lsn: Gauge::default(),
+            // 20 us .. ~1.3 s
+            sync_seconds: Histogram::new(exponential_buckets(0.000_02, 2.0, 17)),
+            // 1 .. 4096 (WAL_BATCH_RECORDS_MAX)
+            batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        }
+    }
+}
+
+/// A function run on the writer thread between two batches (see the module
+/// doc). It gets the LSN the state is at, or why the barrier could not be set.
+pub type BarrierFn = Box<dyn FnOnce(Result<u64, StorageError>) + Send>;
+
+enum Job {
+    Append(Append),
+    Barrier(BarrierFn),
+}
+
+struct Append {
     framed: Vec<u8>,
     record: Record,
     reply: oneshot::Sender<Result<u64, StorageError>>,
@@ -54,7 +98,15 @@ pub struct Wal {
 
 impl Wal {
     /// Starts the writer thread after `end` (the result of reading the log).
-    pub fn start(fs: Arc<dyn FileSystem>, dir: &Path, end: &LogEnd, apply: ApplyFn) -> Result<Wal, StorageError> {
+    /// Segments are closed past `segment_bytes_max`.
+    pub fn start(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        end: &LogEnd,
+        segment_bytes_max: u64,
+        stats: WalStats,
+        apply: ApplyFn,
+    ) -> Result<Wal, StorageError> {
         let (file, seg_path, seg_len) = match end.segments.last() {
             Some(seg) => {
                 let f = fs.open_append(&seg.path).map_err(|e| StorageError::io(&seg.path, e))?;
@@ -64,8 +116,8 @@ impl Wal {
         };
         let (tx, rx) = mpsc::sync_channel(WAL_QUEUE_RECORDS_MAX);
         let poisoned = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(WalStats::default());
-        stats.last_lsn.store(end.next_lsn - 1, Ordering::Relaxed);
+        let stats = Arc::new(stats);
+        stats.last_lsn.set(end.next_lsn.saturating_sub(1) as i64);
         let mut writer = Writer {
             fs,
             dir: dir.to_path_buf(),
@@ -73,6 +125,7 @@ impl Wal {
             seg_path,
             seg_len,
             next_lsn: end.next_lsn,
+            segment_bytes_max,
             poisoned: poisoned.clone(),
             stats: stats.clone(),
             apply,
@@ -96,7 +149,7 @@ impl Wal {
         let mut framed = Vec::with_capacity(payload.len() + format::FRAME_HEADER_BYTES);
         format::frame_into(&payload, &mut framed);
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Job { framed, record, reply }) {
+        match self.tx.try_send(Job::Append(Append { framed, record, reply })) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(ApiError::overloaded("the write-ahead log")),
             Err(TrySendError::Disconnected(_)) => return Err(ApiError::storage_unavailable()),
@@ -112,6 +165,29 @@ impl Wal {
 
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the writer thread between two batches, with the LSN the
+    /// state is then exactly at, after rolling to a fresh segment (see the
+    /// module doc). The answer arrives on the returned channel (`.await` it,
+    /// or `blocking_recv` outside a runtime). `f` stalls every append while it
+    /// runs: keep it short.
+    pub fn barrier<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(u64) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<R, StorageError>>, ApiError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(ApiError::storage_unavailable());
+        }
+        let (reply, rx) = oneshot::channel();
+        let job: BarrierFn = Box::new(move |at: Result<u64, StorageError>| {
+            let _ = reply.send(at.map(f));
+        });
+        match self.tx.try_send(Job::Barrier(job)) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(ApiError::overloaded("the write-ahead log")),
+            Err(TrySendError::Disconnected(_)) => Err(ApiError::storage_unavailable()),
+        }
     }
 }
 
@@ -136,6 +212,7 @@ struct Writer {
     seg_path: PathBuf,
     seg_len: u64,
     next_lsn: u64,
+    segment_bytes_max: u64,
     poisoned: Arc<AtomicBool>,
     stats: Arc<WalStats>,
     apply: ApplyFn,
@@ -143,7 +220,7 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, rx: Receiver<Job>) {
-        let mut batch: Vec<Job> = Vec::with_capacity(WAL_BATCH_RECORDS_MAX);
+        let mut batch: Vec<Append> = Vec::with_capacity(WAL_BATCH_RECORDS_MAX);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
         let mut carry: Option<Job> = None;
         loop {
@@ -154,15 +231,27 @@ impl Writer {
                     Err(_) => return, // every sender is gone: shutting down
                 },
             };
+            let first = match first {
+                Job::Append(job) => job,
+                Job::Barrier(f) => {
+                    self.barrier(f);
+                    continue;
+                }
+            };
             let mut bytes = first.framed.len();
             batch.push(first);
             while batch.len() < WAL_BATCH_RECORDS_MAX {
                 match rx.try_recv() {
-                    Ok(job) if bytes + job.framed.len() > WAL_BATCH_BYTES_MAX => {
+                    // A barrier ends the batch: it runs after this batch is applied.
+                    Ok(job @ Job::Barrier(_)) => {
                         carry = Some(job);
                         break;
                     }
-                    Ok(job) => {
+                    Ok(Job::Append(job)) if bytes + job.framed.len() > WAL_BATCH_BYTES_MAX => {
+                        carry = Some(Job::Append(job));
+                        break;
+                    }
+                    Ok(Job::Append(job)) => {
                         bytes += job.framed.len();
                         batch.push(job);
                     }
@@ -173,7 +262,31 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<Job>, buf: &mut Vec<u8>) {
+    /// Rolls to a fresh segment (unless the open one holds no record yet),
+    /// then runs `f` with the LSN of the last applied record.
+    fn barrier(&mut self, f: BarrierFn) {
+        if self.poisoned.load(Ordering::Acquire) {
+            return f(Err(StorageError::Poisoned));
+        }
+        if self.seg_len > format::SEGMENT_HEADER_BYTES as u64 {
+            match create_segment(self.fs.as_ref(), &self.dir, self.next_lsn) {
+                Ok((file, path, len)) => {
+                    self.file = file;
+                    self.seg_path = path;
+                    self.seg_len = len;
+                }
+                Err(e) => {
+                    // A half-made segment cannot be left behind a live one: stop, like any write fault.
+                    tracing::error!(error = %e, "storage fault while starting a new WAL segment; the write path is stopped until restart");
+                    self.poisoned.store(true, Ordering::Release);
+                    return f(Err(e));
+                }
+            }
+        }
+        f(Ok(self.next_lsn - 1));
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Append>, buf: &mut Vec<u8>) {
         if self.poisoned.load(Ordering::Acquire) {
             for job in batch.drain(..) {
                 let _ = job.reply.send(Err(StorageError::Poisoned));
@@ -193,11 +306,13 @@ impl Writer {
             }
             return;
         }
-        let sync_micros = started.elapsed().as_micros() as u64;
-        self.stats.sync_micros_total.fetch_add(sync_micros, Ordering::Relaxed);
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.records.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let sync = started.elapsed();
+        self.stats.sync_micros_total.inc_by(sync.as_micros() as u64);
+        self.stats.sync_seconds.observe(sync.as_secs_f64());
+        self.stats.batch_records.observe(batch.len() as f64);
+        self.stats.batches.inc();
+        self.stats.records.inc_by(batch.len() as u64);
+        self.stats.bytes.inc_by(buf.len() as u64);
         for job in batch.drain(..) {
             let lsn = self.next_lsn;
             self.next_lsn += 1;
@@ -210,11 +325,12 @@ impl Writer {
             }
             let _ = job.reply.send(result);
         }
-        self.stats.last_lsn.store(self.next_lsn - 1, Ordering::Relaxed);
+        self.stats.last_lsn.set((self.next_lsn - 1) as i64);
     }
 
     fn write_and_sync(&mut self, buf: &[u8]) -> Result<(), StorageError> {
-        if self.seg_len > format::SEGMENT_HEADER_BYTES as u64 && self.seg_len + buf.len() as u64 > WAL_SEGMENT_BYTES_MAX
+        if self.seg_len > format::SEGMENT_HEADER_BYTES as u64
+            && self.seg_len + buf.len() as u64 > self.segment_bytes_max
         {
             let (file, path, len) = create_segment(self.fs.as_ref(), &self.dir, self.next_lsn)?;
             self.file = file;

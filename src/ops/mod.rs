@@ -1,0 +1,25 @@
+//! The offline operator commands of the one binary (API.md, Operations):
+//!
+//! - `snapshot`: replay a stopped server's data directory and write a
+//!   snapshot of it (then compact, as the online snapshot does);
+//! - `restore`: make a data directory start from a snapshot file;
+//! - `verify`: check every checksum, replay everything and check the ledger
+//!   invariants, with a report and exit status 1 when anything fails.
+//!
+//! Each takes the data directory's `LOCK`, so none runs beside a server (or
+//! another command) on the same directory. Long steps log progress lines.
+
+pub mod restore;
+pub mod snapshot;
+pub mod verify;
+
+use std::fs::File;
+use std::path::Path;
+
+/// Locks `data_dir`, which must exist; refuses while a server holds it.
+fn lock_existing(data_dir: &Path) -> anyhow::Result<File> {
+    if !data_dir.is_dir() {
+        anyhow::bail!("{} is not a data directory", data_dir.display());
+    }
+    crate::http::server::lock_data_dir(data_dir)
+}

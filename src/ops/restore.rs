@@ -1,0 +1,99 @@
+//! `loyalty-ledger restore SNAPSHOT_FILE --data DIR [--force]`: make DIR
+//! start from a snapshot file.
+//!
+//! The file is proved good first (every checksum, every item decoded and
+//! applied to a scratch state), before anything in DIR changes. DIR must hold
+//! no WAL segment and no snapshot, unless `--force`, which replaces `wal/`
+//! and `snapshots/` (and nothing else: `secret_key` stays). While `wal/` and
+//! `snapshots/` are being replaced a `RESTORING` marker is in DIR, so a crash
+//! half-way leaves a directory that refuses to start instead of one that
+//! starts empty; running the restore again finishes it.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::recovery::RESTORING_FILE;
+use crate::snapshot::{format, load, SNAPSHOT_DIR};
+use crate::wal::fs::{FileSystem, RealFs};
+use crate::wal::WAL_DIR;
+
+pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
+    let fs = RealFs;
+    tracing::info!(file = %file.display(), "checking the snapshot (every checksum, every item)");
+    let (state, header, bytes) =
+        load::load_file(&fs, file).with_context(|| format!("{} is not a usable snapshot", file.display()))?;
+    let accounts = state.accounts.len();
+    drop(state);
+    tracing::info!(lsn = header.lsn, items = header.items, accounts, "the snapshot is good");
+
+    fs.create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let _lock = super::lock_existing(data_dir)?;
+    let wal_dir = data_dir.join(WAL_DIR);
+    let snap_dir = data_dir.join(SNAPSHOT_DIR);
+    let marker = data_dir.join(RESTORING_FILE);
+    let interrupted = fs.read(&marker).is_ok();
+    let existing = files_in(&fs, &wal_dir)?.len() + files_in(&fs, &snap_dir)?.len();
+    if existing > 0 && !force && !interrupted {
+        anyhow::bail!(
+            "{} already holds data ({existing} files in wal/ and snapshots/); pass --force to replace them",
+            data_dir.display()
+        );
+    }
+
+    // From here until the marker is gone, a start refuses (recovery::load).
+    if !interrupted {
+        let mut m = fs.create_new(&marker).with_context(|| format!("creating {}", marker.display()))?;
+        m.append(format!("restoring {}\n", file.display()).as_bytes())?;
+        m.sync_data()?;
+        fs.sync_dir(data_dir)?;
+    }
+    for dir in [&wal_dir, &snap_dir] {
+        fs.create_dir_all(dir)?;
+        let names = files_in(&fs, dir)?;
+        for name in &names {
+            let path = dir.join(name);
+            fs.remove(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        fs.sync_dir(dir)?;
+        if !names.is_empty() {
+            tracing::info!(dir = %dir.display(), files = names.len(), "removed the old files");
+        }
+    }
+    fs.sync_dir(data_dir)?;
+    let tmp = snap_dir.join(format::temp_file_name(header.lsn));
+    let path = snap_dir.join(format::file_name(header.lsn));
+    let mut f = fs.create_new(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.append(&bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_data().with_context(|| format!("syncing {}", tmp.display()))?;
+    fs.rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+    fs.sync_dir(&snap_dir)?;
+    fs.remove(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    fs.sync_dir(data_dir)?;
+    tracing::info!(snapshot = %path.display(), lsn = header.lsn, "restored: the next start loads this snapshot");
+    println!(
+        "{}",
+        serde_json::json!({
+            "object": "restore",
+            "path": path.display().to_string(),
+            "lsn": header.lsn,
+            "items": header.items,
+            "created": header.created,
+        })
+    );
+    Ok(())
+}
+
+/// Names of the entries of `dir` (none if it does not exist).
+fn files_in(fs: &RealFs, dir: &Path) -> anyhow::Result<Vec<String>> {
+    match fs.list(dir) {
+        Ok(names) => {
+            if let Some(sub) = names.iter().find(|n| dir.join(n).is_dir()) {
+                anyhow::bail!("{} holds a directory ({sub}); move it away first", dir.display());
+            }
+            Ok(names)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("listing {}", dir.display())),
+    }
+}
