@@ -331,3 +331,8 @@ pub fn assert_ledger_consistent(s: &Server) {
         assert!(*c <= earned.get(p).copied().unwrap_or(0), "payment {p}: clawed back {c} > earned");
     }
 }
+
+/// Runs the binary with `args` (an offline command) and waits for it.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(binary()).args(args).env("RUST_LOG", "info").stdin(Stdio::null()).output().expect("run loyalty-ledger")
+}
