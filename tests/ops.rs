@@ -27,6 +27,8 @@ fn seed(s: &Server, members: usize) -> Vec<String> {
         json!({"id": "rwd_5eur_off", "name": "EUR 5 off", "points": 10, "discount": {"amount": 500, "currency": "eur"}}),
     );
     s.ok("/v1/loyalty/program", json!({"redemption_ttl_seconds": 3600}));
+    // Deliveries to a closed local port stay pending (retried) and are snapshotted too.
+    s.ok("/v1/webhook_endpoints", json!({"url": "http://127.0.0.1:9/hooks", "enabled_events": ["payment.refunded"]}));
     let mut customers = Vec::new();
     for i in 0..members {
         let c = id(&s.ok("/v1/customers", json!({"name": format!("m{i}"), "metadata": {"i": i.to_string()}})));
@@ -66,6 +68,14 @@ fn whole_state(s: &Server) -> BTreeMap<&'static str, Value> {
     out.insert("redemptions", Value::Array(list_all(s, "/v1/loyalty/redemptions")));
     out.insert("earning_rules", Value::Array(list_all(s, "/v1/loyalty/earning_rules")));
     out.insert("program", s.get_ok("/v1/loyalty/program"));
+    out.insert("events", Value::Array(list_all(s, "/v1/events")));
+    out.insert("webhook_endpoints", Value::Array(list_all(s, "/v1/webhook_endpoints")));
+    // Attempts move on with the dispatcher's retries: compare what a delivery is, not where it is.
+    let deliveries = list_all(s, "/v1/webhook_deliveries")
+        .into_iter()
+        .map(|d| json!([d["id"], d["endpoint"], d["event"], d["created"]]))
+        .collect();
+    out.insert("webhook_deliveries", Value::Array(deliveries));
     out
 }
 
@@ -367,7 +377,7 @@ fn the_openapi_description_lists_every_route_the_router_serves() {
     for (path, methods) in paths {
         let concrete = path.replace("{id}", "x_missing");
         let methods = methods.as_object().unwrap();
-        for method in ["get", "post"] {
+        for method in ["get", "post", "delete"] {
             let body = (method == "post").then_some("{}");
             let auth = format!("Bearer {}", common::SECRET_KEY);
             let r = s.request(&method.to_uppercase(), &concrete, body, &[("Authorization", &auth)]);
@@ -388,7 +398,7 @@ fn the_openapi_description_lists_every_route_the_router_serves() {
             }
         }
     }
-    assert!(operations >= 37, "{operations} operations");
+    assert!(operations >= 44, "{operations} operations");
     // Objects referenced by the operations are defined.
     let schemas = spec["components"]["schemas"].as_object().unwrap();
     for name in ["Customer", "LoyaltyAccount", "Payment", "PointsTransaction", "Snapshot", "Error"] {
