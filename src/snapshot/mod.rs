@@ -47,7 +47,7 @@ type Capturing = oneshot::Receiver<Result<Result<Captured, StorageError>, Storag
 fn capture(wal: &Wal, state: Arc<State>) -> Result<Capturing, ApiError> {
     wal.barrier(move |lsn| {
         let started = Instant::now();
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(state.snapshot_items_hint());
         state.snapshot_changes(|item| items.push(item));
         let stall = started.elapsed();
         if state.applied_lsn() != lsn {
@@ -142,4 +142,110 @@ pub fn take_blocking(
         .map_err(|_| anyhow::anyhow!("the WAL writer stopped"))?
         .and_then(|r| r)?;
     Ok(persist(fs, data_dir, created, captured, started)?)
+}
+
+#[cfg(test)]
+mod measure {
+    use super::*;
+    use crate::domain::events::{Event, EventData, EventType};
+    use crate::domain::members::{Account, Customer};
+    use crate::domain::payments::{Payment, PaymentStatus};
+    use crate::domain::points::{PointsTransaction, Source, TxType};
+    use crate::wal::fs::RealFs;
+    use crate::wal::{Change, Record};
+
+    /// Accounts in the measured state (override with LEDGER_MEASURE_ACCOUNTS).
+    const MEASURE_ACCOUNTS: usize = 100_000;
+
+    /// How long a snapshot of a realistic state stalls the writer, writes and
+    /// loads. By hand: `cargo test --lib measure_snapshot -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn measure_snapshot() {
+        let n: usize =
+            std::env::var("LEDGER_MEASURE_ACCOUNTS").ok().and_then(|v| v.parse().ok()).unwrap_or(MEASURE_ACCOUNTS);
+        let state = Arc::new(State::new());
+        let meta = |i: usize| [("crm".to_string(), format!("c{i}")), ("tier".to_string(), "gold".to_string())].into();
+        let started = Instant::now();
+        for i in 0..n {
+            let (c, a, p, t) =
+                (format!("cust_{i:016}"), format!("loy_{i:016}"), format!("pay_{i:016}"), format!("ptx_{i:016}"));
+            let tx = PointsTransaction {
+                id: t.as_str().into(),
+                account: a.as_str().into(),
+                points: 42,
+                kind: TxType::Earn,
+                source: Source::Payment { payment: p.as_str().into(), amount: 4200, currency: "eur".into() },
+                balance_after: 42,
+                created: 1_700_000_000,
+            };
+            let payment = Payment {
+                id: p.as_str().into(),
+                amount: 4200,
+                amount_discount: 0,
+                amount_refunded: 0,
+                currency: "eur".into(),
+                status: PaymentStatus::Completed,
+                customer: Some(c.as_str().into()),
+                metadata: meta(i),
+                redemptions: vec![],
+                loyalty_account: Some(a.as_str().into()),
+                points_earned: 42,
+                award: Some(t.as_str().into()),
+                created: 1_700_000_000,
+                completed_at: Some(1_700_000_000),
+            };
+            let changes = vec![
+                Change::PutCustomer(Customer {
+                    id: c.as_str().into(),
+                    email: Some(format!("member{i}@example.com")),
+                    name: Some(format!("Member {i}")),
+                    metadata: meta(i),
+                    loyalty_account: Some(a.as_str().into()),
+                    created: 1_700_000_000,
+                }),
+                Change::PutAccount(Account {
+                    id: a.as_str().into(),
+                    customer: Some(c.as_str().into()),
+                    metadata: meta(i),
+                    created: 1_700_000_000,
+                }),
+                Change::PutEvent(Event {
+                    id: format!("evt_{i:016}").as_str().into(),
+                    kind: EventType::PointsEarned,
+                    created: 1_700_000_000,
+                    data: EventData::Transaction(tx.clone()),
+                }),
+                Change::PutPayment(payment),
+                Change::PutTransaction(tx),
+            ];
+            state.apply(i as u64 + 1, Record { time: 1_700_000_000, idem: None, changes }).unwrap();
+        }
+        println!("built {n} accounts (5 objects each) in {:?}", started.elapsed());
+
+        let t = Instant::now();
+        let mut items = Vec::with_capacity(state.snapshot_items_hint());
+        state.snapshot_changes(|i| items.push(i));
+        let stall = t.elapsed();
+        let count = items.len();
+
+        let dir = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, items).unwrap();
+        let write = t.elapsed();
+
+        let t = Instant::now();
+        let (bytes, checked) = load::read_checked(&RealFs, &info.path).unwrap();
+        let fresh = State::new();
+        load_snapshot(&fresh, &info.path, &bytes, &checked).unwrap();
+        let load = t.elapsed();
+        assert_eq!(fresh.accounts.len(), n);
+        assert_eq!(fresh.balance(&format!("loy_{:016}", n - 1)), Some(42));
+        println!(
+            "{n} accounts, {count} items: writer stall (copy) {stall:?}; encode+write+fsync {write:?}; \
+             {} bytes ({} per account); check+load {load:?}",
+            info.bytes,
+            info.bytes / n as u64
+        );
+    }
 }

@@ -58,6 +58,17 @@ impl State {
         self.idempotency.for_each_in_age_order(|entry, created| f(SnapshotItem::Idempotency { entry, created }));
     }
 
+    /// About how many items `snapshot_changes` gives (to size a buffer once;
+    /// a table missing here only costs a reallocation).
+    pub fn snapshot_items_hint(&self) -> usize {
+        1 + self.customers.len()
+            + self.accounts.len()
+            + self.payments.len()
+            + self.transactions.len()
+            + self.events.len()
+            + self.idempotency.len()
+    }
+
     /// Applies one snapshot item (loading a snapshot into an empty state).
     pub fn restore_item(&self, item: SnapshotItem) -> Result<(), StorageError> {
         match item {

@@ -102,25 +102,24 @@ impl<T> Table<T> {
 
     /// Calls `f` for every object in insertion order (oldest first), as
     /// snapshots need so that a restored table lists in the same order.
-    /// Copies `LIST_SCAN_CHUNK` ids at a time, never holding the order lock
-    /// while a shard is read (as `page` does).
+    ///
+    /// For snapshots, on the WAL writer thread (nothing else writes): it
+    /// holds every shard's read lock at once (in shard order, so it cannot
+    /// deadlock with a writer, which takes one at a time) and places each
+    /// object by its `seq`, with no per-object hashing or locking.
     pub fn for_each_in_order(&self, mut f: impl FnMut(&T)) {
-        let mut begin = 0;
-        loop {
-            let chunk: Vec<Id> = {
-                let order = self.order.read();
-                let end = (begin + LIST_SCAN_CHUNK).min(order.len());
-                order[begin.min(end)..end].iter().map(|(id, _)| id.clone()).collect()
-            };
-            if chunk.is_empty() {
-                return;
-            }
-            begin += chunk.len();
-            for id in &chunk {
-                if let Some(slot) = self.shard(id).read().get(id) {
-                    f(&slot.value);
+        let len = self.order.read().len();
+        let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
+        let mut in_order: Vec<Option<&T>> = vec![None; len];
+        for guard in &guards {
+            for slot in guard.values() {
+                if let Some(place) = in_order.get_mut(slot.seq) {
+                    *place = Some(&slot.value);
                 }
             }
+        }
+        for value in in_order.into_iter().flatten() {
+            f(value);
         }
     }
 
