@@ -106,6 +106,9 @@ pub struct Config {
     /// Size past which a WAL segment is closed (`LEDGER_WAL_SEGMENT_BYTES`;
     /// a test and operations knob, `WAL_SEGMENT_BYTES_MIN..=WAL_SEGMENT_BYTES_MAX`).
     pub wal_segment_bytes: u64,
+    /// Tests only: put the fault-injecting file system under the WAL and expose
+    /// `POST /v1/test/faults` (`LEDGER_FAULTS=1`).
+    pub test_faults: bool,
 }
 
 /// `LEDGER_WAL_SEGMENT_BYTES`, checked; the default when unset.

@@ -18,6 +18,7 @@ use crate::locks::ObjectLocks;
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::timer::{Clock, ManualClock};
+use crate::wal::faults::Faults;
 use crate::wal::fs::FileSystem;
 use crate::wal::{Change, IdemEntry, Record, Wal};
 
@@ -57,6 +58,8 @@ pub struct Ledger {
     pub clock: Arc<dyn Clock>,
     /// Set when the server runs on a manual clock (tests only: `LEDGER_TEST_CLOCK`).
     pub manual_clock: Option<Arc<ManualClock>>,
+    /// Set when the WAL runs on the fault-injecting file system (tests only: `LEDGER_FAULTS`).
+    pub faults: Option<Arc<Faults>>,
     /// The bearer key for `/v1`.
     pub secret_key: String,
     /// Size past which a WAL segment is closed (`Config::wal_segment_bytes`).
@@ -79,6 +82,7 @@ impl Ledger {
             locks: ObjectLocks::default(),
             clock,
             manual_clock: None,
+            faults: None,
             secret_key,
             wal_segment_bytes: WAL_SEGMENT_BYTES_MAX,
             metrics: Metrics::new(),

@@ -108,6 +108,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Err(_) => None,
         },
         wal_segment_bytes: wal_segment_bytes_from_env().map_err(anyhow::Error::msg)?,
+        test_faults: match std::env::var("LEDGER_FAULTS").as_deref() {
+            Ok("1") => true,
+            Ok("" | "0") | Err(_) => false,
+            Ok(_) => anyhow::bail!("LEDGER_FAULTS must be 1 (or 0, or unset)"),
+        },
     };
     actix_web::rt::System::new().block_on(http::run(config))
 }

@@ -248,7 +248,7 @@ fn a_crash_while_writing_a_snapshot_leaves_the_previous_one_usable() {
 
 #[test]
 fn verify_passes_a_sound_directory_and_catches_damage() {
-    let mut s = Server::start_with(&[SMALL_SEGMENTS]);
+    let s = Server::start_with(&[SMALL_SEGMENTS]);
     let customers = seed(&s, 3);
     for i in 0..20 {
         assert_eq!(pay(&s, &customers[i % 3], 900), 200);
@@ -368,7 +368,8 @@ fn offline_snapshot_restore_and_their_refusals() {
 
 #[test]
 fn the_openapi_description_lists_every_route_the_router_serves() {
-    let s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0")]);
+    // Both test hooks on, so their routes are served like the others.
+    let s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0"), ("LEDGER_FAULTS", "1")]);
     let spec = s.get_ok("/v1/openapi.json");
     assert_eq!(spec["openapi"], "3.0.3");
     let paths = spec["paths"].as_object().unwrap();

@@ -12,7 +12,7 @@
 //! - one file per resource: `members` (customers, loyalty accounts), `program`
 //!   (program and earning rules), `payments` (payments, awards), `refunds`,
 //!   `rewards`, `redemptions`, `events`, `webhooks` (endpoints, deliveries),
-//!   `testing` (the manual clock, tests only),
+//!   `testing` (the manual clock and storage faults, tests only),
 //!   `transactions` (the points ledger), `health`.
 
 mod admin;

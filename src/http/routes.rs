@@ -474,6 +474,24 @@ pub static ENDPOINTS: &[Endpoint] = &[
         filters: &[],
         handler: |r| r.to(testing::advance_clock),
     },
+    Endpoint {
+        verb: Post,
+        path: "/v1/test/faults",
+        summary: "Tests only (LEDGER_FAULTS=1): arm or clear a storage fault under the WAL; 404 otherwise",
+        body: Some("ArmFault"),
+        answer: Object("TestFaults"),
+        filters: &[],
+        handler: |r| r.to(testing::arm_fault),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/test/faults",
+        summary: "Tests only (LEDGER_FAULTS=1): storage operations counted, faults fired and armed; 404 otherwise",
+        body: None,
+        answer: Object("TestFaults"),
+        filters: &[],
+        handler: |r| r.to(testing::fault_status),
+    },
 ];
 
 /// `ENDPOINTS` grouped by path, in first-seen order: one actix resource each

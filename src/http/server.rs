@@ -23,7 +23,8 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::recovery;
 use crate::timer::{Clock, ExpiryTimer, ManualClock, SystemClock};
-use crate::wal::fs::RealFs;
+use crate::wal::faults::{Faults, FaultyFs};
+use crate::wal::fs::{FileSystem, RealFs};
 use crate::webhooks::WebhookDispatcher;
 use actix::Actor;
 
@@ -88,7 +89,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(k) if !k.is_empty() => k.clone(),
         _ => secret_key_from_file(dir)?,
     };
-    let mut ledger = Ledger::new(dir.clone(), Arc::new(RealFs), Arc::new(SystemClock), secret_key);
+    let faults = config.test_faults.then(Faults::new);
+    let fs: Arc<dyn FileSystem> = match &faults {
+        Some(faults) => {
+            tracing::warn!("running the WAL on a fault-injecting file system (LEDGER_FAULTS); not for production");
+            Arc::new(FaultyFs::new(RealFs, faults.clone()))
+        }
+        None => Arc::new(RealFs),
+    };
+    let mut ledger = Ledger::new(dir.clone(), fs, Arc::new(SystemClock), secret_key);
+    ledger.faults = faults;
     ledger.wal_segment_bytes = config.wal_segment_bytes;
     if let Some(offset) = config.test_clock_offset_seconds {
         let clock = Arc::new(ManualClock::new(SystemClock.now() + offset));

@@ -2,12 +2,14 @@
 //!
 //! - `record`: what a record holds (the changes it makes, its idempotency entry).
 //! - `format`: segment files and record framing (magic, version, length, crc32).
-//! - `fs`: the file-system seam the WAL and snapshots write through (faults are injected here).
+//! - `fs`: the file-system seam the WAL and snapshots write through.
+//! - `faults`: a fault-injecting `FileSystem` over it (EIO, ENOSPC, torn writes; tests only).
 //! - `reader`: scanning segments; a torn tail is cut off, anything else bad refuses to start.
 //! - `writer`: the group-commit thread: one write and one fdatasync per batch,
 //!   then the batch is applied to the state in log order and each caller is answered.
 
 pub mod dump;
+pub mod faults;
 pub mod format;
 pub mod fs;
 pub mod reader;

@@ -343,3 +343,152 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The writer on a faulty file system: a failed write or sync acknowledges
+    //! nothing, and nothing is written or synced after it (no fsync retry).
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::wal::faults::{Fault, FaultKind, FaultOp, Faults, FaultyFs, OpStatus};
+    use crate::wal::fs::RealFs;
+    use crate::wal::reader::read_log;
+
+    struct Rig {
+        dir: tempfile::TempDir,
+        faults: Arc<Faults>,
+        wal: Wal,
+        applied: Arc<Mutex<Vec<u64>>>,
+        rt: tokio::runtime::Runtime,
+    }
+
+    fn rig() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::new();
+        let fs: Arc<dyn FileSystem> = Arc::new(FaultyFs::new(RealFs, faults.clone()));
+        let end = read_log(fs.as_ref(), dir.path(), 1, true, |_, _| Ok(())).unwrap();
+        let applied = Arc::new(Mutex::new(Vec::new()));
+        let sink = applied.clone();
+        let wal = Wal::start(
+            fs,
+            dir.path(),
+            &end,
+            crate::config::WAL_SEGMENT_BYTES_MAX,
+            WalStats::default(),
+            Box::new(move |lsn, _| {
+                sink.lock().unwrap().push(lsn);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        Rig { dir, faults, wal, applied, rt }
+    }
+
+    fn record(i: i64) -> Record {
+        Record { time: i, idem: None, changes: Vec::new() }
+    }
+
+    impl Rig {
+        fn append(&self, i: i64) -> Result<u64, ApiError> {
+            self.rt.block_on(self.wal.append(record(i)))
+        }
+        fn op(&self, op: FaultOp) -> OpStatus {
+            self.faults.status().into_iter().find(|s| s.op == op).unwrap()
+        }
+        /// Record times found on disk, and whether a torn tail was seen.
+        fn on_disk(&self) -> (Vec<i64>, bool) {
+            let mut times = Vec::new();
+            let end = read_log(&RealFs, self.dir.path(), 1, false, |_, p| {
+                times.push(Record::decode(p).unwrap().time);
+                Ok(())
+            })
+            .unwrap();
+            (times, end.torn.is_some())
+        }
+    }
+
+    fn check_fault(kind: FaultKind, op: FaultOp) -> Rig {
+        let r = rig();
+        for i in 1..=3 {
+            assert_eq!(r.append(i).unwrap(), i as u64);
+        }
+        r.faults.arm(op, Fault { kind, after: 0, times: 1 });
+        let err = r.append(4).unwrap_err();
+        assert_eq!((err.status, err.code), (503, "storage_unavailable"), "{kind:?} on {op:?}");
+        assert!(r.wal.is_poisoned());
+        // The fault fired once and is gone; the disk would work again.
+        assert_eq!(r.op(op).armed, None);
+        let (appends, syncs) = (r.op(FaultOp::Append).calls, r.op(FaultOp::Sync).calls);
+        for i in 5..=8 {
+            assert_eq!(r.append(i).unwrap_err().code, "storage_unavailable");
+        }
+        assert_eq!(r.op(FaultOp::Append).calls, appends, "nothing is written after a fault");
+        assert_eq!(r.op(FaultOp::Sync).calls, syncs, "a failed sync is never retried");
+        assert_eq!(*r.applied.lock().unwrap(), vec![1, 2, 3], "nothing failed is applied");
+        r
+    }
+
+    #[test]
+    fn eio_and_enospc_on_append_acknowledge_nothing() {
+        for kind in [FaultKind::Eio, FaultKind::Enospc] {
+            let r = check_fault(kind, FaultOp::Append);
+            assert_eq!(r.on_disk(), (vec![1, 2, 3], false));
+        }
+    }
+
+    #[test]
+    fn a_torn_append_leaves_a_torn_tail_that_recovery_cuts() {
+        let r = check_fault(FaultKind::Torn, FaultOp::Append);
+        assert_eq!(r.on_disk(), (vec![1, 2, 3], true));
+    }
+
+    #[test]
+    fn a_failed_sync_is_never_retried() {
+        for kind in [FaultKind::Eio, FaultKind::Enospc] {
+            let r = check_fault(kind, FaultOp::Sync);
+            // The record reached the page cache: after a restart it may be there
+            // (it was never acknowledged, so either way is correct).
+            let (times, torn) = r.on_disk();
+            assert_eq!(times, vec![1, 2, 3, 4]);
+            assert!(!torn);
+        }
+        let r = check_fault(FaultKind::Torn, FaultOp::Sync);
+        assert_eq!(r.on_disk(), (vec![1, 2, 3], false));
+    }
+
+    #[test]
+    fn a_fault_under_concurrent_appends_acknowledges_only_what_was_synced() {
+        let r = rig();
+        r.faults.arm(FaultOp::Sync, Fault { kind: FaultKind::Eio, after: 10, times: 1 });
+        // Eight clients appending one after another: many batches, the fault in the middle.
+        let results: Vec<Result<u64, ApiError>> = std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..8)
+                .map(|t| {
+                    let wal = &r.wal;
+                    scope.spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                        (0..50).map(|i| rt.block_on(wal.append(record(t * 100 + i)))).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            clients.into_iter().flat_map(|c| c.join().unwrap()).collect()
+        });
+        let acked: Vec<u64> = results.iter().filter_map(|x| x.as_ref().ok().copied()).collect();
+        assert!(results.iter().any(|x| x.is_err()), "the fault fired");
+        for e in results.iter().filter_map(|x| x.as_ref().err()) {
+            assert_eq!(e.code, "storage_unavailable");
+        }
+        let mut applied = r.applied.lock().unwrap().clone();
+        applied.sort();
+        let mut sorted = acked.clone();
+        sorted.sort();
+        assert_eq!(applied, sorted, "exactly the acknowledged records are applied");
+        let (on_disk, _) = r.on_disk();
+        for lsn in &acked {
+            assert!(on_disk.len() as u64 >= *lsn, "acknowledged record {lsn} is on disk");
+        }
+    }
+}

@@ -18,7 +18,8 @@ pub const SECRET_KEY: &str = "sk_test_0123456789";
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Server {
-    child: Option<Child>,
+    /// Behind a lock so a crash test can `kill9` while client threads still use the server.
+    child: Mutex<Option<Child>>,
     pub base: String,
     pub data: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
@@ -129,7 +130,7 @@ impl Server {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
                 let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
                 return Ok(Server {
-                    child: Some(child),
+                    child: Mutex::new(Some(child)),
                     base: format!("http://{addr}"),
                     data: data.to_path_buf(),
                     log,
@@ -149,12 +150,24 @@ impl Server {
         }
     }
 
-    /// `kill -9` and wait for the process to be gone.
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    /// `kill -9` and wait for the process to be gone (callable while other threads use the server).
+    pub fn kill9(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The server's process id, while it runs (to read its `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the server process in KiB (`VmRSS`), while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// kill -9, then start again on the same data directory.
@@ -170,7 +183,15 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+    /// Like `request`, but a failure to get any answer (refused, reset, timed out:
+    /// a killed server) is an `Err` instead of a panic. A 500 still panics.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
         let mut req = self.agent.request(method, &format!("{}{}", self.base, path));
         for (k, v) in headers {
             req = req.set(k, v);
@@ -182,14 +203,23 @@ impl Server {
         let resp = match result {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
+            Err(e) => return Err(format!("{method} {path}: {e}")),
         };
         let status = resp.status();
         let replayed = resp.header("Idempotent-Replayed") == Some("true");
         let text = resp.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         assert!(status != 500, "{method} {path} answered 500: {body}");
-        Resp { status, body, replayed }
+        Ok(Resp { status, body, replayed })
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+        self.try_request(method, path, body, headers).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `try_request` of an authenticated POST.
+    pub fn try_post(&self, path: &str, body: Value) -> Result<Resp, String> {
+        self.try_request("POST", path, Some(&body.to_string()), &[("Authorization", &Self::auth())])
     }
 
     fn auth() -> String {
