@@ -85,7 +85,12 @@ pub struct Scan {
 
 /// Scans frames from `start`. A bad frame is a torn tail only when nothing but
 /// zero bytes follows it (or it runs past the end); otherwise it is corruption.
+/// A `start` past the end of `buf` is corruption too (never a panic).
 pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
+    if start > buf.len() {
+        let reason = format!("records should start at offset {start}, past the end ({} bytes)", buf.len());
+        return Scan { payloads: Vec::new(), valid_end: buf.len(), tail: Tail::Corrupt { offset: buf.len(), reason } };
+    }
     let mut payloads = Vec::new();
     let mut pos = start;
     let tail = loop {
@@ -196,5 +201,12 @@ mod tests {
         let s = scan_frames(&buf, 0, 1 << 20);
         assert_eq!(s.payloads.len(), 1);
         assert!(matches!(s.tail, Tail::Torn { offset, .. } if offset == end));
+    }
+
+    #[test]
+    fn a_start_past_the_end_is_corruption() {
+        let s = scan_frames(b"short", 32, 1 << 20);
+        assert!(s.payloads.is_empty());
+        assert!(matches!(s.tail, Tail::Corrupt { offset: 5, .. }), "{:?}", s.tail);
     }
 }

@@ -120,6 +120,10 @@ pub fn read_log(
                 return Err(corrupt(offset, reason));
             }
         }
+        let records = scan.payloads.len() as u64;
+        let Some(next_lsn) = first_lsn.checked_add(records) else {
+            return Err(corrupt(16, format!("{records} records from LSN {first_lsn} run past the largest LSN")));
+        };
         for (n, range) in scan.payloads.iter().enumerate() {
             let lsn = first_lsn + n as u64;
             if lsn >= from_lsn {
@@ -129,8 +133,7 @@ pub fn read_log(
                 })?;
             }
         }
-        let records = scan.payloads.len() as u64;
-        expected_lsn = Some(first_lsn + records);
+        expected_lsn = Some(next_lsn);
         segments.push(SegmentInfo { path, first_lsn, records, valid_len: scan.valid_end as u64 });
     }
     let next_lsn = expected_lsn.unwrap_or(from_lsn.max(1));
@@ -189,5 +192,13 @@ mod tests {
         assert_eq!(read(dir.path()).unwrap().len(), 1);
         std::fs::write(&newest, b"garbage!!").unwrap();
         assert!(matches!(read(dir.path()), Err(StorageError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn lsns_past_the_largest_are_corruption_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        write_segment(dir.path(), u64::MAX - 1, &[b"a", b"b"]);
+        let err = read_log(&RealFs, dir.path(), u64::MAX - 1, false, |_, _| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("run past the largest LSN"), "{err}");
     }
 }
