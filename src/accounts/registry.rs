@@ -105,7 +105,8 @@ impl Registry {
 }
 
 /// Sends `cmd` to the actor of account `id` and waits for its answer.
-/// A full mailbox answers 503 at once instead of queueing without bound.
+/// A full mailbox (`ACCOUNT_MAILBOX_CAPACITY` waiting besides the one running)
+/// answers 503 at once instead of queueing without bound.
 pub async fn ask(ledger: &Arc<Ledger>, id: &Id, cmd: AccountCommand, m: Mutation) -> Result<Reply, ApiError> {
     let registry = &ledger.accounts;
     let (reply, rx) = oneshot::channel();
@@ -132,6 +133,12 @@ pub async fn ask(ledger: &Arc<Ledger>, id: &Id, cmd: AccountCommand, m: Mutation
                 shard.entry(id.clone()).or_insert(Live { addr, activity })
             }
         };
+        // The bound is counted here, not left to the mailbox: an actix mailbox
+        // holds `capacity + number of senders`, and every request sends through
+        // its own clone of the address, so `try_send` alone never says Full.
+        if live.activity.in_flight.load(Ordering::Acquire) > ACCOUNT_MAILBOX_CAPACITY as u32 {
+            return Err(ApiError::overloaded("this account"));
+        }
         live.activity.in_flight.fetch_add(1, Ordering::AcqRel);
         (live.addr.clone(), live.activity.clone())
     };
