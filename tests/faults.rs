@@ -23,6 +23,7 @@ struct Rig {
     customer: String,
     account: String,
     reward: String,
+    hook: String,
     /// Every acknowledged object: its path and body as answered.
     acked: Vec<(String, Value)>,
 }
@@ -39,12 +40,15 @@ fn rig() -> Rig {
         .as_str()
         .unwrap()
         .to_string();
+    // For an event the tests never cause: no delivery writes race the armed fault.
+    let hook = json!({"url": "http://127.0.0.1:9/hook", "enabled_events": ["payment.failed"]});
+    let hook = s.ok("/v1/webhook_endpoints", hook)["id"].as_str().unwrap().to_string();
     let mut acked = Vec::new();
     let pay = s.ok("/v1/payments", json!({"amount": 10_000, "currency": "eur", "customer": customer, "confirm": true}));
     acked.push((format!("/v1/payments/{}", pay["id"].as_str().unwrap()), pay));
     let rdm = s.ok("/v1/loyalty/redemptions", json!({"account": account, "reward": reward}));
     acked.push((format!("/v1/loyalty/redemptions/{}", rdm["id"].as_str().unwrap()), rdm));
-    Rig { s, customer, account, reward, acked }
+    Rig { s, customer, account, reward, hook, acked }
 }
 
 fn faults(s: &Server) -> Value {
@@ -78,6 +82,7 @@ fn every_mutation(r: &Rig) -> Vec<(String, Value)> {
         ("/v1/refunds".into(), json!({"payment": pay, "amount": 100})),
         ("/v1/loyalty/redemptions".into(), json!({"account": r.account, "reward": r.reward})),
         (format!("/v1/loyalty/redemptions/{rdm}/cancel"), json!({})),
+        ("/v1/webhook_endpoints".into(), json!({"url": "http://127.0.0.1:9/hook"})),
     ]
 }
 
@@ -106,6 +111,9 @@ fn fault_stops_writes_until_restart(op: &str, error: &str, reaches_disk: bool) {
     for (path, body) in every_mutation(&r) {
         assert_storage_unavailable(&r.s.post(&path, body), &format!("POST {path} after {error} on {op}"));
     }
+    let auth = format!("Bearer {}", common::SECRET_KEY);
+    let del = r.s.request("DELETE", &format!("/v1/webhook_endpoints/{}", r.hook), None, &[("Authorization", &auth)]);
+    assert_storage_unavailable(&del, "DELETE a webhook endpoint");
     let retry = r.s.post_idem(
         "/v1/payments",
         json!({"amount": 4200, "currency": "eur", "customer": r.customer, "confirm": true, "metadata": {"order": "o-1"}}),
@@ -150,6 +158,7 @@ fn fault_stops_writes_until_restart(op: &str, error: &str, reaches_disk: bool) {
     assert_eq!(list_all(&r.s, "/v1/loyalty/rewards")[0]["active"], true);
     assert_eq!(r.s.get_ok("/v1/loyalty/program")["redemption_ttl_seconds"], 1800);
     assert_eq!(r.s.get_ok(&format!("/v1/loyalty/accounts/{}", r.account))["metadata"], json!({}));
+    assert_eq!(count("/v1/webhook_endpoints"), 1);
     let balance = r.s.get_ok(&format!("/v1/loyalty/accounts/{}", r.account))["balance"].as_i64().unwrap();
     assert_eq!(balance, if survivors.is_empty() { 90 } else { 90 + 42 });
     assert_ledger_consistent(&r.s);
