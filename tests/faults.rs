@@ -283,3 +283,49 @@ fn the_fault_hook_validates_its_input() {
     assert_eq!(faults(&s)["rename"]["armed"]["error"], "enospc");
     s.ok("/v1/customers", json!({}));
 }
+
+/// Snapshot files in the data directory (complete ones and temp files).
+fn snapshot_files(s: &Server) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(s.data.join("snapshots"))
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failed_snapshot_acknowledges_nothing_loses_nothing_and_leaves_the_wal_writing() {
+    let mut r = rig();
+    // A rename fault (the snapshot's last step), a sync fault (its file's
+    // fdatasync) and a write fault: each fails the snapshot, and only the
+    // snapshot. (`after: 1` lets through the header write and sync of the new
+    // WAL segment the snapshot starts; a fault there would stop the WAL.)
+    for (op, error) in [("rename", "eio"), ("rename", "enospc"), ("sync", "eio"), ("append", "enospc")] {
+        arm(&r.s, json!({"op": op, "error": error, "after": if op == "rename" { 0 } else { 1 }}));
+        let snap = r.s.post("/v1/admin/snapshot", json!({}));
+        assert_eq!((snap.status, snap.code()), (503, "snapshot_failed"), "{error} on {op}: {}", snap.body);
+        assert_eq!(snap.body["error"]["type"], "api_error");
+        assert!(faults(&r.s)[op]["fired"].as_u64().unwrap() >= 1, "{error} on {op} fired");
+        assert!(
+            snapshot_files(&r.s).is_empty(),
+            "{error} on {op}: no snapshot and no temp file: {:?}",
+            snapshot_files(&r.s)
+        );
+        // The WAL is untouched by a failed snapshot: writes go on.
+        let c = r.s.ok("/v1/customers", json!({"name": format!("after {error} on {op}")}));
+        r.acked.push((format!("/v1/customers/{}", c["id"].as_str().unwrap()), c));
+    }
+    r.s.restart_with(FAULTS);
+    for (path, body) in &r.acked {
+        assert_eq!(&r.s.get_ok(path), body, "{path} after a failed snapshot and a restart");
+    }
+    // With the disk well again, a snapshot works, and a start from it has everything.
+    let snap = r.s.post("/v1/admin/snapshot", json!({}));
+    assert_eq!(snap.status, 200, "{}", snap.body);
+    assert_eq!(snapshot_files(&r.s).len(), 1);
+    r.s.restart_with(&[]);
+    for (path, body) in &r.acked {
+        assert_eq!(&r.s.get_ok(path), body, "{path} after a start from the snapshot");
+    }
+    assert_ledger_consistent(&r.s);
+}
