@@ -84,6 +84,7 @@ const POSTS: &[(&str, &[(&str, F)])] = &[
     ("/v1/loyalty/redemptions", &[("account", F::Id("loy_")), ("reward", F::Id("rwd_"))]),
     ("/v1/loyalty/redemptions/{rdm_}/cancel", &[]),
     ("/v1/webhook_endpoints", &[("url", F::Url), ("enabled_events", F::Events)]),
+    ("/v1/admin/snapshot", &[]),
 ];
 
 /// `(path, filters)` of every list route.

@@ -14,6 +14,7 @@ use loyalty_ledger::config::{
     IDEMPOTENCY_KEY_CHARS_MAX, ID_BYTES_MAX, LIST_LIMIT_MAX, METADATA_KEYS_MAX, METADATA_KEY_CHARS_MAX,
     METADATA_VALUE_CHARS_MAX, REQUEST_BODY_BYTES_MAX, TEXT_FIELD_CHARS_MAX,
 };
+use loyalty_ledger::http::routes::ENDPOINTS;
 
 /// Every `/v1` route of the API, with a path id of the right kind where it takes one.
 const ROUTES: &[(&str, &str)] = &[
@@ -55,10 +56,26 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/webhook_endpoints/we_x"),
     ("DELETE", "/v1/webhook_endpoints/we_x"),
     ("GET", "/v1/webhook_deliveries"),
+    ("POST", "/v1/admin/snapshot"),
+    ("GET", "/v1/openapi.json"),
     ("POST", "/v1/test/clock"),
     ("POST", "/v1/test/faults"),
     ("GET", "/v1/test/faults"),
 ];
+
+#[test]
+fn the_route_list_here_is_every_route_served() {
+    // A new route must join `ROUTES`, so the checks below cover it.
+    for ep in ENDPOINTS.iter().filter(|ep| ep.path.starts_with("/v1/")) {
+        let concrete = ep.path.replace("{id}", "X");
+        let listed = ROUTES.iter().any(|(m, p)| {
+            *m == ep.verb.as_str()
+                && concrete.split('/').eq(p.split('/').map(|seg| if seg.ends_with("_x") { "X" } else { seg }))
+        });
+        assert!(listed, "{} {} is served but not in ROUTES", ep.verb.as_str(), ep.path);
+    }
+    assert_eq!(ROUTES.len(), ENDPOINTS.iter().filter(|ep| ep.path.starts_with("/v1/")).count());
+}
 
 /// Every list route.
 const LISTS: &[&str] = &[
