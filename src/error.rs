@@ -46,6 +46,17 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// Longest client-supplied text echoed back in an error message, in characters.
+pub const ERROR_ECHO_CHARS_MAX: usize = 120;
+
+/// `s` as echoed in an error message: cut to `ERROR_ECHO_CHARS_MAX` characters.
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(ERROR_ECHO_CHARS_MAX) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 impl ApiError {
     fn new(status: u16, kind: ErrorType, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, kind, code, message: message.into(), param: None }
@@ -82,12 +93,12 @@ impl ApiError {
 
     /// A referenced object (in a body or query) does not exist: 400.
     pub fn missing_reference(param: &str, id: &str) -> Self {
-        Self::bad_request("resource_missing", format!("No such {param}: '{id}'.")).with_param(param)
+        Self::bad_request("resource_missing", format!("No such {param}: '{}'.", shown(id))).with_param(param)
     }
 
     /// The object named by the URL does not exist: 404.
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(404, ErrorType::InvalidRequest, "resource_missing", format!("No such {what}: '{id}'."))
+        Self::new(404, ErrorType::InvalidRequest, "resource_missing", format!("No such {what}: '{}'.", shown(id)))
             .with_param("id")
     }
 
@@ -96,7 +107,7 @@ impl ApiError {
             404,
             ErrorType::InvalidRequest,
             "route_not_found",
-            format!("Unrecognized request URL ({method}: {path})."),
+            format!("Unrecognized request URL ({method}: {}).", shown(path)),
         )
     }
 

@@ -120,6 +120,9 @@ fn fault_stops_writes_until_restart(op: &str, error: &str, reaches_disk: bool) {
         "order-o-1",
     );
     assert_storage_unavailable(&retry, "a retry with the same key before the restart");
+    // Readiness says so, so a load balancer stops sending writes here.
+    let ready = r.s.request("GET", "/readyz", None, &[]);
+    assert_eq!((ready.status, ready.body["status"].as_str()), (503, Some("storage_unavailable")));
     let stopped = faults(&r.s);
     for o in ["append", "sync"] {
         assert_eq!(stopped[o]["calls"], after_fault[o]["calls"], "{o} after the fault: {stopped}");
