@@ -420,6 +420,36 @@ struct RunResult {
     wal_bytes: Option<u64>,
     /// `perf stat` counters of the server in the window (LOAD_PERF_STAT=1).
     perf_stat: Vec<(String, f64)>,
+    /// The server's WAL counters over the window, from `/metrics` (if it serves them).
+    wal: Option<WalDelta>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct WalDelta {
+    records: f64,
+    batches: f64,
+    sync_seconds: f64,
+}
+
+/// The WAL counters of `/metrics`: records, batches (= fdatasyncs) and total sync time.
+async fn wal_metrics(addr: SocketAddr) -> Option<WalDelta> {
+    let mut conn = Conn::new(addr);
+    let mut req = Vec::new();
+    get("/metrics", &mut req);
+    if tokio::time::timeout(REQUEST_TIMEOUT, conn.send(&req)).await.ok()?.ok()? != 200 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&conn.body);
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some(WalDelta {
+        records: value("ledger_wal_records_total")?,
+        batches: value("ledger_wal_batches_total")?,
+        sync_seconds: value("ledger_wal_sync_duration_seconds_sum").unwrap_or(f64::NAN),
+    })
 }
 
 impl RunResult {
@@ -551,9 +581,11 @@ async fn drive(
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let before = sample(server_pid, wal_dir.as_deref());
+    let wal_before = if server_pid.is_some() { wal_metrics(addr).await } else { None };
     let probes = server_pid.map(|pid| Probes::attach(pid, opts.seconds, w)).unwrap_or_default();
     tokio::time::sleep_until(measure_to.into()).await;
     let after = sample(server_pid, wal_dir.as_deref());
+    let wal_after = if server_pid.is_some() { wal_metrics(addr).await } else { None };
     let syscalls = probes.finish();
     let mut all = Vec::new();
     let (mut errors, mut statuses, mut first_error) = (0, std::collections::BTreeMap::new(), None);
@@ -593,6 +625,14 @@ async fn drive(
             _ => None,
         },
         perf_stat: syscalls,
+        wal: match (wal_before, wal_after) {
+            (Some(a), Some(b)) => Some(WalDelta {
+                records: b.records - a.records,
+                batches: b.batches - a.batches,
+                sync_seconds: b.sync_seconds - a.sync_seconds,
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -939,6 +979,23 @@ fn main() {
                 r.statuses,
                 r.first_error.as_deref().unwrap_or("")
             );
+        }
+    }
+    for (w, r) in &results {
+        if let Some(d) = r.wal {
+            if d.batches > 0.0 {
+                println!(
+                    "{}: WAL {:.0} records in {:.0} batches ({:.1} records per batch, {:.0} batches/s), \
+                     mean write+fdatasync {:.2} ms, WAL thread busy syncing {:.0}% of the window",
+                    w.name(),
+                    d.records,
+                    d.batches,
+                    d.records / d.batches,
+                    d.batches / r.seconds,
+                    d.sync_seconds / d.batches * 1000.0,
+                    d.sync_seconds / r.seconds * 100.0
+                );
+            }
         }
     }
     for (w, r) in &results {
