@@ -84,6 +84,8 @@ struct ServerChild {
     child: Child,
     addr: SocketAddr,
     data: PathBuf,
+    /// The server's "recovery done" log line.
+    recovery: Option<String>,
 }
 
 impl ServerChild {
@@ -105,12 +107,16 @@ impl ServerChild {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {exe}: {e}"));
         let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = mpsc::channel::<Result<String, String>>();
+        let (tx, rx) = mpsc::channel::<Result<(String, Option<String>), String>>();
         // Reads the log until the end, so the pipe never fills and stalls the server.
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             let mut seen = Vec::new();
+            let mut recovery = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("recovery done") {
+                    recovery = Some(line.clone());
+                }
                 if let Some(t) = &tx {
                     if let Some(i) = line.find("listening on http://") {
                         let addr = line[i + "listening on http://".len()..]
@@ -118,7 +124,7 @@ impl ServerChild {
                             .next()
                             .unwrap_or("")
                             .to_string();
-                        let _ = t.send(Ok(addr));
+                        let _ = t.send(Ok((addr, recovery.take())));
                         tx = None;
                     } else {
                         seen.push(line.clone());
@@ -132,9 +138,13 @@ impl ServerChild {
                 let _ = t.send(Err(seen.join("\n")));
             }
         });
-        let mut guard = ServerChild { child, addr: "127.0.0.1:0".parse().unwrap(), data: data.to_path_buf() };
+        let mut guard =
+            ServerChild { child, addr: "127.0.0.1:0".parse().unwrap(), data: data.to_path_buf(), recovery: None };
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Ok(addr)) => guard.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in the log: {addr:?}")),
+            Ok(Ok((addr, recovery))) => {
+                guard.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in the log: {addr:?}"));
+                guard.recovery = recovery;
+            }
             Ok(Err(log)) => panic!("the server exited before listening:\n{log}"),
             Err(_) => panic!("the server did not say it was listening within {START_TIMEOUT:?}"),
         }
@@ -907,13 +917,39 @@ fn main() {
         match metrics {
             Some(text) => {
                 println!("server /metrics (wal lines):");
-                for line in text.lines().filter(|l| l.contains("wal") && !l.starts_with('#')) {
+                for line in text.lines().filter(|l| l.contains("wal") && !l.starts_with('#') && !l.contains("_bucket"))
+                {
                     println!("  {line}");
                 }
             }
             None => println!("server /metrics: not served by this build"),
         }
         println!("WAL on disk after the run: {} bytes", dir_bytes(&wal_dir));
+        // Replay at startup: kill the server and start it again on the same data.
+        drop(server);
+        let restarted = ServerChild::start(tmp.path(), opts.workers);
+        match restarted.recovery.as_deref() {
+            Some(line) => {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                        .and_then(|v| v.parse::<f64>().ok())
+                };
+                match (field("records"), field("elapsed_ms")) {
+                    (Some(records), Some(ms)) => {
+                        let rate = records / (ms.max(1.0) / 1000.0);
+                        println!(
+                            "restart after kill: replayed {records:.0} WAL records (as the load wrote them) in \
+                             {ms:.0} ms = {rate:.0} records/s (target >= 1000000: {}); snapshot: {}",
+                            if rate >= 1e6 { "met" } else { "MISSED" },
+                            line.split_whitespace().find_map(|kv| kv.strip_prefix("snapshot=")).unwrap_or("?")
+                        );
+                    }
+                    _ => println!("restart after kill: {line}"),
+                }
+            }
+            None => println!("restart after kill: no \"recovery done\" line in the log"),
+        }
         // The server is killed here, before the ceiling runs.
     }
 
