@@ -160,6 +160,8 @@ fn set_aside(fs: &dyn FileSystem, path: &Path) -> Result<(), StorageError> {
 /// Loads `ledger.state` from disk and starts the WAL writer after it.
 pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
     let loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, true)?;
+    ledger.state.shrink_to_fit();
+    release_free_memory();
     let dir = ledger.data_dir.join(WAL_DIR);
     let live_state = ledger.state.clone();
     let wal = Wal::start(
@@ -171,4 +173,15 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
         Box::new(move |lsn, record| live_state.apply(lsn, record)),
     )?;
     Ok((wal, loaded.summary))
+}
+
+/// Hands the heap's free pages back to the OS after replay: decoding leaves
+/// freed buffers between the long-lived objects, and glibc keeps them
+/// otherwise (about a fifth of the resident memory at a million accounts).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

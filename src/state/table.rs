@@ -49,6 +49,14 @@ impl<T> Table<T> {
         self.shard(id).read().contains_key(id)
     }
 
+    /// Gives back the spare capacity that growing during replay left behind.
+    pub fn shrink_to_fit(&self) {
+        for shard in self.shards.iter() {
+            shard.write().shrink_to_fit();
+        }
+        self.order.write().shrink_to_fit();
+    }
+
     pub fn len(&self) -> usize {
         self.order.read().len()
     }
