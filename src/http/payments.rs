@@ -20,6 +20,7 @@ use crate::domain::redemptions::REDEMPTIONS_PER_PAYMENT_MAX;
 use crate::domain::{metadata, money, Id, IdKind, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
+use crate::locks::Held;
 use crate::state::State;
 use crate::wal::Change;
 
@@ -108,6 +109,16 @@ fn existing_payment(ledger: &Ledger, id: &str) -> Result<Payment, ApiError> {
         .ok_or_else(|| ApiError::not_found("payment", id))
 }
 
+/// Locks payment `id` (held until the returned guard drops) and returns it if pending.
+async fn lock_pending<'a>(ledger: &'a Ledger, id: &str) -> Result<(Held<'a>, Payment), ApiError> {
+    let held = ledger.locks.lock(&[id]).await;
+    let payment = existing_payment(ledger, id)?;
+    if payment.status != PaymentStatus::Pending {
+        return Err(not_pending(&payment));
+    }
+    Ok((held, payment))
+}
+
 fn not_pending(p: &Payment) -> ApiError {
     ApiError::conflict(
         "payment_not_pending",
@@ -175,11 +186,7 @@ pub async fn complete_route(
     existing_payment(ledger, id)?;
     idempotency::once(ledger, &req, &body.0, |m| async move {
         let _: NoParams = body.json()?;
-        let _held = ledger.locks.lock(&[id]).await;
-        let payment = existing_payment(ledger, id)?;
-        if payment.status != PaymentStatus::Pending {
-            return Err(not_pending(&payment));
-        }
+        let (_held, payment) = lock_pending(ledger, id).await?;
         complete(ledger, payment, &m).await
     })
     .await
@@ -196,11 +203,7 @@ pub async fn fail_route(
     existing_payment(ledger, id)?;
     idempotency::once(ledger, &req, &body.0, |m| async move {
         let _: NoParams = body.json()?;
-        let _held = ledger.locks.lock(&[id]).await;
-        let mut payment = existing_payment(ledger, id)?;
-        if payment.status != PaymentStatus::Pending {
-            return Err(not_pending(&payment));
-        }
+        let (_held, mut payment) = lock_pending(ledger, id).await?;
         if let (false, Some(account)) = (payment.redemptions.is_empty(), payment.loyalty_account.clone()) {
             return accounts::ask(ledger, &account, AccountCommand::Fail { payment }, m).await;
         }
