@@ -10,17 +10,25 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
 
-pub async fn guard(
+pub async fn guard<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // A refusal is an answer with the request attached (not an error), so the
+    // metrics middleware can still label it by route.
+    if let Err(e) = admit(&req) {
+        return Ok(req.error_response(e).map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     let ledger =
         req.app_data::<web::Data<Ledger>>().ok_or_else(|| ApiError::internal("ledger missing from app data"))?;
     if !ledger.is_ready() {
-        return Err(ApiError::not_ready().into());
+        return Err(ApiError::not_ready());
     }
-    check_key(req.headers().get(actix_web::http::header::AUTHORIZATION), &ledger.secret_key)?;
-    next.call(req).await
+    check_key(req.headers().get(actix_web::http::header::AUTHORIZATION), &ledger.secret_key)
 }
 
 fn check_key(header: Option<&actix_web::http::header::HeaderValue>, secret: &str) -> Result<(), ApiError> {

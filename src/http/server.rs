@@ -47,7 +47,7 @@ fn resource(path: &str) -> actix_web::Resource {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let mut v1 = web::scope(V1).wrap(from_fn(auth::guard));
     for (path, endpoints) in routes::by_path() {
-        let mut r = resource(path.strip_prefix(V1).unwrap_or(path));
+        let mut r = resource(path.strip_prefix(V1).unwrap_or(path)).app_data(metrics::RoutePattern(path));
         for ep in &endpoints {
             r = r.route(routes::route(ep));
         }
