@@ -10,11 +10,7 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let event = IdKind::Event
-        .accepts(&id)
-        .then(|| ledger.state.events.with(&id, Clone::clone))
-        .flatten()
-        .ok_or_else(|| ApiError::not_found("event", &id))?;
+    let event = ledger.state.events.find(IdKind::Event, &id).ok_or_else(|| ApiError::not_found("event", &id))?;
     respond::ok(&event.view())
 }
 

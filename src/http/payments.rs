@@ -102,11 +102,7 @@ fn redemption_ids(ids: Option<Vec<String>>) -> Result<Vec<Id>, ApiError> {
 }
 
 fn existing_payment(ledger: &Ledger, id: &str) -> Result<Payment, ApiError> {
-    IdKind::Payment
-        .accepts(id)
-        .then(|| ledger.state.payments.with(id, Clone::clone))
-        .flatten()
-        .ok_or_else(|| ApiError::not_found("payment", id))
+    ledger.state.payments.find(IdKind::Payment, id).ok_or_else(|| ApiError::not_found("payment", id))
 }
 
 /// Locks payment `id` (held until the returned guard drops) and returns it if pending.

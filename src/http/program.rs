@@ -115,11 +115,7 @@ pub async fn create_rule(ledger: web::Data<Ledger>, req: HttpRequest, body: Body
 }
 
 fn existing_rule(ledger: &Ledger, id: &str) -> Result<EarningRule, ApiError> {
-    IdKind::EarningRule
-        .accepts(id)
-        .then(|| ledger.state.earning_rules.with(id, Clone::clone))
-        .flatten()
-        .ok_or_else(|| ApiError::not_found("earning_rule", id))
+    ledger.state.earning_rules.find(IdKind::EarningRule, id).ok_or_else(|| ApiError::not_found("earning_rule", id))
 }
 
 pub async fn update_rule(

@@ -24,11 +24,7 @@ struct CreateRedemption {
 }
 
 fn existing(ledger: &Ledger, id: &str) -> Result<Redemption, ApiError> {
-    IdKind::Redemption
-        .accepts(id)
-        .then(|| ledger.state.redemptions.with(id, Clone::clone))
-        .flatten()
-        .ok_or_else(|| ApiError::not_found("redemption", id))
+    ledger.state.redemptions.find(IdKind::Redemption, id).ok_or_else(|| ApiError::not_found("redemption", id))
 }
 
 pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {

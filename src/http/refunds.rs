@@ -91,11 +91,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
 }
 
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let refund = IdKind::Refund
-        .accepts(&id)
-        .then(|| ledger.state.refunds.with(&id, Clone::clone))
-        .flatten()
-        .ok_or_else(|| ApiError::not_found("refund", &id))?;
+    let refund = ledger.state.refunds.find(IdKind::Refund, &id).ok_or_else(|| ApiError::not_found("refund", &id))?;
     respond::ok(&refund.view())
 }
 

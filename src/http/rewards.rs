@@ -97,7 +97,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
 }
 
 pub fn existing(ledger: &Ledger, id: &str) -> Option<Reward> {
-    IdKind::Reward.accepts(id).then(|| ledger.state.rewards.with(id, Clone::clone)).flatten()
+    ledger.state.rewards.find(IdKind::Reward, id)
 }
 
 pub async fn update(

@@ -11,10 +11,10 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let tx = IdKind::PointsTransaction
-        .accepts(&id)
-        .then(|| ledger.state.transactions.with(&id, Clone::clone))
-        .flatten()
+    let tx = ledger
+        .state
+        .transactions
+        .find(IdKind::PointsTransaction, &id)
         .ok_or_else(|| ApiError::not_found("points_transaction", &id))?;
     respond::ok(&tx.view())
 }

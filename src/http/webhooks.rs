@@ -95,10 +95,10 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
 }
 
 fn existing(ledger: &Ledger, id: &str) -> Result<WebhookEndpoint, ApiError> {
-    IdKind::WebhookEndpoint
-        .accepts(id)
-        .then(|| ledger.state.webhook_endpoints.with(id, Clone::clone))
-        .flatten()
+    ledger
+        .state
+        .webhook_endpoints
+        .find(IdKind::WebhookEndpoint, id)
         .filter(|e| !e.deleted)
         .ok_or_else(|| ApiError::not_found("webhook_endpoint", id))
 }

@@ -7,7 +7,7 @@ use parking_lot::RwLock;
 
 use super::list::ListParams;
 use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS};
-use crate::domain::Id;
+use crate::domain::{Id, IdKind};
 use crate::error::ApiError;
 
 struct Slot<T> {
@@ -43,6 +43,19 @@ impl<T> Table<T> {
     /// Calls `f` with the object, if there is one.
     pub fn with<R>(&self, id: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
         self.shard(id).read().get(id).map(|slot| f(&slot.value))
+    }
+
+    /// A copy of the object `id`, if `id` has the shape of `kind` and exists
+    /// (ids of the wrong shape are refused without a lookup).
+    pub fn find(&self, kind: IdKind, id: &str) -> Option<T>
+    where
+        T: Clone,
+    {
+        if kind.accepts(id) {
+            self.with(id, Clone::clone)
+        } else {
+            None
+        }
     }
 
     pub fn contains(&self, id: &str) -> bool {
