@@ -99,72 +99,49 @@ fn random_partial_refunds_never_exceed_and_sum_to_what_was_earned() {
 #[test]
 fn balances_go_negative_by_default_and_later_earnings_absorb_it() {
     let (s, cust, acct) = setup();
+    assert_eq!(s.get_ok("/v1/loyalty/program")["clawback"]["allow_negative"], true, "the default");
+    s.ok(
+        "/v1/loyalty/rewards",
+        json!({"id": "rwd_spend", "name": "Spend", "points": 40, "discount": {"amount": 100, "currency": "eur"}}),
+    );
     let p = pay(&s, &cust, 4200);
-    // Spend the points elsewhere: a second member's refund cannot do it, so use a
-    // clawback on a second payment after draining the first.
-    let q = pay(&s, &cust, 1000);
-    s.ok("/v1/refunds", json!({"payment": p["id"]}));
+    // The member spends most of what the payment earned, then the payment is refunded in full.
+    s.ok("/v1/loyalty/redemptions", json!({"account": acct, "reward": "rwd_spend"}));
+    assert_eq!(balance(&s, &acct), 2);
+    let r = s.ok("/v1/refunds", json!({"payment": p["id"]}));
+    assert_eq!(r["points_clawed_back"], 42, "the whole clawback is taken");
+    assert_eq!(balance(&s, &acct), -40);
+    let tx = s.get_ok(&format!("/v1/loyalty/transactions/{}", r["clawback"].as_str().unwrap()));
+    assert_eq!(tx["balance_after"], -40);
+    // A later purchase absorbs the deficit.
+    pay(&s, &cust, 5000);
     assert_eq!(balance(&s, &acct), 10);
-    s.ok("/v1/refunds", json!({"payment": q["id"]}));
-    assert_eq!(balance(&s, &acct), 0);
-    // Now a payment earns 5, the member somehow had 0 before; refund a payment
-    // that earned more than the balance: simulated through the manual award path.
-    let r = pay(&s, &cust, 500);
-    assert_eq!(balance(&s, &acct), 5);
-    assert_eq!(s.get_ok("/v1/loyalty/program")["clawback"]["allow_negative"], true);
-    assert_ledger_consistent(&s);
-    let _ = r;
-}
-
-#[test]
-fn negative_balance_then_absorbed() {
-    let s = Server::start();
-    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
-    let a = id(&s.ok("/v1/loyalty/accounts", json!({})));
-    let b = id(&s.ok("/v1/loyalty/accounts", json!({})));
-    // A payment earns for `a` through metadata, but `a` has nothing else: refund
-    // more than it holds by first moving nothing... earn 42, refund fully -> 0;
-    // to go below zero, a payment must earn, the balance drop, and then refund.
-    let p1 = s.ok(
-        "/v1/payments",
-        json!({"amount": 4200, "currency": "eur", "metadata": {"loyalty_account": a}, "confirm": true}),
-    );
-    let p2 = s.ok(
-        "/v1/payments",
-        json!({"amount": 4200, "currency": "eur", "metadata": {"loyalty_account": a}, "confirm": true}),
-    );
-    s.ok("/v1/refunds", json!({"payment": p1["id"]}));
-    s.ok("/v1/refunds", json!({"payment": p2["id"]}));
-    assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{a}"))["balance"], 0);
-    let _ = b;
     assert_ledger_consistent(&s);
 }
 
 #[test]
 fn the_cap_forgives_what_it_cannot_take() {
-    let s = Server::start();
-    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
+    let (s, cust, acct) = setup();
     let prog = s.ok("/v1/loyalty/program", json!({"clawback": {"allow_negative": false}}));
     assert_eq!(prog["clawback"]["allow_negative"], false);
-    let acct = id(&s.ok("/v1/loyalty/accounts", json!({})));
-    let via = json!({"loyalty_account": acct});
-    let p1 = s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "metadata": via, "confirm": true}));
-    let p2 = s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "metadata": via, "confirm": true}));
-    // Refund p1 fully: 42 due, balance 52 -> 10.
-    assert_eq!(s.ok("/v1/refunds", json!({"payment": p1["id"]}))["points_clawed_back"], 42);
-    // Half of p2: 5 due, balance 10 -> 5. The other half: 5 due, 5 held -> 0.
-    assert_eq!(s.ok("/v1/refunds", json!({"payment": p2["id"], "amount": 500}))["points_clawed_back"], 5);
-    assert_eq!(s.ok("/v1/refunds", json!({"payment": p2["id"]}))["points_clawed_back"], 5);
+    s.ok(
+        "/v1/loyalty/rewards",
+        json!({"id": "rwd_spend", "name": "Spend", "points": 30, "discount": {"amount": 100, "currency": "eur"}}),
+    );
+    let p = pay(&s, &cust, 4200);
+    s.ok("/v1/loyalty/redemptions", json!({"account": acct, "reward": "rwd_spend"}));
+    assert_eq!(balance(&s, &acct), 12);
+    // Half refunded: 21 due, only 12 held: 12 taken, 9 forgiven, the balance stops at 0.
+    let r = s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 2100}));
+    assert_eq!(r["points_clawed_back"], 12);
     assert_eq!(balance(&s, &acct), 0);
-    // Now the cap bites: earn 30, refund a payment that earned 30 after spending is impossible
-    // without redemptions, so let a second payment's refund exceed the balance.
-    let p3 = s.ok("/v1/payments", json!({"amount": 3000, "currency": "eur", "metadata": via, "confirm": true}));
-    let p4 = s.ok("/v1/payments", json!({"amount": 2000, "currency": "eur", "metadata": via, "confirm": true}));
-    assert_eq!(balance(&s, &acct), 50);
-    s.ok("/v1/refunds", json!({"payment": p3["id"]}));
-    assert_eq!(balance(&s, &acct), 20);
-    s.ok("/v1/loyalty/program", json!({"clawback": {"allow_negative": true}}));
-    assert_eq!(s.ok("/v1/refunds", json!({"payment": p4["id"], "amount": 1000}))["points_clawed_back"], 10);
+    // A later purchase earns 10; the rest of the refund claws back only its own new part
+    // (21 due), capped at what is held (10): the forgiven 9 are not collected.
+    pay(&s, &cust, 1000);
+    let r = s.ok("/v1/refunds", json!({"payment": p["id"]}));
+    assert_eq!(r["points_clawed_back"], 10);
+    assert_eq!(balance(&s, &acct), 0);
+    assert_eq!(list_all(&s, &format!("/v1/loyalty/transactions?account={acct}&type=clawback")).len(), 2);
     assert_ledger_consistent(&s);
 }
 
