@@ -59,7 +59,11 @@ fn write_members(data: &Path, n: usize) -> u64 {
             created: T0,
         };
         let a = Account { id: account, customer: Some(customer.id.clone()), metadata: Default::default(), created: T0 };
-        let rec = Record { time: T0, idem: None, changes: vec![Change::PutCustomer(customer), Change::PutAccount(a)] };
+        let rec = Record {
+            time: T0,
+            idem: None,
+            changes: vec![Change::PutCustomer(customer.into()), Change::PutAccount(a.into())],
+        };
         let payload = rec.encode().unwrap();
         if seg.len() + payload.len() + 12 > SEGMENT_BYTES {
             flush(&mut seg, first);

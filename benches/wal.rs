@@ -89,7 +89,7 @@ fn earn_record(customer: &Id, account: &Id, amount: i64, balance: &mut i64, time
         balance_after: *balance,
         created: time,
     };
-    let mut changes = vec![Change::PutPayment(payment), Change::PutTransaction(tx)];
+    let mut changes = vec![Change::PutPayment(payment.into()), Change::PutTransaction(tx.into())];
     let derived = EMPTY.with(|state| derive(state, &changes, time));
     changes.extend(derived);
     Record { time, idem: None, changes }
@@ -194,7 +194,7 @@ fn write_log(dir: &Path, total: usize) -> u64 {
             created: T0,
         };
         customers.push(c.clone());
-        records.push(Record { time: T0, idem: None, changes: vec![Change::PutCustomer(c)] });
+        records.push(Record { time: T0, idem: None, changes: vec![Change::PutCustomer(c.into())] });
     }
     for c in customers.iter_mut() {
         let a = Account {
@@ -208,7 +208,7 @@ fn write_log(dir: &Path, total: usize) -> u64 {
         records.push(Record {
             time: T0,
             idem: None,
-            changes: vec![Change::PutAccount(a), Change::PutCustomer(c.clone())],
+            changes: vec![Change::PutAccount(a.into()), Change::PutCustomer(c.clone().into())],
         });
     }
     for rec in records.drain(..) {

@@ -81,9 +81,9 @@ pub(super) async fn create(
         None
     };
     let reply = Reply::json(200, &payment.view())?;
-    let mut changes = vec![Change::PutPayment(payment)];
-    changes.extend(redemptions.into_iter().map(Change::PutRedemption));
-    changes.extend(tx.map(Change::PutTransaction));
+    let mut changes = vec![Change::PutPayment(payment.into())];
+    changes.extend(redemptions.into_iter().map(|r| Change::PutRedemption(r.into())));
+    changes.extend(tx.map(|tx| Change::PutTransaction(tx.into())));
     ledger.commit_reply(m, changes, reply).await
 }
 
@@ -120,9 +120,9 @@ pub(super) async fn complete(
     payment.completed_at = Some(now);
     let tx = earn_tx(state, account, balance, &mut payment, now);
     let reply = Reply::json(200, &payment.view())?;
-    let mut changes = vec![Change::PutPayment(payment)];
-    changes.extend(consumed.into_iter().map(Change::PutRedemption));
-    changes.extend(tx.map(Change::PutTransaction));
+    let mut changes = vec![Change::PutPayment(payment.into())];
+    changes.extend(consumed.into_iter().map(|r| Change::PutRedemption(r.into())));
+    changes.extend(tx.map(|tx| Change::PutTransaction(tx.into())));
     ledger.commit_reply(m, changes, reply).await
 }
 
@@ -143,11 +143,11 @@ pub(super) async fn fail(ledger: &Ledger, account: &Id, mut payment: Payment, m:
         r.status = RedemptionStatus::Canceled;
         let tx = release_tx(&r, balance, now);
         balance = tx.balance_after;
-        changes.push(Change::PutRedemption(r));
-        changes.push(Change::PutTransaction(tx));
+        changes.push(Change::PutRedemption(r.into()));
+        changes.push(Change::PutTransaction(tx.into()));
     }
     payment.status = PaymentStatus::Failed;
     let reply = Reply::json(200, &payment.view())?;
-    changes.insert(0, Change::PutPayment(payment));
+    changes.insert(0, Change::PutPayment(payment.into()));
     ledger.commit_reply(m, changes, reply).await
 }

@@ -37,7 +37,7 @@ pub(super) async fn refund(
         refund.clawback = Some(tx.id.clone());
     }
     let reply = Reply::json(200, &refund.view())?;
-    let mut changes = vec![Change::PutRefund(refund), Change::PutPayment(payment)];
-    changes.extend(tx.map(Change::PutTransaction));
+    let mut changes = vec![Change::PutRefund(refund.into()), Change::PutPayment(payment.into())];
+    changes.extend(tx.map(|tx| Change::PutTransaction(tx.into())));
     ledger.commit_reply(m, changes, reply).await
 }

@@ -57,7 +57,7 @@ pub(super) async fn award(
         // Nothing would change: write nothing.
         return Ok(reply);
     }
-    let mut changes = vec![Change::PutPayment(payment)];
-    changes.extend(tx.map(Change::PutTransaction));
+    let mut changes = vec![Change::PutPayment(payment.into())];
+    changes.extend(tx.map(|tx| Change::PutTransaction(tx.into())));
     ledger.commit_reply(m, changes, reply).await
 }

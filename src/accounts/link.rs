@@ -43,12 +43,12 @@ pub(super) async fn update(
                 }
                 cust.loyalty_account = Some(id.clone());
                 next.customer = Some(cust_id);
-                changes.push(Change::PutCustomer(cust));
+                changes.push(Change::PutCustomer(cust.into()));
             }
         }
     }
     let reply = Reply::json(200, &next.view(balance))?;
-    changes.push(Change::PutAccount(next));
+    changes.push(Change::PutAccount(next.into()));
     ledger.commit_reply(m, changes, reply).await
 }
 

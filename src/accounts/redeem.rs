@@ -55,7 +55,9 @@ pub(super) async fn redeem(ledger: &Ledger, account: &Id, reward: Reward, m: &Mu
         created: now,
     };
     let reply = Reply::json(200, &redemption.view())?;
-    ledger.commit_reply(m, vec![Change::PutRedemption(redemption), Change::PutTransaction(tx)], reply).await
+    ledger
+        .commit_reply(m, vec![Change::PutRedemption(redemption.into()), Change::PutTransaction(tx.into())], reply)
+        .await
 }
 
 fn this_accounts(ledger: &Ledger, account: &Id, id: &Id) -> Result<Redemption, ApiError> {
@@ -81,7 +83,7 @@ pub(super) async fn cancel(ledger: &Ledger, account: &Id, id: &Id, m: &Mutation)
     r.status = RedemptionStatus::Canceled;
     let tx = release_tx(&r, balance, ledger.now());
     let reply = Reply::json(200, &r.view())?;
-    ledger.commit_reply(m, vec![Change::PutRedemption(r), Change::PutTransaction(tx)], reply).await
+    ledger.commit_reply(m, vec![Change::PutRedemption(r.into()), Change::PutTransaction(tx.into())], reply).await
 }
 
 /// Expires a redemption whose deadline has passed (the timer's command);
@@ -97,5 +99,5 @@ pub(super) async fn expire(ledger: &Ledger, account: &Id, id: &Id, m: &Mutation)
     r.status = RedemptionStatus::Expired;
     let tx = release_tx(&r, balance, now);
     let reply = Reply::json(200, &r.view())?;
-    ledger.commit_reply(m, vec![Change::PutRedemption(r), Change::PutTransaction(tx)], reply).await
+    ledger.commit_reply(m, vec![Change::PutRedemption(r.into()), Change::PutTransaction(tx.into())], reply).await
 }

@@ -2,6 +2,8 @@
 //! record as the change that caused it. `data` is the object itself as it
 //! was right after the change.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::payments::Payment;
@@ -56,9 +58,10 @@ impl EventType {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventData {
-    Payment(Payment),
-    Transaction(PointsTransaction),
-    Redemption(Redemption),
+    /// Shared with the state and the record that wrote it: an event costs no copy.
+    Payment(Arc<Payment>),
+    Transaction(Arc<PointsTransaction>),
+    Redemption(Arc<Redemption>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

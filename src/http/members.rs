@@ -83,7 +83,7 @@ pub async fn create_customer(
             created: ledger.now(),
         };
         let reply = Reply::json(200, &customer.view())?;
-        ledger.commit_reply(&m, vec![Change::PutCustomer(customer)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutCustomer(customer.into())], reply).await
     })
     .await
 }
@@ -114,7 +114,7 @@ async fn create_account_for(
     let account = Account { id: IdKind::Account.generate(), customer: None, metadata, created: ledger.now() };
     let Some(cust_id) = customer else {
         let reply = Reply::json(200, &account.view(0))?;
-        return ledger.commit_reply(m, vec![Change::PutAccount(account)], reply).await;
+        return ledger.commit_reply(m, vec![Change::PutAccount(account.into())], reply).await;
     };
     let _held = ledger.locks.lock(&[&cust_id]).await;
     let mut cust = existing_customer(ledger, &cust_id)?;
@@ -124,7 +124,7 @@ async fn create_account_for(
     cust.loyalty_account = Some(account.id.clone());
     let account = Account { customer: Some(cust.id.clone()), ..account };
     let reply = Reply::json(200, &account.view(0))?;
-    ledger.commit_reply(m, vec![Change::PutAccount(account), Change::PutCustomer(cust)], reply).await
+    ledger.commit_reply(m, vec![Change::PutAccount(account.into()), Change::PutCustomer(cust.into())], reply).await
 }
 
 pub async fn update_account(

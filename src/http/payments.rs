@@ -74,7 +74,7 @@ async fn complete(ledger: &Arc<Ledger>, mut payment: Payment, m: &Mutation) -> R
             payment.status = PaymentStatus::Completed;
             payment.completed_at = Some(ledger.now());
             let reply = Reply::json(200, &payment.view())?;
-            ledger.commit_reply(m, vec![Change::PutPayment(payment)], reply).await
+            ledger.commit_reply(m, vec![Change::PutPayment(payment.into())], reply).await
         }
     }
 }
@@ -166,7 +166,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
             return complete(ledger, payment, &m).await;
         }
         let reply = Reply::json(200, &payment.view())?;
-        ledger.commit_reply(&m, vec![Change::PutPayment(payment)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutPayment(payment.into())], reply).await
     })
     .await
 }
@@ -205,7 +205,7 @@ pub async fn fail_route(
         }
         payment.status = PaymentStatus::Failed;
         let reply = Reply::json(200, &payment.view())?;
-        ledger.commit_reply(&m, vec![Change::PutPayment(payment)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutPayment(payment.into())], reply).await
     })
     .await
 }

@@ -83,7 +83,7 @@ pub async fn update_program(ledger: web::Data<Ledger>, req: HttpRequest, body: B
             program.redemption_ttl_seconds = ttl;
         }
         let reply = Reply::json(200, &program.view())?;
-        ledger.commit_reply(&m, vec![Change::PutProgram(program)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutProgram(program.into())], reply).await
     })
     .await
 }
@@ -109,7 +109,7 @@ pub async fn create_rule(ledger: web::Data<Ledger>, req: HttpRequest, body: Body
             ));
         }
         let reply = Reply::json(200, &rule.view())?;
-        ledger.commit_reply(&m, vec![Change::PutEarningRule(rule)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutEarningRule(rule.into())], reply).await
     })
     .await
 }
@@ -143,7 +143,7 @@ pub async fn update_rule(
             rule.min_amount = in_range("min_amount", min_amount, 0, AMOUNT_MAX)?;
         }
         let reply = Reply::json(200, &rule.view())?;
-        ledger.commit_reply(&m, vec![Change::PutEarningRule(rule)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutEarningRule(rule.into())], reply).await
     })
     .await
 }

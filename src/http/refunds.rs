@@ -83,7 +83,9 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
                 let mut payment = payment;
                 payment.amount_refunded += amount;
                 let reply = Reply::json(200, &refund.view())?;
-                ledger.commit_reply(&m, vec![Change::PutRefund(refund), Change::PutPayment(payment)], reply).await
+                ledger
+                    .commit_reply(&m, vec![Change::PutRefund(refund.into()), Change::PutPayment(payment.into())], reply)
+                    .await
             }
         }
     })

@@ -91,7 +91,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
             ));
         }
         let reply = Reply::json(200, &reward.view())?;
-        ledger.commit_reply(&m, vec![Change::PutReward(reward)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutReward(reward.into())], reply).await
     })
     .await
 }
@@ -120,7 +120,7 @@ pub async fn update(
             reward.name = n;
         }
         let reply = Reply::json(200, &reward.view())?;
-        ledger.commit_reply(&m, vec![Change::PutReward(reward)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutReward(reward.into())], reply).await
     })
     .await
 }

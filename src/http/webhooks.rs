@@ -89,7 +89,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
             ));
         }
         let reply = Reply::json(200, &endpoint.view(true))?;
-        ledger.commit_reply(&m, vec![Change::PutWebhookEndpoint(endpoint)], reply).await
+        ledger.commit_reply(&m, vec![Change::PutWebhookEndpoint(endpoint.into())], reply).await
     })
     .await
 }
@@ -114,7 +114,8 @@ pub async fn delete(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<
     endpoint.deleted = true;
     let reply =
         Reply::json(200, &serde_json::json!({"id": endpoint.id, "object": "webhook_endpoint", "deleted": true}))?;
-    let reply = ledger.commit_reply(&Mutation::default(), vec![Change::PutWebhookEndpoint(endpoint)], reply).await?;
+    let reply =
+        ledger.commit_reply(&Mutation::default(), vec![Change::PutWebhookEndpoint(endpoint.into())], reply).await?;
     Ok(respond::reply(reply))
 }
 

@@ -300,7 +300,11 @@ mod tests {
         state
             .apply(
                 1,
-                Record { time: 1, idem: None, changes: vec![Change::PutAccount(account), Change::PutTransaction(tx)] },
+                Record {
+                    time: 1,
+                    idem: None,
+                    changes: vec![Change::PutAccount(account.into()), Change::PutTransaction(tx.into())],
+                },
             )
             .unwrap();
         let problems = ledger_problems(&state);

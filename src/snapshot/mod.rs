@@ -196,28 +196,37 @@ mod measure {
                 completed_at: Some(1_700_000_000),
             };
             let changes = vec![
-                Change::PutCustomer(Customer {
-                    id: c.as_str().into(),
-                    email: Some(format!("member{i}@example.com")),
-                    name: Some(format!("Member {i}")),
-                    metadata: meta(i),
-                    loyalty_account: Some(a.as_str().into()),
-                    created: 1_700_000_000,
-                }),
-                Change::PutAccount(Account {
-                    id: a.as_str().into(),
-                    customer: Some(c.as_str().into()),
-                    metadata: meta(i),
-                    created: 1_700_000_000,
-                }),
-                Change::PutEvent(Event {
-                    id: format!("evt_{i:016}").as_str().into(),
-                    kind: EventType::PointsEarned,
-                    created: 1_700_000_000,
-                    data: EventData::Transaction(tx.clone()),
-                }),
-                Change::PutPayment(payment),
-                Change::PutTransaction(tx),
+                Change::PutCustomer(
+                    Customer {
+                        id: c.as_str().into(),
+                        email: Some(format!("member{i}@example.com")),
+                        name: Some(format!("Member {i}")),
+                        metadata: meta(i),
+                        loyalty_account: Some(a.as_str().into()),
+                        created: 1_700_000_000,
+                    }
+                    .into(),
+                ),
+                Change::PutAccount(
+                    Account {
+                        id: a.as_str().into(),
+                        customer: Some(c.as_str().into()),
+                        metadata: meta(i),
+                        created: 1_700_000_000,
+                    }
+                    .into(),
+                ),
+                Change::PutEvent(
+                    Event {
+                        id: format!("evt_{i:016}").as_str().into(),
+                        kind: EventType::PointsEarned,
+                        created: 1_700_000_000,
+                        data: EventData::Transaction(tx.clone().into()),
+                    }
+                    .into(),
+                ),
+                Change::PutPayment(payment.into()),
+                Change::PutTransaction(tx.into()),
             ];
             state.apply(i as u64 + 1, Record { time: 1_700_000_000, idem: None, changes }).unwrap();
         }

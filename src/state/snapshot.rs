@@ -40,10 +40,10 @@ impl State {
     /// this method is lost by snapshot, restore and compaction.
     pub fn snapshot_changes(&self, mut f: impl FnMut(SnapshotItem)) {
         let mut change = |c: Change| f(SnapshotItem::Change(c));
-        change(Change::PutProgram(self.program()));
+        change(Change::PutProgram(self.program().into()));
         self.customers.for_each_in_order(|c| change(Change::PutCustomer(c.clone())));
         // Accounts without balances: transactions below rebuild them.
-        self.accounts.for_each_in_order(|e| change(Change::PutAccount(e.account.clone())));
+        self.accounts.for_each_in_order(|e| change(Change::PutAccount(e.account.clone().into())));
         self.earning_rules.for_each_in_order(|r| change(Change::PutEarningRule(r.clone())));
         self.rewards.for_each_in_order(|r| change(Change::PutReward(r.clone())));
         self.payments.for_each_in_order(|p| change(Change::PutPayment(p.clone())));
@@ -117,125 +117,160 @@ mod tests {
             Change::PutEvent(_) => "event",
             Change::PutWebhookEndpoint(_) => "webhook_endpoint",
             Change::PutDelivery(_) => "delivery",
+            // Only in encoded WAL records; a snapshot writes the event itself.
+            Change::PutEventOf(_) => "event reference",
         }
     }
 
     fn account(id: &str) -> Change {
-        Change::PutAccount(Account { id: id.into(), customer: None, metadata: Default::default(), created: 3 })
+        Change::PutAccount(Account { id: id.into(), customer: None, metadata: Default::default(), created: 3 }.into())
     }
 
     fn tx(id: &str, account: &str, points: i64, balance_after: i64) -> Change {
-        Change::PutTransaction(PointsTransaction {
-            id: id.into(),
-            account: account.into(),
-            points,
-            kind: TxType::Earn,
-            source: Source::Payment { payment: "pay_1".into(), amount: 100, currency: "eur".into() },
-            balance_after,
-            created: 7,
-        })
+        Change::PutTransaction(
+            PointsTransaction {
+                id: id.into(),
+                account: account.into(),
+                points,
+                kind: TxType::Earn,
+                source: Source::Payment { payment: "pay_1".into(), amount: 100, currency: "eur".into() },
+                balance_after,
+                created: 7,
+            }
+            .into(),
+        )
     }
 
     /// One object of every table.
     fn one_of_each() -> Vec<Change> {
         vec![
-            Change::PutProgram(Program { clawback_allow_negative: false, redemption_ttl_seconds: 600 }),
-            Change::PutCustomer(Customer {
-                id: "cust_1".into(),
-                email: None,
-                name: Some("Ann".into()),
-                metadata: [("k".to_string(), "v".to_string())].into(),
-                loyalty_account: None,
-                created: 2,
-            }),
-            Change::PutEarningRule(EarningRule {
-                id: "erl_1".into(),
-                currency: "eur".into(),
-                points: 1,
-                per_amount: 100,
-                min_amount: 0,
-                active: true,
-                created: 4,
-            }),
-            Change::PutReward(Reward {
-                id: "rwd_1".into(),
-                name: "five off".into(),
-                points: 2,
-                discount_amount: 500,
-                discount_currency: "eur".into(),
-                active: true,
-                created: 4,
-            }),
-            Change::PutPayment(Payment {
-                id: "pay_1".into(),
-                amount: 100,
-                amount_discount: 0,
-                amount_refunded: 50,
-                currency: "eur".into(),
-                status: PaymentStatus::Completed,
-                customer: Some("cust_1".into()),
-                metadata: Default::default(),
-                redemptions: vec![],
-                loyalty_account: Some("loy_a".into()),
-                points_earned: 5,
-                award: Some("ptx_1".into()),
-                created: 5,
-                completed_at: Some(5),
-            }),
-            Change::PutRefund(Refund {
-                id: "re_1".into(),
-                payment: "pay_1".into(),
-                amount: 50,
-                points_clawed_back: 0,
-                clawback: None,
-                created: 6,
-            }),
-            Change::PutRedemption(Redemption {
-                id: "rdm_1".into(),
-                account: "loy_a".into(),
-                reward: "rwd_1".into(),
-                points: 2,
-                discount: 500,
-                currency: "eur".into(),
-                status: RedemptionStatus::Pending,
-                payment: None,
-                expires_at: 1000,
-                created: 6,
-            }),
-            Change::PutEvent(Event {
-                id: "evt_1".into(),
-                kind: EventType::PaymentCompleted,
-                created: 5,
-                data: EventData::Transaction(PointsTransaction {
-                    id: "ptx_0".into(),
-                    account: "loy_a".into(),
+            Change::PutProgram(Program { clawback_allow_negative: false, redemption_ttl_seconds: 600 }.into()),
+            Change::PutCustomer(
+                Customer {
+                    id: "cust_1".into(),
+                    email: None,
+                    name: Some("Ann".into()),
+                    metadata: [("k".to_string(), "v".to_string())].into(),
+                    loyalty_account: None,
+                    created: 2,
+                }
+                .into(),
+            ),
+            Change::PutEarningRule(
+                EarningRule {
+                    id: "erl_1".into(),
+                    currency: "eur".into(),
                     points: 1,
-                    kind: TxType::Earn,
-                    source: Source::Payment { payment: "pay_1".into(), amount: 100, currency: "eur".into() },
-                    balance_after: 1,
+                    per_amount: 100,
+                    min_amount: 0,
+                    active: true,
+                    created: 4,
+                }
+                .into(),
+            ),
+            Change::PutReward(
+                Reward {
+                    id: "rwd_1".into(),
+                    name: "five off".into(),
+                    points: 2,
+                    discount_amount: 500,
+                    discount_currency: "eur".into(),
+                    active: true,
+                    created: 4,
+                }
+                .into(),
+            ),
+            Change::PutPayment(
+                Payment {
+                    id: "pay_1".into(),
+                    amount: 100,
+                    amount_discount: 0,
+                    amount_refunded: 50,
+                    currency: "eur".into(),
+                    status: PaymentStatus::Completed,
+                    customer: Some("cust_1".into()),
+                    metadata: Default::default(),
+                    redemptions: vec![],
+                    loyalty_account: Some("loy_a".into()),
+                    points_earned: 5,
+                    award: Some("ptx_1".into()),
                     created: 5,
-                }),
-            }),
-            Change::PutWebhookEndpoint(WebhookEndpoint {
-                id: "we_1".into(),
-                url: "http://127.0.0.1:9/hook".into(),
-                enabled_events: vec![],
-                secret: "whsec_x".into(),
-                deleted: false,
-                created: 5,
-            }),
-            Change::PutDelivery(Delivery {
-                id: "whd_1".into(),
-                endpoint: "we_1".into(),
-                event: "evt_1".into(),
-                status: DeliveryStatus::Pending,
-                attempts: 1,
-                next_attempt_at: 900,
-                last_http_status: Some(500),
-                last_error: Some("boom".into()),
-                created: 5,
-                delivered_at: None,
-            }),
+                    completed_at: Some(5),
+                }
+                .into(),
+            ),
+            Change::PutRefund(
+                Refund {
+                    id: "re_1".into(),
+                    payment: "pay_1".into(),
+                    amount: 50,
+                    points_clawed_back: 0,
+                    clawback: None,
+                    created: 6,
+                }
+                .into(),
+            ),
+            Change::PutRedemption(
+                Redemption {
+                    id: "rdm_1".into(),
+                    account: "loy_a".into(),
+                    reward: "rwd_1".into(),
+                    points: 2,
+                    discount: 500,
+                    currency: "eur".into(),
+                    status: RedemptionStatus::Pending,
+                    payment: None,
+                    expires_at: 1000,
+                    created: 6,
+                }
+                .into(),
+            ),
+            Change::PutEvent(
+                Event {
+                    id: "evt_1".into(),
+                    kind: EventType::PaymentCompleted,
+                    created: 5,
+                    data: EventData::Transaction(
+                        PointsTransaction {
+                            id: "ptx_0".into(),
+                            account: "loy_a".into(),
+                            points: 1,
+                            kind: TxType::Earn,
+                            source: Source::Payment { payment: "pay_1".into(), amount: 100, currency: "eur".into() },
+                            balance_after: 1,
+                            created: 5,
+                        }
+                        .into(),
+                    ),
+                }
+                .into(),
+            ),
+            Change::PutWebhookEndpoint(
+                WebhookEndpoint {
+                    id: "we_1".into(),
+                    url: "http://127.0.0.1:9/hook".into(),
+                    enabled_events: vec![],
+                    secret: "whsec_x".into(),
+                    deleted: false,
+                    created: 5,
+                }
+                .into(),
+            ),
+            Change::PutDelivery(
+                Delivery {
+                    id: "whd_1".into(),
+                    endpoint: "we_1".into(),
+                    event: "evt_1".into(),
+                    status: DeliveryStatus::Pending,
+                    attempts: 1,
+                    next_attempt_at: 900,
+                    last_http_status: Some(500),
+                    last_error: Some("boom".into()),
+                    created: 5,
+                    delivered_at: None,
+                }
+                .into(),
+            ),
         ]
     }
 

@@ -1,8 +1,20 @@
 //! A sharded id -> object map that also remembers insertion order for lists.
+//!
+//! Values are `Arc<T>`: an insert or a map resize moves a pointer, not a
+//! few-hundred-byte object; an event shares the payment or transaction it
+//! shows instead of copying it; and a snapshot copies pointers. A change in
+//! place (`upsert`, `update`) goes through `Arc::make_mut`, so a value someone
+//! still holds (an event, a snapshot) keeps the version it had.
+//!
+//! Hashing is foldhash (ids are random already, so no need for SipHash's
+//! flood resistance); every map and the shard picker get their own seed, so
+//! the keys of one shard do not share the bits their map indexes buckets by.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use parking_lot::RwLock;
 
 use super::list::ListParams;
@@ -13,31 +25,31 @@ use crate::error::ApiError;
 struct Slot<T> {
     /// Position in `order`: lists walk `order` backwards (newest first).
     seq: usize,
-    value: T,
+    value: Arc<T>,
 }
 
+type Shard<T> = RwLock<HashMap<Id, Slot<T>, RandomState>>;
+
 pub struct Table<T> {
-    shards: Box<[RwLock<HashMap<Id, Slot<T>>>]>,
+    shards: Box<[Shard<T>]>,
     /// Ids with their `created`, in the order they were first applied.
     order: RwLock<Vec<(Id, i64)>>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: RandomState,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
-            shards: (0..STATE_SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..STATE_SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
             order: RwLock::new(Vec::new()),
-            hasher: Default::default(),
+            hasher: RandomState::default(),
         }
     }
 }
 
 impl<T> Table<T> {
-    fn shard(&self, id: &str) -> &RwLock<HashMap<Id, Slot<T>>> {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        &self.shards[(h.finish() as usize) % self.shards.len()]
+    fn shard(&self, id: &str) -> &Shard<T> {
+        &self.shards[(self.hasher.hash_one(id) as usize) % self.shards.len()]
     }
 
     /// Calls `f` with the object, if there is one.
@@ -56,6 +68,11 @@ impl<T> Table<T> {
         } else {
             None
         }
+    }
+
+    /// The object `id` as stored (a pointer copy), if there is one.
+    pub fn get(&self, id: &str) -> Option<Arc<T>> {
+        self.shard(id).read().get(id).map(|slot| slot.value.clone())
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -78,19 +95,27 @@ impl<T> Table<T> {
         self.len() == 0
     }
 
+    /// Inserts `value` as `id`, or replaces the stored version.
+    pub fn put(&self, id: Id, created: i64, value: Arc<T>) {
+        if let Some(slot) = self.shard(&id).write().get_mut(&id) {
+            slot.value = value;
+            return;
+        }
+        self.insert_new(id, created, value);
+    }
+
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
     /// returning `None`) or `None` for a new one (returning the object to insert,
     /// or a replacement).
-    ///
-    /// Only one thread applies records (the WAL writer, or recovery before it),
-    /// so the existence check and the insert cannot race. A shard lock and the
-    /// order lock are never held together, so readers cannot deadlock it.
-    pub fn upsert(&self, id: Id, created: i64, f: impl FnOnce(Option<&mut T>) -> Option<T>) {
+    pub fn upsert(&self, id: Id, created: i64, f: impl FnOnce(Option<&mut T>) -> Option<T>)
+    where
+        T: Clone,
+    {
         let value = {
             let mut shard = self.shard(&id).write();
             if let Some(slot) = shard.get_mut(&id) {
-                if let Some(value) = f(Some(&mut slot.value)) {
-                    slot.value = value;
+                if let Some(value) = f(Some(Arc::make_mut(&mut slot.value))) {
+                    slot.value = Arc::new(value);
                 }
                 return;
             }
@@ -99,6 +124,16 @@ impl<T> Table<T> {
                 None => return,
             }
         };
+        self.insert_new(id, created, Arc::new(value));
+    }
+
+    /// Adds an id that is not in the table yet.
+    ///
+    /// Only one thread applies records (the WAL writer, or recovery before it),
+    /// so the existence check before this and the insert cannot race. A shard
+    /// lock and the order lock are never held together, so readers cannot
+    /// deadlock it.
+    fn insert_new(&self, id: Id, created: i64, value: Arc<T>) {
         let seq = {
             let mut order = self.order.write();
             order.push((id.clone(), created));
@@ -108,8 +143,11 @@ impl<T> Table<T> {
     }
 
     /// Changes an existing object in place; `None` if there is none.
-    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        self.shard(id).write().get_mut(id).map(|slot| f(&mut slot.value))
+    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut T) -> R) -> Option<R>
+    where
+        T: Clone,
+    {
+        self.shard(id).write().get_mut(id).map(|slot| f(Arc::make_mut(&mut slot.value)))
     }
 
     /// Calls `f` for every object, in no particular order (used by checks).
@@ -128,10 +166,10 @@ impl<T> Table<T> {
     /// holds every shard's read lock at once (in shard order, so it cannot
     /// deadlock with a writer, which takes one at a time) and places each
     /// object by its `seq`, with no per-object hashing or locking.
-    pub fn for_each_in_order(&self, mut f: impl FnMut(&T)) {
+    pub fn for_each_in_order(&self, mut f: impl FnMut(&Arc<T>)) {
         let len = self.order.read().len();
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
-        let mut in_order: Vec<Option<&T>> = vec![None; len];
+        let mut in_order: Vec<Option<&Arc<T>>> = vec![None; len];
         for guard in &guards {
             for slot in guard.values() {
                 if let Some(place) = in_order.get_mut(slot.seq) {

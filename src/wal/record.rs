@@ -7,13 +7,17 @@
 //! move only by applying points transactions (DESIGN.md invariant 5).
 //!
 //! Encoding is bincode 2 (serde, standard config). Variants of `Change` are
-//! encoded by index: append new variants at the end, never reorder.
+//! encoded by index: append new variants at the end, never reorder. An event
+//! is written as a reference to the change whose object it shows
+//! (`PutEventOf`), not as a second copy of that object.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::WAL_RECORD_BYTES_MAX;
 use crate::domain::earning::EarningRule;
-use crate::domain::events::Event;
+use crate::domain::events::{Event, EventData, EventType};
 use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
@@ -22,6 +26,7 @@ use crate::domain::redemptions::Redemption;
 use crate::domain::refunds::Refund;
 use crate::domain::rewards::Reward;
 use crate::domain::webhooks::{Delivery, WebhookEndpoint};
+use crate::domain::Id;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -42,23 +47,50 @@ pub struct IdemEntry {
     pub body: Vec<u8>,
 }
 
+/// Objects are behind `Arc`s: a record, the state and the events that show an
+/// object share one copy of it (serde writes an `Arc<T>` exactly as a `T`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Change {
-    PutCustomer(Customer),
+    PutCustomer(Arc<Customer>),
     /// Never changes a balance.
-    PutAccount(Account),
-    PutProgram(Program),
-    PutEarningRule(EarningRule),
-    PutPayment(Payment),
+    PutAccount(Arc<Account>),
+    PutProgram(Arc<Program>),
+    PutEarningRule(Arc<EarningRule>),
+    PutPayment(Arc<Payment>),
     /// A new points transaction: adds its points to its account's balance,
     /// which must then equal its `balance_after`. Transactions are never re-put.
-    PutTransaction(PointsTransaction),
-    PutRefund(Refund),
-    PutReward(Reward),
-    PutRedemption(Redemption),
-    PutEvent(Event),
-    PutWebhookEndpoint(WebhookEndpoint),
-    PutDelivery(Delivery),
+    PutTransaction(Arc<PointsTransaction>),
+    PutRefund(Arc<Refund>),
+    PutReward(Arc<Reward>),
+    PutRedemption(Arc<Redemption>),
+    PutEvent(Arc<Event>),
+    PutWebhookEndpoint(Arc<WebhookEndpoint>),
+    PutDelivery(Arc<Delivery>),
+    /// Only in encoded records: an event whose `data` is the object of another
+    /// change of the same record (most events are), written as that change's
+    /// index instead of a second copy. `Record::decode` turns it back into a
+    /// `PutEvent` sharing that object, so nothing else ever sees this variant.
+    PutEventOf(EventOf),
+}
+
+/// The encoded form of an event that shows an object of its own record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventOf {
+    pub id: Id,
+    pub kind: EventType,
+    pub created: i64,
+    /// Index in the record's `changes` of the `PutPayment`, `PutTransaction`
+    /// or `PutRedemption` that is the event's `data`.
+    pub change: u32,
+}
+
+/// `Record` as it is encoded: the same fields, borrowed (bincode writes a
+/// reference exactly as the value), so encoding never copies the record.
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    time: i64,
+    idem: &'a Option<IdemEntry>,
+    changes: &'a [Change],
 }
 
 fn config() -> impl bincode::config::Config {
@@ -67,17 +99,63 @@ fn config() -> impl bincode::config::Config {
 
 impl Record {
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        bincode::serde::encode_to_vec(self, config()).map_err(|e| e.to_string())
+        let by_reference;
+        let changes = if self.changes.iter().any(|c| matches!(c, Change::PutEvent(_))) {
+            by_reference = self.changes.iter().map(|c| self.event_by_reference(c)).collect::<Vec<_>>();
+            &by_reference[..]
+        } else {
+            &self.changes[..]
+        };
+        let out = RecordOut { time: self.time, idem: &self.idem, changes };
+        bincode::serde::encode_to_vec(&out, config()).map_err(|e| e.to_string())
+    }
+
+    /// `change` as it is encoded: an event showing an object of this record
+    /// becomes a `PutEventOf`; anything else is itself (an `Arc` copy).
+    fn event_by_reference(&self, change: &Change) -> Change {
+        let Change::PutEvent(event) = change else { return change.clone() };
+        let shown = self.changes.iter().position(|c| match (c, &event.data) {
+            (Change::PutPayment(p), EventData::Payment(d)) => Arc::ptr_eq(p, d),
+            (Change::PutTransaction(t), EventData::Transaction(d)) => Arc::ptr_eq(t, d),
+            (Change::PutRedemption(r), EventData::Redemption(d)) => Arc::ptr_eq(r, d),
+            _ => false,
+        });
+        match shown {
+            Some(index) => Change::PutEventOf(EventOf {
+                id: event.id.clone(),
+                kind: event.kind,
+                created: event.created,
+                change: index as u32,
+            }),
+            None => change.clone(),
+        }
     }
 
     /// Decodes one record; trailing bytes are an error. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Record, String> {
-        let (rec, used): (Record, usize) =
+        let (mut rec, used): (Record, usize) =
             bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
         if used != bytes.len() {
             return Err(format!("{} trailing bytes after the record", bytes.len() - used));
         }
+        rec.resolve_event_references()?;
         Ok(rec)
+    }
+
+    /// Turns every `PutEventOf` back into the `PutEvent` it stands for.
+    fn resolve_event_references(&mut self) -> Result<(), String> {
+        for i in 0..self.changes.len() {
+            let Change::PutEventOf(of) = &self.changes[i] else { continue };
+            let data = match self.changes.get(of.change as usize) {
+                Some(Change::PutPayment(p)) => EventData::Payment(p.clone()),
+                Some(Change::PutTransaction(t)) => EventData::Transaction(t.clone()),
+                Some(Change::PutRedemption(r)) => EventData::Redemption(r.clone()),
+                _ => return Err(format!("event {} refers to change {}, which is not an object", of.id, of.change)),
+            };
+            let event = Event { id: of.id.clone(), kind: of.kind, created: of.created, data };
+            self.changes[i] = Change::PutEvent(Arc::new(event));
+        }
+        Ok(())
     }
 }
 
@@ -90,14 +168,14 @@ mod tests {
         let rec = Record {
             time: 1_717_113_600,
             idem: Some(IdemEntry { key: "k".into(), fingerprint: [7; 32], status: 200, body: b"{}".to_vec() }),
-            changes: vec![Change::PutCustomer(Customer {
+            changes: vec![Change::PutCustomer(Arc::new(Customer {
                 id: "cust_1".into(),
                 email: Some("a@b.c".into()),
                 name: None,
                 metadata: [("k".to_string(), "v".to_string())].into(),
                 loyalty_account: None,
                 created: 5,
-            })],
+            }))],
         };
         let bytes = rec.encode().unwrap();
         assert_eq!(Record::decode(&bytes).unwrap(), rec);
@@ -105,6 +183,77 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Record::decode(&longer).is_err());
+    }
+
+    fn earn_with_events() -> Record {
+        use crate::domain::points::{Source, TxType};
+        let tx = Arc::new(PointsTransaction {
+            id: "ptx_1".into(),
+            account: "loy_1".into(),
+            points: 42,
+            kind: TxType::Earn,
+            source: Source::Payment { payment: "pay_1".into(), amount: 4200, currency: "eur".into() },
+            balance_after: 42,
+            created: 5,
+        });
+        let event = |id: &str, kind, data| Change::PutEvent(Arc::new(Event { id: id.into(), kind, created: 5, data }));
+        Record {
+            time: 5,
+            idem: None,
+            changes: vec![
+                Change::PutTransaction(tx.clone()),
+                event("evt_1", EventType::PointsEarned, EventData::Transaction(tx.clone())),
+                // A copy that is not the record's own object is written in full.
+                event(
+                    "evt_2",
+                    EventType::PointsEarned,
+                    EventData::Transaction(Arc::new(PointsTransaction::clone(&tx))),
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn an_event_of_the_records_own_object_is_written_as_a_reference_and_shares_it_again() {
+        let rec = earn_with_events();
+        let bytes = rec.encode().unwrap();
+        let decoded = Record::decode(&bytes).unwrap();
+        assert_eq!(decoded, rec);
+        let (Change::PutTransaction(tx), Change::PutEvent(by_ref), Change::PutEvent(copy)) =
+            (&decoded.changes[0], &decoded.changes[1], &decoded.changes[2])
+        else {
+            panic!("unexpected changes: {decoded:?}")
+        };
+        let shares = |e: &Event| matches!(&e.data, EventData::Transaction(d) if Arc::ptr_eq(d, tx));
+        assert!(shares(by_ref), "the referenced event shares the transaction");
+        assert!(!shares(copy), "a full copy stays a copy");
+        // The reference costs a few bytes; the copy costs a whole transaction.
+        let mut only_copy = rec.clone();
+        only_copy.changes.remove(1);
+        let mut only_ref = rec;
+        only_ref.changes.remove(2);
+        assert!(only_ref.encode().unwrap().len() + 20 < only_copy.encode().unwrap().len());
+    }
+
+    #[test]
+    fn an_event_reference_to_something_that_is_not_an_object_is_refused() {
+        for change in [1, 7] {
+            let rec = Record {
+                time: 5,
+                idem: None,
+                changes: vec![
+                    Change::PutProgram(Arc::new(Program::default())),
+                    Change::PutEventOf(EventOf {
+                        id: "evt_1".into(),
+                        kind: EventType::PointsEarned,
+                        created: 5,
+                        change,
+                    }),
+                ],
+            };
+            let err = Record::decode(&rec.encode().unwrap()).unwrap_err();
+            assert!(err.contains("refers to change"), "{err}");
+        }
     }
 
     #[test]

@@ -118,7 +118,8 @@ async fn attempt(ledger: &Ledger, client: &awc::Client, mut delivery: Delivery) 
         }
     }
     let outcome = Reply { status: 200, body: Vec::new() };
-    if let Err(e) = ledger.commit_reply(&Mutation::default(), vec![Change::PutDelivery(delivery)], outcome).await {
+    if let Err(e) = ledger.commit_reply(&Mutation::default(), vec![Change::PutDelivery(delivery.into())], outcome).await
+    {
         tracing::warn!(error = %e, "recording a webhook delivery outcome failed; it will be attempted again");
     }
 }

@@ -4,6 +4,8 @@
 //! (object lock or account actor) of what it changes, so the state still shows
 //! each object's previous version and a transition is seen exactly once.
 
+use std::sync::Arc;
+
 use crate::domain::events::{Event, EventData, EventType};
 use crate::domain::payments::{Payment, PaymentStatus};
 use crate::domain::points::TxType;
@@ -16,7 +18,7 @@ use crate::wal::Change;
 /// The events (and their pending deliveries) that `changes` cause at `now`.
 pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
     let mut events: Vec<(EventType, EventData)> = Vec::new();
-    let payment_in_record = |id: &str| -> Option<&Payment> {
+    let payment_in_record = |id: &str| -> Option<&Arc<Payment>> {
         changes.iter().find_map(|c| match c {
             Change::PutPayment(p) if p.id == id => Some(p),
             _ => None,
@@ -71,20 +73,23 @@ pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
     for (kind, data) in events {
         let event = Event { id: IdKind::Event.generate(), kind, created: now, data };
         for endpoint in endpoints.iter().filter(|e| e.wants(kind)) {
-            out.push(Change::PutDelivery(Delivery {
-                id: IdKind::WebhookDelivery.generate(),
-                endpoint: endpoint.id.clone(),
-                event: event.id.clone(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_at: now,
-                last_http_status: None,
-                last_error: None,
-                created: now,
-                delivered_at: None,
-            }));
+            out.push(Change::PutDelivery(
+                Delivery {
+                    id: IdKind::WebhookDelivery.generate(),
+                    endpoint: endpoint.id.clone(),
+                    event: event.id.clone(),
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    last_http_status: None,
+                    last_error: None,
+                    created: now,
+                    delivered_at: None,
+                }
+                .into(),
+            ));
         }
-        out.push(Change::PutEvent(event));
+        out.push(Change::PutEvent(event.into()));
     }
     out
 }
