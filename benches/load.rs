@@ -4,7 +4,11 @@
 //! directory, creates an earning rule and `LOAD_MEMBERS` members over HTTP,
 //! then drives `LOAD_CONNECTIONS` keep-alive connections for `LOAD_SECONDS`
 //! per workload: durable earn (`POST /v1/payments`, `confirm:true`), read
-//! (`GET /v1/loyalty/accounts/{id}`) and a mix (80 % read, 20 % earn). It then
+//! (`GET /v1/loyalty/accounts/{id}`), a mix (80 % read, 20 % earn) and
+//! redemption create + cancel (`POST /v1/loyalty/redemptions`, then
+//! `POST /v1/loyalty/redemptions/{id}/cancel` with the id of the answer; each
+//! request is one operation). For that last one, setup also creates a reward and
+//! gives every member points with one payment. It then
 //! stops the server and measures the ceiling: a bare actix-web route in this
 //! process that parses the same JSON body and answers a small JSON object,
 //! with the same two workers, driven by the same generator.
@@ -25,6 +29,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,6 +51,17 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 const EARN_RATIO_TARGET: f64 = 0.6;
 const EARN_P99_TARGET_MS: f64 = 10.0;
 const READ_RATIO_TARGET: f64 = 0.85;
+/// Redemption create + cancel, counted in operations (each HTTP request is one).
+const REDEEM_RATIO_TARGET: f64 = 0.5;
+
+/// The reward the redemption workload spends, created in setup with this id.
+const BENCH_REWARD: &str = "rwd_bench_load";
+const BENCH_REWARD_POINTS: i64 = 10;
+/// Each member's setup payment, in minor units: 10_000 points with the 1-per-100
+/// rule, so 1000 open redemptions. A connection holds at most one open at a time,
+/// so even 64 connections on one member (and a few failed cancels) never meet
+/// `insufficient_points`.
+const BENCH_GRANT_AMOUNT: i64 = 1_000_000;
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -364,6 +380,54 @@ async fn setup(addr: SocketAddr, members: usize, connections: usize) -> Vec<Memb
     all
 }
 
+/// Setup of the redemption workload: the reward `BENCH_REWARD`, and one payment
+/// of `BENCH_GRANT_AMOUNT` per member (its linked customer earns), over
+/// `connections` connections like `setup`.
+async fn setup_redemptions(addr: SocketAddr, members: Arc<Vec<Member>>, connections: usize) {
+    let mut conn = Conn::new(addr);
+    let mut req = Vec::new();
+    let reward = format!(
+        r#"{{"id":"{BENCH_REWARD}","name":"bench reward","points":{BENCH_REWARD_POINTS},"discount":{{"amount":500,"currency":"eur"}}}}"#
+    );
+    post("/v1/loyalty/rewards", &reward, &mut req);
+    let status = conn.send(&req).await.expect("creating the reward");
+    assert_eq!(status, 200, "creating the reward: {}", String::from_utf8_lossy(&conn.body));
+    let expected_points = BENCH_GRANT_AMOUNT / 100;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.min(members.len()) {
+        let (next, members) = (next.clone(), members.clone());
+        tasks.push(tokio::spawn(async move {
+            use std::fmt::Write;
+            let mut conn = Conn::new(addr);
+            let (mut req, mut body) = (Vec::new(), String::new());
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(m) = members.get(i) else { break };
+                body.clear();
+                let _ = write!(
+                    body,
+                    r#"{{"amount":{BENCH_GRANT_AMOUNT},"currency":"eur","customer":"{}","confirm":true}}"#,
+                    m.customer
+                );
+                post("/v1/payments", &body, &mut req);
+                let s = conn.send(&req).await.expect("paying for points");
+                assert_eq!(s, 200, "paying for points: {}", String::from_utf8_lossy(&conn.body));
+                let v: serde_json::Value = serde_json::from_slice(&conn.body).expect("a payment in JSON");
+                assert_eq!(
+                    v["points_earned"].as_i64(),
+                    Some(expected_points),
+                    "the setup payment of {} earned the wrong points: {v}",
+                    m.customer
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("a setup task panicked");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The workloads.
 
@@ -373,6 +437,9 @@ enum Workload {
     Read,
     /// Percent of reads; the rest are earns.
     Mix(u64),
+    /// Create a redemption of `BENCH_REWARD`, then cancel it: two requests,
+    /// two operations.
+    RedeemCancel,
 }
 
 impl Workload {
@@ -381,16 +448,25 @@ impl Workload {
             Workload::Earn => "durable earn".into(),
             Workload::Read => "read".into(),
             Workload::Mix(r) => format!("mix {r}% read / {}% earn", 100 - r),
+            Workload::RedeemCancel => "redemption create+cancel".into(),
         }
     }
 }
 
+/// The (first) request of one iteration of `w`; for `RedeemCancel` the create.
 fn build(w: Workload, members: &[Member], rng: &mut Rng, req: &mut Vec<u8>, body: &mut String) {
     use std::fmt::Write;
     let read = match w {
         Workload::Earn => false,
         Workload::Read => true,
         Workload::Mix(pct) => rng.below(100) < pct,
+        Workload::RedeemCancel => {
+            let m = &members[rng.below(members.len() as u64) as usize];
+            body.clear();
+            let _ = write!(body, r#"{{"account":"{}","reward":"{BENCH_REWARD}"}}"#, m.account);
+            post("/v1/loyalty/redemptions", body, req);
+            return;
+        }
     };
     let m = &members[rng.below(members.len() as u64) as usize];
     if read {
@@ -403,6 +479,81 @@ fn build(w: Workload, members: &[Member], rng: &mut Rng, req: &mut Vec<u8>, body
         let _ = write!(body, r#"{{"amount":{amount},"currency":"eur","customer":"{}","confirm":true}}"#, m.customer);
         post("/v1/payments", body, req);
     }
+}
+
+/// The cancel of redemption `id` (an empty body is `{}`).
+fn build_cancel(id: &str, req: &mut Vec<u8>, path: &mut String) {
+    use std::fmt::Write;
+    path.clear();
+    let _ = write!(path, "/v1/loyalty/redemptions/{id}/cancel");
+    post(path, "", req);
+}
+
+/// The span of the `id` in a JSON object answer: the first `"id":"` (the server
+/// writes compact JSON, the object's own id first), up to the closing quote. A
+/// plain search, not a parse: the generator shares the cores with the server.
+fn id_span(body: &[u8]) -> Option<Range<usize>> {
+    const KEY: &[u8] = b"\"id\":\"";
+    let start = find(body, KEY)? + KEY.len();
+    let len = body[start..].iter().position(|&b| b == b'"')?;
+    let id = &body[start..start + len];
+    (len > 0 && id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')).then_some(start..start + len)
+}
+
+/// One timed request of a workload, with the window and error accounting: it
+/// counts (latency or error) only if sent at or after `window.0` and answered by
+/// `window.1`. `t0` is when the iteration started building it. With
+/// `id_prefix`, a 200 must also carry an `id` starting with it. Returns `None`
+/// on an error, else the span of that id in `conn.body` (empty without `id_prefix`).
+async fn request(
+    conn: &mut Conn,
+    req: &[u8],
+    t0: Instant,
+    window: (Instant, Instant),
+    id_prefix: Option<&[u8]>,
+    r: &mut TaskResult,
+) -> Option<Range<usize>> {
+    let res = tokio::time::timeout(REQUEST_TIMEOUT, conn.send(req)).await;
+    let t1 = Instant::now();
+    let counted = t0 >= window.0 && t1 <= window.1;
+    let mut span = 0..0;
+    let error = match res {
+        Ok(Ok(200)) => match id_prefix {
+            None => None,
+            Some(prefix) => match id_span(&conn.body).filter(|s| conn.body[s.clone()].starts_with(prefix)) {
+                Some(s) => {
+                    span = s;
+                    None
+                }
+                None => {
+                    Some(("no id".to_string(), format!("200 without an id: {}", String::from_utf8_lossy(&conn.body))))
+                }
+            },
+        },
+        Ok(Ok(s)) => Some((s.to_string(), format!("{s}: {}", String::from_utf8_lossy(&conn.body)))),
+        Ok(Err(e)) => Some(("io".to_string(), format!("io: {e}"))),
+        Err(_) => {
+            conn.stream = None;
+            Some(("timeout".to_string(), "timeout".to_string()))
+        }
+    };
+    if let Some((kind, msg)) = error {
+        if counted {
+            r.errors += 1;
+            *r.statuses.entry(kind).or_default() += 1;
+            r.first_error.get_or_insert(msg);
+        }
+        if conn.stream.is_none() {
+            // Do not spin on a refused connection.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        return None;
+    }
+    if counted {
+        let us = (t1 - t0).as_micros().min(u32::MAX as u128) as u32;
+        r.latencies_us.push(us);
+    }
+    Some(span)
 }
 
 #[derive(Default)]
@@ -551,39 +702,25 @@ async fn drive(
             let (mut req, mut scratch) = (Vec::with_capacity(512), String::with_capacity(256));
             let mut r = TaskResult { latencies_us: Vec::with_capacity(64 * 1024), ..Default::default() };
             tokio::time::sleep_until(start.into()).await;
+            let window = (measure_from, measure_to);
+            let redeem = w == Workload::RedeemCancel;
+            let prefix: Option<&[u8]> = if redeem { Some(b"rdm_") } else { None };
             loop {
                 let t0 = Instant::now();
                 if t0 >= measure_to {
                     break;
                 }
                 build(w, &members, &mut rng, &mut req, &mut scratch);
-                let res = tokio::time::timeout(REQUEST_TIMEOUT, conn.send(&req)).await;
-                let t1 = Instant::now();
-                let counted = t0 >= measure_from && t1 <= measure_to;
-                let error = match res {
-                    Ok(Ok(200)) => None,
-                    Ok(Ok(s)) => Some((s.to_string(), format!("{s}: {}", String::from_utf8_lossy(&conn.body)))),
-                    Ok(Err(e)) => Some(("io".to_string(), format!("io: {e}"))),
-                    Err(_) => {
-                        conn.stream = None;
-                        Some(("timeout".to_string(), "timeout".to_string()))
-                    }
-                };
-                if let Some((kind, msg)) = error {
-                    if counted {
-                        r.errors += 1;
-                        *r.statuses.entry(kind).or_default() += 1;
-                        r.first_error.get_or_insert(msg);
-                    }
-                    if conn.stream.is_none() {
-                        // Do not spin on a refused connection.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                let Some(id) = request(&mut conn, &req, t0, window, prefix, &mut r).await else {
                     continue;
-                }
-                if counted {
-                    let us = (t1 - t0).as_micros().min(u32::MAX as u128) as u32;
-                    r.latencies_us.push(us);
+                };
+                if redeem {
+                    // Cancel what was just created, even past the window (then not
+                    // counted), so that no connection leaves points held.
+                    let t0 = Instant::now();
+                    let id = std::str::from_utf8(&conn.body[id]).expect("id_span checked ASCII");
+                    build_cancel(id, &mut req, &mut scratch);
+                    request(&mut conn, &req, t0, window, None, &mut r).await;
                 }
             }
             r
@@ -898,8 +1035,23 @@ fn main() {
             2.0 * members.len() as f64 / setup_s
         );
         let members = Arc::new(members);
+        let t = Instant::now();
+        rt.block_on(async {
+            tokio::time::timeout(SETUP_TIMEOUT, setup_redemptions(addr, members.clone(), opts.connections))
+                .await
+                .expect("setup of the redemptions took too long")
+        });
+        let setup_s = t.elapsed().as_secs_f64();
+        println!(
+            "setup: 1 reward ({BENCH_REWARD_POINTS} points), {} payments of {BENCH_GRANT_AMOUNT} minor units \
+             ({} points each) in {:.1} s = {:.0} payments/s",
+            members.len(),
+            BENCH_GRANT_AMOUNT / 100,
+            setup_s,
+            members.len() as f64 / setup_s
+        );
         let wal_dir = server.data.join("wal");
-        for w in [Workload::Earn, Workload::Read, Workload::Mix(80)] {
+        for w in [Workload::Earn, Workload::Read, Workload::Mix(80), Workload::RedeemCancel] {
             let r = rt.block_on(drive(addr, w, members.clone(), opts, Some(server.pid()), Some(wal_dir.clone())));
             println!("  {:<24} {:.0} ops/s, p99 {} ms, {} errors", w.name(), r.ops_per_s(), ms(r.p99_ms), r.errors);
             results.push((w, r));
@@ -998,6 +1150,12 @@ fn main() {
          its server runs inside this process); busy: the whole machine; others: cores used by \
          other processes, which should be near 0 for numbers worth keeping)"
     );
+    if results.iter().any(|(w, _)| *w == Workload::RedeemCancel) {
+        println!(
+            "(redemption create+cancel: ops/s, latencies and x ceil count each HTTP request as one \
+             operation, so one create + its cancel is 2 ops)"
+        );
+    }
     for (w, r) in &results {
         if let (Some(b), Workload::Earn) = (r.wal_bytes, w) {
             if r.ops > 0 {
@@ -1090,6 +1248,13 @@ fn main() {
             }
             Workload::Mix(_) => {
                 println!("  {}: {ratio:.2}x ceiling (no target; reported)", w.name());
+            }
+            Workload::RedeemCancel => {
+                println!(
+                    "  redemption create + cancel: {ratio:.2}x ceiling in operations (each request one; \
+                     target >= {REDEEM_RATIO_TARGET}x): {}",
+                    verdict(ratio >= REDEEM_RATIO_TARGET)
+                );
             }
         }
     }
