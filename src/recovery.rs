@@ -12,9 +12,10 @@
 //! can replace it, the start is refused, naming the file.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::config::PROGRESS_LOG_EVERY;
+use crate::config::{PROGRESS_LOG_EVERY, REPLAY_CHUNK_RECORDS, REPLAY_QUEUE_CHUNKS};
 use crate::error::StorageError;
 use crate::ledger::Ledger;
 use crate::snapshot::format::{CORRUPT_SUFFIX, SNAPSHOT_SUFFIX};
@@ -91,43 +92,35 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -
         from_lsn = lsn + 1;
         used = Some((path, lsn, items));
     }
-    let mut records = 0u64;
-    let replay_started = Instant::now();
-    let end = read_log(fs, &dir, from_lsn, repair, |lsn, payload| {
-        let record = Record::decode(payload)
-            .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
-        state.apply(lsn, record)?;
-        records += 1;
-        if records.is_multiple_of(PROGRESS_LOG_EVERY) {
-            tracing::info!(records, lsn, elapsed_ms = replay_started.elapsed().as_millis() as u64, "replaying the WAL");
-        }
-        Ok(())
-    })
-    .and_then(|end| {
-        if end.next_lsn < from_lsn {
-            return Err(StorageError::Corrupt {
-                path: dir.display().to_string(),
+    let replayed = replay_log(fs, &dir, from_lsn, repair, state);
+    let records = replayed.as_ref().map(|(_, n)| *n).unwrap_or(0);
+    let end = replayed
+        .map(|(end, _)| end)
+        .and_then(|end| {
+            if end.next_lsn < from_lsn {
+                return Err(StorageError::Corrupt {
+                    path: dir.display().to_string(),
+                    offset: 0,
+                    reason: format!(
+                        "the WAL ends at LSN {} but the snapshot is at LSN {}: segments are missing",
+                        end.next_lsn - 1,
+                        from_lsn - 1
+                    ),
+                });
+            }
+            Ok(end)
+        })
+        .map_err(|e| match skipped.first() {
+            // Name the damaged snapshot that forced the fallback, not only the WAL.
+            Some((path, reason)) => StorageError::Corrupt {
+                path: path.display().to_string(),
                 offset: 0,
                 reason: format!(
-                    "the WAL ends at LSN {} but the snapshot is at LSN {}: segments are missing",
-                    end.next_lsn - 1,
-                    from_lsn - 1
+                    "the newest snapshot is invalid ({reason}) and no older snapshot plus the WAL can replace it ({e})"
                 ),
-            });
-        }
-        Ok(end)
-    })
-    .map_err(|e| match skipped.first() {
-        // Name the damaged snapshot that forced the fallback, not only the WAL.
-        Some((path, reason)) => StorageError::Corrupt {
-            path: path.display().to_string(),
-            offset: 0,
-            reason: format!(
-                "the newest snapshot is invalid ({reason}) and no older snapshot plus the WAL can replace it ({e})"
-            ),
-        },
-        None => e,
-    })?;
+            },
+            None => e,
+        })?;
     if repair {
         for (path, _) in &skipped {
             set_aside(fs, path)?;
@@ -143,6 +136,74 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -
         elapsed: started.elapsed(),
     };
     Ok(Loaded { summary, end })
+}
+
+/// Replays the WAL from `from_lsn` into `state` on two threads: a reader
+/// reads, checks and decodes records while this thread applies the ones
+/// before them, in LSN order (decoding is independent per record; applying
+/// is not). Returns where the log ends and how many records were applied.
+///
+/// The reader hands over chunks of `REPLAY_CHUNK_RECORDS` through a queue of
+/// `REPLAY_QUEUE_CHUNKS`, so at most that many decoded records wait in memory.
+/// The first error wins: a record that cannot be applied stops the reader; a
+/// corrupt or undecodable one stops the replay after the records before it.
+pub fn replay_log(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    from_lsn: u64,
+    repair: bool,
+    state: &State,
+) -> Result<(LogEnd, u64), StorageError> {
+    let started = Instant::now();
+    let (tx, rx) = mpsc::sync_channel::<Vec<(u64, Record)>>(REPLAY_QUEUE_CHUNKS);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("wal-replay-decode".into())
+            .spawn_scoped(scope, move || {
+                let mut chunk = Vec::with_capacity(REPLAY_CHUNK_RECORDS);
+                let applier_gone = || StorageError::Inconsistent("replay stopped while the WAL was being read".into());
+                let end = read_log(fs, dir, from_lsn, repair, |lsn, payload| {
+                    let record = Record::decode(payload)
+                        .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
+                    chunk.push((lsn, record));
+                    if chunk.len() == REPLAY_CHUNK_RECORDS {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(REPLAY_CHUNK_RECORDS));
+                        tx.send(full).map_err(|_| applier_gone())?;
+                    }
+                    Ok(())
+                });
+                // What was decoded before an error is still applied, in order.
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
+                }
+                end
+            })
+            .map_err(|e| StorageError::io(dir, e))?;
+        let mut records = 0u64;
+        let mut applied: Result<(), StorageError> = Ok(());
+        'chunks: for chunk in rx.iter() {
+            for (lsn, record) in chunk {
+                if let Err(e) = state.apply(lsn, record) {
+                    applied = Err(e);
+                    break 'chunks;
+                }
+                records += 1;
+                if records.is_multiple_of(PROGRESS_LOG_EVERY) {
+                    tracing::info!(
+                        records,
+                        lsn,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "replaying the WAL"
+                    );
+                }
+            }
+        }
+        // Dropping the queue stops a reader that is still going (after an apply error).
+        drop(rx);
+        let end = reader.join().map_err(|_| StorageError::Inconsistent("the WAL reader thread panicked".into()))?;
+        applied?;
+        Ok((end?, records))
+    })
 }
 
 /// Renames a damaged snapshot to `<name>.snap.corrupt`: kept for inspection,
