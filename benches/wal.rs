@@ -16,9 +16,6 @@
 //!
 //! It reports; it never fails on a number.
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -75,12 +75,13 @@ pub const SNAPSHOT_WRITE_BYTES: usize = 4 * 1024 * 1024;
 /// Long replays, snapshot loads and writes log a progress line this often (records or items).
 pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
 
-/// Replay decodes on one thread and applies on another; records travel
-/// between them in chunks of this many (one queue operation per chunk)...
-pub const REPLAY_CHUNK_RECORDS: usize = 256;
+/// Replay and snapshot loading decode on one thread and apply on another
+/// (`pipeline`); items travel between them in chunks of this many (one
+/// queue operation per chunk)...
+pub const DECODE_CHUNK_ITEMS: usize = 256;
 
 /// ...and at most this many chunks wait decoded but not applied.
-pub const REPLAY_QUEUE_CHUNKS: usize = 16;
+pub const DECODE_QUEUE_CHUNKS: usize = 16;
 
 /// Series of the per-route HTTP metrics at most (method x route pattern x status);
 /// past it new combinations are counted under `route="other"`.

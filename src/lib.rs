@@ -14,7 +14,8 @@
 //!   group-commit thread writes each batch with one write and one fdatasync,
 //!   applies it to the [`state`] in LSN order, and only then answers.
 //! - [`state`]: the in-memory tables, rebuilt at startup by [`recovery`]
-//!   from the newest [`snapshot`] and the WAL after it.
+//!   from the newest [`snapshot`] and the WAL after it, decoding on one
+//!   thread and applying on another ([`pipeline`]).
 //! - [`snapshot`]: the whole state at one LSN in one checksummed file, taken
 //!   at a WAL barrier; it lets old WAL segments be deleted.
 //! - [`domain`]: pure rules and objects: ids, metadata, members.
@@ -22,6 +23,7 @@
 //! - [`webhooks`]: events derived from each record's changes, signed
 //!   at-least-once delivery by a dispatcher actor, and the receivers' verifier.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
+//! - [`memory`]: the allocator (mimalloc) and giving memory back after startup.
 //! - [`ops`]: the offline operator commands: `snapshot`, `restore`, `verify`.
 //!
 //! Limits are named constants in [`config`]; errors and their HTTP status in [`error`].
@@ -33,8 +35,10 @@ pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod locks;
+pub mod memory;
 pub mod metrics;
 pub mod ops;
+pub mod pipeline;
 pub mod recovery;
 pub mod snapshot;
 pub mod state;

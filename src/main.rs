@@ -10,12 +10,6 @@ use clap::{Args, Parser, Subcommand};
 use loyalty_ledger::config::{wal_segment_bytes_from_env, Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR};
 use loyalty_ledger::{http, ops};
 
-/// mimalloc instead of glibc malloc: the ledger allocates and frees many small
-/// objects on several threads (request bodies, records decoded on one thread
-/// and applied on another); docs/performance.md has the numbers.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "loyalty-ledger", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {

@@ -12,12 +12,12 @@
 //! can replace it, the start is refused, naming the file.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::config::{PROGRESS_LOG_EVERY, REPLAY_CHUNK_RECORDS, REPLAY_QUEUE_CHUNKS};
+use crate::config::PROGRESS_LOG_EVERY;
 use crate::error::StorageError;
 use crate::ledger::Ledger;
+use crate::pipeline::decode_then_apply;
 use crate::snapshot::format::{CORRUPT_SUFFIX, SNAPSHOT_SUFFIX};
 use crate::snapshot::{self, SNAPSHOT_DIR};
 use crate::state::State;
@@ -138,15 +138,9 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -
     Ok(Loaded { summary, end })
 }
 
-/// Replays the WAL from `from_lsn` into `state` on two threads: a reader
-/// reads, checks and decodes records while this thread applies the ones
-/// before them, in LSN order (decoding is independent per record; applying
-/// is not). Returns where the log ends and how many records were applied.
-///
-/// The reader hands over chunks of `REPLAY_CHUNK_RECORDS` through a queue of
-/// `REPLAY_QUEUE_CHUNKS`, so at most that many decoded records wait in memory.
-/// The first error wins: a record that cannot be applied stops the reader; a
-/// corrupt or undecodable one stops the replay after the records before it.
+/// Replays the WAL from `from_lsn` into `state`: records are read, checked
+/// and decoded on a second thread while this one applies them in LSN order
+/// (`pipeline`). Returns where the log ends and how many records were applied.
 pub fn replay_log(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -155,55 +149,26 @@ pub fn replay_log(
     state: &State,
 ) -> Result<(LogEnd, u64), StorageError> {
     let started = Instant::now();
-    let (tx, rx) = mpsc::sync_channel::<Vec<(u64, Record)>>(REPLAY_QUEUE_CHUNKS);
-    std::thread::scope(|scope| {
-        let reader = std::thread::Builder::new()
-            .name("wal-replay-decode".into())
-            .spawn_scoped(scope, move || {
-                let mut chunk = Vec::with_capacity(REPLAY_CHUNK_RECORDS);
-                let applier_gone = || StorageError::Inconsistent("replay stopped while the WAL was being read".into());
-                let end = read_log(fs, dir, from_lsn, repair, |lsn, payload| {
-                    let record = Record::decode(payload)
-                        .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
-                    chunk.push((lsn, record));
-                    if chunk.len() == REPLAY_CHUNK_RECORDS {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(REPLAY_CHUNK_RECORDS));
-                        tx.send(full).map_err(|_| applier_gone())?;
-                    }
-                    Ok(())
-                });
-                // What was decoded before an error is still applied, in order.
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
-                }
-                end
+    let mut records = 0u64;
+    let end = decode_then_apply(
+        |emit| {
+            read_log(fs, dir, from_lsn, repair, |lsn, payload| {
+                let record = Record::decode(payload)
+                    .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
+                emit((lsn, record))
             })
-            .map_err(|e| StorageError::io(dir, e))?;
-        let mut records = 0u64;
-        let mut applied: Result<(), StorageError> = Ok(());
-        'chunks: for chunk in rx.iter() {
-            for (lsn, record) in chunk {
-                if let Err(e) = state.apply(lsn, record) {
-                    applied = Err(e);
-                    break 'chunks;
-                }
-                records += 1;
-                if records.is_multiple_of(PROGRESS_LOG_EVERY) {
-                    tracing::info!(
-                        records,
-                        lsn,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "replaying the WAL"
-                    );
-                }
+        },
+        |(lsn, record)| {
+            state.apply(lsn, record)?;
+            records += 1;
+            if records.is_multiple_of(PROGRESS_LOG_EVERY) {
+                tracing::info!(records, lsn, elapsed_ms = started.elapsed().as_millis() as u64, "replaying the WAL");
             }
-        }
-        // Dropping the queue stops a reader that is still going (after an apply error).
-        drop(rx);
-        let end = reader.join().map_err(|_| StorageError::Inconsistent("the WAL reader thread panicked".into()))?;
-        applied?;
-        Ok((end?, records))
-    })
+            Ok(())
+        },
+        || StorageError::Inconsistent("replay stopped while the WAL was being read".into()),
+    )?;
+    Ok((end, records))
 }
 
 /// Renames a damaged snapshot to `<name>.snap.corrupt`: kept for inspection,
@@ -222,7 +187,7 @@ fn set_aside(fs: &dyn FileSystem, path: &Path) -> Result<(), StorageError> {
 pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
     let loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, true)?;
     ledger.state.shrink_to_fit();
-    release_free_memory();
+    crate::memory::release_free_memory();
     let dir = ledger.data_dir.join(WAL_DIR);
     let live_state = ledger.state.clone();
     let wal = Wal::start(
@@ -234,15 +199,4 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
         Box::new(move |lsn, record| live_state.apply(lsn, record)),
     )?;
     Ok((wal, loaded.summary))
-}
-
-/// Hands the heap's free pages back to the OS after replay: decoding leaves
-/// freed buffers between the long-lived objects, and glibc keeps them
-/// otherwise (about a fifth of the resident memory at a million accounts).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

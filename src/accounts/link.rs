@@ -18,7 +18,7 @@ pub(super) async fn update(
         .accounts
         .with(id, |e| (e.account.clone(), e.balance))
         .ok_or_else(|| ApiError::not_found("loyalty_account", id))?;
-    let mut next: Account = account.clone();
+    let mut next: Account = Account::clone(&account);
     let mut changes = Vec::with_capacity(2);
     if let Some(md) = md {
         next.metadata = metadata::merge(&account.metadata, md)?;

@@ -2,8 +2,9 @@
 //!
 //! Loading is two passes over the file held in memory: first every checksum
 //! (so a damaged file is rejected before anything is applied and recovery
-//! can fall back to an older snapshot), then decode and apply item by item
-//! through `State::restore_item`, the same upserts the WAL uses.
+//! can fall back to an older snapshot), then decode (on a second thread,
+//! `pipeline`) and apply item by item through `State::restore_item`, the
+//! same upserts the WAL uses.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use super::format::{self, Checked};
 use super::SNAPSHOT_DIR;
 use crate::config::PROGRESS_LOG_EVERY;
 use crate::error::StorageError;
+use crate::pipeline::decode_then_apply;
 use crate::state::State;
 use crate::wal::fs::FileSystem;
 
@@ -81,9 +83,8 @@ pub fn load_snapshot(state: &State, path: &Path, bytes: &[u8], checked: &Checked
     let started = Instant::now();
     let total = checked.header.items;
     let mut done = 0u64;
-    let items = format::decode_items(
-        bytes,
-        checked,
+    let items = decode_then_apply(
+        |emit| format::decode_items(bytes, checked, emit, |bad| corrupt(path, bad)),
         |item| {
             state.restore_item(item).map_err(|e| match e {
                 StorageError::Inconsistent(reason) => StorageError::Corrupt {
@@ -99,7 +100,7 @@ pub fn load_snapshot(state: &State, path: &Path, bytes: &[u8], checked: &Checked
             }
             Ok(())
         },
-        |bad| corrupt(path, bad),
+        || StorageError::Inconsistent("loading stopped while the snapshot was being decoded".into()),
     )?;
     state.finish_restore(checked.header.lsn);
     Ok(items)

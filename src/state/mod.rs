@@ -40,7 +40,8 @@ use crate::wal::{Change, Record};
 /// An account with its derived balance and its transactions.
 #[derive(Debug, Clone)]
 pub struct AccountEntry {
-    pub account: Account,
+    /// Shared with the record that wrote it (and with snapshots).
+    pub account: Arc<Account>,
     /// Sum of the points of the account's transactions; changed only by applying one.
     pub balance: i64,
     /// Ids of the account's points transactions, oldest first.
@@ -159,12 +160,10 @@ impl State {
                 let (id, created) = (a.id.clone(), a.created);
                 self.accounts.upsert(id, created, |slot| match slot {
                     Some(entry) => {
-                        entry.account = Arc::unwrap_or_clone(a);
+                        entry.account = a;
                         None
                     }
-                    None => {
-                        Some(AccountEntry { account: Arc::unwrap_or_clone(a), balance: 0, transactions: Vec::new() })
-                    }
+                    None => Some(AccountEntry { account: a, balance: 0, transactions: Vec::new() }),
                 });
             }
             Change::PutProgram(p) => *self.program.write() = Arc::unwrap_or_clone(p),

@@ -26,7 +26,9 @@ pub enum SnapshotItem {
     /// An object version, applied exactly like a WAL change.
     Change(Change),
     /// A stored idempotent response with the time of its record (its retention clock).
-    Idempotency { entry: IdemEntry, created: i64 },
+    /// Boxed so that an item is a few words: a snapshot holds millions of them
+    /// in memory between the copy and the write (serde writes the box as its value).
+    Idempotency { entry: Box<IdemEntry>, created: i64 },
 }
 
 impl State {
@@ -43,7 +45,7 @@ impl State {
         change(Change::PutProgram(self.program().into()));
         self.customers.for_each_in_order(|c| change(Change::PutCustomer(c.clone())));
         // Accounts without balances: transactions below rebuild them.
-        self.accounts.for_each_in_order(|e| change(Change::PutAccount(e.account.clone().into())));
+        self.accounts.for_each_in_order(|e| change(Change::PutAccount(e.account.clone())));
         self.earning_rules.for_each_in_order(|r| change(Change::PutEarningRule(r.clone())));
         self.rewards.for_each_in_order(|r| change(Change::PutReward(r.clone())));
         self.payments.for_each_in_order(|p| change(Change::PutPayment(p.clone())));
@@ -55,7 +57,8 @@ impl State {
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         self.webhook_endpoints.for_each_in_order(|w| change(Change::PutWebhookEndpoint(w.clone())));
         self.deliveries.for_each_in_order(|d| change(Change::PutDelivery(d.clone())));
-        self.idempotency.for_each_in_age_order(|entry, created| f(SnapshotItem::Idempotency { entry, created }));
+        self.idempotency
+            .for_each_in_age_order(|entry, created| f(SnapshotItem::Idempotency { entry: Box::new(entry), created }));
     }
 
     /// About how many items `snapshot_changes` gives (to size a buffer once;
@@ -74,7 +77,7 @@ impl State {
         match item {
             SnapshotItem::Change(change) => self.apply_change(change),
             SnapshotItem::Idempotency { entry, created } => {
-                self.idempotency.store(entry, created);
+                self.idempotency.store(*entry, created);
                 Ok(())
             }
         }
@@ -315,6 +318,7 @@ mod tests {
             assert!(kinds.contains(&k), "snapshots lose the {k} table: add it to State::snapshot_changes");
         }
         assert!(snap.iter().any(|i| matches!(i, SnapshotItem::Idempotency { created: 3, .. })));
+        assert!(std::mem::size_of::<SnapshotItem>() <= 24, "an item is a few words, its objects behind pointers");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! flood resistance); every map and the shard picker get their own seed, so
 //! the keys of one shard do not share the bits their map indexes buckets by.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -97,11 +98,14 @@ impl<T> Table<T> {
 
     /// Inserts `value` as `id`, or replaces the stored version.
     pub fn put(&self, id: Id, created: i64, value: Arc<T>) {
-        if let Some(slot) = self.shard(&id).write().get_mut(&id) {
-            slot.value = value;
-            return;
+        let mut shard = self.shard(&id).write();
+        match shard.entry(id) {
+            Entry::Occupied(mut slot) => slot.get_mut().value = value,
+            Entry::Vacant(slot) => {
+                let seq = self.push_order(slot.key(), created);
+                slot.insert(Slot { seq, value });
+            }
         }
-        self.insert_new(id, created, value);
     }
 
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
@@ -111,35 +115,34 @@ impl<T> Table<T> {
     where
         T: Clone,
     {
-        let value = {
-            let mut shard = self.shard(&id).write();
-            if let Some(slot) = shard.get_mut(&id) {
+        let mut shard = self.shard(&id).write();
+        match shard.entry(id) {
+            Entry::Occupied(mut slot) => {
+                let slot = slot.get_mut();
                 if let Some(value) = f(Some(Arc::make_mut(&mut slot.value))) {
                     slot.value = Arc::new(value);
                 }
-                return;
             }
-            match f(None) {
-                Some(value) => value,
-                None => return,
+            Entry::Vacant(slot) => {
+                if let Some(value) = f(None) {
+                    let seq = self.push_order(slot.key(), created);
+                    slot.insert(Slot { seq, value: Arc::new(value) });
+                }
             }
-        };
-        self.insert_new(id, created, Arc::new(value));
+        }
     }
 
-    /// Adds an id that is not in the table yet.
+    /// Appends a new id to `order`; returns its position.
     ///
-    /// Only one thread applies records (the WAL writer, or recovery before it),
-    /// so the existence check before this and the insert cannot race. A shard
-    /// lock and the order lock are never held together, so readers cannot
-    /// deadlock it.
-    fn insert_new(&self, id: Id, created: i64, value: Arc<T>) {
-        let seq = {
-            let mut order = self.order.write();
-            order.push((id.clone(), created));
-            order.len() - 1
-        };
-        self.shard(&id).write().insert(id, Slot { seq, value });
+    /// Called with the id's shard write-locked: one lookup per insert. The
+    /// lock order is always shard, then order; nothing takes a shard while
+    /// holding `order` (readers copy a chunk of it and let go first), so this
+    /// cannot deadlock. Only one thread applies records (the WAL writer, or
+    /// recovery before it), so inserts never race each other.
+    fn push_order(&self, id: &Id, created: i64) -> usize {
+        let mut order = self.order.write();
+        order.push((id.clone(), created));
+        order.len() - 1
     }
 
     /// Changes an existing object in place; `None` if there is none.

@@ -70,7 +70,7 @@ pub enum Change {
     /// change of the same record (most events are), written as that change's
     /// index instead of a second copy. `Record::decode` turns it back into a
     /// `PutEvent` sharing that object, so nothing else ever sees this variant.
-    PutEventOf(EventOf),
+    PutEventOf(Box<EventOf>),
 }
 
 /// The encoded form of an event that shows an object of its own record.
@@ -121,12 +121,12 @@ impl Record {
             _ => false,
         });
         match shown {
-            Some(index) => Change::PutEventOf(EventOf {
+            Some(index) => Change::PutEventOf(Box::new(EventOf {
                 id: event.id.clone(),
                 kind: event.kind,
                 created: event.created,
                 change: index as u32,
-            }),
+            })),
             None => change.clone(),
         }
     }
@@ -243,12 +243,12 @@ mod tests {
                 idem: None,
                 changes: vec![
                     Change::PutProgram(Arc::new(Program::default())),
-                    Change::PutEventOf(EventOf {
+                    Change::PutEventOf(Box::new(EventOf {
                         id: "evt_1".into(),
                         kind: EventType::PointsEarned,
                         created: 5,
                         change,
-                    }),
+                    })),
                 ],
             };
             let err = Record::decode(&rec.encode().unwrap()).unwrap_err();
