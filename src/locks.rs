@@ -7,7 +7,7 @@
 //! taken before an account actor is asked, never by an actor, so there is no
 //! cycle. The table has a fixed size, so it never grows with request count.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -15,7 +15,7 @@ use crate::config::OBJECT_LOCK_STRIPES;
 
 pub struct ObjectLocks {
     stripes: Box<[Mutex<()>]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 /// Held stripes; released on drop.
@@ -31,9 +31,7 @@ impl Default for ObjectLocks {
 
 impl ObjectLocks {
     fn stripe(&self, id: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        (h.finish() as usize) % self.stripes.len()
+        (self.hasher.hash_one(id) as usize) % self.stripes.len()
     }
 
     /// Locks the stripes of `ids` in a fixed order (no deadlock between requests).

@@ -7,7 +7,9 @@
 //! live actor at a time.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::fast::RandomState;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,8 +38,8 @@ struct Live {
 }
 
 pub struct Registry {
-    shards: Box<[Mutex<HashMap<Id, Live>>]>,
-    hasher: std::collections::hash_map::RandomState,
+    shards: Box<[Mutex<HashMap<Id, Live, RandomState>>]>,
+    hasher: RandomState,
     epoch: Instant,
     live: AtomicUsize,
     started_total: AtomicU64,
@@ -46,7 +48,7 @@ pub struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         Registry {
-            shards: (0..STATE_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..STATE_SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
             hasher: Default::default(),
             epoch: Instant::now(),
             live: AtomicUsize::new(0),
@@ -56,10 +58,8 @@ impl Default for Registry {
 }
 
 impl Registry {
-    fn shard(&self, id: &str) -> &Mutex<HashMap<Id, Live>> {
-        let mut h = self.hasher.build_hasher();
-        id.hash(&mut h);
-        &self.shards[(h.finish() as usize) % self.shards.len()]
+    fn shard(&self, id: &str) -> &Mutex<HashMap<Id, Live, RandomState>> {
+        &self.shards[(self.hasher.hash_one(id) as usize) % self.shards.len()]
     }
 
     fn now_ms(&self) -> u64 {

@@ -2,7 +2,8 @@
 //! start from a snapshot file.
 //!
 //! The file is proved good first (every checksum, every item decoded and
-//! applied to a scratch state), before anything in DIR changes. DIR must hold
+//! applied to a scratch state), before anything in DIR changes but a temp
+//! copy of it, written and synced while the proof runs. DIR must hold
 //! no WAL segment and no snapshot, unless `--force`, which replaces `wal/`
 //! and `snapshots/` (and nothing else: `secret_key` stays). While `wal/` and
 //! `snapshots/` are being replaced a `RESTORING` marker is in DIR, so a crash
@@ -15,21 +16,12 @@ use anyhow::Context;
 
 use crate::recovery::RESTORING_FILE;
 use crate::snapshot::{format, load, SNAPSHOT_DIR};
+use crate::state::State;
 use crate::wal::fs::{FileSystem, RealFs};
 use crate::wal::WAL_DIR;
 
 pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
     let fs = RealFs;
-    tracing::info!(file = %file.display(), "checking the snapshot (every checksum, every item)");
-    let (state, header, bytes) =
-        load::load_file(&fs, file).with_context(|| format!("{} is not a usable snapshot", file.display()))?;
-    let accounts = state.accounts.len();
-    // The scratch state only proved the file good. Freeing its objects one by
-    // one takes about as long as loading them, and this command ends right
-    // after: the OS takes the memory back at exit.
-    std::mem::forget(state);
-    tracing::info!(lsn = header.lsn, items = header.items, accounts, "the snapshot is good");
-
     fs.create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let _lock = super::lock_existing(data_dir)?;
     let wal_dir = data_dir.join(WAL_DIR);
@@ -44,6 +36,37 @@ pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
         );
     }
 
+    tracing::info!(file = %file.display(), "checking the snapshot (every checksum, every item)");
+    let unusable = || format!("{} is not a usable snapshot", file.display());
+    let (bytes, checked) = load::read_checked(&fs, file).with_context(unusable)?;
+    let header = checked.header;
+    // The copy is written and synced on another thread while every item is
+    // decoded and applied to a scratch state. Only the temp file exists until
+    // the proof holds (a start removes one that a crash leaves behind).
+    fs.create_dir_all(&snap_dir).with_context(|| format!("creating {}", snap_dir.display()))?;
+    let tmp_name = format::temp_file_name(header.lsn);
+    let tmp = snap_dir.join(&tmp_name);
+    let _ = fs.remove(&tmp);
+    let (proved, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_synced(&fs, &tmp, &bytes));
+        let state = State::new();
+        let proved = load::load_snapshot(&state, file, &bytes, &checked).map(|_| state.accounts.len());
+        // The scratch state only proves the file good. Freeing its objects one
+        // by one takes about as long as loading them, and this command ends
+        // right after: the OS takes the memory back at exit.
+        std::mem::forget(state);
+        (proved, writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let accounts = match proved {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            let _ = fs.remove(&tmp);
+            return Err(anyhow::Error::new(e).context(unusable()));
+        }
+    };
+    written?;
+    tracing::info!(lsn = header.lsn, items = header.items, accounts, "the snapshot is good");
+
     // From here until the marker is gone, a start refuses (recovery::load).
     if !interrupted {
         let mut m = fs.create_new(&marker).with_context(|| format!("creating {}", marker.display()))?;
@@ -53,7 +76,7 @@ pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
     }
     for dir in [&wal_dir, &snap_dir] {
         fs.create_dir_all(dir)?;
-        let names = files_in(&fs, dir)?;
+        let names: Vec<String> = files_in(&fs, dir)?.into_iter().filter(|n| *n != tmp_name).collect();
         for name in &names {
             let path = dir.join(name);
             fs.remove(&path).with_context(|| format!("removing {}", path.display()))?;
@@ -64,11 +87,7 @@ pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
         }
     }
     fs.sync_dir(data_dir)?;
-    let tmp = snap_dir.join(format::temp_file_name(header.lsn));
     let path = snap_dir.join(format::file_name(header.lsn));
-    let mut f = fs.create_new(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.append(&bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_data().with_context(|| format!("syncing {}", tmp.display()))?;
     fs.rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
     fs.sync_dir(&snap_dir)?;
     fs.remove(&marker).with_context(|| format!("removing {}", marker.display()))?;
@@ -84,6 +103,14 @@ pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
             "created": header.created,
         })
     );
+    Ok(())
+}
+
+/// Writes `bytes` to the new file `path` and syncs it.
+fn write_synced(fs: &RealFs, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = fs.create_new(path).with_context(|| format!("creating {}", path.display()))?;
+    f.append(bytes).with_context(|| format!("writing {}", path.display()))?;
+    f.sync_data().with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
 
