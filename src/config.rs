@@ -75,6 +75,9 @@ pub const SNAPSHOT_WRITE_BYTES: usize = 4 * 1024 * 1024;
 /// Long replays, snapshot loads and writes log a progress line this often (records or items).
 pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
 
+/// A WAL segment is zero-filled this far ahead of its last record (`wal::fs`).
+pub const WAL_PREALLOCATE_BYTES: u64 = 1 << 20;
+
 /// Replay and snapshot loading decode on one thread and apply on another
 /// (`pipeline`); items travel between them in chunks of this many (one
 /// queue operation per chunk)...

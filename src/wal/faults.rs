@@ -266,6 +266,11 @@ impl AppendFile for FaultyFile {
             Decision::Fail(_) => Err(os_error(EIO)),
         }
     }
+
+    /// Not a fault point: zero-filling ahead writes nothing a reader keeps.
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        self.inner.reserve(len)
+    }
 }
 
 impl<F: FileSystem> FileSystem for FaultyFs<F> {
@@ -282,10 +287,9 @@ impl<F: FileSystem> FileSystem for FaultyFs<F> {
         let f = self.inner.create_new(path)?;
         Ok(self.wrap(path, f, 0))
     }
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let f = self.inner.open_append(path)?;
-        let len = std::fs::metadata(path)?.len();
-        Ok(self.wrap(path, f, len))
+    fn open_append(&self, path: &Path, at: u64) -> io::Result<Box<dyn AppendFile>> {
+        let f = self.inner.open_append(path, at)?;
+        Ok(self.wrap(path, f, at))
     }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         self.inner.truncate(path, len)
@@ -354,7 +358,7 @@ mod tests {
         let (dir, fs, faults) = fs();
         let path = dir.path().join("a");
         std::fs::write(&path, b"old").unwrap();
-        let mut f = fs.open_append(&path).unwrap();
+        let mut f = fs.open_append(&path, 3).unwrap();
         f.append(b"-one").unwrap();
         f.sync_data().unwrap();
         f.append(b"-two").unwrap();

@@ -83,8 +83,10 @@ pub struct Scan {
     pub tail: Tail,
 }
 
-/// Scans frames from `start`. A bad frame is a torn tail only when nothing but
-/// zero bytes follows it (or it runs past the end); otherwise it is corruption.
+/// Scans frames from `start`. Only zeros where a record would start end the
+/// scan cleanly (`valid_end` there). A bad frame is a torn tail only when
+/// nothing but zero bytes follows it (or it runs past the end); otherwise it
+/// is corruption.
 /// A `start` past the end of `buf` is corruption too (never a panic).
 pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
     if start > buf.len() {
@@ -96,6 +98,12 @@ pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
     let tail = loop {
         let rest = buf.len() - pos;
         if rest == 0 {
+            break Tail::Clean;
+        }
+        if buf[pos] == 0 && buf[pos..].iter().all(|&b| b == 0) {
+            // Zeros where a record would start: space the writer filled ahead
+            // (`AppendFile::reserve`), or a write that left nothing behind.
+            // Either way nothing was acknowledged from here on.
             break Tail::Clean;
         }
         if rest < FRAME_HEADER_BYTES {
@@ -194,13 +202,29 @@ mod tests {
     }
 
     #[test]
-    fn zero_filled_tail_is_torn() {
+    fn zeros_where_a_record_would_start_end_the_log_cleanly() {
         let mut buf = frames(&[b"one"]);
         let end = buf.len();
         buf.extend_from_slice(&[0u8; 100]);
         let s = scan_frames(&buf, 0, 1 << 20);
         assert_eq!(s.payloads.len(), 1);
-        assert!(matches!(s.tail, Tail::Torn { offset, .. } if offset == end));
+        assert!(matches!(s.tail, Tail::Clean), "{:?}", s.tail);
+        assert_eq!(s.valid_end, end);
+    }
+
+    #[test]
+    fn a_record_cut_short_before_the_zero_filled_space_is_torn() {
+        let mut buf = frames(&[b"one"]);
+        let end = buf.len();
+        let two = frames(&[b"two two two"]);
+        buf.extend_from_slice(&two[..7]);
+        buf.extend_from_slice(&[0u8; 100]);
+        let s = scan_frames(&buf, 0, 1 << 20);
+        assert_eq!(s.payloads.len(), 1);
+        assert!(matches!(s.tail, Tail::Torn { offset, .. } if offset == end), "{:?}", s.tail);
+        // Anything but zeros after it is corruption, not a torn write.
+        buf.push(1);
+        assert!(matches!(scan_frames(&buf, 0, 1 << 20).tail, Tail::Corrupt { .. }));
     }
 
     #[test]

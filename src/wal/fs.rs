@@ -3,7 +3,8 @@
 //! underneath (EIO, ENOSPC on write, sync and rename).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// An open file that is only ever appended to and synced.
@@ -11,6 +12,13 @@ pub trait AppendFile: Send {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// fdatasync: data (and the size) reach the disk.
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Zero-fills the file up to `len` bytes past its start, ahead of the
+    /// appends, which then overwrite the zeros (nothing if it is that long).
+    /// Readers take a run of zeros where a record would start as the end of
+    /// the log. Overwriting blocks that exist makes an fdatasync write data
+    /// only; appending past the end also allocates blocks and writes the
+    /// inode, about twice the time per sync on this machine's disk.
+    fn reserve(&mut self, len: u64) -> io::Result<()>;
 }
 
 pub trait FileSystem: Send + Sync + 'static {
@@ -20,7 +28,9 @@ pub trait FileSystem: Send + Sync + 'static {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Creates `path`, which must not exist.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
+    /// Opens `path` to append at byte `at` (the end of its last record, as
+    /// the reader found it); what the file holds past `at` must be zeros.
+    fn open_append(&self, path: &Path, at: u64) -> io::Result<Box<dyn AppendFile>>;
     /// Cuts `path` to `len` bytes and syncs it.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -33,14 +43,43 @@ pub trait FileSystem: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
-struct RealFile(File);
+struct RealFile {
+    file: File,
+    /// Where the next append goes.
+    pos: u64,
+    /// The file's length: from `pos` to here it holds zeros.
+    len: u64,
+}
+
+impl RealFile {
+    /// Appends go at `at`, or after what `file` holds now.
+    fn open(file: File, at: Option<u64>) -> io::Result<RealFile> {
+        let len = file.metadata()?.len();
+        let pos = at.unwrap_or(len);
+        if pos > len {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("append at {pos}, past the end ({len})")));
+        }
+        Ok(RealFile { file, pos, len })
+    }
+}
 
 impl AppendFile for RealFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.0.write_all(bytes)
+        self.file.write_all_at(bytes, self.pos)?;
+        self.pos += bytes.len() as u64;
+        self.len = self.len.max(self.pos);
+        Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
+    }
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        if len > self.len {
+            let zeros = vec![0u8; (len - self.len) as usize];
+            self.file.write_all_at(&zeros, self.len)?;
+            self.len = len;
+        }
+        Ok(())
     }
 }
 
@@ -62,12 +101,12 @@ impl FileSystem for RealFs {
         fs::read(path)
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let f = OpenOptions::new().append(true).create_new(true).open(path)?;
-        Ok(Box::new(RealFile(f)))
+        let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(RealFile::open(f, None)?))
     }
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let f = OpenOptions::new().append(true).open(path)?;
-        Ok(Box::new(RealFile(f)))
+    fn open_append(&self, path: &Path, at: u64) -> io::Result<Box<dyn AppendFile>> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        Ok(Box::new(RealFile::open(f, Some(at))?))
     }
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
         let f = OpenOptions::new().write(true).open(path)?;

@@ -33,7 +33,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::config::{WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_QUEUE_RECORDS_MAX};
+use crate::config::{WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_PREALLOCATE_BYTES, WAL_QUEUE_RECORDS_MAX};
 use crate::error::{ApiError, StorageError};
 
 /// Applies a durable record to the in-memory state (the writer calls it in LSN order).
@@ -109,7 +109,7 @@ impl Wal {
     ) -> Result<Wal, StorageError> {
         let (file, seg_path, seg_len) = match end.segments.last() {
             Some(seg) => {
-                let f = fs.open_append(&seg.path).map_err(|e| StorageError::io(&seg.path, e))?;
+                let f = fs.open_append(&seg.path, seg.valid_len).map_err(|e| StorageError::io(&seg.path, e))?;
                 (f, seg.path.clone(), seg.valid_len)
             }
             None => create_segment(fs.as_ref(), dir, end.next_lsn)?,
@@ -124,6 +124,7 @@ impl Wal {
             file,
             seg_path,
             seg_len,
+            reserved: seg_len,
             next_lsn: end.next_lsn,
             segment_bytes_max,
             poisoned: poisoned.clone(),
@@ -211,6 +212,8 @@ struct Writer {
     file: Box<dyn AppendFile>,
     seg_path: PathBuf,
     seg_len: u64,
+    /// How far the open segment is zero-filled ahead (`AppendFile::reserve`).
+    reserved: u64,
     next_lsn: u64,
     segment_bytes_max: u64,
     poisoned: Arc<AtomicBool>,
@@ -270,11 +273,7 @@ impl Writer {
         }
         if self.seg_len > format::SEGMENT_HEADER_BYTES as u64 {
             match create_segment(self.fs.as_ref(), &self.dir, self.next_lsn) {
-                Ok((file, path, len)) => {
-                    self.file = file;
-                    self.seg_path = path;
-                    self.seg_len = len;
-                }
+                Ok(segment) => self.switch_to(segment),
                 Err(e) => {
                     // A half-made segment cannot be left behind a live one: stop, like any write fault.
                     tracing::error!(error = %e, "storage fault while starting a new WAL segment; the write path is stopped until restart");
@@ -328,14 +327,27 @@ impl Writer {
         self.stats.last_lsn.set((self.next_lsn - 1) as i64);
     }
 
+    /// Appends go to `segment` (file, path, length) from now on.
+    fn switch_to(&mut self, (file, path, len): (Box<dyn AppendFile>, PathBuf, u64)) {
+        self.file = file;
+        self.seg_path = path;
+        self.seg_len = len;
+        self.reserved = len;
+    }
+
     fn write_and_sync(&mut self, buf: &[u8]) -> Result<(), StorageError> {
         if self.seg_len > format::SEGMENT_HEADER_BYTES as u64
             && self.seg_len + buf.len() as u64 > self.segment_bytes_max
         {
-            let (file, path, len) = create_segment(self.fs.as_ref(), &self.dir, self.next_lsn)?;
-            self.file = file;
-            self.seg_path = path;
-            self.seg_len = len;
+            let segment = create_segment(self.fs.as_ref(), &self.dir, self.next_lsn)?;
+            self.switch_to(segment);
+        }
+        let end = self.seg_len + buf.len() as u64;
+        if end > self.reserved {
+            // Zero-fill ahead, within the segment's size: the sync below covers it.
+            let target = (end + WAL_PREALLOCATE_BYTES).min(self.segment_bytes_max.max(end));
+            self.file.reserve(target).map_err(|e| StorageError::io(&self.seg_path, e))?;
+            self.reserved = target;
         }
         self.file.append(buf).map_err(|e| StorageError::io(&self.seg_path, e))?;
         self.seg_len += buf.len() as u64;

@@ -277,6 +277,14 @@ pub fn wal_segments(data: &Path) -> Vec<PathBuf> {
 }
 
 /// Offsets of every record frame in a segment file.
+/// Where the records of a segment end (the zero-filled space after them is not part of the log).
+pub fn records_end(segment: &[u8]) -> usize {
+    match record_offsets(segment).last() {
+        Some(&last) => last + 12 + u32::from_le_bytes(segment[last..last + 4].try_into().unwrap()) as usize,
+        None => 32,
+    }
+}
+
 pub fn record_offsets(segment: &[u8]) -> Vec<usize> {
     const SEGMENT_HEADER: usize = 32;
     const FRAME_HEADER: usize = 12;
@@ -284,6 +292,9 @@ pub fn record_offsets(segment: &[u8]) -> Vec<usize> {
     let mut pos = SEGMENT_HEADER;
     while pos + FRAME_HEADER <= segment.len() {
         let len = u32::from_le_bytes(segment[pos..pos + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break; // the zero-filled space the writer keeps ahead of its records
+        }
         offsets.push(pos);
         pos += FRAME_HEADER + len;
     }
