@@ -50,6 +50,10 @@ pub const ACCOUNT_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub const WAL_QUEUE_RECORDS_MAX: usize = 16 * 1024;
 /// One group commit writes at most this many records ...
 pub const WAL_BATCH_RECORDS_MAX: usize = 4096;
+
+/// Synced batches (and barriers) waiting for the apply thread; past this
+/// the writer waits before it syncs more.
+pub const WAL_APPLY_QUEUE_BATCHES: usize = 64;
 /// ... and at most this many bytes.
 pub const WAL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// A WAL segment is closed and a new one started past this size (the default

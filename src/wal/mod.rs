@@ -6,8 +6,10 @@
 //! - `faults`: a fault-injecting `FileSystem` over it (EIO, ENOSPC, torn writes; tests only).
 //! - `reader`: scanning segments; a torn tail is cut off, anything else bad refuses to start.
 //! - `writer`: the group-commit thread: one write and one fdatasync per batch,
-//!   then the batch is applied to the state in log order and each caller is answered.
+//!   then the batch goes to `applier`, a thread that applies it to the state in
+//!   log order and answers each caller, while the writer syncs the next batch.
 
+mod applier;
 pub mod dump;
 pub mod faults;
 pub mod format;

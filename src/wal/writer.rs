@@ -3,19 +3,20 @@
 //! Callers encode and frame their record on their own thread, then hand it
 //! over a bounded queue. The writer takes everything that is waiting (up to
 //! `WAL_BATCH_RECORDS_MAX` / `WAL_BATCH_BYTES_MAX`), writes it with one
-//! `write` and one `fdatasync`, applies the records to the in-memory state in
-//! LSN order, and only then answers each caller. Records that arrive while a
+//! `write` and one `fdatasync`, and hands the synced batch to the apply
+//! thread (`applier`), which applies the records to the in-memory state in
+//! LSN order and only then answers each caller. Records that arrive while a
 //! sync is in flight form the next batch, so batches grow with load.
 //!
 //! A failed write or sync poisons the log: the batch and everything after it
 //! answer `storage_unavailable`, and the writer never syncs again, since a
 //! retried fsync can report success for data the kernel already dropped.
 //!
-//! A *barrier* (`Wal::barrier`) runs a function on this thread between two
-//! batches: every record before it is applied and none after it is, so the
-//! state is exactly at one LSN while the function runs. Snapshots use it, and
-//! the writer first rolls to a new segment there, so every older segment is
-//! wholly before the snapshot and can be deleted once it is durable.
+//! A *barrier* (`Wal::barrier`) runs a function between two batches, on the
+//! apply thread: every record before it is applied and none after it is, so
+//! the state is exactly at one LSN while the function runs. Snapshots use it,
+//! and the writer first rolls to a new segment there, so every older segment
+//! is wholly before the snapshot and can be deleted once it is durable.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::applier::{self, Stage, Synced};
 use super::format::{self, segment_file_name, segment_header};
 use super::fs::{AppendFile, FileSystem};
 use super::reader::LogEnd;
@@ -33,7 +35,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::config::{WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_PREALLOCATE_BYTES, WAL_QUEUE_RECORDS_MAX};
+use crate::config::{
+    WAL_APPLY_QUEUE_BATCHES, WAL_BATCH_BYTES_MAX, WAL_BATCH_RECORDS_MAX, WAL_PREALLOCATE_BYTES, WAL_QUEUE_RECORDS_MAX,
+};
 use crate::error::{ApiError, StorageError};
 
 /// Applies a durable record to the in-memory state (the writer calls it in LSN order).
@@ -118,6 +122,7 @@ impl Wal {
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(stats);
         stats.last_lsn.set(end.next_lsn.saturating_sub(1) as i64);
+        let (to_applier, staged) = mpsc::sync_channel(WAL_APPLY_QUEUE_BATCHES);
         let mut writer = Writer {
             fs,
             dir: dir.to_path_buf(),
@@ -129,8 +134,13 @@ impl Wal {
             segment_bytes_max,
             poisoned: poisoned.clone(),
             stats: stats.clone(),
-            apply,
+            applier: to_applier,
         };
+        let (apply_poisoned, apply_stats) = (poisoned.clone(), stats.clone());
+        std::thread::Builder::new()
+            .name("wal-apply".into())
+            .spawn(move || applier::run(staged, apply, apply_poisoned, apply_stats))
+            .map_err(|e| StorageError::io(dir, e))?;
         std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || writer.run(rx))
@@ -218,7 +228,8 @@ struct Writer {
     segment_bytes_max: u64,
     poisoned: Arc<AtomicBool>,
     stats: Arc<WalStats>,
-    apply: ApplyFn,
+    /// Synced batches and barriers go to the apply thread, in log order.
+    applier: SyncSender<Stage>,
 }
 
 impl Writer {
@@ -282,7 +293,24 @@ impl Writer {
                 }
             }
         }
-        f(Ok(self.next_lsn - 1));
+        self.stage(Stage::Barrier(f, Ok(self.next_lsn - 1)));
+    }
+
+    /// Hands `stage` to the apply thread (blocking while its queue is full).
+    fn stage(&mut self, stage: Stage) {
+        if let Err(mpsc::SendError(stage)) = self.applier.send(stage) {
+            // The apply thread is gone (it panicked): nothing can be applied or answered.
+            tracing::error!("the WAL apply thread is gone; the write path is stopped until restart");
+            self.poisoned.store(true, Ordering::Release);
+            match stage {
+                Stage::Batch(batch) => {
+                    for job in batch {
+                        let _ = job.reply.send(Err(StorageError::Poisoned));
+                    }
+                }
+                Stage::Barrier(f, _) => f(Err(StorageError::Poisoned)),
+            }
+        }
     }
 
     fn commit(&mut self, batch: &mut Vec<Append>, buf: &mut Vec<u8>) {
@@ -312,19 +340,12 @@ impl Writer {
         self.stats.batches.inc();
         self.stats.records.inc_by(batch.len() as u64);
         self.stats.bytes.inc_by(buf.len() as u64);
+        let mut synced = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
-            let lsn = self.next_lsn;
+            synced.push(Synced { lsn: self.next_lsn, record: job.record, reply: job.reply });
             self.next_lsn += 1;
-            let result = (self.apply)(lsn, job.record).map(|()| lsn);
-            if let Err(e) = &result {
-                // The record is durable but cannot be applied: a bug. Stop writing so the
-                // log and memory cannot drift further; a restart replays and reports it.
-                tracing::error!(lsn, error = %e, "a durable record could not be applied; stopping the write path");
-                self.poisoned.store(true, Ordering::Release);
-            }
-            let _ = job.reply.send(result);
         }
-        self.stats.last_lsn.set((self.next_lsn - 1) as i64);
+        self.stage(Stage::Batch(synced));
     }
 
     /// Appends go to `segment` (file, path, length) from now on.
