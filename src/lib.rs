@@ -11,8 +11,9 @@
 //!   (customers being linked, payments changing state).
 //! - [`ledger`]: what every component shares; `commit` is the one path to disk.
 //! - [`wal`]: the write-ahead log. Records are framed and checksummed; a
-//!   group-commit thread writes each batch with one write and one fdatasync,
-//!   applies it to the [`state`] in LSN order, and only then answers.
+//!   group-commit thread writes each batch with one write and one fdatasync;
+//!   an apply thread then applies it to the [`state`] in LSN order, and only
+//!   then answers.
 //! - [`state`]: the in-memory tables, rebuilt at startup by [`recovery`]
 //!   from the newest [`snapshot`] and the WAL after it, decoding on one
 //!   thread and applying on another ([`pipeline`]).

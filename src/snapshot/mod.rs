@@ -8,7 +8,7 @@
 //! - `load`: finding the newest valid snapshot and applying it to a state.
 //!
 //! Taking one (`take` online, `take_blocking` offline) goes through a WAL
-//! barrier: on the writer thread, between two batches, the state is exactly
+//! barrier: on the WAL's apply thread, between two batches, the state is exactly
 //! at LSN N; it is copied there as a list of items (`State::snapshot_changes`)
 //! and written to disk on another thread, so appends stall only for the copy.
 
@@ -51,7 +51,7 @@ fn capture(wal: &Wal, state: Arc<State>) -> Result<Capturing, ApiError> {
         state.snapshot_changes(|item| items.push(item));
         let stall = started.elapsed();
         if state.applied_lsn() != lsn {
-            // The writer applies every record before a barrier runs; anything
+            // Every record before a barrier is applied before it runs; anything
             // else is a bug, and a snapshot would then lie about its LSN.
             return Err(StorageError::Inconsistent(format!(
                 "barrier at LSN {lsn} but the state is at {}",

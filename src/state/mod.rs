@@ -3,8 +3,8 @@
 //! Tables are sharded maps guarded by short-lived `parking_lot` locks, held
 //! only to copy an object in or out, never across an await. What serializes
 //! the *logic* of a mutation is elsewhere: the account actor for an account,
-//! the object locks for payments and customers. Only the WAL writer (live) and
-//! recovery (at startup) call `apply`, one record at a time, in LSN order, so
+//! the object locks for payments and customers. Only the WAL's apply thread
+//! (live) and recovery (at startup) call `apply`, one record at a time, in LSN order, so
 //! memory after a restart is exactly memory before it.
 
 mod idempotency;

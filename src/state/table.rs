@@ -137,7 +137,7 @@ impl<T> Table<T> {
     /// Called with the id's shard write-locked: one lookup per insert. The
     /// lock order is always shard, then order; nothing takes a shard while
     /// holding `order` (readers copy a chunk of it and let go first), so this
-    /// cannot deadlock. Only one thread applies records (the WAL writer, or
+    /// cannot deadlock. Only one thread applies records (the WAL's apply thread, or
     /// recovery before it), so inserts never race each other.
     fn push_order(&self, id: &Id, created: i64) -> usize {
         let mut order = self.order.write();
@@ -165,7 +165,7 @@ impl<T> Table<T> {
     /// Calls `f` for every object in insertion order (oldest first), as
     /// snapshots need so that a restored table lists in the same order.
     ///
-    /// For snapshots, on the WAL writer thread (nothing else writes): it
+    /// For snapshots, on the WAL's apply thread (nothing else writes): it
     /// holds every shard's read lock at once (in shard order, so it cannot
     /// deadlock with a writer, which takes one at a time) and places each
     /// object by its `seq`, with no per-object hashing or locking.
