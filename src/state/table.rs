@@ -71,11 +71,6 @@ impl<T> Table<T> {
         }
     }
 
-    /// The object `id` as stored (a pointer copy), if there is one.
-    pub fn get(&self, id: &str) -> Option<Arc<T>> {
-        self.shard(id).read().get(id).map(|slot| slot.value.clone())
-    }
-
     pub fn contains(&self, id: &str) -> bool {
         self.shard(id).read().contains_key(id)
     }
