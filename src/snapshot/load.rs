@@ -14,7 +14,7 @@ use super::SNAPSHOT_DIR;
 use crate::config::PROGRESS_LOG_EVERY;
 use crate::error::StorageError;
 use crate::pipeline::decode_then_apply;
-use crate::state::State;
+use crate::state::{SnapshotItem, State};
 use crate::wal::fs::FileSystem;
 
 /// Names in `DATA/snapshots`, or none if the directory does not exist.
@@ -86,6 +86,19 @@ pub fn load_snapshot(state: &State, path: &Path, bytes: &[u8], checked: &Checked
     let items = decode_then_apply(
         |emit| format::decode_items(bytes, checked, emit, |bad| corrupt(path, bad)),
         |item| {
+            if let SnapshotItem::Sizes(sizes) = &item {
+                // Sizes only make room ahead of the objects: never more than the file holds.
+                if sizes.total() > total {
+                    return Err(StorageError::Corrupt {
+                        path: path.display().to_string(),
+                        offset: 0,
+                        reason: format!(
+                            "its table sizes count {} objects; the file holds {total} items",
+                            sizes.total()
+                        ),
+                    });
+                }
+            }
             state.restore_item(item).map_err(|e| match e {
                 StorageError::Inconsistent(reason) => StorageError::Corrupt {
                     path: path.display().to_string(),
@@ -113,4 +126,31 @@ pub fn load_file(fs: &dyn FileSystem, path: &Path) -> Result<(State, format::Hea
     let state = State::new();
     load_snapshot(&state, path, &bytes, &checked)?;
     Ok((state, checked.header, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::TableSizes;
+    use crate::wal::fs::RealFs;
+    use crate::wal::Change;
+
+    fn file_with(sizes: TableSizes) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let items =
+            vec![SnapshotItem::Sizes(Box::new(sizes)), SnapshotItem::Change(Change::PutProgram(Default::default()))];
+        let info = super::super::write_snapshot(&RealFs, dir.path(), 1, 0, items).unwrap();
+        (dir, info.path)
+    }
+
+    #[test]
+    fn table_sizes_make_room_but_never_more_than_the_file_holds() {
+        let (_dir, path) = file_with(TableSizes { customers: 1, ..Default::default() });
+        let (state, header, _) = load_file(&RealFs, &path).unwrap();
+        assert_eq!((header.items, state.customers.len()), (2, 0), "a size is a hint, not an object");
+
+        let (_dir, path) = file_with(TableSizes { events: u64::MAX, customers: 5, ..Default::default() });
+        let err = load_file(&RealFs, &path).err().unwrap().to_string();
+        assert!(err.contains("table sizes count"), "{err}");
+    }
 }

@@ -14,7 +14,7 @@ mod table;
 
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use list::{CreatedRange, ListParams};
-pub use snapshot::SnapshotItem;
+pub use snapshot::{SnapshotItem, TableSizes};
 pub use table::Table;
 
 use std::collections::{BTreeSet, HashMap};
@@ -123,6 +123,19 @@ impl State {
     /// An account's balance, if the account exists.
     pub fn balance(&self, account: &str) -> Option<i64> {
         self.accounts.with(account, |e| e.balance)
+    }
+
+    /// Makes room for `sizes` objects in the tables that grow with the ledger
+    /// (before a snapshot load, which checks the counts against the file).
+    pub fn reserve(&self, sizes: &TableSizes) {
+        let n = |count: u64| count as usize;
+        self.customers.reserve(n(sizes.customers));
+        self.accounts.reserve(n(sizes.accounts));
+        self.payments.reserve(n(sizes.payments));
+        self.transactions.reserve(n(sizes.transactions));
+        self.events.reserve(n(sizes.events));
+        self.redemptions.reserve(n(sizes.redemptions));
+        self.deliveries.reserve(n(sizes.deliveries));
     }
 
     /// Gives back the spare capacity of every table (after replay, when the

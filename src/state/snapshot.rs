@@ -29,6 +29,40 @@ pub enum SnapshotItem {
     /// Boxed so that an item is a few words: a snapshot holds millions of them
     /// in memory between the copy and the write (serde writes the box as its value).
     Idempotency { entry: Box<IdemEntry>, created: i64 },
+    /// How many objects each big table holds, written first so that a load
+    /// can size the tables once instead of growing them by doubling (every
+    /// doubling rehashes the whole table). Only a hint: an older snapshot
+    /// has none, and a wrong count only costs time.
+    Sizes(Box<TableSizes>),
+}
+
+/// Object counts of the tables that grow with the ledger (`SnapshotItem::Sizes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TableSizes {
+    pub customers: u64,
+    pub accounts: u64,
+    pub payments: u64,
+    pub transactions: u64,
+    pub events: u64,
+    pub redemptions: u64,
+    pub deliveries: u64,
+}
+
+impl TableSizes {
+    /// Objects counted in all (saturating: the counts come from a file).
+    pub fn total(&self) -> u64 {
+        [
+            self.customers,
+            self.accounts,
+            self.payments,
+            self.transactions,
+            self.events,
+            self.redemptions,
+            self.deliveries,
+        ]
+        .iter()
+        .fold(0u64, |sum, n| sum.saturating_add(*n))
+    }
 }
 
 impl State {
@@ -41,6 +75,15 @@ impl State {
     /// EVERY TABLE MUST BE LISTED HERE. A table added to `State` and not to
     /// this method is lost by snapshot, restore and compaction.
     pub fn snapshot_changes(&self, mut f: impl FnMut(SnapshotItem)) {
+        f(SnapshotItem::Sizes(Box::new(TableSizes {
+            customers: self.customers.len() as u64,
+            accounts: self.accounts.len() as u64,
+            payments: self.payments.len() as u64,
+            transactions: self.transactions.len() as u64,
+            events: self.events.len() as u64,
+            redemptions: self.redemptions.len() as u64,
+            deliveries: self.deliveries.len() as u64,
+        })));
         let mut change = |c: Change| f(SnapshotItem::Change(c));
         change(Change::PutProgram(self.program().into()));
         self.customers.for_each_in_order(|c| change(Change::PutCustomer(c.clone())));
@@ -64,7 +107,7 @@ impl State {
     /// About how many items `snapshot_changes` gives (to size a buffer once;
     /// a table missing here only costs a reallocation).
     pub fn snapshot_items_hint(&self) -> usize {
-        1 + self.customers.len()
+        2 + self.customers.len()
             + self.accounts.len()
             + self.payments.len()
             + self.transactions.len()
@@ -78,6 +121,10 @@ impl State {
             SnapshotItem::Change(change) => self.apply_change(change),
             SnapshotItem::Idempotency { entry, created } => {
                 self.idempotency.store(*entry, created);
+                Ok(())
+            }
+            SnapshotItem::Sizes(sizes) => {
+                self.reserve(&sizes);
                 Ok(())
             }
         }
@@ -308,7 +355,7 @@ mod tests {
             .iter()
             .filter_map(|i| match i {
                 SnapshotItem::Change(c) => Some(kind(c)),
-                SnapshotItem::Idempotency { .. } => None,
+                SnapshotItem::Idempotency { .. } | SnapshotItem::Sizes(_) => None,
             })
             .collect();
         kinds.dedup();

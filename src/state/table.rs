@@ -75,6 +75,16 @@ impl<T> Table<T> {
         self.shard(id).read().contains_key(id)
     }
 
+    /// Makes room for `additional` more objects, spread over the shards
+    /// (ids are random, so each shard gets about its share).
+    pub fn reserve(&self, additional: usize) {
+        let per_shard = additional.div_ceil(self.shards.len()) + additional.div_ceil(self.shards.len()) / 16;
+        for shard in self.shards.iter() {
+            shard.write().reserve(per_shard);
+        }
+        self.order.write().reserve(additional);
+    }
+
     /// Gives back the spare capacity that growing during replay left behind.
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
