@@ -76,9 +76,11 @@ impl<T> Table<T> {
     }
 
     /// Makes room for `additional` more objects, spread over the shards
-    /// (ids are random, so each shard gets about its share).
+    /// (ids are random, so each shard gets about its share, plus a sixteenth
+    /// for the shards that get more than their share).
     pub fn reserve(&self, additional: usize) {
-        let per_shard = additional.div_ceil(self.shards.len()) + additional.div_ceil(self.shards.len()) / 16;
+        let share = additional.div_ceil(self.shards.len());
+        let per_shard = share + share / 16;
         for shard in self.shards.iter() {
             shard.write().reserve(per_shard);
         }
