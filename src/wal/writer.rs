@@ -383,6 +383,7 @@ mod tests {
     //! nothing, and nothing is written or synced after it (no fsync retry).
 
     use std::sync::Mutex;
+    use std::time::Duration;
 
     use super::*;
     use crate::wal::faults::{Fault, FaultKind, FaultOp, Faults, FaultyFs, OpStatus};
@@ -398,6 +399,12 @@ mod tests {
     }
 
     fn rig() -> Rig {
+        rig_with(crate::config::WAL_SEGMENT_BYTES_MAX, None, Duration::ZERO)
+    }
+
+    /// A writer whose apply fails at `fail_at` (a record that cannot be
+    /// applied) and takes `apply_time` per record.
+    fn rig_with(segment_bytes_max: u64, fail_at: Option<u64>, apply_time: Duration) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let faults = Faults::new();
         let fs: Arc<dyn FileSystem> = Arc::new(FaultyFs::new(RealFs, faults.clone()));
@@ -408,9 +415,13 @@ mod tests {
             fs,
             dir.path(),
             &end,
-            crate::config::WAL_SEGMENT_BYTES_MAX,
+            segment_bytes_max,
             WalStats::default(),
             Box::new(move |lsn, _| {
+                std::thread::sleep(apply_time);
+                if Some(lsn) == fail_at {
+                    return Err(StorageError::Inconsistent(format!("record {lsn} contradicts the state")));
+                }
                 sink.lock().unwrap().push(lsn);
                 Ok(())
             }),
@@ -522,6 +533,76 @@ mod tests {
         let (on_disk, _) = r.on_disk();
         for lsn in &acked {
             assert!(on_disk.len() as u64 >= *lsn, "acknowledged record {lsn} is on disk");
+        }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_applied_answers_an_error_and_stops_the_write_path() {
+        let r = rig_with(crate::config::WAL_SEGMENT_BYTES_MAX, Some(2), Duration::ZERO);
+        assert_eq!(r.append(1).unwrap(), 1);
+        let err = r.append(2).unwrap_err();
+        assert_eq!(err.status, 500, "{err:?}");
+        assert!(r.wal.is_poisoned());
+        let appends = r.op(FaultOp::Append).calls;
+        assert_eq!(r.append(3).unwrap_err().code, "storage_unavailable");
+        assert_eq!(r.op(FaultOp::Append).calls, appends, "nothing is written after it");
+        assert_eq!(*r.applied.lock().unwrap(), vec![1]);
+        // A barrier after it cannot run on a state that is not at one LSN.
+        let barrier = r.wal.barrier(|lsn| lsn);
+        assert!(barrier.is_err() || r.rt.block_on(barrier.unwrap()).unwrap().is_err());
+    }
+
+    #[test]
+    fn a_barrier_runs_with_every_record_before_it_applied() {
+        // A slow apply, so that synced batches wait to be applied when a barrier comes.
+        let r = rig_with(crate::config::WAL_SEGMENT_BYTES_MAX, None, Duration::from_micros(300));
+        for round in 0..20 {
+            let answers: Vec<_> = std::thread::scope(|scope| {
+                let clients: Vec<_> = (0..4)
+                    .map(|t| {
+                        let wal = &r.wal;
+                        scope.spawn(move || {
+                            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                            (0..10).map(|i| rt.block_on(wal.append(record(t * 10 + i))).unwrap()).collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                // Barriers land between (and among) the appends of the clients.
+                let seen: Vec<(u64, Vec<u64>)> = (0..5)
+                    .map(|_| {
+                        let applied = r.applied.clone();
+                        let rx = r.wal.barrier(move |lsn| (lsn, applied.lock().unwrap().clone())).unwrap();
+                        r.rt.block_on(rx).unwrap().unwrap()
+                    })
+                    .collect();
+                for c in clients {
+                    c.join().unwrap();
+                }
+                seen
+            });
+            for (lsn, applied) in answers {
+                // Exactly the records before the barrier, in LSN order, and none after.
+                assert_eq!(applied, (1..=lsn).collect::<Vec<_>>(), "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_open_segment_is_zero_filled_ahead_but_never_past_its_size() {
+        for segment_bytes_max in [4096, crate::config::WAL_SEGMENT_BYTES_MAX] {
+            let r = rig_with(segment_bytes_max, None, Duration::ZERO);
+            for i in 1..=3 {
+                r.append(i).unwrap();
+            }
+            let seg = r.dir.path().join(segment_file_name(1));
+            let bytes = std::fs::read(&seg).unwrap();
+            let scan = format::scan_frames(&bytes, format::SEGMENT_HEADER_BYTES, crate::config::WAL_RECORD_BYTES_MAX);
+            assert_eq!(scan.payloads.len(), 3);
+            assert!(bytes[scan.valid_end..].iter().all(|&b| b == 0));
+            // The first batch filled ahead; the next two fit in what it filled.
+            let first_end = scan.payloads[0].end as u64;
+            assert_eq!(bytes.len() as u64, segment_bytes_max.min(first_end + WAL_PREALLOCATE_BYTES));
+            assert_eq!(r.on_disk(), (vec![1, 2, 3], false), "the filled space reads as the end of the log");
         }
     }
 }
