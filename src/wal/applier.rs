@@ -34,8 +34,8 @@ pub(super) struct Synced {
 /// What the writer hands over, in log order.
 pub(super) enum Stage {
     Batch(Vec<Synced>),
-    /// Runs with the LSN of the last record before it (or why it cannot).
-    Barrier(BarrierFn, Result<u64, StorageError>),
+    /// Runs with the LSN of the last record before it.
+    Barrier(BarrierFn, u64),
 }
 
 /// The loop of the apply thread; returns when the writer is gone.
@@ -65,7 +65,7 @@ pub(super) fn run(rx: Receiver<Stage>, mut apply: ApplyFn, poisoned: Arc<AtomicB
                     stats.last_lsn.set(lsn as i64);
                 }
             }
-            Stage::Barrier(f, at) => f(if failed { Err(StorageError::Poisoned) } else { at }),
+            Stage::Barrier(f, lsn) => f(if failed { Err(StorageError::Poisoned) } else { Ok(lsn) }),
         }
     }
 }

@@ -293,7 +293,7 @@ impl Writer {
                 }
             }
         }
-        self.stage(Stage::Barrier(f, Ok(self.next_lsn - 1)));
+        self.stage(Stage::Barrier(f, self.next_lsn - 1));
     }
 
     /// Hands `stage` to the apply thread (blocking while its queue is full).
