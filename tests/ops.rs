@@ -357,6 +357,29 @@ fn offline_snapshot_restore_and_their_refusals() {
     b.truncate(b.len() - 1);
     std::fs::write(&bad, b).unwrap();
     assert!(run_fails(&["restore", bad.to_str().unwrap(), "--data", t, "--force"]).contains("not a usable snapshot"));
+    // Good checksums but items that do not load: refused while its copy was being
+    // written, and the copy is removed again.
+    let unloadable = tempfile::tempdir().unwrap();
+    let info = loyalty_ledger::snapshot::write_snapshot(
+        &loyalty_ledger::wal::fs::RealFs,
+        unloadable.path(),
+        7,
+        0,
+        vec![loyalty_ledger::state::SnapshotItem::Sizes(Box::new(loyalty_ledger::state::TableSizes {
+            customers: 1_000,
+            ..Default::default()
+        }))],
+    )
+    .unwrap();
+    let before = snapshot_files(target.path());
+    let err = run_fails(&["restore", info.path.to_str().unwrap(), "--data", t, "--force"]);
+    assert!(err.contains("not a usable snapshot") && err.contains("table sizes"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(target.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(snapshot_files(target.path()), before);
+    assert!(left.iter().all(|n| n.ends_with(".snap")), "no temp copy is left: {left:?}");
 
     let r = Server::start_in(target.path());
     assert_eq!(whole_state(&r), expected);
