@@ -58,6 +58,13 @@ impl Body {
 /// `parameter_missing`, `parameter_invalid` (naming the parameter's path).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    // Most bodies are valid: parse once without tracking the path (the tracked
+    // parse was 2.5 % of a durable earn's server CPU), and parse again with
+    // the path only to name the parameter of a failure. Both parses see the
+    // same bytes, so they fail alike.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
