@@ -89,6 +89,12 @@ pub const DECODE_CHUNK_ITEMS: usize = 256;
 
 /// ...and at most this many chunks wait decoded but not applied.
 pub const DECODE_QUEUE_CHUNKS: usize = 16;
+/// WAL replay hands the ledger lane (accounts and points transactions) its
+/// changes in chunks of this many (`state::lanes`).
+pub const LANE_CHUNK_CHANGES: usize = 512;
+/// Chunks that may wait for the ledger lane: how far the two lanes of a
+/// replay may drift apart.
+pub const LANE_QUEUE_CHUNKS: usize = 16;
 
 /// Series of the per-route HTTP metrics at most (method x route pattern x status);
 /// past it new combinations are counted under `route="other"`.

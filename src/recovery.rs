@@ -1,9 +1,10 @@
 //! Startup: load the newest valid snapshot, replay the WAL after it, then
 //! open the WAL for appends.
 //!
-//! Replay applies every record through the same `State::apply` the live
-//! writer uses, in LSN order, so the state after replay is exactly the
-//! acknowledged state before the crash (DESIGN.md invariant 2).
+//! Replay applies every change through the same `State::apply_change` the
+//! live writer uses, each table's changes in LSN order (`state::lanes`), so
+//! the state after replay is exactly the acknowledged state before the crash
+//! (DESIGN.md invariant 2).
 //!
 //! Snapshots: the newest one whose checksums hold is used. A damaged newest
 //! snapshot is skipped for the next older one plus the WAL after it (kept
@@ -20,7 +21,7 @@ use crate::ledger::Ledger;
 use crate::pipeline::decode_then_apply;
 use crate::snapshot::format::{CORRUPT_SUFFIX, SNAPSHOT_SUFFIX};
 use crate::snapshot::{self, SNAPSHOT_DIR};
-use crate::state::State;
+use crate::state::{apply_in_lanes, State};
 use crate::wal::fs::FileSystem;
 use crate::wal::reader::{read_log, LogEnd};
 use crate::wal::{Record, Wal, WAL_DIR};
@@ -140,7 +141,8 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -
 
 /// Replays the WAL from `from_lsn` into `state`: records are read, checked
 /// and decoded on a second thread while this one applies them in LSN order
-/// (`pipeline`). Returns where the log ends and how many records were applied.
+/// (`pipeline`), handing accounts and points transactions to a third
+/// (`state::lanes`). Returns where the log ends and how many records were applied.
 pub fn replay_log(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -150,24 +152,31 @@ pub fn replay_log(
 ) -> Result<(LogEnd, u64), StorageError> {
     let started = Instant::now();
     let mut records = 0u64;
-    let end = decode_then_apply(
-        |emit| {
-            read_log(fs, dir, from_lsn, repair, |lsn, payload| {
-                let record = Record::decode(payload)
-                    .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
-                emit((lsn, record))
-            })
-        },
-        |(lsn, record)| {
-            state.apply(lsn, record)?;
-            records += 1;
-            if records.is_multiple_of(PROGRESS_LOG_EVERY) {
-                tracing::info!(records, lsn, elapsed_ms = started.elapsed().as_millis() as u64, "replaying the WAL");
-            }
-            Ok(())
-        },
-        || StorageError::Inconsistent("replay stopped while the WAL was being read".into()),
-    )?;
+    let end = apply_in_lanes(state, |apply| {
+        decode_then_apply(
+            |emit| {
+                read_log(fs, dir, from_lsn, repair, |lsn, payload| {
+                    let record = Record::decode(payload)
+                        .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
+                    emit((lsn, record))
+                })
+            },
+            |(lsn, record)| {
+                apply(lsn, record)?;
+                records += 1;
+                if records.is_multiple_of(PROGRESS_LOG_EVERY) {
+                    tracing::info!(
+                        records,
+                        lsn,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "replaying the WAL"
+                    );
+                }
+                Ok(())
+            },
+            || StorageError::Inconsistent("replay stopped while the WAL was being read".into()),
+        )
+    })?;
     Ok((end, records))
 }
 

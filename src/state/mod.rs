@@ -4,15 +4,18 @@
 //! only to copy an object in or out, never across an await. What serializes
 //! the *logic* of a mutation is elsewhere: the account actor for an account,
 //! the object locks for payments and customers. Only the WAL's apply thread
-//! (live) and recovery (at startup) call `apply`, one record at a time, in LSN order, so
-//! memory after a restart is exactly memory before it.
+//! (live, `apply`: one record at a time) and recovery (at startup, `lanes`:
+//! each table's changes on one thread) apply changes, in LSN order, so memory
+//! after a restart is exactly memory before it.
 
 mod idempotency;
+mod lanes;
 mod list;
 mod snapshot;
 mod table;
 
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
+pub use lanes::apply_in_lanes;
 pub use list::{CreatedRange, ListParams};
 pub use snapshot::{SnapshotItem, TableSizes};
 pub use table::Table;

@@ -144,8 +144,8 @@ impl<T> Table<T> {
     /// Called with the id's shard write-locked: one lookup per insert. The
     /// lock order is always shard, then order; nothing takes a shard while
     /// holding `order` (readers copy a chunk of it and let go first), so this
-    /// cannot deadlock. Only one thread applies records (the WAL's apply thread, or
-    /// recovery before it), so inserts never race each other.
+    /// cannot deadlock. Only one thread applies to a table (the WAL's apply thread, or
+    /// one lane of recovery before it), so inserts never race each other.
     fn push_order(&self, id: &Id, created: i64) -> usize {
         let mut order = self.order.write();
         order.push((id.clone(), created));
