@@ -343,7 +343,7 @@ fn replay(total: usize) {
         decode.rate()
     );
     println!(
-        "  + State::apply (full replay, 2 threads):{:>8.2} s  {:>12.0} records/s  (median of 3; best {:.0}/s; {entries} objects in state)",
+        "  + State::apply (full replay: decode + 2 apply lanes):{:>8.2} s  {:>12.0} records/s  (median of 3; best {:.0}/s; {entries} objects in state)",
         median.elapsed.as_secs_f64(),
         median.rate(),
         full[0].rate()
