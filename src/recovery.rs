@@ -152,7 +152,7 @@ pub fn replay_log(
 ) -> Result<(LogEnd, u64), StorageError> {
     let started = Instant::now();
     let mut records = 0u64;
-    let end = apply_in_lanes(state, |apply| {
+    let end = apply_in_lanes(state, |lanes| {
         decode_then_apply(
             |emit| {
                 read_log(fs, dir, from_lsn, repair, |lsn, payload| {
@@ -162,7 +162,7 @@ pub fn replay_log(
                 })
             },
             |(lsn, record)| {
-                apply(lsn, record)?;
+                lanes.record(lsn, record)?;
                 records += 1;
                 if records.is_multiple_of(PROGRESS_LOG_EVERY) {
                     tracing::info!(

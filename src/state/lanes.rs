@@ -22,7 +22,7 @@
 //! is reported unless the objects lane failed at an earlier record.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, SyncSender};
 
 use super::State;
 use crate::config::{LANE_CHUNK_CHANGES, LANE_QUEUE_CHUNKS};
@@ -35,13 +35,53 @@ fn in_ledger_lane(change: &Change) -> bool {
     matches!(change, Change::PutAccount(_) | Change::PutTransaction(_))
 }
 
-/// Applies records, in LSN order, on two lanes (see the module doc).
-/// `run` gets the function to call for each record and returns what the
-/// replay as a whole returned (a decode error, say, after the records before
-/// it); lane errors take precedence over it as described above.
+/// The caller's side of the lanes: what `apply_in_lanes` hands to `run`.
+pub struct Lanes<'a> {
+    state: &'a State,
+    to_ledger: Option<SyncSender<Vec<(u64, Change)>>>,
+    /// Ledger changes not yet handed over, with their LSNs.
+    pending: Vec<(u64, Change)>,
+    /// Where the objects lane (this thread) failed, if it did.
+    objects_failed_at: Option<u64>,
+}
+
+impl Lanes<'_> {
+    /// Applies `change` of record `lsn` in its lane. A ledger change only
+    /// queues; its error, if any, comes out of `apply_in_lanes`.
+    fn change(&mut self, lsn: u64, change: Change) -> Result<(), StorageError> {
+        if !in_ledger_lane(&change) {
+            return self.state.apply_change(change).inspect_err(|_| self.objects_failed_at = Some(lsn));
+        }
+        self.pending.push((lsn, change));
+        if self.pending.len() >= LANE_CHUNK_CHANGES {
+            let full = std::mem::replace(&mut self.pending, Vec::with_capacity(LANE_CHUNK_CHANGES));
+            let stopped = || StorageError::Inconsistent("the ledger lane stopped".into());
+            self.to_ledger.as_ref().ok_or_else(stopped)?.send(full).map_err(|_| stopped())?;
+        }
+        Ok(())
+    }
+
+    /// Applies the WAL record `lsn` (what `State::apply` does live).
+    pub fn record(&mut self, lsn: u64, record: Record) -> Result<(), StorageError> {
+        let Record { time, idem, changes } = record;
+        for change in changes {
+            self.change(lsn, change)?;
+        }
+        if let Some(idem) = idem {
+            self.state.idempotency.store(idem, time);
+        }
+        self.state.applied_lsn.store(lsn, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Runs `run` with two lanes to apply records through (see the module doc)
+/// and returns what it returned (a decode error, say, after the records
+/// before it), unless a lane failed at an earlier record: the first failing
+/// record in LSN order wins.
 pub fn apply_in_lanes<R>(
     state: &State,
-    run: impl FnOnce(&mut dyn FnMut(u64, Record) -> Result<(), StorageError>) -> Result<R, StorageError>,
+    run: impl FnOnce(&mut Lanes) -> Result<R, StorageError>,
 ) -> Result<R, StorageError> {
     let (tx, rx) = mpsc::sync_channel::<Vec<(u64, Change)>>(LANE_QUEUE_CHUNKS);
     std::thread::scope(|scope| {
@@ -55,43 +95,25 @@ pub fn apply_in_lanes<R>(
                 }
                 Ok(())
             })
-            .map_err(|e| StorageError::Inconsistent(format!("cannot start the replay's ledger lane: {e}")))?;
-        let mut tx = Some(tx);
-        let mut pending: Vec<(u64, Change)> = Vec::with_capacity(LANE_CHUNK_CHANGES);
-        // The LSN of the objects lane's own failure, if it failed.
-        let mut objects_failed_at = None;
-        let lane_stopped = || StorageError::Inconsistent("the replay's ledger lane stopped".into());
-        let ran = run(&mut |lsn, record| {
-            let Record { time, idem, changes } = record;
-            for change in changes {
-                if in_ledger_lane(&change) {
-                    pending.push((lsn, change));
-                } else if let Err(e) = state.apply_change(change) {
-                    objects_failed_at = Some(lsn);
-                    return Err(e);
-                }
-            }
-            if pending.len() >= LANE_CHUNK_CHANGES {
-                let full = std::mem::replace(&mut pending, Vec::with_capacity(LANE_CHUNK_CHANGES));
-                tx.as_ref().ok_or_else(lane_stopped)?.send(full).map_err(|_| lane_stopped())?;
-            }
-            if let Some(idem) = idem {
-                state.idempotency.store(idem, time);
-            }
-            state.applied_lsn.store(lsn, Ordering::Release);
-            Ok(())
-        });
+            .map_err(|e| StorageError::Inconsistent(format!("cannot start the ledger lane: {e}")))?;
+        let mut lanes = Lanes {
+            state,
+            to_ledger: Some(tx),
+            pending: Vec::with_capacity(LANE_CHUNK_CHANGES),
+            objects_failed_at: None,
+        };
+        let ran = run(&mut lanes);
         // Whatever is pending goes to the lane even after a failure here: a
         // ledger change of an earlier record may be the first failure.
-        if let Some(tx) = tx.take() {
-            if !pending.is_empty() {
-                let _ = tx.send(std::mem::take(&mut pending));
+        if let Some(tx) = lanes.to_ledger.take() {
+            if !lanes.pending.is_empty() {
+                let _ = tx.send(std::mem::take(&mut lanes.pending));
             }
         }
         // A panic in the lane is a bug; carry it over rather than hide it.
         let ledger = ledger_lane.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         match (ran, ledger) {
-            (Err(e), Err((lane_lsn, _))) if objects_failed_at.is_some_and(|at| at <= lane_lsn) => Err(e),
+            (Err(e), Err((lsn, _))) if lanes.objects_failed_at.is_some_and(|failed| failed <= lsn) => Err(e),
             (_, Err((_, lane_error))) => Err(lane_error),
             (ran, Ok(())) => ran,
         }
@@ -155,9 +177,9 @@ mod tests {
     }
 
     fn replay(state: &State, records: Vec<Record>, then: Result<(), StorageError>) -> Result<(), StorageError> {
-        apply_in_lanes(state, |apply| {
+        apply_in_lanes(state, |lanes| {
             for (i, r) in records.into_iter().enumerate() {
-                apply(i as u64 + 1, r)?;
+                lanes.record(i as u64 + 1, r)?;
             }
             then
         })

@@ -15,7 +15,7 @@ mod snapshot;
 mod table;
 
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
-pub use lanes::apply_in_lanes;
+pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, ListParams};
 pub use snapshot::{SnapshotItem, TableSizes};
 pub use table::Table;
