@@ -1,7 +1,7 @@
 //! The WAL decoders on arbitrary bytes (DESIGN.md invariant 9, "Bad input"):
-//! `Record::decode`, `format::scan_frames` and `reader::read_log` (with each
-//! record decoded and applied to a fresh `State`, as recovery does) answer an
-//! error or a value, never a panic.
+//! `Record::decode`, `format::scan_frames` and `recovery::replay_log` (startup's
+//! own replay into a fresh `State`: read, decode, apply in two lanes) answer
+//! an error or a value, never a panic.
 //!
 //! Inputs start from a real log (written by the server through every kind of
 //! mutation) and are damaged: bits flipped, bytes overwritten, inserted or cut,
@@ -20,7 +20,6 @@ use loyalty_ledger::config::WAL_RECORD_BYTES_MAX;
 use loyalty_ledger::state::State;
 use loyalty_ledger::wal::format::{self, frame_into, scan_frames, segment_file_name, segment_header};
 use loyalty_ledger::wal::fs::RealFs;
-use loyalty_ledger::wal::reader::read_log;
 use loyalty_ledger::wal::Record;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -120,18 +119,12 @@ fn segment(first_lsn: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// A log as recovery reads it: frames checked, records decoded and applied.
+/// A log as recovery reads it (startup's own `replay_log`: frames checked,
+/// records decoded on one thread and applied in two lanes).
 fn recover(dir: &Path, from_lsn: u64, repair: bool) -> Result<u64, String> {
     let state = State::new();
-    let mut n = 0;
-    read_log(&RealFs, dir, from_lsn, repair, |lsn, payload| {
-        let record = Record::decode(payload)
-            .map_err(|e| loyalty_ledger::error::StorageError::Inconsistent(format!("record {lsn}: {e}")))?;
-        state.apply(lsn, record)?;
-        n += 1;
-        Ok(())
-    })
-    .map_err(|e| e.to_string())?;
+    let (_, n) =
+        loyalty_ledger::recovery::replay_log(&RealFs, dir, from_lsn, repair, &state).map_err(|e| e.to_string())?;
     Ok(n)
 }
 
