@@ -591,6 +591,30 @@ struct WalDelta {
     records: f64,
     batches: f64,
     sync_seconds: f64,
+    /// Batches whose write + fdatasync, or whose apply, took over `SLOW_BATCH_SECONDS`.
+    slow_syncs: f64,
+    slow_applies: f64,
+}
+
+/// A WAL batch slower than this (to sync, or to apply) is counted as a stall.
+const SLOW_BATCH_SECONDS: f64 = 0.01;
+
+/// Observations of the histogram `metric` above `SLOW_BATCH_SECONDS` (to the
+/// nearest bucket bound at or above it), from Prometheus text.
+fn slow_count(text: &str, metric: &str) -> Option<f64> {
+    let total = text.lines().find_map(|l| l.strip_prefix(&format!("{metric}_count ")))?.trim().parse::<f64>().ok()?;
+    let bucket = format!("{metric}_bucket{{le=\"");
+    let within = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&bucket)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((le.parse::<f64>().ok()?, count.trim().parse::<f64>().ok()?))
+        })
+        .filter(|(le, _)| *le >= SLOW_BATCH_SECONDS)
+        .min_by(|a, b| a.0.total_cmp(&b.0))?
+        .1;
+    Some(total - within)
 }
 
 /// The WAL counters of `/metrics`: records, batches (= fdatasyncs) and total sync time.
@@ -611,6 +635,8 @@ async fn wal_metrics(addr: SocketAddr) -> Option<WalDelta> {
         records: value("ledger_wal_records_total")?,
         batches: value("ledger_wal_batches_total")?,
         sync_seconds: value("ledger_wal_sync_duration_seconds_sum").unwrap_or(f64::NAN),
+        slow_syncs: slow_count(&text, "ledger_wal_sync_duration_seconds").unwrap_or(f64::NAN),
+        slow_applies: slow_count(&text, "ledger_wal_apply_duration_seconds").unwrap_or(f64::NAN),
     })
 }
 
@@ -778,6 +804,8 @@ async fn drive(
                 records: b.records - a.records,
                 batches: b.batches - a.batches,
                 sync_seconds: b.sync_seconds - a.sync_seconds,
+                slow_syncs: b.slow_syncs - a.slow_syncs,
+                slow_applies: b.slow_applies - a.slow_applies,
             }),
             _ => None,
         },
@@ -1183,14 +1211,18 @@ fn main() {
             if d.batches > 0.0 {
                 println!(
                     "{}: WAL {:.0} records in {:.0} batches ({:.1} records per batch, {:.0} batches/s), \
-                     mean write+fdatasync {:.2} ms, WAL thread busy syncing {:.0}% of the window",
+                     mean write+fdatasync {:.2} ms, WAL thread busy syncing {:.0}% of the window; \
+                     batches over {:.0} ms: {:.0} to sync, {:.0} to apply",
                     w.name(),
                     d.records,
                     d.batches,
                     d.records / d.batches,
                     d.batches / r.seconds,
                     d.sync_seconds / d.batches * 1000.0,
-                    d.sync_seconds / r.seconds * 100.0
+                    d.sync_seconds / r.seconds * 100.0,
+                    SLOW_BATCH_SECONDS * 1000.0,
+                    d.slow_syncs,
+                    d.slow_applies
                 );
             }
         }

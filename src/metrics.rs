@@ -108,6 +108,11 @@ impl Metrics {
             m.wal.sync_seconds.clone(),
         );
         r.register(format!("{p}_wal_batch_records"), "Records in one group commit", m.wal.batch_records.clone());
+        r.register(
+            format!("{p}_wal_apply_duration_seconds"),
+            "Time the apply thread takes to apply and answer one synced group commit",
+            m.wal.apply_seconds.clone(),
+        );
         r.register(format!("{p}_accounts"), "Loyalty accounts", m.accounts.clone());
         r.register(
             format!("{p}_account_actors_live"),

@@ -454,6 +454,7 @@ fn metrics_expose_the_expected_series() {
         "ledger_wal_sync_duration_seconds_bucket{le=",
         "ledger_wal_sync_duration_seconds_count ",
         "ledger_wal_batch_records_bucket{le=",
+        "ledger_wal_apply_duration_seconds_bucket{le=",
         "ledger_accounts 2",
         "ledger_account_actors_live ",
         "ledger_replay_duration_seconds ",

@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -45,6 +46,7 @@ pub(super) fn run(rx: Receiver<Stage>, mut apply: ApplyFn, poisoned: Arc<AtomicB
     for stage in rx {
         match stage {
             Stage::Batch(batch) => {
+                let started = Instant::now();
                 let mut last = None;
                 for Synced { lsn, record, reply } in batch {
                     let result = if failed { Err(StorageError::Poisoned) } else { apply(lsn, record).map(|()| lsn) };
@@ -64,6 +66,7 @@ pub(super) fn run(rx: Receiver<Stage>, mut apply: ApplyFn, poisoned: Arc<AtomicB
                 if let Some(lsn) = last {
                     stats.last_lsn.set(lsn as i64);
                 }
+                stats.apply_seconds.observe(started.elapsed().as_secs_f64());
             }
             Stage::Barrier(f, lsn) => f(if failed { Err(StorageError::Poisoned) } else { Ok(lsn) }),
         }

@@ -60,6 +60,8 @@ pub struct WalStats {
     pub sync_seconds: Histogram,
     /// Records in one group commit.
     pub batch_records: Histogram,
+    /// Time the apply thread takes to apply and answer one synced batch.
+    pub apply_seconds: Histogram,
 }
 
 impl Default for WalStats {
@@ -74,6 +76,8 @@ impl Default for WalStats {
             sync_seconds: Histogram::new(exponential_buckets(0.000_02, 2.0, 17)),
             // 1 .. 4096 (WAL_BATCH_RECORDS_MAX)
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            // 20 us .. ~1.3 s, as the sync
+            apply_seconds: Histogram::new(exponential_buckets(0.000_02, 2.0, 17)),
         }
     }
 }
