@@ -21,7 +21,6 @@
 //! fails, the caller's next hand-over fails and stops the replay; its error
 //! is reported unless the objects lane failed at an earlier record.
 
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, SyncSender};
 
 use super::State;
@@ -67,10 +66,7 @@ impl Lanes<'_> {
         for change in changes {
             self.change(lsn, change)?;
         }
-        if let Some(idem) = idem {
-            self.state.idempotency.store(idem, time);
-        }
-        self.state.applied_lsn.store(lsn, Ordering::Release);
+        self.state.finish_record(lsn, time, idem);
         Ok(())
     }
 }

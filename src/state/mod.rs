@@ -38,7 +38,7 @@ use crate::domain::rewards::Reward;
 use crate::domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
 use crate::domain::Id;
 use crate::error::StorageError;
-use crate::wal::{Change, Record};
+use crate::wal::{Change, IdemEntry, Record};
 
 /// An account with its derived balance and its transactions.
 #[derive(Debug, Clone)]
@@ -162,11 +162,18 @@ impl State {
         for change in record.changes {
             self.apply_change(change)?;
         }
-        if let Some(idem) = record.idem {
-            self.idempotency.store(idem, record.time);
+        self.finish_record(lsn, record.time, record.idem);
+        Ok(())
+    }
+
+    /// What a record does besides its changes, once they are applied: keep its
+    /// idempotent answer, and move `applied_lsn` to it. Shared with the replay
+    /// lanes, so replay and the live path cannot drift apart here.
+    fn finish_record(&self, lsn: u64, time: i64, idem: Option<IdemEntry>) {
+        if let Some(idem) = idem {
+            self.idempotency.store(idem, time);
         }
         self.applied_lsn.store(lsn, Ordering::Release);
-        Ok(())
     }
 
     fn apply_change(&self, change: Change) -> Result<(), StorageError> {
