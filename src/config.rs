@@ -102,6 +102,9 @@ pub const METRICS_HTTP_SERIES_MAX: usize = 2_000;
 
 /// Number of stripes of the object lock table (payments, customers).
 pub const OBJECT_LOCK_STRIPES: usize = 1024;
+/// Ids per chunk of a table's insertion order (32 bytes each: 128 KiB a
+/// chunk). A full chunk is never moved, so growing the order never copies it.
+pub const ORDER_CHUNK_IDS: usize = 4096;
 /// Shards of each in-memory object table.
 pub const STATE_SHARDS: usize = 64;
 

@@ -11,6 +11,7 @@
 mod idempotency;
 mod lanes;
 mod list;
+mod order;
 mod snapshot;
 mod table;
 

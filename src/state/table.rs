@@ -19,6 +19,7 @@ use foldhash::fast::RandomState;
 use parking_lot::RwLock;
 
 use super::list::ListParams;
+use super::order::Order;
 use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS};
 use crate::domain::{Id, IdKind};
 use crate::error::ApiError;
@@ -34,7 +35,7 @@ type Shard<T> = RwLock<HashMap<Id, Slot<T>, RandomState>>;
 pub struct Table<T> {
     shards: Box<[Shard<T>]>,
     /// Ids with their `created`, in the order they were first applied.
-    order: RwLock<Vec<(Id, i64)>>,
+    order: RwLock<Order>,
     hasher: RandomState,
 }
 
@@ -42,7 +43,7 @@ impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
             shards: (0..STATE_SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
-            order: RwLock::new(Vec::new()),
+            order: RwLock::new(Order::default()),
             hasher: RandomState::default(),
         }
     }
@@ -148,8 +149,7 @@ impl<T> Table<T> {
     /// one lane of recovery before it), so inserts never race each other.
     fn push_order(&self, id: &Id, created: i64) -> usize {
         let mut order = self.order.write();
-        order.push((id.clone(), created));
-        order.len() - 1
+        order.push((id.clone(), created))
     }
 
     /// Changes an existing object in place; `None` if there is none.
@@ -213,7 +213,7 @@ impl<T> Table<T> {
         // while a shard is read (the writer takes them one at a time too).
         while end > 0 {
             let begin = end.saturating_sub(LIST_SCAN_CHUNK);
-            let chunk: Vec<(Id, i64)> = self.order.read()[begin..end].to_vec();
+            let chunk = self.order.read().copy_range(begin, end);
             end = begin;
             for (id, created) in chunk.iter().rev() {
                 if !params.created.contains(*created) {

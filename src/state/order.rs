@@ -1,0 +1,115 @@
+//! A table's ids in insertion order, stored in fixed-size chunks.
+//!
+//! A `Vec` that grows by doubling copies everything it holds at each
+//! doubling: at 262,144 ids (32 bytes each) that is 8 MiB copied into fresh
+//! pages, on the WAL's apply thread, while every request of the batch waits.
+//! The load bench saw such doublings take 3-18 ms per table, and a payment,
+//! its transaction and its events double together (docs/performance.md,
+//! "Slow applies"). Here a push never moves what is stored: a full chunk
+//! stays where it is and the next push starts a new one. Only the small
+//! vector of chunk pointers still doubles (N / ORDER_CHUNK_IDS of them).
+//!
+//! The first chunk grows by doubling up to ORDER_CHUNK_IDS, so a table with
+//! a handful of objects (rewards, endpoints) does not hold a whole chunk.
+
+use crate::config::ORDER_CHUNK_IDS;
+use crate::domain::Id;
+
+/// An id with its `created`, as lists filter by it.
+pub type Entry = (Id, i64);
+
+#[derive(Default)]
+pub struct Order {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl Order {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends an entry; returns its position.
+    pub fn push(&mut self, entry: Entry) -> usize {
+        let at = self.len;
+        if at.is_multiple_of(ORDER_CHUNK_IDS) && at > 0 {
+            self.chunks.push(Vec::with_capacity(ORDER_CHUNK_IDS));
+        }
+        match self.chunks.last_mut() {
+            Some(chunk) => chunk.push(entry),
+            None => self.chunks.push(vec![entry]),
+        }
+        self.len += 1;
+        at
+    }
+
+    /// A copy of the entries at positions `range` (clamped to the length).
+    pub fn copy_range(&self, begin: usize, end: usize) -> Vec<Entry> {
+        let end = end.min(self.len);
+        let mut out = Vec::with_capacity(end.saturating_sub(begin));
+        let mut at = begin;
+        while at < end {
+            let (chunk, offset) = (at / ORDER_CHUNK_IDS, at % ORDER_CHUNK_IDS);
+            let take = (ORDER_CHUNK_IDS - offset).min(end - at);
+            out.extend_from_slice(&self.chunks[chunk][offset..offset + take]);
+            at += take;
+        }
+        out
+    }
+
+    /// Makes room for the pointers of `additional` more entries' chunks (a
+    /// chunk itself is allocated when the first entry lands in it).
+    pub fn reserve(&mut self, additional: usize) {
+        self.chunks.reserve((self.len + additional).div_ceil(ORDER_CHUNK_IDS).saturating_sub(self.chunks.len()));
+    }
+
+    /// Gives back the spare capacity of the chunk pointers and, when it is the
+    /// only one, of the first chunk (a full chunk has none; the last one is
+    /// left with its room, since the next push fills it).
+    pub fn shrink_to_fit(&mut self) {
+        self.chunks.shrink_to_fit();
+        if let [only] = self.chunks.as_mut_slice() {
+            only.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: usize) -> Entry {
+        (Id::from(format!("id_{i}").as_str()), i as i64)
+    }
+
+    #[test]
+    fn positions_and_ranges_across_chunks() {
+        let mut order = Order::default();
+        let n = ORDER_CHUNK_IDS * 2 + 7;
+        order.reserve(n);
+        for i in 0..n {
+            assert_eq!(order.push(entry(i)), i);
+        }
+        assert_eq!(order.len(), n);
+        assert_eq!(order.chunks.len(), 3);
+        assert!(order.chunks[..2].iter().all(|c| c.len() == ORDER_CHUNK_IDS));
+        for (begin, end) in [(0, 0), (0, 3), (ORDER_CHUNK_IDS - 2, ORDER_CHUNK_IDS + 2), (5, n), (n - 1, n + 10)] {
+            let got = order.copy_range(begin, end);
+            let want: Vec<Entry> = (begin..end.min(n)).map(entry).collect();
+            assert_eq!(got, want, "range {begin}..{end}");
+        }
+        assert!(order.copy_range(n, n + 5).is_empty());
+    }
+
+    #[test]
+    fn a_small_table_holds_no_whole_chunk() {
+        let mut order = Order::default();
+        for i in 0..3 {
+            order.push(entry(i));
+        }
+        order.shrink_to_fit();
+        assert!(order.chunks[0].capacity() < 16);
+        order.push(entry(3));
+        assert_eq!(order.copy_range(0, 4), (0..4).map(entry).collect::<Vec<_>>());
+    }
+}
