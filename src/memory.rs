@@ -9,6 +9,26 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (before it allocates
+/// much: pages already huge stay so).
+///
+/// mimalloc asks for huge pages on its segments (`MADV_HUGEPAGE`), and on
+/// the virtual machines this runs on the first touch of a 2 MiB page took
+/// 3-5 ms of CPU in the kernel, in one fault. On the WAL's apply thread that
+/// held up a whole batch: the load bench counted 29-40 applies over 5 ms a run
+/// with them, 8 without. In 4 KiB pages the same memory costs about the same
+/// in all (6 us a fault here) but never in one piece. Replay and reads
+/// measured no slower without them (docs/performance.md, "Slow applies").
+pub fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process's memory map.
+    unsafe {
+        if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+            tracing::debug!("transparent huge pages could not be turned off; allocating with them");
+        }
+    }
+}
+
 /// Hands free heap pages back to the OS after replay or a snapshot load:
 /// decoding leaves freed buffers (a whole snapshot file, say) between the
 /// long-lived objects, which the allocator would otherwise keep.
