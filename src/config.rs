@@ -80,7 +80,10 @@ pub const SNAPSHOT_WRITE_BYTES: usize = 4 * 1024 * 1024;
 pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
 
 /// A WAL segment is zero-filled this far ahead of its last record (`wal::fs`).
-pub const WAL_PREALLOCATE_BYTES: u64 = 1 << 20;
+/// The batch that crosses it writes and syncs that many zeros too: at 1 MiB
+/// that sync took over 5 ms 45-71 times per 10 s of durable earns, at 256 KiB
+/// 5 times (docs/performance.md, "Slow syncs").
+pub const WAL_PREALLOCATE_BYTES: u64 = 256 << 10;
 
 /// Replay and snapshot loading decode on one thread and apply on another
 /// (`pipeline`); items travel between them in chunks of this many (one
