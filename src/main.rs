@@ -72,7 +72,6 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    loyalty_ledger::memory::no_transparent_huge_pages();
     let cli = Cli::parse();
     http::server::init_logging();
     let result = match cli.command {

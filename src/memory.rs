@@ -9,16 +9,17 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for this process (before it allocates
-/// much: pages already huge stay so).
+/// Turns transparent huge pages off for the rest of this process's life
+/// (pages already huge stay so). Called once startup has loaded the state.
 ///
 /// mimalloc asks for huge pages on its segments (`MADV_HUGEPAGE`), and on
 /// the virtual machines this runs on the first touch of a 2 MiB page took
 /// 3-5 ms of CPU in the kernel, in one fault. On the WAL's apply thread that
-/// held up a whole batch: the load bench counted 29-40 applies over 5 ms a run
-/// with them, 8 without. In 4 KiB pages the same memory costs about the same
-/// in all (6 us a fault here) but never in one piece. Replay and reads
-/// measured no slower without them (docs/performance.md, "Slow applies").
+/// held up a whole batch: the load bench counted 29-40 applies over 5 ms a
+/// run with them, 4 without. Loading in bulk is another matter: restore and
+/// start from a 1M-member snapshot took 2.4-2.6 s with them and 3.3-3.6 s
+/// without, so startup keeps them and only serving goes without
+/// (docs/performance.md, "Slow applies").
 pub fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process's memory map.

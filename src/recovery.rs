@@ -197,6 +197,8 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
     let loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, true)?;
     ledger.state.shrink_to_fit();
     crate::memory::release_free_memory();
+    // Loading is done: from here memory grows a little at a time, on the request path.
+    crate::memory::no_transparent_huge_pages();
     let dir = ledger.data_dir.join(WAL_DIR);
     let live_state = ledger.state.clone();
     let wal = Wal::start(
