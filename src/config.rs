@@ -50,12 +50,17 @@ pub const ACCOUNT_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub const WAL_QUEUE_RECORDS_MAX: usize = 16 * 1024;
 /// One group commit writes at most this many records ...
 pub const WAL_BATCH_RECORDS_MAX: usize = 4096;
+/// ... and at most this many bytes.
+pub const WAL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// The writer waits for more records before a sync (about one recent sync
+/// time, `wal::gather`) only after a batch of at least this many records ...
+pub const WAL_GATHER_AFTER_RECORDS: usize = 2;
+/// ... and never longer than this.
+pub const WAL_GATHER_MAX: Duration = Duration::from_micros(300);
 
 /// Synced batches (and barriers) waiting for the apply thread; past this
 /// the writer waits before it syncs more.
 pub const WAL_APPLY_QUEUE_BATCHES: usize = 64;
-/// ... and at most this many bytes.
-pub const WAL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// A WAL segment is closed and a new one started past this size (the default
 /// of `LEDGER_WAL_SEGMENT_BYTES`, which tests and operators may lower).
 pub const WAL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;

@@ -6,7 +6,9 @@
 //! `write` and one `fdatasync`, and hands the synced batch to the apply
 //! thread (`applier`), which applies the records to the in-memory state in
 //! LSN order and only then answers each caller. Records that arrive while a
-//! sync is in flight form the next batch, so batches grow with load.
+//! sync is in flight form the next batch, so batches grow with load; under
+//! load the writer also waits about one sync time after a batch's first
+//! record for more to join it (`gather`).
 //!
 //! A failed write or sync poisons the log: the batch and everything after it
 //! answer `storage_unavailable`, and the writer never syncs again, since a
@@ -29,6 +31,7 @@ use tokio::sync::oneshot;
 use super::applier::{self, Stage, Synced};
 use super::format::{self, segment_file_name, segment_header};
 use super::fs::{AppendFile, FileSystem};
+use super::gather::Gather;
 use super::reader::LogEnd;
 use super::record::Record;
 use prometheus_client::metrics::counter::Counter;
@@ -139,6 +142,7 @@ impl Wal {
             poisoned: poisoned.clone(),
             stats: stats.clone(),
             applier: to_applier,
+            gather: Gather::default(),
         };
         let (apply_poisoned, apply_stats) = (poisoned.clone(), stats.clone());
         std::thread::Builder::new()
@@ -234,6 +238,8 @@ struct Writer {
     stats: Arc<WalStats>,
     /// Synced batches and barriers go to the apply thread, in log order.
     applier: SyncSender<Stage>,
+    /// How long a batch waits for company before its sync.
+    gather: Gather,
 }
 
 impl Writer {
@@ -258,6 +264,9 @@ impl Writer {
             };
             let mut bytes = first.framed.len();
             batch.push(first);
+            if let Some(wait) = self.gather.wait() {
+                std::thread::sleep(wait);
+            }
             while batch.len() < WAL_BATCH_RECORDS_MAX {
                 match rx.try_recv() {
                     // A barrier ends the batch: it runs after this batch is applied.
@@ -338,6 +347,7 @@ impl Writer {
             return;
         }
         let sync = started.elapsed();
+        self.gather.synced(batch.len(), sync);
         self.stats.sync_micros_total.inc_by(sync.as_micros() as u64);
         self.stats.sync_seconds.observe(sync.as_secs_f64());
         self.stats.batch_records.observe(batch.len() as f64);
