@@ -6,7 +6,7 @@
 //! threads. Waiting about one sync time (here the 300 us cap) once the first
 //! record is in doubles the batch (17-21 records) for a cost of that wait per
 //! request. In the load bench that took durable earn p99 from 9.4-10.2 ms to
-//! 7.2-8.7 ms and p999 from 13.8-14.2 ms to 9.4-11.2 ms, at the same
+//! 7.2-9.7 ms and p999 from 13.8-14.2 ms to 9.4-12.3 ms, at the same
 //! throughput (docs/performance.md, "Gathering a batch").
 //!
 //! The wait only happens when the previous batch had company (at least
@@ -72,18 +72,18 @@ mod tests {
     fn company_waits_about_one_sync_time_and_never_past_the_cap() {
         let mut g = Gather::default();
         g.synced(WAL_GATHER_AFTER_RECORDS, MS / 4);
-        assert_eq!(g.wait(), Some(MS / 4));
+        assert_eq!(g.wait(), Some(WAL_GATHER_MAX.min(MS / 4)));
         // A slow sync moves the mean by an eighth of the difference, then it is capped.
         g.synced(WAL_GATHER_AFTER_RECORDS, 100 * MS);
         let after_spike = g.wait().unwrap();
         assert_eq!(after_spike, WAL_GATHER_MAX.min(MS / 4 - MS / 32 + 100 * MS / 8));
-        assert!(after_spike <= WAL_GATHER_MAX);
-        // Fast syncs pull it back down.
+        // Fast syncs pull the mean back down (to within rounding).
         for _ in 0..200 {
-            g.synced(8, MS / 10);
+            g.synced(8, MS / 20);
         }
         let settled = g.wait().unwrap();
-        assert!(settled >= MS / 10 - Duration::from_micros(1) && settled <= MS / 10 + Duration::from_micros(1));
+        let (low, high) = (MS / 20 - Duration::from_micros(1), MS / 20 + Duration::from_micros(1));
+        assert!(settled >= low.min(WAL_GATHER_MAX) && settled <= high.min(WAL_GATHER_MAX), "{settled:?}");
         // A batch without company turns the wait off again.
         g.synced(1, MS / 10);
         assert_eq!(g.wait(), None);
