@@ -468,3 +468,19 @@ fn metrics_expose_the_expected_series() {
     // No key needed.
     assert!(text.contains("# TYPE ledger_http_request_duration_seconds histogram"));
 }
+
+/// operations.md, "Run": once the state is loaded the server turns transparent huge
+/// pages off for itself (a huge-page fault on the apply thread stalled a whole batch).
+#[test]
+fn a_ready_server_has_transparent_huge_pages_off() {
+    let before = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !before.lines().any(|l| l.starts_with("THP_enabled:")) {
+        eprintln!("this kernel does not report THP_enabled in /proc/<pid>/status; nothing to check");
+        return;
+    }
+    let s = Server::start();
+    let pid = s.pid().expect("the server runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's status");
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("THP_enabled line");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
