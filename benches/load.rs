@@ -1270,12 +1270,13 @@ fn main() {
         let ratio = r.ops_per_s() / ceiling;
         match w {
             Workload::Earn => {
-                let ok = ratio >= EARN_RATIO_TARGET && r.p99_ms <= EARN_P99_TARGET_MS;
+                // Two targets, each with its own verdict: one can be met while the other is not.
                 println!(
-                    "  durable earn: {ratio:.2}x ceiling (target >= {EARN_RATIO_TARGET}x), \
+                    "  durable earn: {ratio:.2}x ceiling (target >= {EARN_RATIO_TARGET}x): {}; \
                      p99 {} ms (target <= {EARN_P99_TARGET_MS} ms): {}",
+                    verdict(ratio >= EARN_RATIO_TARGET),
                     ms(r.p99_ms),
-                    verdict(ok)
+                    verdict(r.p99_ms <= EARN_P99_TARGET_MS)
                 );
             }
             Workload::Read => {
