@@ -87,7 +87,7 @@ pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
 /// A WAL segment is zero-filled this far ahead of its last record (`wal::fs`).
 /// The batch that crosses it writes and syncs that many zeros too: at 1 MiB
 /// that sync took over 5 ms 45-71 times per 10 s of durable earns, at 256 KiB
-/// 5 times (docs/performance.md, "Slow syncs").
+/// 5-24 times (docs/performance.md, "Slow syncs").
 pub const WAL_PREALLOCATE_BYTES: u64 = 256 << 10;
 
 /// Replay and snapshot loading decode on one thread and apply on another

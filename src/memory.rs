@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// the virtual machines this runs on the first touch of a 2 MiB page took
 /// 3-5 ms of CPU in the kernel, in one fault. On the WAL's apply thread that
 /// held up a whole batch: the load bench counted 29-40 applies over 5 ms a
-/// run with them, 4 without. Loading in bulk is another matter: restore and
+/// run with them, 8 without (4 once table growth stopped copying too). Loading in bulk is another matter: restore and
 /// start from a 1M-member snapshot took 2.4-2.6 s with them and 3.3-3.6 s
 /// without, so startup keeps them and only serving goes without
 /// (docs/performance.md, "Slow applies").
