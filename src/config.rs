@@ -110,9 +110,13 @@ pub const METRICS_HTTP_SERIES_MAX: usize = 2_000;
 
 /// Number of stripes of the object lock table (payments, customers).
 pub const OBJECT_LOCK_STRIPES: usize = 1024;
-/// Ids per chunk of a table's insertion order (32 bytes each: 128 KiB a
+/// Entries per chunk of a table's insertion order (16 bytes each: 64 KiB a
 /// chunk). A full chunk is never moved, so growing the order never copies it.
 pub const ORDER_CHUNK_IDS: usize = 4096;
+/// Objects one table can hold: a map bucket keeps its object's position in
+/// the insertion order in 32 bits. Past it an insert fails the record (it
+/// would take hundreds of GB of memory first).
+pub const TABLE_OBJECTS_MAX: usize = u32::MAX as usize;
 /// Shards of each in-memory object table.
 pub const STATE_SHARDS: usize = 64;
 

@@ -19,7 +19,7 @@ pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, ListParams};
 pub use snapshot::{SnapshotItem, TableSizes};
-pub use table::Table;
+pub use table::{Keyed, Table};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +51,44 @@ pub struct AccountEntry {
     /// Ids of the account's points transactions, oldest first.
     pub transactions: Vec<Id>,
 }
+
+impl Keyed for AccountEntry {
+    fn id(&self) -> &str {
+        &self.account.id
+    }
+
+    fn created(&self) -> i64 {
+        self.account.created
+    }
+}
+
+/// The objects of the other tables carry their own `id` and `created`.
+macro_rules! keyed_by_fields {
+    ($($object:ty),* $(,)?) => {$(
+        impl Keyed for $object {
+            fn id(&self) -> &str {
+                &self.id
+            }
+
+            fn created(&self) -> i64 {
+                self.created
+            }
+        }
+    )*};
+}
+
+keyed_by_fields!(
+    Customer,
+    EarningRule,
+    Payment,
+    PointsTransaction,
+    Refund,
+    Reward,
+    Redemption,
+    Event,
+    WebhookEndpoint,
+    Delivery
+);
 
 #[derive(Default)]
 pub struct State {
@@ -179,16 +217,16 @@ impl State {
 
     fn apply_change(&self, change: Change) -> Result<(), StorageError> {
         match change {
-            Change::PutCustomer(c) => self.customers.put(c.id.clone(), c.created, c),
+            Change::PutCustomer(c) => self.customers.put(c)?,
             Change::PutAccount(a) => {
-                let (id, created) = (a.id.clone(), a.created);
-                self.accounts.upsert(id, created, |slot| match slot {
+                let id = a.id.clone();
+                self.accounts.upsert(&id, |slot| match slot {
                     Some(entry) => {
                         entry.account = a;
                         None
                     }
                     None => Some(AccountEntry { account: a, balance: 0, transactions: Vec::new() }),
-                });
+                })?;
             }
             Change::PutProgram(p) => *self.program.write() = Arc::unwrap_or_clone(p),
             Change::PutEarningRule(rule) => {
@@ -198,11 +236,11 @@ impl State {
                     Some(r) => *r = EarningRule::clone(&rule),
                     None => rules.push(EarningRule::clone(&rule)),
                 }
-                self.earning_rules.put(rule.id.clone(), rule.created, rule);
+                self.earning_rules.put(rule)?;
             }
-            Change::PutPayment(p) => self.payments.put(p.id.clone(), p.created, p),
+            Change::PutPayment(p) => self.payments.put(p)?,
             Change::PutTransaction(tx) => self.apply_transaction(tx)?,
-            Change::PutReward(r) => self.rewards.put(r.id.clone(), r.created, r),
+            Change::PutReward(r) => self.rewards.put(r)?,
             Change::PutRedemption(r) => {
                 {
                     let mut expiries = self.expiries.lock();
@@ -213,9 +251,9 @@ impl State {
                         expiries.remove(&key);
                     }
                 }
-                self.redemptions.put(r.id.clone(), r.created, r);
+                self.redemptions.put(r)?;
             }
-            Change::PutEvent(e) => self.events.put(e.id.clone(), e.created, e),
+            Change::PutEvent(e) => self.events.put(e)?,
             Change::PutWebhookEndpoint(w) => {
                 {
                     let mut live = self.live_endpoints.write();
@@ -225,7 +263,7 @@ impl State {
                     }
                     *live = Arc::new(next);
                 }
-                self.webhook_endpoints.put(w.id.clone(), w.created, w);
+                self.webhook_endpoints.put(w)?;
             }
             Change::PutDelivery(d) => {
                 let previous = self.deliveries.with(&d.id, |old| old.next_attempt_at);
@@ -242,9 +280,9 @@ impl State {
                         due.remove(&d.endpoint);
                     }
                 }
-                self.deliveries.put(d.id.clone(), d.created, d);
+                self.deliveries.put(d)?;
             }
-            Change::PutRefund(r) => self.refunds.put(r.id.clone(), r.created, r),
+            Change::PutRefund(r) => self.refunds.put(r)?,
             Change::PutEventOf(of) => {
                 // `Record::decode` resolves these; one here is a bug, not a bad log.
                 return Err(StorageError::Inconsistent(format!("event {} was applied unresolved", of.id)));
@@ -275,10 +313,7 @@ impl State {
                 Err(StorageError::Inconsistent(format!("transaction {} names unknown account {}", tx.id, tx.account)))
             }
             Some(Err(reason)) => Err(StorageError::Inconsistent(reason)),
-            Some(Ok(())) => {
-                self.transactions.put(tx.id.clone(), tx.created, tx);
-                Ok(())
-            }
+            Some(Ok(())) => self.transactions.put(tx),
         }
     }
 }

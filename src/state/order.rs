@@ -1,7 +1,8 @@
-//! A table's ids in insertion order, stored in fixed-size chunks.
+//! A table's objects in insertion order (each by its id's hash), stored in
+//! fixed-size chunks.
 //!
 //! A `Vec` that grows by doubling copies everything it holds at each
-//! doubling: at 262,144 ids (32 bytes each) that is 8 MiB copied into fresh
+//! doubling: at 262,144 ids (32 bytes each, then) that was 8 MiB copied into fresh
 //! pages, on the WAL's apply thread, while every request of the batch waits.
 //! The load bench saw such doublings take 3-18 ms per table, and a payment,
 //! its transaction and its events double together (docs/performance.md,
@@ -13,10 +14,10 @@
 //! a handful of objects (rewards, endpoints) does not hold a whole chunk.
 
 use crate::config::ORDER_CHUNK_IDS;
-use crate::domain::Id;
 
-/// An id with its `created`, as lists filter by it.
-pub type Entry = (Id, i64);
+/// An object's id hash (which finds its bucket, with its position) and its
+/// `created`, as lists filter by it.
+pub type Entry = (u64, i64);
 
 #[derive(Default)]
 pub struct Order {
@@ -79,7 +80,7 @@ mod tests {
     use super::*;
 
     fn entry(i: usize) -> Entry {
-        (Id::from(format!("id_{i}").as_str()), i as i64)
+        (i as u64 * 7919, i as i64)
     }
 
     #[test]

@@ -6,35 +6,67 @@
 //! place (`upsert`, `update`) goes through `Arc::make_mut`, so a value someone
 //! still holds (an event, a snapshot) keeps the version it had.
 //!
+//! An id is stored once, in its object (`Keyed`). A map bucket holds the
+//! value's pointer, its position in the insertion order and 32 bits of its
+//! id's hash (16 bytes), and the order holds each object's whole hash and
+//! its `created` (16 bytes). Before, the map key and the order each held a
+//! copy of the id (a bucket of 40 bytes, an order entry of 32): the tables
+//! are most of the memory a replay touches for the first time, and on this
+//! VM first touches cost ~1.5 ns per byte (docs/performance.md, "Replay").
+//! The kept hash bits re-place a bucket when its map grows without reading
+//! the object, and rule out nearly every wrong candidate of a lookup before
+//! its id is compared.
+//!
 //! Hashing is foldhash (ids are random already, so no need for SipHash's
-//! flood resistance); every map and the shard picker get their own seed, so
+//! flood resistance), one hash per id: its low bits pick the shard, its
+//! high 32 bits (spread over 64 again) place it within the shard's map, so
 //! the keys of one shard do not share the bits their map indexes buckets by.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 use parking_lot::RwLock;
 
 use super::list::ListParams;
 use super::order::Order;
-use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS};
+use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX};
 use crate::domain::{Id, IdKind};
-use crate::error::ApiError;
+use crate::error::{ApiError, StorageError};
 
-struct Slot<T> {
-    /// Position in `order`: lists walk `order` backwards (newest first).
-    seq: usize,
-    value: Arc<T>,
+/// What a table needs from the objects it holds: the id they are found by
+/// and their creation time, neither of which changes over an object's life.
+pub trait Keyed {
+    fn id(&self) -> &str;
+    fn created(&self) -> i64;
 }
 
-type Shard<T> = RwLock<HashMap<Id, Slot<T>, RandomState>>;
+struct Slot<T> {
+    value: Arc<T>,
+    /// Position in `order`: lists walk `order` backwards (newest first).
+    seq: u32,
+    /// The high half of the id's hash (`in_shard`).
+    hash: u32,
+}
+
+type Shard<T> = RwLock<HashTable<Slot<T>>>;
+
+/// The part of an id's hash a shard's map works with (the low bits chose the shard).
+fn in_shard(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// The hash a shard's map places a bucket by: 32 bits spread over 64 (the
+/// map takes its bucket index from the low bits and a tag from the top 7).
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
 
 pub struct Table<T> {
     shards: Box<[Shard<T>]>,
-    /// Ids with their `created`, in the order they were first applied.
+    /// The ids' hashes with their `created`, in the order they were first applied.
     order: RwLock<Order>,
     hasher: RandomState,
 }
@@ -42,21 +74,36 @@ pub struct Table<T> {
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
-            shards: (0..STATE_SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
+            shards: (0..STATE_SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
             order: RwLock::new(Order::default()),
             hasher: RandomState::default(),
         }
     }
 }
 
-impl<T> Table<T> {
-    fn shard(&self, id: &str) -> &Shard<T> {
-        &self.shards[(self.hasher.hash_one(id) as usize) % self.shards.len()]
+impl<T: Keyed> Table<T> {
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    fn shard(&self, hash: u64) -> &Shard<T> {
+        &self.shards[(hash as usize) % self.shards.len()]
+    }
+
+    /// The bucket of `id`, whose hash is `hash`.
+    fn slot<'a>(map: &'a HashTable<Slot<T>>, hash: u64, id: &str) -> Option<&'a Slot<T>> {
+        let part = in_shard(hash);
+        map.find(spread(part), |slot| slot.hash == part && slot.value.id() == id)
+    }
+
+    fn with_slot<R>(&self, id: &str, f: impl FnOnce(&Slot<T>) -> R) -> Option<R> {
+        let hash = self.hash(id);
+        Self::slot(&self.shard(hash).read(), hash, id).map(f)
     }
 
     /// Calls `f` with the object, if there is one.
     pub fn with<R>(&self, id: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
-        self.shard(id).read().get(id).map(|slot| f(&slot.value))
+        self.with_slot(id, |slot| f(&slot.value))
     }
 
     /// A copy of the object `id`, if `id` has the shape of `kind` and exists
@@ -73,7 +120,7 @@ impl<T> Table<T> {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.shard(id).read().contains_key(id)
+        self.with(id, |_| ()).is_some()
     }
 
     /// Makes room for `additional` more objects, spread over the shards
@@ -83,7 +130,7 @@ impl<T> Table<T> {
         let share = additional.div_ceil(self.shards.len());
         let per_shard = share + share / 16;
         for shard in self.shards.iter() {
-            shard.write().reserve(per_shard);
+            shard.write().reserve(per_shard, |slot| spread(slot.hash));
         }
         self.order.write().reserve(additional);
     }
@@ -91,7 +138,7 @@ impl<T> Table<T> {
     /// Gives back the spare capacity that growing during replay left behind.
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
-            shard.write().shrink_to_fit();
+            shard.write().shrink_to_fit(|slot| spread(slot.hash));
         }
         self.order.write().shrink_to_fit();
     }
@@ -104,27 +151,37 @@ impl<T> Table<T> {
         self.len() == 0
     }
 
-    /// Inserts `value` as `id`, or replaces the stored version.
-    pub fn put(&self, id: Id, created: i64, value: Arc<T>) {
-        let mut shard = self.shard(&id).write();
-        match shard.entry(id) {
+    /// Inserts `value`, or replaces the stored version of its id.
+    pub fn put(&self, value: Arc<T>) -> Result<(), StorageError> {
+        let hash = self.hash(value.id());
+        let part = in_shard(hash);
+        let mut shard = self.shard(hash).write();
+        let entry = shard.entry(
+            spread(part),
+            |slot| slot.hash == part && slot.value.id() == value.id(),
+            |slot| spread(slot.hash),
+        );
+        match entry {
             Entry::Occupied(mut slot) => slot.get_mut().value = value,
             Entry::Vacant(slot) => {
-                let seq = self.push_order(slot.key(), created);
-                slot.insert(Slot { seq, value });
+                let seq = self.push_order(hash, value.created(), value.id())?;
+                slot.insert(Slot { value, seq, hash: part });
             }
         }
+        Ok(())
     }
 
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
     /// returning `None`) or `None` for a new one (returning the object to insert,
-    /// or a replacement).
-    pub fn upsert(&self, id: Id, created: i64, f: impl FnOnce(Option<&mut T>) -> Option<T>)
+    /// which must have the id `id`, or a replacement).
+    pub fn upsert(&self, id: &str, f: impl FnOnce(Option<&mut T>) -> Option<T>) -> Result<(), StorageError>
     where
         T: Clone,
     {
-        let mut shard = self.shard(&id).write();
-        match shard.entry(id) {
+        let hash = self.hash(id);
+        let part = in_shard(hash);
+        let mut shard = self.shard(hash).write();
+        match shard.entry(spread(part), |slot| slot.hash == part && slot.value.id() == id, |slot| spread(slot.hash)) {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
                 if let Some(value) = f(Some(Arc::make_mut(&mut slot.value))) {
@@ -133,23 +190,33 @@ impl<T> Table<T> {
             }
             Entry::Vacant(slot) => {
                 if let Some(value) = f(None) {
-                    let seq = self.push_order(slot.key(), created);
-                    slot.insert(Slot { seq, value: Arc::new(value) });
+                    let seq = self.push_order(hash, value.created(), id)?;
+                    slot.insert(Slot { value: Arc::new(value), seq, hash: part });
                 }
             }
         }
+        Ok(())
     }
 
-    /// Appends a new id to `order`; returns its position.
+    /// Appends a new object's hash to `order`; returns its position, or an
+    /// error if the table already holds `TABLE_OBJECTS_MAX` objects.
     ///
     /// Called with the id's shard write-locked: one lookup per insert. The
     /// lock order is always shard, then order; nothing takes a shard while
     /// holding `order` (readers copy a chunk of it and let go first), so this
     /// cannot deadlock. Only one thread applies to a table (the WAL's apply thread, or
     /// one lane of recovery before it), so inserts never race each other.
-    fn push_order(&self, id: &Id, created: i64) -> usize {
+    fn push_order(&self, hash: u64, created: i64, id: &str) -> Result<u32, StorageError> {
         let mut order = self.order.write();
-        order.push((id.clone(), created))
+        match u32::try_from(order.len()) {
+            Ok(seq) if order.len() < TABLE_OBJECTS_MAX => {
+                order.push((hash, created));
+                Ok(seq)
+            }
+            _ => Err(StorageError::Inconsistent(format!(
+                "cannot add {id}: its table already holds {TABLE_OBJECTS_MAX} objects"
+            ))),
+        }
     }
 
     /// Changes an existing object in place; `None` if there is none.
@@ -157,13 +224,17 @@ impl<T> Table<T> {
     where
         T: Clone,
     {
-        self.shard(id).write().get_mut(id).map(|slot| f(Arc::make_mut(&mut slot.value)))
+        let hash = self.hash(id);
+        let part = in_shard(hash);
+        let mut shard = self.shard(hash).write();
+        let slot = shard.find_mut(spread(part), |slot| slot.hash == part && slot.value.id() == id)?;
+        Some(f(Arc::make_mut(&mut slot.value)))
     }
 
     /// Calls `f` for every object, in no particular order (used by checks).
     pub fn for_each(&self, mut f: impl FnMut(&T)) {
         for shard in self.shards.iter() {
-            for slot in shard.read().values() {
+            for slot in shard.read().iter() {
                 f(&slot.value);
             }
         }
@@ -181,8 +252,8 @@ impl<T> Table<T> {
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
         let mut in_order: Vec<Option<&Arc<T>>> = vec![None; len];
         for guard in &guards {
-            for slot in guard.values() {
-                if let Some(place) = in_order.get_mut(slot.seq) {
+            for slot in guard.iter() {
+                if let Some(place) = in_order.get_mut(slot.seq as usize) {
                     *place = Some(&slot.value);
                 }
             }
@@ -201,8 +272,8 @@ impl<T> Table<T> {
         mut emit: impl FnMut(&T),
     ) -> Result<bool, ApiError> {
         let start = match &params.starting_after {
-            Some(cursor) => match self.shard(cursor).read().get(cursor.as_str()) {
-                Some(slot) => slot.seq,
+            Some(cursor) => match self.with_slot(cursor, |slot| slot.seq as usize) {
+                Some(seq) => seq,
                 None => return Err(ApiError::missing_reference("starting_after", cursor)),
             },
             None => usize::MAX,
@@ -215,12 +286,14 @@ impl<T> Table<T> {
             let begin = end.saturating_sub(LIST_SCAN_CHUNK);
             let chunk = self.order.read().copy_range(begin, end);
             end = begin;
-            for (id, created) in chunk.iter().rev() {
+            for (offset, (hash, created)) in chunk.iter().enumerate().rev() {
                 if !params.created.contains(*created) {
                     continue;
                 }
-                let shard = self.shard(id).read();
-                let Some(slot) = shard.get(id) else { continue };
+                // Positions are unique: the bucket is found by its position, no id needed.
+                let seq = (begin + offset) as u32;
+                let shard = self.shard(*hash).read();
+                let Some(slot) = shard.find(spread(in_shard(*hash)), |slot| slot.seq == seq) else { continue };
                 if !keep(&slot.value) {
                     continue;
                 }
@@ -253,8 +326,9 @@ impl<T> Table<T> {
         };
         let mut emitted = 0;
         for id in ids[..end].iter().rev() {
-            let shard = self.shard(id).read();
-            let Some(slot) = shard.get(id) else { continue };
+            let hash = self.hash(id);
+            let shard = self.shard(hash).read();
+            let Some(slot) = Self::slot(&shard, hash, id) else { continue };
             if !params.created.contains(created_of(&slot.value)) || !keep(&slot.value) {
                 continue;
             }
@@ -265,5 +339,109 @@ impl<T> Table<T> {
             emitted += 1;
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::list::CreatedRange;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Thing {
+        id: Id,
+        created: i64,
+        version: u32,
+    }
+
+    impl Keyed for Thing {
+        fn id(&self) -> &str {
+            &self.id
+        }
+
+        fn created(&self) -> i64 {
+            self.created
+        }
+    }
+
+    fn thing(i: usize, version: u32) -> Arc<Thing> {
+        Arc::new(Thing { id: Id::from(format!("thg_{i}").as_str()), created: i as i64, version })
+    }
+
+    fn ids(table: &Table<Thing>, params: &ListParams) -> (Vec<String>, bool) {
+        let mut out = Vec::new();
+        let more = table.page(params, |_| true, |t| out.push(t.id.to_string())).unwrap();
+        (out, more)
+    }
+
+    /// Enough objects to grow every shard's map several times: each is found
+    /// by its id after the moves, versions replace in place, lists walk the
+    /// insertion order, and a shrink keeps everything findable.
+    #[test]
+    fn finds_replaces_and_lists_through_growth() {
+        let table = Table::<Thing>::default();
+        let n = 20_000;
+        for i in 0..n {
+            table.put(thing(i, 1)).unwrap();
+        }
+        assert_eq!(table.len(), n);
+        for i in (0..n).step_by(3) {
+            table.put(thing(i, 2)).unwrap();
+        }
+        assert_eq!(table.len(), n, "a new version is not a new object");
+        assert_eq!(table.update("thg_7", |t| t.version = 9), Some(()));
+        assert_eq!(table.update("thg_missing", |t| t.version = 9), None);
+        table.shrink_to_fit();
+        for i in 0..n {
+            let want = if i == 7 {
+                9
+            } else if i % 3 == 0 {
+                2
+            } else {
+                1
+            };
+            assert_eq!(table.with(&format!("thg_{i}"), |t| t.version), Some(want), "thg_{i}");
+        }
+        assert!(!table.contains("thg_20000") && !table.contains("thg_") && table.contains("thg_0"));
+
+        let (page, more) = ids(&table, &ListParams { limit: 3, ..Default::default() });
+        assert_eq!((page, more), (vec!["thg_19999".into(), "thg_19998".into(), "thg_19997".into()], true));
+        let after = ListParams { limit: 2, starting_after: Some(Id::from("thg_2")), ..Default::default() };
+        assert_eq!(ids(&table, &after), (vec!["thg_1".into(), "thg_0".into()], false));
+        let created = CreatedRange { gte: Some(5000), lt: Some(5002), ..Default::default() };
+        assert_eq!(
+            ids(&table, &ListParams { created, ..Default::default() }),
+            (vec!["thg_5001".into(), "thg_5000".into()], false)
+        );
+        let unknown = ListParams { starting_after: Some(Id::from("thg_nope")), ..Default::default() };
+        assert!(table.page(&unknown, |_| true, |_| {}).is_err());
+
+        let mut in_order = Vec::new();
+        table.for_each_in_order(|t| in_order.push((t.created, t.version)));
+        assert_eq!(in_order.len(), n);
+        assert!(in_order.iter().enumerate().all(|(i, (created, _))| *created == i as i64));
+        assert_eq!(in_order[3].1, 2);
+
+        let subset: Vec<Id> = ["thg_1", "thg_nope", "thg_3", "thg_4"].into_iter().map(Id::from).collect();
+        let mut got = Vec::new();
+        let more = table
+            .page_subset(&subset, &ListParams::default(), |t| t.created, |t| t.version == 2, |t| got.push(t.id.clone()))
+            .unwrap();
+        assert_eq!((got, more), (vec![Id::from("thg_3")], false));
+    }
+
+    #[test]
+    fn upsert_inserts_or_changes_in_place() {
+        let table = Table::<Thing>::default();
+        table.upsert("thg_1", |old| old.map_or(Some(Thing::clone(&thing(1, 1))), |_| None)).unwrap();
+        table
+            .upsert("thg_1", |old| {
+                old.expect("stored").version = 5;
+                None
+            })
+            .unwrap();
+        table.upsert("thg_2", |_| None).unwrap();
+        assert_eq!(table.with("thg_1", |t| t.version), Some(5));
+        assert_eq!(table.len(), 1, "an upsert that returns nothing for a new id adds nothing");
     }
 }
