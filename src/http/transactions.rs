@@ -39,12 +39,9 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
             if !IdKind::Account.accepts(account) {
                 return Err(ApiError::missing_reference("account", account));
             }
-            // Copy the account's index out so no accounts shard stays locked.
-            let ids = state
-                .accounts
-                .with(account, |e| e.transactions.clone())
-                .ok_or_else(|| ApiError::missing_reference("account", account))?;
-            state.transactions.page_subset(&ids, &q.params, |t| t.created, keep, emit)?
+            state
+                .account_transactions(account, &q.params, keep, emit)?
+                .ok_or_else(|| ApiError::missing_reference("account", account))?
         }
         None => state.transactions.page(&q.params, keep, emit)?,
     };

@@ -8,6 +8,7 @@
 //! each table's changes on one thread) apply changes, in LSN order, so memory
 //! after a restart is exactly memory before it.
 
+mod account_index;
 mod idempotency;
 mod lanes;
 mod list;
@@ -48,8 +49,10 @@ pub struct AccountEntry {
     pub account: Arc<Account>,
     /// Sum of the points of the account's transactions; changed only by applying one.
     pub balance: i64,
-    /// Ids of the account's points transactions, oldest first.
-    pub transactions: Vec<Id>,
+    /// The account's points transactions, oldest first, as their positions
+    /// in the transactions table's insertion order (4 bytes each, not a
+    /// 24-byte id; `account_index.rs` pages over them).
+    pub transactions: Vec<u32>,
 }
 
 impl Keyed for AccountEntry {
@@ -297,23 +300,31 @@ impl State {
         if self.transactions.contains(&tx.id) {
             return Err(StorageError::Inconsistent(format!("points transaction {} written twice", tx.id)));
         }
-        let moved = self.accounts.update(&tx.account, |e| match e.balance.checked_add(tx.points) {
-            Some(b) if b == tx.balance_after => {
-                e.balance = b;
-                e.transactions.push(tx.id.clone());
-                Ok(())
-            }
+        let balance = self.accounts.with(&tx.account, |e| match e.balance.checked_add(tx.points) {
+            Some(b) if b == tx.balance_after => Ok(b),
             other => Err(format!(
                 "transaction {} takes account {} from {} by {} to {:?}, but says {}",
                 tx.id, tx.account, e.balance, tx.points, other, tx.balance_after
             )),
         });
-        match moved {
+        let balance = match balance {
             None => {
-                Err(StorageError::Inconsistent(format!("transaction {} names unknown account {}", tx.id, tx.account)))
+                let reason = format!("transaction {} names unknown account {}", tx.id, tx.account);
+                return Err(StorageError::Inconsistent(reason));
             }
-            Some(Err(reason)) => Err(StorageError::Inconsistent(reason)),
-            Some(Ok(())) => self.transactions.put(tx),
-        }
+            Some(checked) => checked.map_err(StorageError::Inconsistent)?,
+        };
+        let account = tx.account.clone();
+        let id = tx.id.clone();
+        self.transactions.put(tx)?;
+        let position = self.transactions.position(&id).ok_or_else(|| {
+            StorageError::Inconsistent(format!("points transaction {id} is missing right after its insert"))
+        })?;
+        // Only this thread applies to accounts, so nothing moved the balance since the check.
+        self.accounts.update(&account, |e| {
+            e.balance = balance;
+            e.transactions.push(position);
+        });
+        Ok(())
     }
 }

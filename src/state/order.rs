@@ -44,6 +44,11 @@ impl Order {
         at
     }
 
+    /// The entry at `position`, if there is one.
+    pub fn get(&self, position: usize) -> Option<Entry> {
+        self.chunks.get(position / ORDER_CHUNK_IDS)?.get(position % ORDER_CHUNK_IDS).copied()
+    }
+
     /// A copy of the entries at positions `range` (clamped to the length).
     pub fn copy_range(&self, begin: usize, end: usize) -> Vec<Entry> {
         let end = end.min(self.len);
@@ -100,6 +105,8 @@ mod tests {
             assert_eq!(got, want, "range {begin}..{end}");
         }
         assert!(order.copy_range(n, n + 5).is_empty());
+        assert_eq!(order.get(ORDER_CHUNK_IDS + 1), Some(entry(ORDER_CHUNK_IDS + 1)));
+        assert_eq!(order.get(n), None);
     }
 
     #[test]

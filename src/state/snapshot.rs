@@ -381,7 +381,10 @@ mod tests {
         assert_eq!(copy.balance("loy_a"), Some(9));
         assert_eq!(copy.balance("loy_b"), Some(-2));
         assert_eq!(copy.applied_lsn(), 4);
-        assert_eq!(copy.accounts.with("loy_a", |e| e.transactions.clone()).unwrap(), vec!["ptx_1", "ptx_3"]);
+        let positions = copy.accounts.with("loy_a", |e| e.transactions.clone()).unwrap();
+        let ids: Vec<String> =
+            positions.into_iter().filter_map(|p| copy.transactions.with_at(p, |t| t.id.to_string())).collect();
+        assert_eq!(ids, vec!["ptx_1", "ptx_3"]);
         assert_eq!(copy.idempotency.len(), 1);
         assert_eq!(copy.active_rules("eur").len(), 1);
         assert_eq!(copy.due_redemptions(1000, 10), vec!["rdm_1"]);

@@ -307,38 +307,17 @@ impl<T: Keyed> Table<T> {
         Ok(false)
     }
 
-    /// Like `page`, over a subset of this table's ids given oldest first
-    /// (a per-account index, say); `created_of` reads an object's `created`.
-    pub fn page_subset(
-        &self,
-        ids: &[Id],
-        params: &ListParams,
-        created_of: impl Fn(&T) -> i64,
-        keep: impl Fn(&T) -> bool,
-        mut emit: impl FnMut(&T),
-    ) -> Result<bool, ApiError> {
-        let end = match &params.starting_after {
-            Some(cursor) => ids
-                .iter()
-                .rposition(|id| id == cursor)
-                .ok_or_else(|| ApiError::missing_reference("starting_after", cursor))?,
-            None => ids.len(),
-        };
-        let mut emitted = 0;
-        for id in ids[..end].iter().rev() {
-            let hash = self.hash(id);
-            let shard = self.shard(hash).read();
-            let Some(slot) = Self::slot(&shard, hash, id) else { continue };
-            if !params.created.contains(created_of(&slot.value)) || !keep(&slot.value) {
-                continue;
-            }
-            if emitted == params.limit {
-                return Ok(true);
-            }
-            emit(&slot.value);
-            emitted += 1;
-        }
-        Ok(false)
+    /// The position of `id` in the insertion order, if it exists.
+    pub fn position(&self, id: &str) -> Option<u32> {
+        self.with_slot(id, |slot| slot.seq)
+    }
+
+    /// Calls `f` with the object at `position` of the insertion order, if
+    /// there is one (found by the hash the order keeps, without its id).
+    pub fn with_at<R>(&self, position: u32, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let (hash, _) = self.order.read().get(position as usize)?;
+        let shard = self.shard(hash).read();
+        shard.find(spread(in_shard(hash)), |slot| slot.seq == position).map(|slot| f(&slot.value))
     }
 }
 
@@ -422,12 +401,11 @@ mod tests {
         assert!(in_order.iter().enumerate().all(|(i, (created, _))| *created == i as i64));
         assert_eq!(in_order[3].1, 2);
 
-        let subset: Vec<Id> = ["thg_1", "thg_nope", "thg_3", "thg_4"].into_iter().map(Id::from).collect();
-        let mut got = Vec::new();
-        let more = table
-            .page_subset(&subset, &ListParams::default(), |t| t.created, |t| t.version == 2, |t| got.push(t.id.clone()))
-            .unwrap();
-        assert_eq!((got, more), (vec![Id::from("thg_3")], false));
+        let at = table.position("thg_4321").unwrap();
+        assert_eq!(at, 4321);
+        assert_eq!(table.with_at(at, |t| t.id.to_string()), Some("thg_4321".into()));
+        assert_eq!(table.with_at(n as u32, |_| ()), None);
+        assert_eq!(table.position("thg_nope"), None);
     }
 
     #[test]
