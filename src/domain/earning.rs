@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::money::Currency;
 use super::Id;
 
 /// Bounds of a rule's `points` (per `per_amount`).
@@ -19,7 +20,7 @@ pub const EARNING_RULES_MAX: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EarningRule {
     pub id: Id,
-    pub currency: String,
+    pub currency: Currency,
     pub points: i64,
     pub per_amount: i64,
     pub min_amount: i64,

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::money::Currency;
 use super::{Id, Metadata};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +30,7 @@ pub struct Payment {
     /// Sum of the discounts of its redemptions.
     pub amount_discount: i64,
     pub amount_refunded: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub status: PaymentStatus,
     pub customer: Option<Id>,
     pub metadata: Metadata,

@@ -3,6 +3,7 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::money::Currency;
 use super::Id;
 
 /// Largest balance an account may reach; earning beyond it is cut (never overflows).
@@ -41,7 +42,7 @@ impl TxType {
 /// What a transaction came from: every row names its payment, refund or redemption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
-    Payment { payment: Id, amount: i64, currency: String },
+    Payment { payment: Id, amount: i64, currency: Currency },
     Refund { refund: Id, payment: Id },
     Redemption { redemption: Id, reward: Id },
 }

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::money::Currency;
 use super::Id;
 
 /// Most redemptions one payment may carry.
@@ -57,7 +58,7 @@ pub struct Redemption {
     pub reward: Id,
     pub points: i64,
     pub discount: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub status: RedemptionStatus,
     pub payment: Option<Id>,
     pub expires_at: i64,

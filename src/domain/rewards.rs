@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::money::Currency;
 use super::Id;
 
 /// Longest client-chosen tail after `rwd_`.
@@ -17,7 +18,7 @@ pub struct Reward {
     pub name: String,
     pub points: i64,
     pub discount_amount: i64,
-    pub discount_currency: String,
+    pub discount_currency: Currency,
     pub active: bool,
     pub created: i64,
 }

@@ -31,6 +31,7 @@ use parking_lot::RwLock;
 use crate::domain::earning::EarningRule;
 use crate::domain::events::Event;
 use crate::domain::members::{Account, Customer};
+use crate::domain::money::Currency;
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
 use crate::domain::program::Program;
@@ -100,7 +101,7 @@ pub struct State {
     pub program: RwLock<Program>,
     pub earning_rules: Table<EarningRule>,
     /// Every rule by currency (active or not): what completing a payment reads.
-    rules_by_currency: RwLock<HashMap<String, Vec<EarningRule>>>,
+    rules_by_currency: RwLock<HashMap<Currency, Vec<EarningRule>>>,
     pub payments: Table<Payment>,
     pub transactions: Table<PointsTransaction>,
     pub refunds: Table<Refund>,

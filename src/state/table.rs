@@ -33,7 +33,7 @@ use parking_lot::RwLock;
 use super::list::ListParams;
 use super::order::Order;
 use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX};
-use crate::domain::{Id, IdKind};
+use crate::domain::IdKind;
 use crate::error::{ApiError, StorageError};
 
 /// What a table needs from the objects it holds: the id they are found by
@@ -324,6 +324,7 @@ impl<T: Keyed> Table<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Id;
     use crate::state::list::CreatedRange;
 
     #[derive(Debug, Clone, PartialEq)]
