@@ -221,7 +221,9 @@ impl State {
 
     fn apply_change(&self, change: Change) -> Result<(), StorageError> {
         match change {
-            Change::PutCustomer(c) => self.customers.put(c)?,
+            Change::PutCustomer(c) => {
+                self.customers.put(c)?;
+            }
             Change::PutAccount(a) => {
                 let id = a.id.clone();
                 self.accounts.upsert(&id, |slot| match slot {
@@ -242,9 +244,13 @@ impl State {
                 }
                 self.earning_rules.put(rule)?;
             }
-            Change::PutPayment(p) => self.payments.put(p)?,
+            Change::PutPayment(p) => {
+                self.payments.put(p)?;
+            }
             Change::PutTransaction(tx) => self.apply_transaction(tx)?,
-            Change::PutReward(r) => self.rewards.put(r)?,
+            Change::PutReward(r) => {
+                self.rewards.put(r)?;
+            }
             Change::PutRedemption(r) => {
                 {
                     let mut expiries = self.expiries.lock();
@@ -257,7 +263,9 @@ impl State {
                 }
                 self.redemptions.put(r)?;
             }
-            Change::PutEvent(e) => self.events.put(e)?,
+            Change::PutEvent(e) => {
+                self.events.put(e)?;
+            }
             Change::PutWebhookEndpoint(w) => {
                 {
                     let mut live = self.live_endpoints.write();
@@ -286,7 +294,9 @@ impl State {
                 }
                 self.deliveries.put(d)?;
             }
-            Change::PutRefund(r) => self.refunds.put(r)?,
+            Change::PutRefund(r) => {
+                self.refunds.put(r)?;
+            }
             Change::PutEventOf(of) => {
                 // `Record::decode` resolves these; one here is a bug, not a bad log.
                 return Err(StorageError::Inconsistent(format!("event {} was applied unresolved", of.id)));
@@ -316,11 +326,7 @@ impl State {
             Some(checked) => checked.map_err(StorageError::Inconsistent)?,
         };
         let account = tx.account.clone();
-        let id = tx.id.clone();
-        self.transactions.put(tx)?;
-        let position = self.transactions.position(&id).ok_or_else(|| {
-            StorageError::Inconsistent(format!("points transaction {id} is missing right after its insert"))
-        })?;
+        let position = self.transactions.put(tx)?;
         // Only this thread applies to accounts, so nothing moved the balance since the check.
         self.accounts.update(&account, |e| {
             e.balance = balance;

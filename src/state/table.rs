@@ -151,8 +151,9 @@ impl<T: Keyed> Table<T> {
         self.len() == 0
     }
 
-    /// Inserts `value`, or replaces the stored version of its id.
-    pub fn put(&self, value: Arc<T>) -> Result<(), StorageError> {
+    /// Inserts `value`, or replaces the stored version of its id; returns
+    /// its position in the insertion order.
+    pub fn put(&self, value: Arc<T>) -> Result<u32, StorageError> {
         let hash = self.hash(value.id());
         let part = in_shard(hash);
         let mut shard = self.shard(hash).write();
@@ -162,13 +163,17 @@ impl<T: Keyed> Table<T> {
             |slot| spread(slot.hash),
         );
         match entry {
-            Entry::Occupied(mut slot) => slot.get_mut().value = value,
+            Entry::Occupied(mut slot) => {
+                let slot = slot.get_mut();
+                slot.value = value;
+                Ok(slot.seq)
+            }
             Entry::Vacant(slot) => {
                 let seq = self.push_order(hash, value.created(), value.id())?;
                 slot.insert(Slot { value, seq, hash: part });
+                Ok(seq)
             }
         }
-        Ok(())
     }
 
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
