@@ -96,6 +96,12 @@ impl<T: Keyed> Table<T> {
         map.find(spread(part), |slot| slot.hash == part && slot.value.id() == id)
     }
 
+    /// The bucket of the object at `seq` in the insertion order, whose id's hash is `hash`
+    /// (positions are unique: no id needed).
+    fn slot_at(map: &HashTable<Slot<T>>, hash: u64, seq: u32) -> Option<&Slot<T>> {
+        map.find(spread(in_shard(hash)), |slot| slot.seq == seq)
+    }
+
     fn with_slot<R>(&self, id: &str, f: impl FnOnce(&Slot<T>) -> R) -> Option<R> {
         let hash = self.hash(id);
         Self::slot(&self.shard(hash).read(), hash, id).map(f)
@@ -295,10 +301,8 @@ impl<T: Keyed> Table<T> {
                 if !params.created.contains(*created) {
                     continue;
                 }
-                // Positions are unique: the bucket is found by its position, no id needed.
-                let seq = (begin + offset) as u32;
                 let shard = self.shard(*hash).read();
-                let Some(slot) = shard.find(spread(in_shard(*hash)), |slot| slot.seq == seq) else { continue };
+                let Some(slot) = Self::slot_at(&shard, *hash, (begin + offset) as u32) else { continue };
                 if !keep(&slot.value) {
                     continue;
                 }
@@ -321,8 +325,7 @@ impl<T: Keyed> Table<T> {
     /// there is one (found by the hash the order keeps, without its id).
     pub fn with_at<R>(&self, position: u32, f: impl FnOnce(&T) -> R) -> Option<R> {
         let (hash, _) = self.order.read().get(position as usize)?;
-        let shard = self.shard(hash).read();
-        shard.find(spread(in_shard(hash)), |slot| slot.seq == position).map(|slot| f(&slot.value))
+        Self::slot_at(&self.shard(hash).read(), hash, position).map(|slot| f(&slot.value))
     }
 }
 
