@@ -46,7 +46,9 @@ impl State {
         let mut emitted = 0;
         while end > 0 {
             let begin = end.saturating_sub(LIST_SCAN_CHUNK);
-            let Some(chunk) = self.accounts.with(account, |e| e.transactions[begin..end].to_vec()) else { break };
+            // An index only grows, so the range is there; `get` keeps a bug from panicking.
+            let chunk = self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec));
+            let Some(Some(chunk)) = chunk else { break };
             end = begin;
             for position in chunk.into_iter().rev() {
                 let mut full = false;
