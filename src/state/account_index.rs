@@ -74,36 +74,12 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::config::LIST_SCAN_CHUNK;
-    use crate::domain::members::Account;
-    use crate::domain::points::{Source, TxType};
     use crate::domain::Id;
+    use crate::state::test_changes::{account, earn};
     use crate::state::CreatedRange;
-    use crate::wal::{Change, Record};
-
-    fn account(id: &str) -> Change {
-        Change::PutAccount(Arc::new(Account {
-            id: Id::from(id),
-            customer: None,
-            metadata: Default::default(),
-            created: 1,
-        }))
-    }
-
-    fn award(id: usize, account: &str, balance_after: i64) -> Change {
-        Change::PutTransaction(Arc::new(PointsTransaction {
-            id: Id::from(format!("ptx_{id}").as_str()),
-            account: Id::from(account),
-            points: 1,
-            kind: TxType::Earn,
-            source: Source::Payment { payment: Id::from("pay_0"), amount: 100, currency: "usd".into() },
-            balance_after,
-            created: id as i64,
-        }))
-    }
+    use crate::wal::Record;
 
     /// Two accounts with interleaved transactions, more than a scan chunk each.
     fn state(per_account: usize) -> State {
@@ -111,7 +87,11 @@ mod tests {
         state.apply(1, Record { time: 1, idem: None, changes: vec![account("loy_a"), account("loy_b")] }).unwrap();
         for i in 0..per_account * 2 {
             let (acct, balance) = if i % 2 == 0 { ("loy_a", i / 2 + 1) } else { ("loy_b", i / 2 + 1) };
-            let record = Record { time: 1, idem: None, changes: vec![award(i, acct, balance as i64)] };
+            let record = Record {
+                time: 1,
+                idem: None,
+                changes: vec![earn(&format!("ptx_{i}"), acct, 1, balance as i64, i as i64)],
+            };
             state.apply(i as u64 + 2, record).unwrap();
         }
         state

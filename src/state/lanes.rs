@@ -120,33 +120,15 @@ pub fn apply_in_lanes<R>(
 mod tests {
     use super::*;
     use crate::domain::events::EventType;
-    use crate::domain::members::Account;
     use crate::domain::payments::{Payment, PaymentStatus};
-    use crate::domain::points::{PointsTransaction, Source, TxType};
     use crate::domain::Id;
+    use crate::state::test_changes::{self, account};
     use crate::state::AccountEntry;
     use crate::wal::record::EventOf;
     use std::sync::Arc;
 
-    fn account(id: &str) -> Change {
-        Change::PutAccount(Arc::new(Account {
-            id: Id::from(id),
-            customer: None,
-            metadata: Default::default(),
-            created: 1,
-        }))
-    }
-
     fn earn(id: &str, account: &str, points: i64, balance_after: i64) -> Change {
-        Change::PutTransaction(Arc::new(PointsTransaction {
-            id: Id::from(id),
-            account: Id::from(account),
-            points,
-            kind: TxType::Earn,
-            source: Source::Payment { payment: Id::from("pay_0"), amount: 100, currency: "usd".into() },
-            balance_after,
-            created: 2,
-        }))
+        test_changes::earn(id, account, points, balance_after, 2)
     }
 
     fn payment(id: &str) -> Change {

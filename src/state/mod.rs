@@ -15,6 +15,8 @@ mod list;
 mod order;
 mod snapshot;
 mod table;
+#[cfg(test)]
+mod test_changes;
 
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use lanes::{apply_in_lanes, Lanes};

@@ -141,7 +141,7 @@ mod tests {
     use super::*;
     use crate::domain::earning::EarningRule;
     use crate::domain::events::{Event, EventData, EventType};
-    use crate::domain::members::{Account, Customer};
+    use crate::domain::members::Customer;
     use crate::domain::payments::{Payment, PaymentStatus};
     use crate::domain::points::{PointsTransaction, Source, TxType};
     use crate::domain::program::Program;
@@ -149,6 +149,7 @@ mod tests {
     use crate::domain::refunds::Refund;
     use crate::domain::rewards::Reward;
     use crate::domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
+    use crate::state::test_changes::{account, earn};
     use crate::wal::Record;
 
     /// Exhaustive on purpose: a new `Change` variant fails to compile here,
@@ -170,25 +171,6 @@ mod tests {
             // Only in encoded WAL records; a snapshot writes the event itself.
             Change::PutEventOf(_) => "event reference",
         }
-    }
-
-    fn account(id: &str) -> Change {
-        Change::PutAccount(Account { id: id.into(), customer: None, metadata: Default::default(), created: 3 }.into())
-    }
-
-    fn tx(id: &str, account: &str, points: i64, balance_after: i64) -> Change {
-        Change::PutTransaction(
-            PointsTransaction {
-                id: id.into(),
-                account: account.into(),
-                points,
-                kind: TxType::Earn,
-                source: Source::Payment { payment: "pay_1".into(), amount: 100, currency: "eur".into() },
-                balance_after,
-                created: 7,
-            }
-            .into(),
-        )
     }
 
     /// One object of every table.
@@ -335,11 +317,11 @@ mod tests {
         let records = vec![
             Record { time: 1, idem: None, changes: vec![account("loy_b"), account("loy_a")] },
             Record { time: 2, idem: None, changes: one_of_each() },
-            Record { time: 2, idem: None, changes: vec![tx("ptx_1", "loy_a", 5, 5)] },
+            Record { time: 2, idem: None, changes: vec![earn("ptx_1", "loy_a", 5, 5, 7)] },
             Record {
                 time: 3,
                 idem: Some(IdemEntry { key: "k".into(), fingerprint: [1; 32], status: 200, body: b"{}".to_vec() }),
-                changes: vec![tx("ptx_2", "loy_b", -2, -2), tx("ptx_3", "loy_a", 4, 9)],
+                changes: vec![earn("ptx_2", "loy_b", -2, -2, 7), earn("ptx_3", "loy_a", 4, 9, 7)],
             },
         ];
         for (i, r) in records.into_iter().enumerate() {
