@@ -13,6 +13,8 @@
 //! `cargo bench --bench scale`. It reports against the targets (1M accounts in
 //! <= 1 KiB each; snapshot and restore-and-start <= 3 s each); it never fails on a number.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -125,16 +127,6 @@ fn serve(data: &Path) -> Running {
     Running { child, ready_after, base_url }
 }
 
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 fn run(args: &[&str], data: &Path) -> Duration {
     let started = Instant::now();
     let out = Command::new(binary()).args(args).arg("--data").arg(data).output().expect("run loyalty-ledger");
@@ -196,7 +188,7 @@ fn main() {
     let base = {
         let s = serve(&empty);
         std::thread::sleep(Duration::from_millis(300));
-        rss_bytes(s.child.id())
+        common::rss_bytes(&s.child.id().to_string())
     };
 
     let t = Instant::now();
@@ -206,7 +198,7 @@ fn main() {
     let (replay_ready, replay_rss) = {
         let s = serve(&big);
         std::thread::sleep(Duration::from_millis(300));
-        (s.ready_after, rss_bytes(s.child.id()))
+        (s.ready_after, common::rss_bytes(&s.child.id().to_string()))
     };
     let per_account_wal = (replay_rss.saturating_sub(base)) as f64 / n as f64;
 
@@ -220,7 +212,7 @@ fn main() {
     let (restart_ready, restart_rss, online) = {
         let s = serve(&restored);
         std::thread::sleep(Duration::from_millis(300));
-        let rss = rss_bytes(s.child.id());
+        let rss = common::rss_bytes(&s.child.id().to_string());
         (s.ready_after, rss, online_snapshot(&s.base_url))
     };
     let per_account_snap = (restart_rss.saturating_sub(base)) as f64 / n as f64;

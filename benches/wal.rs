@@ -16,6 +16,8 @@
 //!
 //! It reports; it never fails on a number.
 
+mod common;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -294,17 +296,6 @@ fn cpu_jiffies() -> (u64, u64, u64) {
     (busy, total, own)
 }
 
-/// This process's resident memory (`VmRSS`).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 fn replay(total: usize) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
@@ -332,13 +323,13 @@ fn replay(total: usize) {
         // (spare table capacity and freed buffers given back), on the first pass only:
         // the passes before it kept nothing.
         release_free_memory();
-        let rss_before = rss_bytes();
+        let rss_before = common::rss_bytes("self");
         let (p, state) = pass(dir, true, true);
         let state = state.unwrap();
         if state_bytes.is_none() {
             state.shrink_to_fit();
             release_free_memory();
-            state_bytes = Some(rss_bytes().saturating_sub(rss_before));
+            state_bytes = Some(common::rss_bytes("self").saturating_sub(rss_before));
         }
         entries = state.payments.len() + state.transactions.len() + state.events.len() + state.accounts.len();
         full.push(p);

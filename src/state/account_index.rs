@@ -52,7 +52,7 @@ impl State {
             end = begin;
             for position in chunk.into_iter().rev() {
                 let mut full = false;
-                let seen = self.transactions.with_at(position, |tx| {
+                self.transactions.with_at(position, |tx| {
                     if !params.created.contains(tx.created) || !keep(tx) {
                         return;
                     }
@@ -63,7 +63,7 @@ impl State {
                     emit(tx);
                     emitted += 1;
                 });
-                if seen.is_some() && full {
+                if full {
                     return Ok(Some(true));
                 }
             }

@@ -90,10 +90,21 @@ impl<T: Keyed> Table<T> {
         &self.shards[(hash as usize) % self.shards.len()]
     }
 
+    /// Whether a bucket holds the object `id`, whose hash is `hash` (the kept
+    /// hash bits are compared first, so a wrong candidate is nearly never read).
+    fn holds(hash: u64, id: &str) -> impl Fn(&Slot<T>) -> bool + '_ {
+        let part = in_shard(hash);
+        move |slot| slot.hash == part && slot.value.id() == id
+    }
+
+    /// Where a shard's map places a bucket, from the hash bits it keeps.
+    fn placed(slot: &Slot<T>) -> u64 {
+        spread(slot.hash)
+    }
+
     /// The bucket of `id`, whose hash is `hash`.
     fn slot<'a>(map: &'a HashTable<Slot<T>>, hash: u64, id: &str) -> Option<&'a Slot<T>> {
-        let part = in_shard(hash);
-        map.find(spread(part), |slot| slot.hash == part && slot.value.id() == id)
+        map.find(spread(in_shard(hash)), Self::holds(hash, id))
     }
 
     /// The bucket of the object at `seq` in the insertion order, whose id's hash is `hash`
@@ -136,7 +147,7 @@ impl<T: Keyed> Table<T> {
         let share = additional.div_ceil(self.shards.len());
         let per_shard = share + share / 16;
         for shard in self.shards.iter() {
-            shard.write().reserve(per_shard, |slot| spread(slot.hash));
+            shard.write().reserve(per_shard, Self::placed);
         }
         self.order.write().reserve(additional);
     }
@@ -144,7 +155,7 @@ impl<T: Keyed> Table<T> {
     /// Gives back the spare capacity that growing during replay left behind.
     pub fn shrink_to_fit(&self) {
         for shard in self.shards.iter() {
-            shard.write().shrink_to_fit(|slot| spread(slot.hash));
+            shard.write().shrink_to_fit(Self::placed);
         }
         self.order.write().shrink_to_fit();
     }
@@ -163,12 +174,7 @@ impl<T: Keyed> Table<T> {
         let hash = self.hash(value.id());
         let part = in_shard(hash);
         let mut shard = self.shard(hash).write();
-        let entry = shard.entry(
-            spread(part),
-            |slot| slot.hash == part && slot.value.id() == value.id(),
-            |slot| spread(slot.hash),
-        );
-        match entry {
+        match shard.entry(spread(part), Self::holds(hash, value.id()), Self::placed) {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
                 slot.value = value;
@@ -192,7 +198,7 @@ impl<T: Keyed> Table<T> {
         let hash = self.hash(id);
         let part = in_shard(hash);
         let mut shard = self.shard(hash).write();
-        match shard.entry(spread(part), |slot| slot.hash == part && slot.value.id() == id, |slot| spread(slot.hash)) {
+        match shard.entry(spread(part), Self::holds(hash, id), Self::placed) {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
                 if let Some(value) = f(Some(Arc::make_mut(&mut slot.value))) {
@@ -236,9 +242,8 @@ impl<T: Keyed> Table<T> {
         T: Clone,
     {
         let hash = self.hash(id);
-        let part = in_shard(hash);
         let mut shard = self.shard(hash).write();
-        let slot = shard.find_mut(spread(part), |slot| slot.hash == part && slot.value.id() == id)?;
+        let slot = shard.find_mut(spread(in_shard(hash)), Self::holds(hash, id))?;
         Some(f(Arc::make_mut(&mut slot.value)))
     }
 
