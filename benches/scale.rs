@@ -43,7 +43,6 @@ fn write_members(data: &Path, n: usize) -> u64 {
     std::fs::create_dir_all(&dir).unwrap();
     let mut seg: Vec<u8> = Vec::with_capacity(SEGMENT_BYTES);
     let mut first = 1u64;
-    let mut lsn = 1u64;
     let mut written = 0u64;
     let mut flush = |seg: &mut Vec<u8>, first: u64| {
         if !seg.is_empty() {
@@ -52,7 +51,7 @@ fn write_members(data: &Path, n: usize) -> u64 {
             seg.clear();
         }
     };
-    for i in 0..n {
+    for (lsn, i) in (1u64..).zip(0..n) {
         let account = IdKind::Account.generate();
         let customer = Customer {
             id: IdKind::Customer.generate(),
@@ -77,7 +76,6 @@ fn write_members(data: &Path, n: usize) -> u64 {
             seg.extend_from_slice(&segment_header(lsn));
         }
         frame_into(&payload, &mut seg);
-        lsn += 1;
     }
     flush(&mut seg, first);
     written

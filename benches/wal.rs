@@ -344,7 +344,7 @@ fn replay(total: usize) {
     println!(
         "  (other processes used {others:.2} cores on average during the passes; near 0 for numbers worth keeping)"
     );
-    full.sort_by(|a, b| a.elapsed.cmp(&b.elapsed));
+    full.sort_by_key(|a| a.elapsed);
     let median = &full[full.len() / 2];
     println!(
         "  read + scan (crc32) only:         {:>8.2} s  {:>12.0} records/s",

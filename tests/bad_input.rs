@@ -9,6 +9,9 @@
 //! Bounded for CI: `CASES_DEFAULT` rounds over every endpoint; more with
 //! `LEDGER_FUZZ_CASES`, another seed with `LEDGER_FUZZ_SEED` (common/fuzz.rs).
 
+// `*pick(..)` stays: without the `*`, `T` is inferred as `str` and the call does not compile.
+#![allow(clippy::explicit_auto_deref)]
+
 mod common;
 
 use std::collections::HashMap;

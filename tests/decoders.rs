@@ -9,6 +9,9 @@
 //! so that the bytes get past the frame check into bincode and the state.
 //! Plus plain random bytes. Cases: `LEDGER_FUZZ_CASES` (see common/fuzz.rs).
 
+// `*pick(..)` stays: without the `*`, `T` is inferred as `str` and the call does not compile.
+#![allow(clippy::explicit_auto_deref)]
+
 mod common;
 
 use std::path::Path;

@@ -158,7 +158,7 @@ fn acknowledged_completions_keep_their_award_exactly_once_after_kill_9() {
                     let mut i = 0u64;
                     while Instant::now() < stop_at {
                         let amount = 100 + (t as u64 * 37 + i * 11) % 5000;
-                        let r = if i % 2 == 0 {
+                        let r = if i.is_multiple_of(2) {
                             s.post(
                                 "/v1/payments",
                                 json!({"amount": amount, "currency": "eur", "customer": cust, "confirm": true}),
