@@ -10,7 +10,7 @@
 //! behind a long filtered scan, and an account with a million transactions
 //! is not copied whole for one page.
 
-use super::list::ListParams;
+use super::list::{ListParams, PageFill};
 use super::State;
 use crate::config::LIST_SCAN_CHUNK;
 use crate::domain::points::PointsTransaction;
@@ -25,7 +25,7 @@ impl State {
         account: &str,
         params: &ListParams,
         keep: impl Fn(&PointsTransaction) -> bool,
-        mut emit: impl FnMut(&PointsTransaction),
+        emit: impl FnMut(&PointsTransaction),
     ) -> Result<Option<bool>, ApiError> {
         let mut end = match &params.starting_after {
             None => match self.accounts.with(account, |e| e.transactions.len()) {
@@ -43,7 +43,7 @@ impl State {
                 }
             }
         };
-        let mut emitted = 0;
+        let mut page = PageFill::new(params, keep, emit);
         while end > 0 {
             let begin = end.saturating_sub(LIST_SCAN_CHUNK);
             // An index only grows, so the range is there; `get` keeps a bug from panicking.
@@ -51,19 +51,7 @@ impl State {
             let Some(Some(chunk)) = chunk else { break };
             end = begin;
             for position in chunk.into_iter().rev() {
-                let mut full = false;
-                self.transactions.with_at(position, |tx| {
-                    if !params.created.contains(tx.created) || !keep(tx) {
-                        return;
-                    }
-                    if emitted == params.limit {
-                        full = true;
-                        return;
-                    }
-                    emit(tx);
-                    emitted += 1;
-                });
-                if full {
+                if self.transactions.with_at(position, |tx| page.offer(tx, tx.created)) == Some(true) {
                     return Ok(Some(true));
                 }
             }

@@ -85,6 +85,41 @@ impl ListParams {
     }
 }
 
+/// One page of a list being filled, newest first: an offered object goes in
+/// when its `created` is within the bounds and the route's `keep` takes it,
+/// until the page holds `limit` objects. Every list walks its objects in its
+/// own way (a table's order, an account's index) and offers them here.
+pub struct PageFill<'a, K, E> {
+    params: &'a ListParams,
+    keep: K,
+    emit: E,
+    emitted: usize,
+}
+
+impl<'a, K, E> PageFill<'a, K, E> {
+    pub fn new(params: &'a ListParams, keep: K, emit: E) -> Self {
+        PageFill { params, keep, emit, emitted: 0 }
+    }
+
+    /// Offers the next object, created at `created`. `true` when it passed the
+    /// filters but the page is already full: the list has more.
+    pub fn offer<T: ?Sized>(&mut self, item: &T, created: i64) -> bool
+    where
+        K: Fn(&T) -> bool,
+        E: FnMut(&T),
+    {
+        if !self.params.created.contains(created) || !(self.keep)(item) {
+            return false;
+        }
+        if self.emitted == self.params.limit {
+            return true;
+        }
+        (self.emit)(item);
+        self.emitted += 1;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +143,24 @@ mod tests {
             assert_eq!(ListParams::parse(q(&[("limit", bad)])).unwrap_err().param.as_deref(), Some("limit"));
         }
         assert!(ListParams::parse(q(&[("created[lt]", "soon")])).is_err());
+    }
+
+    #[test]
+    fn a_page_takes_what_passes_its_filters_up_to_the_limit() {
+        let params = ListParams {
+            limit: 2,
+            created: CreatedRange { gte: Some(10), ..Default::default() },
+            ..Default::default()
+        };
+        let mut taken = Vec::new();
+        let mut page = PageFill::new(&params, |n: &i64| n % 2 == 0, |n: &i64| taken.push(*n));
+        assert!(!page.offer(&1, 20), "odd: not kept");
+        assert!(!page.offer(&2, 9), "created before the bound");
+        assert!(!page.offer(&4, 20));
+        assert!(!page.offer(&3, 20), "not kept, so not counted as more");
+        assert!(!page.offer(&6, 10));
+        assert!(!page.offer(&7, 20), "a full page still skips what it would not keep");
+        assert!(page.offer(&8, 20), "full: there is more");
+        assert_eq!(taken, vec![4, 6]);
     }
 }

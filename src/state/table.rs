@@ -30,7 +30,7 @@ use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
-use super::list::ListParams;
+use super::list::{ListParams, PageFill};
 use super::order::Order;
 use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX};
 use crate::domain::IdKind;
@@ -281,12 +281,7 @@ impl<T: Keyed> Table<T> {
 
     /// One page of a list, newest first: `emit` is called for each object that
     /// passes `params` and `keep`. Returns `has_more`.
-    pub fn page(
-        &self,
-        params: &ListParams,
-        keep: impl Fn(&T) -> bool,
-        mut emit: impl FnMut(&T),
-    ) -> Result<bool, ApiError> {
+    pub fn page(&self, params: &ListParams, keep: impl Fn(&T) -> bool, emit: impl FnMut(&T)) -> Result<bool, ApiError> {
         let start = match &params.starting_after {
             Some(cursor) => match self.with_slot(cursor, |slot| slot.seq as usize) {
                 Some(seq) => seq,
@@ -295,7 +290,7 @@ impl<T: Keyed> Table<T> {
             None => usize::MAX,
         };
         let mut end = start.min(self.order.read().len());
-        let mut emitted = 0;
+        let mut page = PageFill::new(params, keep, emit);
         // Walk `order` backwards a chunk at a time, never holding the order lock
         // while a shard is read (the writer takes them one at a time too).
         while end > 0 {
@@ -308,14 +303,9 @@ impl<T: Keyed> Table<T> {
                 }
                 let shard = self.shard(*hash).read();
                 let Some(slot) = Self::slot_at(&shard, *hash, (begin + offset) as u32) else { continue };
-                if !keep(&slot.value) {
-                    continue;
-                }
-                if emitted == params.limit {
+                if page.offer(&*slot.value, *created) {
                     return Ok(true);
                 }
-                emit(&slot.value);
-                emitted += 1;
             }
         }
         Ok(false)
