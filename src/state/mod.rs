@@ -176,14 +176,16 @@ impl State {
     /// Makes room for `sizes` objects in the tables that grow with the ledger
     /// (before a snapshot load, which checks the counts against the file).
     pub fn reserve(&self, sizes: &TableSizes) {
+        // Destructured, so that a table added to `TableSizes` cannot be left out.
+        let TableSizes { customers, accounts, payments, transactions, events, redemptions, deliveries } = *sizes;
         let n = |count: u64| count as usize;
-        self.customers.reserve(n(sizes.customers));
-        self.accounts.reserve(n(sizes.accounts));
-        self.payments.reserve(n(sizes.payments));
-        self.transactions.reserve(n(sizes.transactions));
-        self.events.reserve(n(sizes.events));
-        self.redemptions.reserve(n(sizes.redemptions));
-        self.deliveries.reserve(n(sizes.deliveries));
+        self.customers.reserve(n(customers));
+        self.accounts.reserve(n(accounts));
+        self.payments.reserve(n(payments));
+        self.transactions.reserve(n(transactions));
+        self.events.reserve(n(events));
+        self.redemptions.reserve(n(redemptions));
+        self.deliveries.reserve(n(deliveries));
     }
 
     /// Gives back the spare capacity of every table (after replay, when the
