@@ -69,6 +69,8 @@ pub struct Table<T> {
     /// The ids' hashes with their `created`, in the order they were first applied.
     order: RwLock<Order>,
     hasher: RandomState,
+    /// `TABLE_OBJECTS_MAX`, lower in tests.
+    objects_max: usize,
 }
 
 impl<T> Default for Table<T> {
@@ -77,6 +79,7 @@ impl<T> Default for Table<T> {
             shards: (0..STATE_SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
             order: RwLock::new(Order::default()),
             hasher: RandomState::default(),
+            objects_max: TABLE_OBJECTS_MAX,
         }
     }
 }
@@ -216,7 +219,8 @@ impl<T: Keyed> Table<T> {
     }
 
     /// Appends a new object's hash to `order`; returns its position, or an
-    /// error if the table already holds `TABLE_OBJECTS_MAX` objects.
+    /// error if the table already holds `TABLE_OBJECTS_MAX` objects (positions
+    /// are u32s).
     ///
     /// Called with the id's shard write-locked: one lookup per insert. The
     /// lock order is always shard, then order; nothing takes a shard while
@@ -226,12 +230,13 @@ impl<T: Keyed> Table<T> {
     fn push_order(&self, hash: u64, created: i64, id: &str) -> Result<u32, StorageError> {
         let mut order = self.order.write();
         match u32::try_from(order.len()) {
-            Ok(seq) if order.len() < TABLE_OBJECTS_MAX => {
+            Ok(seq) if order.len() < self.objects_max => {
                 order.push((hash, created));
                 Ok(seq)
             }
             _ => Err(StorageError::Inconsistent(format!(
-                "cannot add {id}: its table already holds {TABLE_OBJECTS_MAX} objects"
+                "cannot add {id}: its table already holds {} objects",
+                self.objects_max
             ))),
         }
     }
@@ -355,6 +360,24 @@ mod tests {
         let mut out = Vec::new();
         let more = table.page(params, |_| true, |t| out.push(t.id.to_string())).unwrap();
         (out, more)
+    }
+
+    /// A full table refuses a new object (put or upsert) and is left as it
+    /// was; replacing an object it holds still works.
+    #[test]
+    fn a_full_table_refuses_new_objects_and_keeps_its_own() {
+        let table = Table::<Thing> { objects_max: 3, ..Default::default() };
+        for i in 0..3 {
+            assert_eq!(table.put(thing(i, 1)).unwrap(), i as u32);
+        }
+        let refused = table.put(thing(3, 1)).unwrap_err().to_string();
+        assert!(refused.contains("thg_3") && refused.contains("3 objects"), "{refused}");
+        assert!(table.upsert("thg_4", |_| Some((*thing(4, 1)).clone())).is_err());
+        assert_eq!(table.len(), 3);
+        assert!(!table.contains("thg_3") && !table.contains("thg_4"));
+        assert_eq!(table.put(thing(1, 2)).unwrap(), 1, "a new version takes no new position");
+        assert_eq!(table.with("thg_1", |t| t.version), Some(2));
+        assert_eq!(ids(&table, &ListParams::default()), (vec!["thg_2".into(), "thg_1".into(), "thg_0".into()], false));
     }
 
     /// Enough objects to grow every shard's map several times: each is found
