@@ -81,6 +81,12 @@ pub const SNAPSHOT_CHUNK_BYTES_TARGET: usize = 1024 * 1024;
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Snapshot bytes buffered before one write to the file.
 pub const SNAPSHOT_WRITE_BYTES: usize = 4 * 1024 * 1024;
+/// An online snapshot makes room for the items the state holds when it asks
+/// for the barrier, plus 1/`SNAPSHOT_ITEMS_SLACK_DIVISOR` of them and
+/// `SNAPSHOT_ITEMS_SLACK` more for what is applied before the barrier runs
+/// (past that the list grows, by a copy inside the writer's stall).
+pub const SNAPSHOT_ITEMS_SLACK_DIVISOR: usize = 64;
+pub const SNAPSHOT_ITEMS_SLACK: usize = 4096;
 /// Long replays, snapshot loads and writes log a progress line this often (records or items).
 pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
 
