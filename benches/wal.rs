@@ -108,7 +108,12 @@ fn sample_earn(idem: bool) -> Record {
             Change::PutPayment(p) => serde_json::to_vec(&p.view()).unwrap(),
             _ => unreachable!(),
         };
-        r.idem = Some(IdemEntry { key: "order-2024-06-01-000042".into(), fingerprint: [0xAB; 32], status: 200, body });
+        r.idem = Some(IdemEntry {
+            key: "order-2024-06-01-000042".into(),
+            fingerprint: [0xAB; 32],
+            status: 200,
+            body: body.into(),
+        });
     }
     r
 }

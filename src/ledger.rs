@@ -134,7 +134,7 @@ impl Ledger {
             key: r.key.clone(),
             fingerprint: r.fingerprint,
             status: reply.status,
-            body: reply.body.clone(),
+            body: Arc::from(&reply.body[..]),
         });
         let record = Record { time: now, idem, changes };
         let wal = self.wal.get().ok_or_else(ApiError::not_ready)?;

@@ -181,14 +181,18 @@ mod measure {
 
     /// Accounts in the measured state (override with LEDGER_MEASURE_ACCOUNTS).
     const MEASURE_ACCOUNTS: usize = 100_000;
+    /// With `LEDGER_MEASURE_IDEMPOTENT=1`, each account's record also stores an
+    /// idempotent response of this many bytes (a payment's JSON is about 450).
+    const MEASURE_RESPONSE_BYTES: usize = 400;
 
     /// How long a snapshot of a realistic state stalls the writer, writes and
-    /// loads. By hand: `cargo test --lib measure_snapshot -- --ignored --nocapture`.
+    /// loads. By hand: `cargo test --release --lib measure_snapshot -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn measure_snapshot() {
         let n: usize =
             std::env::var("LEDGER_MEASURE_ACCOUNTS").ok().and_then(|v| v.parse().ok()).unwrap_or(MEASURE_ACCOUNTS);
+        let idempotent = std::env::var("LEDGER_MEASURE_IDEMPOTENT").is_ok_and(|v| v == "1");
         let state = Arc::new(State::new());
         let meta = |i: usize| [("crm".to_string(), format!("c{i}")), ("tier".to_string(), "gold".to_string())].into();
         let started = Instant::now();
@@ -253,7 +257,13 @@ mod measure {
                 Change::PutPayment(payment.into()),
                 Change::PutTransaction(tx.into()),
             ];
-            state.apply(i as u64 + 1, Record { time: 1_700_000_000, idem: None, changes }).unwrap();
+            let idem = idempotent.then(|| crate::wal::IdemEntry {
+                key: format!("order-{i:016}"),
+                fingerprint: [3; 32],
+                status: 200,
+                body: vec![b'x'; MEASURE_RESPONSE_BYTES].into(),
+            });
+            state.apply(i as u64 + 1, Record { time: 1_700_000_000, idem, changes }).unwrap();
         }
         println!("built {n} accounts (5 objects each) in {:?}", started.elapsed());
 

@@ -90,7 +90,7 @@ impl IdemStore {
         inner.by_age.push_back((created, entry.key.clone()));
         inner.stored.insert(
             entry.key,
-            StoredResponse { fingerprint: entry.fingerprint, status: entry.status, body: entry.body.into(), created },
+            StoredResponse { fingerprint: entry.fingerprint, status: entry.status, body: entry.body, created },
         );
     }
 
@@ -110,7 +110,7 @@ impl IdemStore {
             // `by_age` can still hold an older use of a key that expired and was reused.
             let Some(s) = inner.stored.get(key).filter(|s| s.created == *created) else { continue };
             let entry =
-                IdemEntry { key: key.clone(), fingerprint: s.fingerprint, status: s.status, body: s.body.to_vec() };
+                IdemEntry { key: key.clone(), fingerprint: s.fingerprint, status: s.status, body: s.body.clone() };
             f(entry, *created);
         }
     }
@@ -134,7 +134,7 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, fp: u8) -> IdemEntry {
-        IdemEntry { key: key.into(), fingerprint: [fp; 32], status: 200, body: b"{}".to_vec() }
+        IdemEntry { key: key.into(), fingerprint: [fp; 32], status: 200, body: Arc::from(&b"{}"[..]) }
     }
 
     #[test]

@@ -314,7 +314,12 @@ mod tests {
             Record { time: 2, idem: None, changes: vec![earn("ptx_1", "loy_a", 5, 5, 7)] },
             Record {
                 time: 3,
-                idem: Some(IdemEntry { key: "k".into(), fingerprint: [1; 32], status: 200, body: b"{}".to_vec() }),
+                idem: Some(IdemEntry {
+                    key: "k".into(),
+                    fingerprint: [1; 32],
+                    status: 200,
+                    body: std::sync::Arc::from(&b"{}"[..]),
+                }),
                 changes: vec![earn("ptx_2", "loy_b", -2, -2, 7), earn("ptx_3", "loy_a", 4, 9, 7)],
             },
         ];

@@ -44,11 +44,27 @@ pub struct IdemEntry {
     /// sha256 of method, path and body of the first request.
     pub fingerprint: [u8; 32],
     pub status: u16,
-    /// Written as one run of bytes (a length, then the bytes: the same bytes
-    /// bincode writes for a `Vec<u8>` element by element, at a fraction of
-    /// the cost per byte).
-    #[serde(with = "serde_bytes")]
-    pub body: Vec<u8>,
+    /// Shared with the stored response (`IdemStore`), so applying the record
+    /// and capturing a snapshot never copy it. Written as one run of bytes (a
+    /// length, then the bytes: the same bytes bincode writes for a `Vec<u8>`
+    /// element by element, at a fraction of the cost per byte).
+    #[serde(with = "body_bytes")]
+    pub body: Arc<[u8]>,
+}
+
+/// serde for `IdemEntry::body`.
+mod body_bytes {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(body: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(body)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+        serde_bytes::ByteBuf::deserialize(d).map(|bytes| Arc::from(bytes.into_vec()))
+    }
 }
 
 /// Objects are behind `Arc`s: a record, the state and the events that show an
@@ -179,7 +195,7 @@ mod tests {
             body: Vec<u8>,
         }
         let body: Vec<u8> = (0..=255).chain(0..200).collect();
-        let entry = IdemEntry { key: "k".into(), fingerprint: [7; 32], status: 201, body: body.clone() };
+        let entry = IdemEntry { key: "k".into(), fingerprint: [7; 32], status: 201, body: body.clone().into() };
         let old = ElementByElement { key: "k".into(), fingerprint: [7; 32], status: 201, body };
         let config = bincode::config::standard();
         let old_bytes = bincode::serde::encode_to_vec(&old, config).unwrap();
@@ -192,7 +208,7 @@ mod tests {
     fn round_trip() {
         let rec = Record {
             time: 1_717_113_600,
-            idem: Some(IdemEntry { key: "k".into(), fingerprint: [7; 32], status: 200, body: b"{}".to_vec() }),
+            idem: Some(IdemEntry { key: "k".into(), fingerprint: [7; 32], status: 200, body: Arc::from(&b"{}"[..]) }),
             changes: vec![Change::PutCustomer(Arc::new(Customer {
                 id: "cust_1".into(),
                 email: Some("a@b.c".into()),
