@@ -188,7 +188,7 @@ pub fn decode_items<E>(
         let count = u32_at(payload, 0);
         let mut rest = &payload[4..];
         for _ in 0..count {
-            let (item, used): (SnapshotItem, usize) = bincode::serde::decode_from_slice(rest, bincode_config())
+            let (item, used): (SnapshotItem, usize) = bincode::serde::borrow_decode_from_slice(rest, bincode_config())
                 .map_err(|e| bad(invalid(at, format!("undecodable item: {e}"))))?;
             rest = &rest[used..];
             f(item)?;

@@ -52,18 +52,39 @@ pub struct IdemEntry {
     pub body: Arc<[u8]>,
 }
 
-/// serde for `IdemEntry::body`.
+/// serde for `IdemEntry::body`. Decoding borrows the bytes from the record
+/// (`Record::decode` decodes from a slice) and copies them once, into the `Arc`.
 mod body_bytes {
+    use std::fmt;
     use std::sync::Arc;
 
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::Serializer;
 
     pub fn serialize<S: Serializer>(body: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(body)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
-        serde_bytes::ByteBuf::deserialize(d).map(|bytes| Arc::from(bytes.into_vec()))
+        d.deserialize_bytes(BodyVisitor)
+    }
+
+    struct BodyVisitor;
+
+    impl<'de> Visitor<'de> for BodyVisitor {
+        type Value = Arc<[u8]>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("the bytes of a response")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Arc<[u8]>, E> {
+            Ok(Arc::from(v))
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Arc<[u8]>, E> {
+            Ok(Arc::from(v))
+        }
     }
 }
 
@@ -154,7 +175,7 @@ impl Record {
     /// Decodes one record; trailing bytes are an error. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Record, String> {
         let (mut rec, used): (Record, usize) =
-            bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+            bincode::serde::borrow_decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
         if used != bytes.len() {
             return Err(format!("{} trailing bytes after the record", bytes.len() - used));
         }
