@@ -221,7 +221,10 @@ mod tests {
         let config = bincode::config::standard();
         let old_bytes = bincode::serde::encode_to_vec(&old, config).unwrap();
         assert_eq!(bincode::serde::encode_to_vec(&entry, config).unwrap(), old_bytes);
+        // Both decoders: an owned one hands over a `Vec`, a borrowing one a slice.
         let (back, used): (IdemEntry, usize) = bincode::serde::decode_from_slice(&old_bytes, config).unwrap();
+        assert_eq!((back, used), (entry.clone(), old_bytes.len()));
+        let (back, used): (IdemEntry, usize) = bincode::serde::borrow_decode_from_slice(&old_bytes, config).unwrap();
         assert_eq!((back, used), (entry, old_bytes.len()));
     }
 
