@@ -22,11 +22,13 @@ use std::time::{Duration, Instant};
 
 use loyalty_ledger::domain::members::{Account, Customer};
 use loyalty_ledger::domain::IdKind;
-use loyalty_ledger::wal::format::{frame_into, segment_file_name, segment_header};
+use loyalty_ledger::wal::format::{segment_file_name, SegmentBuilder};
 use loyalty_ledger::wal::{Change, Record};
 
 /// Segment size the writer rolls at (config::WAL_SEGMENT_BYTES_MAX).
 const SEGMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Records per group-commit batch in the log the bench writes.
+const SCALE_BATCH_RECORDS: u64 = 256;
 /// Memory target per idle account, in bytes.
 const IDLE_ACCOUNT_BYTES_TARGET: f64 = 1024.0;
 /// Snapshot and restore-and-start targets, in seconds.
@@ -41,14 +43,14 @@ fn binary() -> &'static str {
 fn write_members(data: &Path, n: usize) -> u64 {
     let dir = data.join("wal");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut seg: Vec<u8> = Vec::with_capacity(SEGMENT_BYTES);
+    let mut seg: Option<SegmentBuilder> = None;
     let mut first = 1u64;
     let mut written = 0u64;
-    let mut flush = |seg: &mut Vec<u8>, first: u64| {
-        if !seg.is_empty() {
-            std::fs::write(dir.join(segment_file_name(first)), &seg).unwrap();
-            written += seg.len() as u64;
-            seg.clear();
+    let mut flush = |seg: &mut Option<SegmentBuilder>, first: u64| {
+        if let Some(full) = seg.take() {
+            let bytes = full.finish();
+            std::fs::write(dir.join(segment_file_name(first)), &bytes).unwrap();
+            written += bytes.len() as u64;
         }
     };
     for (lsn, i) in (1u64..).zip(0..n) {
@@ -68,14 +70,17 @@ fn write_members(data: &Path, n: usize) -> u64 {
             changes: vec![Change::PutCustomer(customer.into()), Change::PutAccount(a.into())],
         };
         let payload = rec.encode().unwrap();
-        if seg.len() + payload.len() + 12 > SEGMENT_BYTES {
+        if seg.as_ref().is_some_and(|s| s.len() + payload.len() + 12 > SEGMENT_BYTES) {
             flush(&mut seg, first);
         }
-        if seg.is_empty() {
+        let open = seg.get_or_insert_with(|| {
             first = lsn;
-            seg.extend_from_slice(&segment_header(lsn));
+            SegmentBuilder::new(lsn, 0x5eed)
+        });
+        open.record(&payload);
+        if (lsn - first + 1).is_multiple_of(SCALE_BATCH_RECORDS) {
+            open.end_batch();
         }
-        frame_into(&payload, &mut seg);
     }
     flush(&mut seg, first);
     written

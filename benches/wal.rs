@@ -32,9 +32,9 @@ use loyalty_ledger::domain::{Id, IdKind};
 use loyalty_ledger::memory::release_free_memory;
 use loyalty_ledger::recovery::replay_log;
 use loyalty_ledger::state::State;
-use loyalty_ledger::wal::format::{frame_into, scan_frames, segment_file_name, segment_header};
-use loyalty_ledger::wal::fs::RealFs;
-use loyalty_ledger::wal::reader::read_log;
+use loyalty_ledger::wal::format::{frame_into, scan_frames, segment_file_name, SegmentBuilder};
+use loyalty_ledger::storage::fs::RealFs;
+use loyalty_ledger::wal::reader::{read_log, Mode, ReadFrom};
 use loyalty_ledger::wal::{Change, IdemEntry, Record};
 use loyalty_ledger::webhooks::outbox::derive;
 
@@ -42,6 +42,8 @@ use loyalty_ledger::webhooks::outbox::derive;
 const REPLAY_TARGET_PER_S: f64 = 1_000_000.0;
 /// Segment size the writer rolls at (config::WAL_SEGMENT_BYTES_MAX).
 const SEGMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Records per batch in the log the bench writes (group commits under load hold tens to thousands).
+const BENCH_BATCH_RECORDS: u64 = 256;
 const T0: i64 = 1_717_113_600;
 
 fn rule(points: i64, per_amount: i64, min_amount: i64) -> EarningRule {
@@ -173,23 +175,26 @@ fn write_log(dir: &Path, total: usize) -> u64 {
     let mut records: Vec<Record> = Vec::new();
     let mut written = 0u64;
     let mut lsn = 1u64;
-    let mut seg = Vec::with_capacity(SEGMENT_BYTES + (1 << 20));
     let mut seg_first = lsn;
-    seg.extend_from_slice(&segment_header(seg_first));
-    let mut flush = |seg: &mut Vec<u8>, first: u64| {
-        std::fs::write(dir.join(segment_file_name(first)), &seg[..]).unwrap();
-        written += seg.len() as u64;
-        seg.clear();
+    let mut seg = SegmentBuilder::new(seg_first, 0x5eed);
+    let mut flush = |seg: SegmentBuilder, first: u64| {
+        let bytes = seg.finish();
+        std::fs::write(dir.join(segment_file_name(first)), &bytes).unwrap();
+        written += bytes.len() as u64;
     };
-    let mut push = |rec: &Record, seg: &mut Vec<u8>, lsn: &mut u64, seg_first: &mut u64| {
+    // Batches of BENCH_BATCH_RECORDS, as group commit writes them under load.
+    let mut push = |rec: &Record, seg: &mut SegmentBuilder, lsn: &mut u64, seg_first: &mut u64| {
         let payload = rec.encode().unwrap();
         if seg.len() + payload.len() + 12 > SEGMENT_BYTES {
-            flush(seg, *seg_first);
+            let full = std::mem::replace(seg, SegmentBuilder::new(*lsn, 0x5eed));
+            flush(full, *seg_first);
             *seg_first = *lsn;
-            seg.extend_from_slice(&segment_header(*lsn));
         }
-        frame_into(&payload, seg);
+        seg.record(&payload);
         *lsn += 1;
+        if (*lsn - *seg_first).is_multiple_of(BENCH_BATCH_RECORDS) {
+            seg.end_batch();
+        }
     };
     let mut n = 0usize;
     // Customers, then accounts linked to them (the account record re-puts the customer).
@@ -239,7 +244,7 @@ fn write_log(dir: &Path, total: usize) -> u64 {
         push(&rec, &mut seg, &mut lsn, &mut seg_first);
         n += 1;
     }
-    flush(&mut seg, seg_first);
+    flush(seg, seg_first);
     written
 }
 
@@ -261,11 +266,11 @@ fn pass(dir: &Path, decode: bool, apply: bool) -> (Pass, Option<State>) {
     let state = State::new();
     let started = Instant::now();
     if apply {
-        let (_, records) = replay_log(&RealFs, dir, 1, false, &state).expect("replay");
+        let (_, records) = replay_log(&RealFs, dir, 1, Mode::ReadOnly, &state).expect("replay");
         return (Pass { records, elapsed: started.elapsed() }, Some(state));
     }
     let mut records = 0u64;
-    read_log(&RealFs, dir, 1, false, |_, payload| {
+    read_log(&RealFs, dir, ReadFrom::Lsn(1), Mode::ReadOnly, |_, payload| {
         records += 1;
         if decode {
             black_box(Record::decode(payload).expect("decodable"));

@@ -46,8 +46,11 @@ pub const ACCOUNT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a live account actor checks whether it is idle.
 pub const ACCOUNT_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Records waiting for the WAL writer before appends answer 503.
+/// Records waiting for the WAL writer before appends answer 503 ...
 pub const WAL_QUEUE_RECORDS_MAX: usize = 16 * 1024;
+/// ... and framed bytes waiting, so that a flood of large records cannot
+/// hold 16k x 4 MiB in memory.
+pub const WAL_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// One group commit writes at most this many records ...
 pub const WAL_BATCH_RECORDS_MAX: usize = 4096;
 /// ... and at most this many bytes.
@@ -90,7 +93,7 @@ pub const SNAPSHOT_ITEMS_SLACK: usize = 4096;
 /// Long replays, snapshot loads and writes log a progress line this often (records or items).
 pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
 
-/// A WAL segment is zero-filled this far ahead of its last record (`wal::fs`).
+/// A WAL segment is zero-filled this far ahead of its last record (`storage::fs`).
 /// The batch that crosses it writes and syncs that many zeros too: at 1 MiB
 /// that sync took over 5 ms 45-71 times per 10 s of durable earns, at 256 KiB
 /// 5-24 times (docs/performance.md, "Slow syncs").
@@ -125,6 +128,22 @@ pub const ORDER_CHUNK_IDS: usize = 4096;
 pub const TABLE_OBJECTS_MAX: usize = u32::MAX as usize;
 /// Shards of each in-memory object table.
 pub const STATE_SHARDS: usize = 64;
+
+// Limits that must agree with each other, checked when the crate compiles.
+/// A batch's body length is a u32 on disk (`wal::format`).
+const _: () = assert!(WAL_BATCH_BYTES_MAX <= u32::MAX as usize);
+/// Any one record fits in a batch and in the queue.
+const _: () = assert!(WAL_RECORD_BYTES_MAX + 12 <= WAL_BATCH_BYTES_MAX);
+const _: () = assert!(WAL_RECORD_BYTES_MAX + 12 <= WAL_QUEUE_BYTES_MAX);
+/// A batch can be gathered from what the queue holds.
+const _: () = assert!(WAL_BATCH_RECORDS_MAX <= WAL_QUEUE_RECORDS_MAX);
+const _: () = assert!(WAL_SEGMENT_BYTES_MIN <= WAL_SEGMENT_BYTES_MAX);
+/// A snapshot item is at most a record; a frame holds at least one item.
+const _: () = assert!(WAL_RECORD_BYTES_MAX <= SNAPSHOT_CHUNK_BYTES_MAX);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES_TARGET < SNAPSHOT_CHUNK_BYTES_MAX);
+const _: () = assert!(LIST_LIMIT_DEFAULT <= LIST_LIMIT_MAX);
+/// The zero-filled space ahead stays inside the smallest segment's size.
+const _: () = assert!(WAL_PREALLOCATE_BYTES > 0);
 
 /// Default data directory and listen address (API.md, Operations).
 pub const DEFAULT_DATA_DIR: &str = "./data";

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::state::State;
 use crate::timer::{Clock, ManualClock};
 use crate::wal::faults::Faults;
-use crate::wal::fs::FileSystem;
+use crate::storage::fs::FileSystem;
 use crate::wal::{Change, IdemEntry, Record, Wal};
 
 /// The idempotency key of the request being served, with its fingerprint.

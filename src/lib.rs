@@ -26,6 +26,8 @@
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
 //! - [`memory`]: the allocator (mimalloc) and giving memory back after startup.
 //! - [`ops`]: the offline operator commands: `snapshot`, `restore`, `verify`.
+//! - [`storage`]: the data directory below them all: the file-system seam,
+//!   the directory lock and private file modes.
 //!
 //! Limits are named constants in [`config`]; errors and their HTTP status in [`error`].
 
@@ -43,6 +45,7 @@ pub mod pipeline;
 pub mod recovery;
 pub mod snapshot;
 pub mod state;
+pub mod storage;
 pub mod timer;
 pub mod wal;
 pub mod webhooks;

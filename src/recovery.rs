@@ -22,8 +22,8 @@ use crate::pipeline::decode_then_apply;
 use crate::snapshot::format::{CORRUPT_SUFFIX, SNAPSHOT_SUFFIX};
 use crate::snapshot::{self, SNAPSHOT_DIR};
 use crate::state::{apply_in_lanes, State};
-use crate::wal::fs::FileSystem;
-use crate::wal::reader::{read_log, LogEnd};
+use crate::storage::fs::FileSystem;
+use crate::wal::reader::{read_log, LogEnd, Mode, ReadFrom};
 use crate::wal::{Record, Wal, WAL_DIR};
 
 /// Name of the marker file `restore` keeps in the data directory while it
@@ -51,10 +51,10 @@ pub struct Loaded {
 }
 
 /// Rebuilds `state` (empty) from `data_dir`: the newest valid snapshot, then
-/// the WAL after it. With `repair`, a torn WAL tail is cut, snapshot temp
+/// the WAL after it. With `Mode::Repair`, a torn WAL tail is set aside and cut, snapshot temp
 /// files are removed and damaged snapshots that were skipped are set aside;
 /// without it nothing on disk changes (`verify`).
-pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -> Result<Loaded, StorageError> {
+pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> Result<Loaded, StorageError> {
     let started = Instant::now();
     let marker = data_dir.join(RESTORING_FILE);
     if fs.read(&marker).is_ok() {
@@ -67,7 +67,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -
         });
     }
     let dir = data_dir.join(WAL_DIR);
-    if repair {
+    if mode == Mode::Repair {
         fs.create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
         snapshot::load::remove_temp_files(fs, data_dir)?;
     }
@@ -93,7 +93,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -
         from_lsn = lsn + 1;
         used = Some((path, lsn, items));
     }
-    let replayed = replay_log(fs, &dir, from_lsn, repair, state);
+    let replayed = replay_log(fs, &dir, from_lsn, mode, state);
     let records = replayed.as_ref().map(|(_, n)| *n).unwrap_or(0);
     let end = replayed
         .map(|(end, _)| end)
@@ -122,7 +122,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, repair: bool) -
             },
             None => e,
         })?;
-    if repair {
+    if mode == Mode::Repair {
         for (path, _) in &skipped {
             set_aside(fs, path)?;
         }
@@ -147,7 +147,7 @@ pub fn replay_log(
     fs: &dyn FileSystem,
     dir: &Path,
     from_lsn: u64,
-    repair: bool,
+    mode: Mode,
     state: &State,
 ) -> Result<(LogEnd, u64), StorageError> {
     let started = Instant::now();
@@ -155,7 +155,7 @@ pub fn replay_log(
     let end = apply_in_lanes(state, |lanes| {
         decode_then_apply(
             |emit| {
-                read_log(fs, dir, from_lsn, repair, |lsn, payload| {
+                read_log(fs, dir, ReadFrom::Lsn(from_lsn), mode, |lsn, payload| {
                     let record = Record::decode(payload)
                         .map_err(|e| StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
                     emit((lsn, record))
@@ -194,7 +194,7 @@ fn set_aside(fs: &dyn FileSystem, path: &Path) -> Result<(), StorageError> {
 
 /// Loads `ledger.state` from disk and starts the WAL writer after it.
 pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
-    let loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, true)?;
+    let loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair)?;
     ledger.state.shrink_to_fit();
     crate::memory::release_free_memory();
     // Loading is done: from here memory grows a little at a time, on the request path.

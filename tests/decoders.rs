@@ -21,8 +21,9 @@ use common::fuzz::{self, pick};
 use common::Server;
 use loyalty_ledger::config::WAL_RECORD_BYTES_MAX;
 use loyalty_ledger::state::State;
-use loyalty_ledger::wal::format::{self, frame_into, scan_frames, segment_file_name, segment_header};
-use loyalty_ledger::wal::fs::RealFs;
+use loyalty_ledger::wal::format::{self, scan_frames, segment_file_name, SegmentBuilder, SegmentHeader};
+use loyalty_ledger::wal::reader::Mode;
+use loyalty_ledger::storage::fs::RealFs;
 use loyalty_ledger::wal::Record;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -58,7 +59,7 @@ fn sample_payloads() -> &'static [Vec<u8>] {
         );
         let seg = common::wal_segments(&s.data).pop().unwrap();
         let bytes = std::fs::read(seg).unwrap();
-        let scan = scan_frames(&bytes, format::SEGMENT_HEADER_BYTES, WAL_RECORD_BYTES_MAX);
+        let (_, scan) = format::scan_segment(&bytes, WAL_RECORD_BYTES_MAX).expect("a good header");
         assert_eq!(scan.tail, format::Tail::Clean);
         let payloads: Vec<Vec<u8>> = scan.payloads.into_iter().map(|r| bytes[r].to_vec()).collect();
         assert!(payloads.len() >= 10);
@@ -111,21 +112,26 @@ fn damage(rng: &mut StdRng, buf: &mut Vec<u8>) {
     }
 }
 
-/// A segment of `payloads` (damaged ones re-framed with a good checksum).
-fn segment(first_lsn: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = segment_header(first_lsn).to_vec();
+/// A segment of `payloads` in batches of random sizes (damaged payloads
+/// re-framed with good checksums).
+fn segment(rng: &mut StdRng, first_lsn: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = SegmentBuilder::new(first_lsn, rng.gen());
     for p in payloads {
         if !p.is_empty() {
-            frame_into(p, &mut out);
+            out.record(p);
+            if rng.gen_bool(0.4) {
+                out.end_batch();
+            }
         }
     }
-    out
+    out.finish()
 }
 
 /// A log as recovery reads it (startup's own `replay_log`: frames checked,
 /// records decoded on one thread and applied in two lanes).
 fn recover(dir: &Path, from_lsn: u64, repair: bool) -> Result<u64, String> {
     let state = State::new();
+    let repair = if repair { Mode::Repair } else { Mode::ReadOnly };
     let (_, n) =
         loyalty_ledger::recovery::replay_log(&RealFs, dir, from_lsn, repair, &state).map_err(|e| e.to_string())?;
     Ok(n)
@@ -154,12 +160,13 @@ fn record_decode_never_panics() {
 }
 
 #[test]
-fn scan_frames_never_panics() {
+fn scan_frames_and_batches_never_panic() {
     let samples = sample_payloads();
     fuzz::run_cases("scan_frames", fuzz::cases(CASES_DEFAULT) * 4, |rng, _| {
         let n = rng.gen_range(0..6);
         let chosen: Vec<Vec<u8>> = (0..n).map(|_| pick(rng, samples).clone()).collect();
-        let mut buf = segment(1, &chosen);
+        let mut buf = segment(rng, 1, &chosen);
+        let salt = format::parse_segment_header(&buf).map(|h| h.salt).unwrap_or(0);
         if rng.gen_bool(0.8) {
             damage(rng, &mut buf);
         }
@@ -169,10 +176,12 @@ fn scan_frames_never_panics() {
         let anywhere = rng.gen_range(0..buf.len() + 64);
         let start = *pick(rng, &[0, format::SEGMENT_HEADER_BYTES, anywhere]);
         let max = *pick(rng, &[WAL_RECORD_BYTES_MAX, 1, 64, usize::MAX]);
-        let scan = scan_frames(&buf, start, max);
-        assert!(scan.valid_end <= buf.len());
-        for r in &scan.payloads {
-            assert!(r.start <= r.end && r.end <= scan.valid_end && r.end - r.start <= max);
+        let first_lsn = *pick(rng, &[1, u64::MAX - 1, u64::MAX]);
+        for scan in [scan_frames(&buf, start, max), format::scan_batches(&buf, start, salt, first_lsn, max)] {
+            assert!(scan.valid_end <= buf.len());
+            for r in &scan.payloads {
+                assert!(r.start <= r.end && r.end <= scan.valid_end && r.end - r.start <= max);
+            }
         }
     });
 }
@@ -201,7 +210,7 @@ fn read_log_on_damaged_segments_is_an_error_or_a_prefix_never_a_panic() {
                 let i = rng.gen_range(0..n);
                 damage(rng, &mut payloads[i]);
             }
-            let mut bytes = segment(lsn, &payloads);
+            let mut bytes = segment(rng, lsn, &payloads);
             if rng.gen_bool(0.3) {
                 damage(rng, &mut bytes);
             }
@@ -229,14 +238,16 @@ fn random_bytes_as_segments_never_panic() {
     let dir = tempfile::tempdir().unwrap();
     fuzz::run_cases("read_log(random)", fuzz::cases(CASES_DEFAULT), |rng, case| {
         let path = dir.path().join(segment_file_name(1));
-        let mut bytes = if rng.gen_bool(0.5) { segment_header(1).to_vec() } else { Vec::new() };
+        let header = SegmentHeader::new(1, rng.gen()).encode();
+        let mut bytes = if rng.gen_bool(0.5) { header.to_vec() } else { Vec::new() };
         bytes.extend(fuzz::bytes(rng, 0..400));
         if case % 7 == 0 {
             // Frames with good checksums around random payloads: straight into bincode.
-            bytes = segment_header(1).to_vec();
+            let mut seg = SegmentBuilder::new(1, rng.gen());
             for _ in 0..rng.gen_range(1..4) {
-                frame_into(&fuzz::bytes(rng, 1..200), &mut bytes);
+                seg.record(&fuzz::bytes(rng, 1..200));
             }
+            bytes = seg.finish();
         }
         std::fs::write(&path, &bytes).unwrap();
         let _ = recover(dir.path(), 1, rng.gen_bool(0.5));

@@ -361,7 +361,7 @@ fn offline_snapshot_restore_and_their_refusals() {
     // written, and the copy is removed again.
     let unloadable = tempfile::tempdir().unwrap();
     let info = loyalty_ledger::snapshot::write_snapshot(
-        &loyalty_ledger::wal::fs::RealFs,
+        &loyalty_ledger::storage::fs::RealFs,
         unloadable.path(),
         7,
         0,

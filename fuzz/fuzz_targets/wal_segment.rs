@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use loyalty_ledger::error::StorageError;
 use loyalty_ledger::state::State;
 use loyalty_ledger::wal::format::{segment_file_name, segment_header};
-use loyalty_ledger::wal::fs::RealFs;
+use loyalty_ledger::storage::fs::RealFs;
 use loyalty_ledger::wal::reader::read_log;
 use loyalty_ledger::wal::Record;
 

@@ -4,8 +4,22 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::config::WAL_RECORD_BYTES_MAX;
 use crate::error::ApiError;
 use crate::ledger::Reply;
+use crate::wal::WalError;
+
+/// The one place a WAL failure becomes an HTTP answer.
+impl From<WalError> for ApiError {
+    fn from(e: WalError) -> Self {
+        match e {
+            WalError::Overloaded => ApiError::overloaded("the write-ahead log"),
+            WalError::RecordTooLarge { .. } => ApiError::record_too_large(WAL_RECORD_BYTES_MAX),
+            WalError::Unavailable => ApiError::storage_unavailable(),
+            WalError::Encode(_) | WalError::Unapplied(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {

@@ -23,15 +23,15 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::recovery;
 use crate::timer::{Clock, ExpiryTimer, ManualClock, SystemClock};
+use crate::storage::fs::{FileSystem, RealFs};
+use crate::storage::lock::lock_data_dir;
+use crate::storage::private::{make_private, PRIVATE_FILE_MODE};
 use crate::wal::faults::{Faults, FaultyFs};
-use crate::wal::fs::{FileSystem, RealFs};
 use crate::webhooks::WebhookDispatcher;
 use actix::Actor;
 
 /// Name of the generated secret key file in the data directory.
 pub const SECRET_KEY_FILE: &str = "secret_key";
-/// Name of the lock file that keeps two servers off one data directory.
-pub const LOCK_FILE: &str = "LOCK";
 
 async fn route_not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::route_not_found(req.method().as_str(), req.path()))
@@ -83,8 +83,12 @@ pub fn log_recovery(summary: &recovery::RecoverySummary) {
 /// Runs the server until it is stopped (SIGINT/SIGTERM) or recovery fails.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    RealFs.create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
     let _lock = lock_data_dir(dir)?;
+    let closed = make_private(dir).with_context(|| format!("making {} private", dir.display()))?;
+    if closed > 0 {
+        tracing::warn!(dir = %dir.display(), modes_changed = closed, "the data directory was readable by others; it is now 0700 and its files 0600");
+    }
     let secret_key = match &config.secret_key {
         Some(k) if !k.is_empty() => k.clone(),
         _ => secret_key_from_file(dir)?,
@@ -144,22 +148,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Holds an exclusive lock on `DIR/LOCK` for the life of the process (the
-/// server, and each offline command).
-pub fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    file.try_lock().map_err(|_| {
-        anyhow::anyhow!("{} is locked: another loyalty-ledger process uses this data directory", path.display())
-    })?;
-    Ok(file)
-}
-
 /// Reads `DIR/secret_key`, creating it (mode 0600) on first start.
 fn secret_key_from_file(dir: &Path) -> anyhow::Result<String> {
     let path = dir.join(SECRET_KEY_FILE);
@@ -176,7 +164,7 @@ fn secret_key_from_file(dir: &Path) -> anyhow::Result<String> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(PRIVATE_FILE_MODE)
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(format!("{key}\n").as_bytes())?;

@@ -7,7 +7,7 @@
 //!   "delay_ms"?}` arms a storage fault under the WAL (`wal::faults`), and
 //!   `GET /v1/test/faults` shows what is armed and how often each operation ran
 //!   and failed. `op` is `append`, `sync` or `rename`; `error` is `eio`,
-//!   `enospc`, `torn` (not for `rename`), `slow` (with `delay_ms`), or `none`
+//!   `enospc`, `torn` (not for `rename`), `lost` (`sync` only), `slow` (with `delay_ms`), or `none`
 //!   to disarm `op`. `after` operations pass first (default 0); the fault then
 //!   fires `times` times (default 1; 0 = until disarmed).
 
@@ -83,6 +83,7 @@ pub async fn arm_fault(ledger: web::Data<Ledger>, body: Body) -> Result<HttpResp
         ("eio", None) => FaultKind::Eio,
         ("enospc", None) => FaultKind::Enospc,
         ("torn", None) if op != FaultOp::Rename => FaultKind::Torn,
+        ("lost", None) if op == FaultOp::Sync => FaultKind::Lost,
         ("slow", Some(ms)) if Duration::from_millis(ms) <= FAULT_DELAY_MAX => {
             FaultKind::Slow(Duration::from_millis(ms))
         }
@@ -96,7 +97,7 @@ pub async fn arm_fault(ledger: web::Data<Ledger>, body: Body) -> Result<HttpResp
         _ => {
             return Err(ApiError::parameter_invalid(
                 "error",
-                "error must be eio, enospc, torn (append and sync only), slow or none.",
+                "error must be eio, enospc, torn (append and sync only), lost (sync only), slow or none.",
             ))
         }
     };

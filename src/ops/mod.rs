@@ -21,5 +21,5 @@ fn lock_existing(data_dir: &Path) -> anyhow::Result<File> {
     if !data_dir.is_dir() {
         anyhow::bail!("{} is not a data directory", data_dir.display());
     }
-    crate::http::server::lock_data_dir(data_dir)
+    crate::storage::lock::lock_data_dir(data_dir)
 }

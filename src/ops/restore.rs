@@ -17,7 +17,7 @@ use anyhow::Context;
 use crate::recovery::RESTORING_FILE;
 use crate::snapshot::{format, load, SNAPSHOT_DIR};
 use crate::state::State;
-use crate::wal::fs::{FileSystem, RealFs};
+use crate::storage::fs::{FileSystem, RealFs};
 use crate::wal::WAL_DIR;
 
 pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {

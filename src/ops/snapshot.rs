@@ -15,7 +15,7 @@ use crate::ledger::Ledger;
 use crate::recovery;
 use crate::snapshot;
 use crate::timer::{Clock, SystemClock};
-use crate::wal::fs::RealFs;
+use crate::storage::fs::RealFs;
 
 pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let _lock = lock_existing(data_dir)?;

@@ -21,8 +21,8 @@ use crate::recovery;
 use crate::snapshot::{self, format, SNAPSHOT_DIR};
 use crate::state::State;
 use crate::wal::format::parse_segment_file_name;
-use crate::wal::fs::{FileSystem, RealFs};
-use crate::wal::reader::read_log;
+use crate::storage::fs::{FileSystem, RealFs};
+use crate::wal::reader::{read_log, Mode, ReadFrom};
 use crate::wal::{Record, WAL_DIR};
 
 /// Problems listed in full at most; the rest are counted.
@@ -71,7 +71,7 @@ pub fn check(fs: &dyn FileSystem, data_dir: &Path) -> Report {
     check_snapshots(fs, data_dir, &mut r);
     check_segments(fs, data_dir, &mut r);
     let state = State::new();
-    match recovery::load(fs, data_dir, &state, false) {
+    match recovery::load(fs, data_dir, &state, Mode::ReadOnly) {
         Ok(loaded) => {
             let s = &loaded.summary;
             let from = match &s.snapshot {
@@ -146,7 +146,7 @@ fn check_segments(fs: &dyn FileSystem, data_dir: &Path, r: &mut Report) {
         return;
     };
     let mut records = 0u64;
-    let scanned = read_log(fs, &dir, first, false, |lsn, payload| {
+    let scanned = read_log(fs, &dir, ReadFrom::Lsn(first), Mode::ReadOnly, |lsn, payload| {
         Record::decode(payload)
             .map_err(|e| crate::error::StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
         records += 1;
@@ -158,10 +158,12 @@ fn check_segments(fs: &dyn FileSystem, data_dir: &Path, r: &mut Report) {
                 "WAL: {} segment(s) from LSN {first}, {records} records, checksums good",
                 end.segments.len()
             ));
-            if let Some((path, offset, reason)) = end.torn {
+            if let Some(torn) = end.torn {
                 r.notes.push(format!(
-                    "WARNING {}: torn final record at offset {offset} ({reason}); it was never acknowledged and the next start cuts it",
-                    path.display()
+                    "WARNING {}: torn tail at offset {} ({}); the final group commit was never acknowledged, and the next start sets its bytes aside and cuts it",
+                    torn.path.display(),
+                    torn.offset,
+                    torn.reason
                 ));
             }
         }

@@ -15,7 +15,7 @@ use crate::config::PROGRESS_LOG_EVERY;
 use crate::error::StorageError;
 use crate::pipeline::decode_then_apply;
 use crate::state::{SnapshotItem, State};
-use crate::wal::fs::FileSystem;
+use crate::storage::fs::FileSystem;
 
 /// Names in `DATA/snapshots`, or none if the directory does not exist.
 fn names(fs: &dyn FileSystem, data_dir: &Path) -> Result<Vec<String>, StorageError> {
@@ -132,7 +132,7 @@ pub fn load_file(fs: &dyn FileSystem, path: &Path) -> Result<(State, format::Hea
 mod tests {
     use super::*;
     use crate::state::TableSizes;
-    use crate::wal::fs::RealFs;
+    use crate::storage::fs::RealFs;
     use crate::wal::Change;
 
     fn file_with(sizes: TableSizes) -> (tempfile::TempDir, PathBuf) {

@@ -31,7 +31,7 @@ pub use write::{compact, write_snapshot, Compacted, SnapshotInfo};
 use crate::config::{SNAPSHOT_ITEMS_SLACK, SNAPSHOT_ITEMS_SLACK_DIVISOR};
 use crate::error::{ApiError, StorageError};
 use crate::state::{SnapshotItem, State};
-use crate::wal::fs::FileSystem;
+use crate::storage::fs::FileSystem;
 use crate::wal::Wal;
 
 /// Sub-directory of the data directory that holds the snapshots.
@@ -65,7 +65,7 @@ fn touched_buffer(state: &State) -> Vec<SnapshotItem> {
 /// Asks the WAL writer for a copy of the state exactly at its current LSN,
 /// into `items` (from `touched_buffer`).
 fn capture(wal: &Wal, state: Arc<State>, mut items: Vec<SnapshotItem>) -> Result<Capturing, ApiError> {
-    wal.barrier(move |lsn| {
+    let capturing = wal.barrier(move |lsn| {
         let started = Instant::now();
         state.snapshot_changes(|item| items.push(item));
         let stall = started.elapsed();
@@ -78,7 +78,8 @@ fn capture(wal: &Wal, state: Arc<State>, mut items: Vec<SnapshotItem>) -> Result
             )));
         }
         Ok(Captured { lsn, items, stall })
-    })
+    })?;
+    Ok(capturing)
 }
 
 /// A snapshot taken and compaction done.
@@ -176,7 +177,7 @@ mod measure {
     use crate::domain::members::{Account, Customer};
     use crate::domain::payments::{Payment, PaymentStatus};
     use crate::domain::points::{PointsTransaction, Source, TxType};
-    use crate::wal::fs::RealFs;
+    use crate::storage::fs::RealFs;
     use crate::wal::{Change, Record};
 
     /// Accounts in the measured state (override with LEDGER_MEASURE_ACCOUNTS).

@@ -14,6 +14,11 @@
 //!   since the last good sync are thrown away (the file is cut back), the way
 //!   a kernel may drop dirty pages after a failed writeback and then report
 //!   success to a retried fsync. Not defined for `rename`;
+//! - `Lost` (sync only): EIO, and the bytes written since the last good sync
+//!   stay readable, as from a page cache whose failed pages were marked
+//!   clean, but are not on the "device": `drop_cache` on the file zeroes them
+//!   (what the device holds there: the zeros written ahead by `reserve`).
+//!   This is the case recovery must not be fooled by;
 //! - `Slow`: the operation succeeds after a delay (a slow disk: what makes
 //!   queues fill up in the overload tests).
 //!
@@ -33,7 +38,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::fs::{AppendFile, FileSystem, RealFs};
+use crate::storage::fs::{AppendFile, FileSystem, RealFs};
 
 /// errno values (Linux) the faults report.
 const EIO: i32 = 5;
@@ -76,6 +81,7 @@ pub enum FaultKind {
     Eio,
     Enospc,
     Torn,
+    Lost,
     Slow(Duration),
 }
 
@@ -85,6 +91,7 @@ impl FaultKind {
             FaultKind::Eio => "eio",
             FaultKind::Enospc => "enospc",
             FaultKind::Torn => "torn",
+            FaultKind::Lost => "lost",
             FaultKind::Slow(_) => "slow",
         }
     }
@@ -131,6 +138,9 @@ enum Decision {
 #[derive(Debug, Default)]
 pub struct Faults {
     armed: Mutex<[Option<Armed>; 3]>,
+    /// Files with bytes only in the "page cache" after a `Lost` sync, with
+    /// the length that is on the device.
+    unsynced: Mutex<Vec<(PathBuf, u64)>>,
     calls: [AtomicU64; 3],
     fired: [AtomicU64; 3],
 }
@@ -262,6 +272,14 @@ impl AppendFile for FaultyFile {
                 self.len = self.synced_len;
                 Err(os_error(EIO))
             }
+            Decision::Fail(FaultKind::Lost) => {
+                // Nothing reached the device; the cached bytes stay readable.
+                let mut unsynced = self.faults.unsynced.lock();
+                if !unsynced.iter().any(|(p, _)| *p == self.path) {
+                    unsynced.push((self.path.clone(), self.synced_len));
+                }
+                Err(os_error(EIO))
+            }
             Decision::Fail(FaultKind::Enospc) => Err(os_error(ENOSPC)),
             Decision::Fail(_) => Err(os_error(EIO)),
         }
@@ -306,6 +324,24 @@ impl<F: FileSystem> FileSystem for FaultyFs<F> {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.inner.sync_dir(dir)
+    }
+    /// Drops what a `Lost` sync left only in the "cache": zeroes the file
+    /// from the length the device holds.
+    fn drop_cache(&self, path: &Path) -> io::Result<()> {
+        let lost = {
+            let mut unsynced = self.faults.unsynced.lock();
+            let at = unsynced.iter().position(|(p, _)| p == path);
+            at.map(|i| unsynced.swap_remove(i).1)
+        };
+        if let Some(device_len) = lost {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(path)?;
+            let len = f.metadata()?.len();
+            if len > device_len {
+                f.write_all_at(&vec![0u8; (len - device_len) as usize], device_len)?;
+            }
+        }
+        self.inner.drop_cache(path)
     }
 }
 
@@ -367,6 +403,24 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"old-one");
         // The "fsyncgate" trap: a retried sync now succeeds, with "-two" gone.
         f.sync_data().unwrap();
+    }
+
+    #[test]
+    fn a_lost_sync_leaves_the_bytes_readable_until_the_cache_is_dropped() {
+        let (dir, fs, faults) = fs();
+        let path = dir.path().join("a");
+        let mut f = fs.create_new(&path).unwrap();
+        f.reserve(64).unwrap();
+        f.append(b"one").unwrap();
+        f.sync_data().unwrap();
+        f.append(b"-two").unwrap();
+        faults.arm(FaultOp::Sync, once(FaultKind::Lost, 0));
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(EIO));
+        assert_eq!(&std::fs::read(&path).unwrap()[..7], b"one-two", "the cache still shows it");
+        fs.drop_cache(&path).unwrap();
+        let on_device = std::fs::read(&path).unwrap();
+        assert_eq!(&on_device[..3], b"one");
+        assert!(on_device[3..].iter().all(|&b| b == 0), "the device never got it");
     }
 
     #[test]

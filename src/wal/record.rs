@@ -134,12 +134,25 @@ struct RecordOut<'a> {
     changes: &'a [Change],
 }
 
+/// Why a record could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error("{0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("{0} trailing bytes after the record")]
+    Trailing(usize),
+    #[error("event {event} refers to change {change}, which is not an object")]
+    EventReference { event: String, change: u32 },
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<WAL_RECORD_BYTES_MAX>()
 }
 
 impl Record {
-    pub fn encode(&self) -> Result<Vec<u8>, String> {
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let by_reference;
         let changes = if self.changes.iter().any(|c| matches!(c, Change::PutEvent(_))) {
             by_reference = self.changes.iter().map(|c| self.event_by_reference(c)).collect::<Vec<_>>();
@@ -148,7 +161,7 @@ impl Record {
             &self.changes[..]
         };
         let out = RecordOut { time: self.time, idem: &self.idem, changes };
-        bincode::serde::encode_to_vec(&out, config()).map_err(|e| e.to_string())
+        Ok(bincode::serde::encode_to_vec(&out, config())?)
     }
 
     /// `change` as it is encoded: an event showing an object of this record
@@ -173,25 +186,24 @@ impl Record {
     }
 
     /// Decodes one record; trailing bytes are an error. Never panics.
-    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
-        let (mut rec, used): (Record, usize) =
-            bincode::serde::borrow_decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+    pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+        let (mut rec, used): (Record, usize) = bincode::serde::borrow_decode_from_slice(bytes, config())?;
         if used != bytes.len() {
-            return Err(format!("{} trailing bytes after the record", bytes.len() - used));
+            return Err(RecordError::Trailing(bytes.len() - used));
         }
         rec.resolve_event_references()?;
         Ok(rec)
     }
 
     /// Turns every `PutEventOf` back into the `PutEvent` it stands for.
-    fn resolve_event_references(&mut self) -> Result<(), String> {
+    fn resolve_event_references(&mut self) -> Result<(), RecordError> {
         for i in 0..self.changes.len() {
             let Change::PutEventOf(of) = &self.changes[i] else { continue };
             let data = match self.changes.get(of.change as usize) {
                 Some(Change::PutPayment(p)) => EventData::Payment(p.clone()),
                 Some(Change::PutTransaction(t)) => EventData::Transaction(t.clone()),
                 Some(Change::PutRedemption(r)) => EventData::Redemption(r.clone()),
-                _ => return Err(format!("event {} refers to change {}, which is not an object", of.id, of.change)),
+                _ => return Err(RecordError::EventReference { event: of.id.to_string(), change: of.change }),
             };
             let event = Event { id: of.id.clone(), kind: of.kind, created: of.created, data };
             self.changes[i] = Change::PutEvent(Arc::new(event));
@@ -317,7 +329,7 @@ mod tests {
                 ],
             };
             let err = Record::decode(&rec.encode().unwrap()).unwrap_err();
-            assert!(err.contains("refers to change"), "{err}");
+            assert!(matches!(err, RecordError::EventReference { .. }), "{err}");
         }
     }
 

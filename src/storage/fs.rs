@@ -1,11 +1,18 @@
 //! The file-system seam: everything the WAL and snapshots do to disk goes
 //! through `FileSystem`, so tests can put a fault-injecting implementation
-//! underneath (EIO, ENOSPC on write, sync and rename).
+//! underneath (EIO, ENOSPC on write, sync and rename; `crate::wal::faults`).
+//!
+//! Everything it creates is private: directories 0700, files 0600
+//! (`storage::private`), since the WAL and snapshots hold webhook signing
+//! secrets and customer emails.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use super::private::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 
 /// An open file that is only ever appended to and synced.
 pub trait AppendFile: Send {
@@ -22,11 +29,13 @@ pub trait AppendFile: Send {
 }
 
 pub trait FileSystem: Send + Sync + 'static {
+    /// Creates `dir` and any missing parents (mode 0700), fsyncing the parent
+    /// of each one created so that its name persists.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// File names (not paths) in `dir`, sorted.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
-    /// Creates `path`, which must not exist.
+    /// Creates `path` (mode 0600), which must not exist.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
     /// Opens `path` to append at byte `at` (the end of its last record, as
     /// the reader found it); what the file holds past `at` must be zeros.
@@ -37,6 +46,11 @@ pub trait FileSystem: Send + Sync + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// fsync of a directory, so that created, renamed and removed names persist.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Makes the next reads of `path` come from the device: syncs what is
+    /// still dirty, then drops the file's cached pages. After a failed fsync
+    /// Linux may keep pages that never reached the disk in the cache marked
+    /// clean; reading them back would resurrect unsynced writes.
+    fn drop_cache(&self, path: &Path) -> io::Result<()>;
 }
 
 /// The real file system.
@@ -85,7 +99,16 @@ impl AppendFile for RealFile {
 
 impl FileSystem for RealFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        if dir.as_os_str().is_empty() || dir.is_dir() {
+            return Ok(());
+        }
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        self.create_dir_all(parent)?;
+        match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
+            Ok(()) => self.sync_dir(parent),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
@@ -101,7 +124,7 @@ impl FileSystem for RealFs {
         fs::read(path)
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let f = OpenOptions::new().write(true).create_new(true).mode(PRIVATE_FILE_MODE).open(path)?;
         Ok(Box::new(RealFile::open(f, None)?))
     }
     fn open_append(&self, path: &Path, at: u64) -> io::Result<Box<dyn AppendFile>> {
@@ -121,6 +144,16 @@ impl FileSystem for RealFs {
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+    fn drop_cache(&self, path: &Path) -> io::Result<()> {
+        let f = File::open(path)?;
+        f.sync_data()?;
+        // SAFETY: a plain syscall on a file descriptor this function owns.
+        let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
     }
 }
 
