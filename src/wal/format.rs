@@ -193,6 +193,8 @@ pub enum Tail {
 /// Good records found in `buf[start..]`: the payload ranges, and what follows them.
 pub struct Scan {
     pub payloads: Vec<Range<usize>>,
+    /// Where each good batch starts (version 2; empty for version 1).
+    pub batches: Vec<usize>,
     pub valid_end: usize,
     pub tail: Tail,
 }
@@ -205,7 +207,7 @@ pub struct Scan {
 pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
     if start > buf.len() {
         let reason = format!("records should start at offset {start}, past the end ({} bytes)", buf.len());
-        return Scan { payloads: Vec::new(), valid_end: buf.len(), tail: Tail::Corrupt { offset: buf.len(), reason } };
+        return Scan { payloads: Vec::new(), batches: Vec::new(), valid_end: buf.len(), tail: Tail::Corrupt { offset: buf.len(), reason } };
     }
     let mut payloads = Vec::new();
     let mut pos = start;
@@ -240,7 +242,7 @@ pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
         payloads.push(body..end);
         pos = end;
     };
-    Scan { payloads, valid_end: pos, tail }
+    Scan { payloads, batches: Vec::new(), valid_end: pos, tail }
 }
 
 /// A bad frame at `offset` whose bytes reach to `end`: torn if only zeros follow.
@@ -261,9 +263,10 @@ fn classify(buf: &[u8], offset: usize, end: usize, reason: String) -> Tail {
 pub fn scan_batches(buf: &[u8], start: usize, salt: u32, first_lsn: u64, record_bytes_max: usize) -> Scan {
     if start > buf.len() {
         let reason = format!("batches should start at offset {start}, past the end ({} bytes)", buf.len());
-        return Scan { payloads: Vec::new(), valid_end: buf.len(), tail: Tail::Corrupt { offset: buf.len(), reason } };
+        return Scan { payloads: Vec::new(), batches: Vec::new(), valid_end: buf.len(), tail: Tail::Corrupt { offset: buf.len(), reason } };
     }
     let mut payloads = Vec::new();
+    let mut batches = Vec::new();
     let mut pos = start;
     let mut lsn = first_lsn;
     let tail = loop {
@@ -275,6 +278,7 @@ pub fn scan_batches(buf: &[u8], start: usize, salt: u32, first_lsn: u64, record_
         let (offset, reason) = match check_batch(buf, pos, salt, lsn, record_bytes_max) {
             Ok((header, frames)) => {
                 payloads.extend(frames);
+                batches.push(pos);
                 pos += BATCH_HEADER_BYTES + header.body_len as usize;
                 lsn += u64::from(header.records);
                 continue;
@@ -291,7 +295,7 @@ pub fn scan_batches(buf: &[u8], start: usize, salt: u32, first_lsn: u64, record_
             None => Tail::Torn { offset: pos, reason },
         };
     };
-    Scan { payloads, valid_end: pos, tail }
+    Scan { payloads, batches, valid_end: pos, tail }
 }
 
 /// The batch at `pos` holding `lsn` first, with its record payload ranges,
@@ -412,7 +416,8 @@ impl SegmentBuilder {
         if self.batch_records > 0 {
             seal_batch(&mut self.batch, self.salt, self.next_lsn, self.batch_records);
             self.bytes.extend_from_slice(&self.batch);
-            self.next_lsn += u64::from(self.batch_records);
+            // Wrapping: tests write logs that run past the largest LSN on purpose.
+            self.next_lsn = self.next_lsn.wrapping_add(u64::from(self.batch_records));
             begin_batch(&mut self.batch);
             self.batch_records = 0;
         }

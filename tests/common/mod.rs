@@ -276,29 +276,27 @@ pub fn wal_segments(data: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Offsets of every record frame in a segment file.
-/// Where the records of a segment end (the zero-filled space after them is not part of the log).
-pub fn records_end(segment: &[u8]) -> usize {
-    match record_offsets(segment).last() {
-        Some(&last) => last + 12 + u32::from_le_bytes(segment[last..last + 4].try_into().unwrap()) as usize,
-        None => 32,
-    }
+/// The good part of a segment file as the server reads it (either format).
+fn scan(segment: &[u8]) -> loyalty_ledger::wal::format::Scan {
+    let (_, scan) = loyalty_ledger::wal::format::scan_segment(segment, loyalty_ledger::config::WAL_RECORD_BYTES_MAX)
+        .expect("a segment header");
+    scan
 }
 
+/// Where the records of a segment end (the zero-filled space after them is not part of the log).
+pub fn records_end(segment: &[u8]) -> usize {
+    scan(segment).valid_end
+}
+
+/// Offsets of every record frame in a segment file.
 pub fn record_offsets(segment: &[u8]) -> Vec<usize> {
-    const SEGMENT_HEADER: usize = 32;
-    const FRAME_HEADER: usize = 12;
-    let mut offsets = Vec::new();
-    let mut pos = SEGMENT_HEADER;
-    while pos + FRAME_HEADER <= segment.len() {
-        let len = u32::from_le_bytes(segment[pos..pos + 4].try_into().unwrap()) as usize;
-        if len == 0 {
-            break; // the zero-filled space the writer keeps ahead of its records
-        }
-        offsets.push(pos);
-        pos += FRAME_HEADER + len;
-    }
-    offsets
+    const FRAME_HEADER: usize = loyalty_ledger::wal::format::FRAME_HEADER_BYTES;
+    scan(segment).payloads.iter().map(|p| p.start - FRAME_HEADER).collect()
+}
+
+/// Offsets of every group-commit batch in a segment file.
+pub fn batch_offsets(segment: &[u8]) -> Vec<usize> {
+    scan(segment).batches
 }
 
 /// Copies a data directory (for trying many damaged variants of one original).
