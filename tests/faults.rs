@@ -149,7 +149,7 @@ fn fault_stops_writes_until_restart(op: &str, error: &str, reaches_disk: bool) {
     assert!(payments.len() <= 2 && survivors.len() <= 1, "{payments:?}");
     assert_eq!(survivors.len(), usize::from(reaches_disk), "{error} on {op}: {payments:?}");
     if (op, error) == ("append", "torn") {
-        assert!(r.s.log().contains("cutting off a torn final WAL record"), "{}", r.s.log());
+        assert!(r.s.log().contains("cutting off a torn tail"), "{}", r.s.log());
     }
     assert_eq!(payments.len(), 1 + survivors.len(), "only the failed payment may have survived");
     // None of the mutations tried after the fault was written.
