@@ -32,10 +32,10 @@ use loyalty_ledger::domain::{Id, IdKind};
 use loyalty_ledger::memory::release_free_memory;
 use loyalty_ledger::recovery::replay_log;
 use loyalty_ledger::state::State;
-use loyalty_ledger::wal::format::{frame_into, scan_frames, segment_file_name, SegmentBuilder};
 use loyalty_ledger::storage::fs::RealFs;
+use loyalty_ledger::wal::format::{frame_into, scan_frames, segment_file_name, SegmentBuilder};
 use loyalty_ledger::wal::reader::{read_log, Mode, ReadFrom};
-use loyalty_ledger::wal::{Change, IdemEntry, Record};
+use loyalty_ledger::wal::{Change, IdemEntry, Lsn, Record};
 use loyalty_ledger::webhooks::outbox::derive;
 
 /// The 1M records/s replay target of DESIGN.md.
@@ -266,11 +266,11 @@ fn pass(dir: &Path, decode: bool, apply: bool) -> (Pass, Option<State>) {
     let state = State::new();
     let started = Instant::now();
     if apply {
-        let (_, records) = replay_log(&RealFs, dir, 1, Mode::ReadOnly, &state).expect("replay");
+        let (_, records) = replay_log(&RealFs, dir, Lsn::FIRST, Mode::ReadOnly, &state).expect("replay");
         return (Pass { records, elapsed: started.elapsed() }, Some(state));
     }
     let mut records = 0u64;
-    read_log(&RealFs, dir, ReadFrom::Lsn(1), Mode::ReadOnly, |_, payload| {
+    read_log(&RealFs, dir, ReadFrom::Lsn(Lsn::FIRST), Mode::ReadOnly, |_, payload| {
         records += 1;
         if decode {
             black_box(Record::decode(payload).expect("decodable"));

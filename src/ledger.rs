@@ -17,9 +17,9 @@ use crate::error::ApiError;
 use crate::locks::ObjectLocks;
 use crate::metrics::Metrics;
 use crate::state::State;
+use crate::storage::fs::FileSystem;
 use crate::timer::{Clock, ManualClock};
 use crate::wal::faults::Faults;
-use crate::storage::fs::FileSystem;
 use crate::wal::{Change, IdemEntry, Record, Wal};
 
 /// The idempotency key of the request being served, with its fingerprint.

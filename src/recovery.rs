@@ -24,7 +24,7 @@ use crate::snapshot::{self, SNAPSHOT_DIR};
 use crate::state::{apply_in_lanes, State};
 use crate::storage::fs::FileSystem;
 use crate::wal::reader::{read_log, LogEnd, Mode, ReadFrom};
-use crate::wal::{Record, Wal, WAL_DIR};
+use crate::wal::{Lsn, Record, Wal, WAL_DIR};
 
 /// Name of the marker file `restore` keeps in the data directory while it
 /// replaces `wal/` and `snapshots/`: a start refuses while it is there.
@@ -86,11 +86,12 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
         }
     }
     let mut used = None;
-    let mut from_lsn = 1;
+    let mut from_lsn = Lsn::FIRST;
     if let Some((lsn, path, (bytes, checked))) = chosen {
         tracing::info!(file = %path.display(), lsn, items = checked.header.items, "loading snapshot");
         let items = snapshot::load_snapshot(state, &path, &bytes, &checked)?;
-        from_lsn = lsn + 1;
+        // The state is after record `lsn` (0: before the first).
+        from_lsn = Lsn::new(lsn.saturating_add(1));
         used = Some((path, lsn, items));
     }
     let replayed = replay_log(fs, &dir, from_lsn, mode, state);
@@ -104,8 +105,8 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
                     offset: 0,
                     reason: format!(
                         "the WAL ends at LSN {} but the snapshot is at LSN {}: segments are missing",
-                        end.next_lsn - 1,
-                        from_lsn - 1
+                        end.next_lsn.before(),
+                        from_lsn.before()
                     ),
                 });
             }
@@ -132,7 +133,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
         skipped,
         records,
         segments: end.segments.len(),
-        next_lsn: end.next_lsn,
+        next_lsn: end.next_lsn.get(),
         torn_tail_cut: end.torn.is_some(),
         elapsed: started.elapsed(),
     };
@@ -146,7 +147,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
 pub fn replay_log(
     fs: &dyn FileSystem,
     dir: &Path,
-    from_lsn: u64,
+    from_lsn: Lsn,
     mode: Mode,
     state: &State,
 ) -> Result<(LogEnd, u64), StorageError> {
@@ -162,12 +163,12 @@ pub fn replay_log(
                 })
             },
             |(lsn, record)| {
-                lanes.record(lsn, record)?;
+                lanes.record(lsn.get(), record)?;
                 records += 1;
                 if records.is_multiple_of(PROGRESS_LOG_EVERY) {
                     tracing::info!(
                         records,
-                        lsn,
+                        lsn = lsn.get(),
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "replaying the WAL"
                     );
@@ -207,7 +208,7 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
         &loaded.end,
         ledger.wal_segment_bytes,
         ledger.metrics.wal.clone(),
-        Box::new(move |lsn, record| live_state.apply(lsn, record)),
+        Box::new(move |lsn: Lsn, record| live_state.apply(lsn.get(), record)),
     )?;
     Ok((wal, loaded.summary))
 }

@@ -21,9 +21,10 @@ use common::fuzz::{self, pick};
 use common::Server;
 use loyalty_ledger::config::WAL_RECORD_BYTES_MAX;
 use loyalty_ledger::state::State;
+use loyalty_ledger::storage::fs::RealFs;
 use loyalty_ledger::wal::format::{self, scan_frames, segment_file_name, SegmentBuilder, SegmentHeader};
 use loyalty_ledger::wal::reader::Mode;
-use loyalty_ledger::storage::fs::RealFs;
+use loyalty_ledger::wal::Lsn;
 use loyalty_ledger::wal::Record;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -132,8 +133,8 @@ fn segment(rng: &mut StdRng, first_lsn: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
 fn recover(dir: &Path, from_lsn: u64, repair: bool) -> Result<u64, String> {
     let state = State::new();
     let repair = if repair { Mode::Repair } else { Mode::ReadOnly };
-    let (_, n) =
-        loyalty_ledger::recovery::replay_log(&RealFs, dir, from_lsn, repair, &state).map_err(|e| e.to_string())?;
+    let (_, n) = loyalty_ledger::recovery::replay_log(&RealFs, dir, Lsn::new(from_lsn), repair, &state)
+        .map_err(|e| e.to_string())?;
     Ok(n)
 }
 

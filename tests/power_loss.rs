@@ -87,27 +87,36 @@ fn damage_confined_to_the_final_batch_starts_with_every_record_before_it() {
     let tail_page = pieces[pieces.len() - 1].clone();
     let cases: Vec<(&str, Damage)> = vec![
         ("first page zeroed, later pages present", Box::new(move |b| b[first.clone()].fill(0))),
-        ("a middle page zeroed", Box::new({
-            let m = middle.clone();
-            move |b| b[m.clone()].fill(0)
-        })),
-        ("a middle page of garbage", Box::new({
-            let m = middle.clone();
-            move |b| b[m.clone()].iter_mut().enumerate().for_each(|(i, x)| *x = (i * 31 + 7) as u8)
-        })),
+        (
+            "a middle page zeroed",
+            Box::new({
+                let m = middle.clone();
+                move |b| b[m.clone()].fill(0)
+            }),
+        ),
+        (
+            "a middle page of garbage",
+            Box::new({
+                let m = middle.clone();
+                move |b| b[m.clone()].iter_mut().enumerate().for_each(|(i, x)| *x = (i * 31 + 7) as u8)
+            }),
+        ),
         ("the last page missing", Box::new(move |b| b.truncate(tail_page.start))),
-        ("first page garbage and last page missing", Box::new({
-            let (f, t) = (pieces[0].clone(), pieces[pieces.len() - 1].clone());
-            move |b| {
-                b[f.clone()].fill(0xa5);
-                b.truncate(t.start);
-            }
-        })),
+        (
+            "first page garbage and last page missing",
+            Box::new({
+                let (f, t) = (pieces[0].clone(), pieces[pieces.len() - 1].clone());
+                move |b| {
+                    b[f.clone()].fill(0xa5);
+                    b.truncate(t.start);
+                }
+            }),
+        ),
     ];
     for (name, damage) in cases {
         let (dir, seg, damaged) = damaged_copy(orig.path(), |b| damage(b));
-        let mut s = Server::try_start_in(dir.path(), &[])
-            .unwrap_or_else(|f| panic!("{name}: refused to start:\n{}", f.log));
+        let mut s =
+            Server::try_start_in(dir.path(), &[]).unwrap_or_else(|f| panic!("{name}: refused to start:\n{}", f.log));
         for id in &ids {
             assert_eq!(s.get(&format!("/v1/customers/{id}")).status, 200, "{name}: lost {id}");
         }
@@ -196,9 +205,7 @@ fn the_data_directory_and_everything_in_it_are_private() {
         assert_eq!(mode(&seg), 0o600, "{}", seg.display());
     }
     assert_eq!(mode(&snap_path), 0o600);
-    for f in ["LOCK"] {
-        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
-    }
+    assert_eq!(mode(&data.join("LOCK")), 0o600);
     if data.join("secret_key").exists() {
         assert_eq!(mode(&data.join("secret_key")), 0o600);
     }
@@ -231,7 +238,9 @@ fn wal_dump_starts_where_the_log_starts_after_snapshots() {
     let mut ids = Vec::new();
     for round in 0..3 {
         for i in 0..3 {
-            ids.push(s.ok("/v1/customers", json!({"name": format!("r{round}-{i}")}))["id"].as_str().unwrap().to_string());
+            ids.push(
+                s.ok("/v1/customers", json!({"name": format!("r{round}-{i}")}))["id"].as_str().unwrap().to_string(),
+            );
         }
         s.ok("/v1/admin/snapshot", json!({}));
     }

@@ -8,7 +8,7 @@ use loyalty_ledger::state::State;
 use loyalty_ledger::storage::fs::RealFs;
 use loyalty_ledger::wal::format::{segment_file_name, SegmentHeader};
 use loyalty_ledger::wal::reader::{read_log, Mode, ReadFrom};
-use loyalty_ledger::wal::Record;
+use loyalty_ledger::wal::{Lsn, Record};
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     bytes.extend_from_slice(data);
     std::fs::write(dir.path().join(segment_file_name(1)), &bytes).unwrap();
     let state = State::new();
-    let _ = read_log(&RealFs, dir.path(), ReadFrom::Lsn(1), Mode::Repair, |lsn, payload| {
+    let _ = read_log(&RealFs, dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::Repair, |lsn, payload| {
         let record = Record::decode(payload).map_err(|e| StorageError::Inconsistent(format!("{lsn}: {e}")))?;
         state.apply(lsn, record)
     });

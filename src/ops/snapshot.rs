@@ -14,8 +14,8 @@ use crate::config::wal_segment_bytes_from_env;
 use crate::ledger::Ledger;
 use crate::recovery;
 use crate::snapshot;
-use crate::timer::{Clock, SystemClock};
 use crate::storage::fs::RealFs;
+use crate::timer::{Clock, SystemClock};
 
 pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let _lock = lock_existing(data_dir)?;

@@ -20,9 +20,10 @@ use crate::domain::Id;
 use crate::recovery;
 use crate::snapshot::{self, format, SNAPSHOT_DIR};
 use crate::state::State;
-use crate::wal::format::parse_segment_file_name;
 use crate::storage::fs::{FileSystem, RealFs};
+use crate::wal::format::parse_segment_file_name;
 use crate::wal::reader::{read_log, Mode, ReadFrom};
+use crate::wal::Lsn;
 use crate::wal::{Record, WAL_DIR};
 
 /// Problems listed in full at most; the rest are counted.
@@ -146,7 +147,7 @@ fn check_segments(fs: &dyn FileSystem, data_dir: &Path, r: &mut Report) {
         return;
     };
     let mut records = 0u64;
-    let scanned = read_log(fs, &dir, ReadFrom::Lsn(first), Mode::ReadOnly, |lsn, payload| {
+    let scanned = read_log(fs, &dir, ReadFrom::Lsn(Lsn::new(first)), Mode::ReadOnly, |lsn, payload| {
         Record::decode(payload)
             .map_err(|e| crate::error::StorageError::Inconsistent(format!("undecodable record {lsn}: {e}")))?;
         records += 1;

@@ -15,8 +15,8 @@ use crate::config::{
 };
 use crate::error::StorageError;
 use crate::state::SnapshotItem;
-use crate::wal::format::{frame_into, parse_segment_file_name};
 use crate::storage::fs::{AppendFile, FileSystem};
+use crate::wal::format::{frame_into, parse_segment_file_name};
 use crate::wal::WAL_DIR;
 
 /// A snapshot on disk (the answer of `POST /v1/admin/snapshot`).

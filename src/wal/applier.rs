@@ -23,19 +23,20 @@ use tokio::sync::oneshot;
 
 use super::record::Record;
 use super::writer::{ApplyFn, BarrierFn, WalStats};
+use super::Lsn;
 use crate::error::StorageError;
 
 /// A synced record waiting to be applied.
 pub(super) struct Synced {
-    pub lsn: u64,
+    pub lsn: Lsn,
     pub record: Record,
-    pub reply: oneshot::Sender<Result<u64, StorageError>>,
+    pub reply: oneshot::Sender<Result<Lsn, StorageError>>,
 }
 
 /// What the writer hands over, in log order.
 pub(super) enum Stage {
     Batch(Vec<Synced>),
-    /// Runs with the LSN of the last record before it.
+    /// Runs with the LSN of the last record before it (0: none).
     Barrier(BarrierFn, u64),
 }
 
@@ -55,7 +56,7 @@ pub(super) fn run(rx: Receiver<Stage>, mut apply: ApplyFn, poisoned: Arc<AtomicB
                         Err(e) if !failed => {
                             // Durable but not applicable: stop the write path so the log and
                             // memory cannot drift further; a restart replays and reports it.
-                            tracing::error!(lsn, error = %e, "a durable record could not be applied; stopping the write path");
+                            tracing::error!(lsn = lsn.get(), error = %e, "a durable record could not be applied; stopping the write path");
                             poisoned.store(true, Ordering::Release);
                             failed = true;
                         }
@@ -64,7 +65,7 @@ pub(super) fn run(rx: Receiver<Stage>, mut apply: ApplyFn, poisoned: Arc<AtomicB
                     let _ = reply.send(result);
                 }
                 if let Some(lsn) = last {
-                    stats.last_lsn.set(lsn as i64);
+                    stats.last_lsn.set(lsn.get() as i64);
                 }
                 stats.apply_seconds.observe(started.elapsed().as_secs_f64());
             }

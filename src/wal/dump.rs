@@ -34,7 +34,7 @@ pub fn dump(data_dir: &Path) -> anyhow::Result<()> {
         Some(first) => println!(
             "# {} segment(s), records {first} to {}, next lsn {}",
             end.segments.len(),
-            end.next_lsn - 1,
+            end.next_lsn.before(),
             end.next_lsn
         ),
         None => println!("# {} segment(s), no records, next lsn {}", end.segments.len(), end.next_lsn),

@@ -159,7 +159,12 @@ impl BatchHeader {
         if h[0..4] != BATCH_MAGIC || u32_at(h, 24) != batch_header_crc(salt, h) {
             return None;
         }
-        Some(BatchHeader { body_len: u32_at(h, 4), records: u32_at(h, 8), first_lsn: u64_at(h, 12), body_crc: u32_at(h, 20) })
+        Some(BatchHeader {
+            body_len: u32_at(h, 4),
+            records: u32_at(h, 8),
+            first_lsn: u64_at(h, 12),
+            body_crc: u32_at(h, 20),
+        })
     }
 }
 
@@ -207,7 +212,12 @@ pub struct Scan {
 pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
     if start > buf.len() {
         let reason = format!("records should start at offset {start}, past the end ({} bytes)", buf.len());
-        return Scan { payloads: Vec::new(), batches: Vec::new(), valid_end: buf.len(), tail: Tail::Corrupt { offset: buf.len(), reason } };
+        return Scan {
+            payloads: Vec::new(),
+            batches: Vec::new(),
+            valid_end: buf.len(),
+            tail: Tail::Corrupt { offset: buf.len(), reason },
+        };
     }
     let mut payloads = Vec::new();
     let mut pos = start;
@@ -263,7 +273,12 @@ fn classify(buf: &[u8], offset: usize, end: usize, reason: String) -> Tail {
 pub fn scan_batches(buf: &[u8], start: usize, salt: u32, first_lsn: u64, record_bytes_max: usize) -> Scan {
     if start > buf.len() {
         let reason = format!("batches should start at offset {start}, past the end ({} bytes)", buf.len());
-        return Scan { payloads: Vec::new(), batches: Vec::new(), valid_end: buf.len(), tail: Tail::Corrupt { offset: buf.len(), reason } };
+        return Scan {
+            payloads: Vec::new(),
+            batches: Vec::new(),
+            valid_end: buf.len(),
+            tail: Tail::Corrupt { offset: buf.len(), reason },
+        };
     }
     let mut payloads = Vec::new();
     let mut batches = Vec::new();
@@ -275,8 +290,8 @@ pub fn scan_batches(buf: &[u8], start: usize, salt: u32, first_lsn: u64, record_
             // filled ahead (`AppendFile::reserve`). Nothing was written here.
             break Tail::Clean;
         }
-        let (offset, reason) = match check_batch(buf, pos, salt, lsn, record_bytes_max) {
-            Ok((header, frames)) => {
+        let Damage { offset, reason } = match check_batch(buf, pos, salt, lsn, record_bytes_max) {
+            Ok(GoodBatch { header, frames }) => {
                 payloads.extend(frames);
                 batches.push(pos);
                 pos += BATCH_HEADER_BYTES + header.body_len as usize;
@@ -298,33 +313,42 @@ pub fn scan_batches(buf: &[u8], start: usize, salt: u32, first_lsn: u64, record_
     Scan { payloads, batches, valid_end: pos, tail }
 }
 
-/// The batch at `pos` holding `lsn` first, with its record payload ranges,
-/// or where and why it is bad.
-fn check_batch(
-    buf: &[u8],
-    pos: usize,
-    salt: u32,
-    lsn: u64,
-    record_bytes_max: usize,
-) -> Result<(BatchHeader, Vec<Range<usize>>), (usize, String)> {
+/// A batch that passed every check, with its records' payload ranges.
+struct GoodBatch {
+    header: BatchHeader,
+    frames: Vec<Range<usize>>,
+}
+
+/// Where a batch is bad (the first bad byte found) and why.
+struct Damage {
+    offset: usize,
+    reason: String,
+}
+
+fn damage(offset: usize, reason: impl Into<String>) -> Damage {
+    Damage { offset, reason: reason.into() }
+}
+
+/// The batch at `pos` holding `lsn` first, or where and why it is bad.
+fn check_batch(buf: &[u8], pos: usize, salt: u32, lsn: u64, record_bytes_max: usize) -> Result<GoodBatch, Damage> {
     let rest = buf.len() - pos;
     let Some(header) = BatchHeader::parse(buf, pos, salt) else {
         return Err(if rest < BATCH_HEADER_BYTES {
-            (pos, format!("incomplete batch header ({rest} bytes)"))
+            damage(pos, format!("incomplete batch header ({rest} bytes)"))
         } else {
-            (pos, "bad batch header (magic or checksum)".to_string())
+            damage(pos, "bad batch header (magic or checksum)")
         });
     };
     if header.first_lsn != lsn {
-        return Err((pos, format!("batch says its first LSN is {}, expected {lsn}", header.first_lsn)));
+        return Err(damage(pos, format!("batch says its first LSN is {}, expected {lsn}", header.first_lsn)));
     }
     if header.records == 0 || lsn.checked_add(u64::from(header.records)).is_none() {
-        return Err((pos, format!("batch of {} records from LSN {lsn} is impossible", header.records)));
+        return Err(damage(pos, format!("batch of {} records from LSN {lsn} is impossible", header.records)));
     }
     let body = pos + BATCH_HEADER_BYTES;
     let end = body + header.body_len as usize;
     if end > buf.len() {
-        return Err((pos, format!("batch of {} bytes runs past the end of the file", header.body_len)));
+        return Err(damage(pos, format!("batch of {} bytes runs past the end of the file", header.body_len)));
     }
     let frames = scan_frames(&buf[..end], body, record_bytes_max);
     if crc32fast::hash(&buf[body..end]) != header.body_crc {
@@ -332,12 +356,12 @@ fn check_batch(
             Tail::Torn { offset, .. } | Tail::Corrupt { offset, .. } => offset,
             Tail::Clean => body,
         };
-        return Err((at, "batch checksum mismatch".to_string()));
+        return Err(damage(at, "batch checksum mismatch"));
     }
     if frames.tail != Tail::Clean || frames.valid_end != end || frames.payloads.len() != header.records as usize {
-        return Err((pos, format!("batch body does not hold exactly its {} records", header.records)));
+        return Err(damage(pos, format!("batch body does not hold exactly its {} records", header.records)));
     }
-    Ok((header, frames.payloads))
+    Ok(GoodBatch { header, frames: frames.payloads })
 }
 
 /// Offset of the first good batch header at or after `from` whose first LSN
@@ -616,7 +640,11 @@ mod tests {
                 if zeros_from_start {
                     assert_eq!(s.tail, Tail::Clean, "mask {mask:b}");
                 } else {
-                    assert!(matches!(s.tail, Tail::Torn { offset, .. } if offset == last), "mask {mask:b}: {:?}", s.tail);
+                    assert!(
+                        matches!(s.tail, Tail::Torn { offset, .. } if offset == last),
+                        "mask {mask:b}: {:?}",
+                        s.tail
+                    );
                 }
             }
         }

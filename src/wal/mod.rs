@@ -7,6 +7,7 @@
 //!   ENOSPC, torn writes, lost syncs; tests only).
 //! - `reader`: scanning segments; damage confined to the final batch is a
 //!   torn tail, set aside and cut; anything else bad refuses to start.
+//! - `lsn`: the `Lsn` type, a record's position in the log.
 //! - `error`: what an append can fail with (`WalError`), mapped to HTTP by the facade.
 //! - `writer`: the group-commit thread: one write and one fdatasync per batch,
 //!   then the batch goes to `applier`, a thread that applies it to the state in
@@ -19,11 +20,13 @@ mod error;
 pub mod faults;
 pub mod format;
 mod gather;
+mod lsn;
 pub mod reader;
 pub mod record;
 pub mod writer;
 
 pub use error::WalError;
+pub use lsn::Lsn;
 pub use record::{Change, IdemEntry, Record, RecordError};
 pub use writer::Wal;
 

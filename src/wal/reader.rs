@@ -17,9 +17,10 @@
 use std::path::{Path, PathBuf};
 
 use super::format::{self, SegmentHeader, Tail, SEGMENT_HEADER_BYTES};
-use crate::storage::fs::FileSystem;
+use super::Lsn;
 use crate::config::WAL_RECORD_BYTES_MAX;
 use crate::error::StorageError;
+use crate::storage::fs::FileSystem;
 
 /// Whether reading the log may change it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub enum ReadFrom {
     /// Every record, from the oldest segment on (`wal dump`).
     Oldest,
     /// Records from this LSN on; the segments must reach back to it (replay after a snapshot).
-    Lsn(u64),
+    Lsn(Lsn),
 }
 
 /// One segment as found on disk.
@@ -66,7 +67,7 @@ pub struct TornTail {
 pub struct LogEnd {
     pub segments: Vec<SegmentInfo>,
     /// LSN the next appended record gets.
-    pub next_lsn: u64,
+    pub next_lsn: Lsn,
     /// A torn tail that was found (and cut, with `Mode::Repair`).
     pub torn: Option<TornTail>,
 }
@@ -82,7 +83,7 @@ pub fn read_log(
     dir: &Path,
     from: ReadFrom,
     mode: Mode,
-    mut on_record: impl FnMut(u64, &[u8]) -> Result<(), StorageError>,
+    mut on_record: impl FnMut(Lsn, &[u8]) -> Result<(), StorageError>,
 ) -> Result<LogEnd, StorageError> {
     let mut names: Vec<(u64, String)> = Vec::new();
     for name in fs.list(dir).map_err(|e| StorageError::io(dir, e))? {
@@ -93,7 +94,7 @@ pub fn read_log(
     names.sort();
     let from_lsn = match from {
         ReadFrom::Oldest => names.first().map_or(1, |(lsn, _)| *lsn),
-        ReadFrom::Lsn(lsn) => lsn.max(1),
+        ReadFrom::Lsn(lsn) => lsn.get(),
     };
     let mut segments = Vec::new();
     let mut torn = None;
@@ -144,7 +145,10 @@ pub fn read_log(
             None if first_lsn > from_lsn => {
                 return Err(corrupt(
                     16,
-                    format!("records {from_lsn} to {} are missing: the oldest segment starts at {first_lsn}", first_lsn - 1),
+                    format!(
+                        "records {from_lsn} to {} are missing: the oldest segment starts at {first_lsn}",
+                        first_lsn - 1
+                    ),
                 ));
             }
             _ => {}
@@ -173,7 +177,7 @@ pub fn read_log(
         for (n, range) in scan.payloads.iter().enumerate() {
             let lsn = first_lsn + n as u64;
             if lsn >= from_lsn {
-                on_record(lsn, &buf[range.clone()]).map_err(|e| match e {
+                on_record(Lsn::new(lsn), &buf[range.clone()]).map_err(|e| match e {
                     StorageError::Inconsistent(reason) => corrupt(range.start - format::FRAME_HEADER_BYTES, reason),
                     other => other,
                 })?;
@@ -182,7 +186,7 @@ pub fn read_log(
         expected_lsn = Some(next_lsn);
         segments.push(SegmentInfo { path, header, records, valid_len: scan.valid_end as u64 });
     }
-    let next_lsn = expected_lsn.unwrap_or(from_lsn);
+    let next_lsn = Lsn::new(expected_lsn.unwrap_or(from_lsn));
     Ok(LogEnd { segments, next_lsn, torn })
 }
 
@@ -242,8 +246,8 @@ fn cut_torn_tail(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wal::format::{begin_batch, frame_into, seal_batch, segment_file_name};
     use crate::storage::fs::RealFs;
+    use crate::wal::format::{begin_batch, frame_into, seal_batch, segment_file_name};
 
     const SALT: u32 = 77;
 
@@ -270,17 +274,20 @@ mod tests {
         std::fs::write(dir.join(segment_file_name(first_lsn)), buf).unwrap();
     }
 
-    fn read_with(dir: &Path, from: ReadFrom, mode: Mode) -> Result<(Vec<(u64, Vec<u8>)>, LogEnd), StorageError> {
+    /// Records read, as (LSN, payload).
+    type Records = Vec<(u64, Vec<u8>)>;
+
+    fn read_with(dir: &Path, from: ReadFrom, mode: Mode) -> Result<(Records, LogEnd), StorageError> {
         let mut out = Vec::new();
         let end = read_log(&RealFs, dir, from, mode, |lsn, p| {
-            out.push((lsn, p.to_vec()));
+            out.push((lsn.get(), p.to_vec()));
             Ok(())
         })?;
         Ok((out, end))
     }
 
     fn read(dir: &Path) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        read_with(dir, ReadFrom::Lsn(1), Mode::ReadOnly).map(|(records, _)| records)
+        read_with(dir, ReadFrom::Lsn(Lsn::FIRST), Mode::ReadOnly).map(|(records, _)| records)
     }
 
     #[test]
@@ -338,19 +345,19 @@ mod tests {
         std::fs::write(&path, &torn).unwrap();
 
         // Read-only: reported, nothing changes.
-        let (records, end) = read_with(dir.path(), ReadFrom::Lsn(1), Mode::ReadOnly).unwrap();
+        let (records, end) = read_with(dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::ReadOnly).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(end.torn.as_ref().map(|t| t.offset), Some(good.len() as u64));
         assert_eq!(std::fs::read(&path).unwrap(), torn);
 
-        let (records, end) = read_with(dir.path(), ReadFrom::Lsn(1), Mode::Repair).unwrap();
+        let (records, end) = read_with(dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::Repair).unwrap();
         assert_eq!(records.len(), 2);
-        assert_eq!(end.next_lsn, 3);
+        assert_eq!(end.next_lsn, Lsn::new(3));
         let aside = end.torn.unwrap().set_aside.unwrap();
         assert_eq!(std::fs::read(&aside).unwrap(), b"half a batch, then nothing");
         assert_eq!(std::fs::read(&path).unwrap(), good);
         // The file beside the segment is not a segment: the next read is clean.
-        let (_, end) = read_with(dir.path(), ReadFrom::Lsn(1), Mode::Repair).unwrap();
+        let (_, end) = read_with(dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::Repair).unwrap();
         assert!(end.torn.is_none());
     }
 
@@ -358,7 +365,8 @@ mod tests {
     fn lsns_past_the_largest_are_corruption_not_an_overflow() {
         let dir = tempfile::tempdir().unwrap();
         write_v1_segment(dir.path(), u64::MAX - 1, &[b"a", b"b"]);
-        let err = read_log(&RealFs, dir.path(), ReadFrom::Lsn(u64::MAX - 1), Mode::ReadOnly, |_, _| Ok(())).unwrap_err();
+        let err = read_log(&RealFs, dir.path(), ReadFrom::Lsn(Lsn::new(u64::MAX - 1)), Mode::ReadOnly, |_, _| Ok(()))
+            .unwrap_err();
         assert!(err.to_string().contains("run past the largest LSN"), "{err}");
     }
 }

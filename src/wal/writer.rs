@@ -31,10 +31,11 @@ use tokio::sync::oneshot;
 use super::applier::{self, Stage, Synced};
 use super::error::WalError;
 use super::format::{self, segment_file_name, SegmentHeader};
-use crate::storage::fs::{AppendFile, FileSystem};
 use super::gather::Gather;
 use super::reader::LogEnd;
 use super::record::Record;
+use super::Lsn;
+use crate::storage::fs::{AppendFile, FileSystem};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -46,7 +47,7 @@ use crate::config::{
 use crate::error::StorageError;
 
 /// Applies a durable record to the in-memory state (the writer calls it in LSN order).
-pub type ApplyFn = Box<dyn FnMut(u64, Record) -> Result<(), StorageError> + Send>;
+pub type ApplyFn = Box<dyn FnMut(Lsn, Record) -> Result<(), StorageError> + Send>;
 
 /// What the writer measures, for `/metrics` and the benches. The handles are
 /// cheap clones of shared atomics; `metrics::Metrics` registers the same ones.
@@ -99,7 +100,7 @@ enum Job {
 struct Append {
     framed: Vec<u8>,
     record: Record,
-    reply: oneshot::Sender<Result<u64, StorageError>>,
+    reply: oneshot::Sender<Result<Lsn, StorageError>>,
 }
 
 /// The handle callers append through. Cheap to share.
@@ -143,7 +144,7 @@ impl Wal {
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(stats);
-        stats.last_lsn.set(end.next_lsn.saturating_sub(1) as i64);
+        stats.last_lsn.set(end.next_lsn.before() as i64);
         let (to_applier, staged) = mpsc::sync_channel(WAL_APPLY_QUEUE_BATCHES);
         let reserved = segment.len;
         let mut writer = Writer {
@@ -172,7 +173,7 @@ impl Wal {
     }
 
     /// Appends `record`; resolves once it is on disk and applied. Returns its LSN.
-    pub async fn append(&self, record: Record) -> Result<u64, WalError> {
+    pub async fn append(&self, record: Record) -> Result<Lsn, WalError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(WalError::Unavailable);
         }
@@ -244,11 +245,11 @@ struct OpenSegment {
 
 /// Creates the segment whose first record will be `first_lsn`, with a fresh
 /// salt, and makes its header and name durable.
-fn create_segment(fs: &dyn FileSystem, dir: &Path, first_lsn: u64) -> Result<OpenSegment, StorageError> {
-    let path = dir.join(segment_file_name(first_lsn));
+fn create_segment(fs: &dyn FileSystem, dir: &Path, first_lsn: Lsn) -> Result<OpenSegment, StorageError> {
+    let path = dir.join(segment_file_name(first_lsn.get()));
     let mut file = fs.create_new(&path).map_err(|e| StorageError::io(&path, e))?;
     let salt = rand::random::<u32>();
-    let header = SegmentHeader::new(first_lsn, salt).encode();
+    let header = SegmentHeader::new(first_lsn.get(), salt).encode();
     file.append(&header).map_err(|e| StorageError::io(&path, e))?;
     file.sync_data().map_err(|e| StorageError::io(&path, e))?;
     fs.sync_dir(dir).map_err(|e| StorageError::io(dir, e))?;
@@ -263,7 +264,7 @@ struct Writer {
     reserved: u64,
     /// Shared with `Wal`: the writer subtracts what it takes off the queue.
     queued_bytes: Arc<AtomicUsize>,
-    next_lsn: u64,
+    next_lsn: Lsn,
     segment_bytes_max: u64,
     poisoned: Arc<AtomicBool>,
     stats: Arc<WalStats>,
@@ -343,7 +344,7 @@ impl Writer {
                 }
             }
         }
-        self.stage(Stage::Barrier(f, self.next_lsn - 1));
+        self.stage(Stage::Barrier(f, self.next_lsn.before()));
     }
 
     /// Hands `stage` to the apply thread (blocking while its queue is full).
@@ -394,7 +395,7 @@ impl Writer {
         let mut synced = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             synced.push(Synced { lsn: self.next_lsn, record: job.record, reply: job.reply });
-            self.next_lsn += 1;
+            self.next_lsn = self.next_lsn.next();
         }
         self.stage(Stage::Batch(synced));
     }
@@ -414,7 +415,7 @@ impl Writer {
             let segment = create_segment(self.fs.as_ref(), &self.dir, self.next_lsn)?;
             self.switch_to(segment);
         }
-        format::seal_batch(buf, self.segment.salt, self.next_lsn, records as u32);
+        format::seal_batch(buf, self.segment.salt, self.next_lsn.get(), records as u32);
         let end = self.segment.len + buf.len() as u64;
         if end > self.reserved {
             // Zero-fill ahead, within the segment's size: the sync below covers it.
@@ -438,8 +439,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::wal::faults::{Fault, FaultKind, FaultOp, Faults, FaultyFs, OpStatus};
     use crate::storage::fs::RealFs;
+    use crate::wal::faults::{Fault, FaultKind, FaultOp, Faults, FaultyFs, OpStatus};
     use crate::wal::reader::{read_log, Mode, ReadFrom};
 
     struct Rig {
@@ -461,7 +462,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faults = Faults::new();
         let fs: Arc<dyn FileSystem> = Arc::new(FaultyFs::new(RealFs, faults.clone()));
-        let end = read_log(fs.as_ref(), dir.path(), ReadFrom::Lsn(1), Mode::Repair, |_, _| Ok(())).unwrap();
+        let end = read_log(fs.as_ref(), dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::Repair, |_, _| Ok(())).unwrap();
         let applied = Arc::new(Mutex::new(Vec::new()));
         let sink = applied.clone();
         let wal = Wal::start(
@@ -472,6 +473,7 @@ mod tests {
             WalStats::default(),
             Box::new(move |lsn, _| {
                 std::thread::sleep(apply_time);
+                let lsn = lsn.get();
                 if Some(lsn) == fail_at {
                     return Err(StorageError::Inconsistent(format!("record {lsn} contradicts the state")));
                 }
@@ -490,7 +492,7 @@ mod tests {
 
     impl Rig {
         fn append(&self, i: i64) -> Result<u64, WalError> {
-            self.rt.block_on(self.wal.append(record(i)))
+            self.rt.block_on(self.wal.append(record(i))).map(Lsn::get)
         }
         fn op(&self, op: FaultOp) -> OpStatus {
             self.faults.status().into_iter().find(|s| s.op == op).unwrap()
@@ -498,7 +500,7 @@ mod tests {
         /// Record times found on disk, and whether a torn tail was seen.
         fn on_disk(&self) -> (Vec<i64>, bool) {
             let mut times = Vec::new();
-            let end = read_log(&RealFs, self.dir.path(), ReadFrom::Lsn(1), Mode::ReadOnly, |_, p| {
+            let end = read_log(&RealFs, self.dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::ReadOnly, |_, p| {
                 times.push(Record::decode(p).unwrap().time);
                 Ok(())
             })
@@ -566,13 +568,13 @@ mod tests {
         let (_, scan) = format::scan_segment(&cached, crate::config::WAL_RECORD_BYTES_MAX).unwrap();
         assert_eq!(scan.payloads.len(), 4, "the cache still shows record 4");
         let mut times = Vec::new();
-        let end = read_log(r.fs.as_ref(), r.dir.path(), ReadFrom::Lsn(1), Mode::Repair, |_, p| {
+        let end = read_log(r.fs.as_ref(), r.dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::Repair, |_, p| {
             times.push(Record::decode(p).unwrap().time);
             Ok(())
         })
         .unwrap();
         assert_eq!(times, vec![1, 2, 3], "record 4 never reached the device");
-        assert_eq!(end.next_lsn, 4);
+        assert_eq!(end.next_lsn, Lsn::new(4));
     }
 
     #[test]
@@ -590,7 +592,7 @@ mod tests {
             }),
             changes: Vec::new(),
         };
-        let results: Vec<Result<u64, WalError>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Lsn, WalError>> = std::thread::scope(|scope| {
             let clients: Vec<_> = (0..40)
                 .map(|i| {
                     let wal = &r.wal;
@@ -613,7 +615,7 @@ mod tests {
         let r = rig();
         r.faults.arm(FaultOp::Sync, Fault { kind: FaultKind::Eio, after: 10, times: 1 });
         // Eight clients appending one after another: many batches, the fault in the middle.
-        let results: Vec<Result<u64, WalError>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Lsn, WalError>> = std::thread::scope(|scope| {
             let clients: Vec<_> = (0..8)
                 .map(|t| {
                     let wal = &r.wal;
@@ -625,7 +627,7 @@ mod tests {
                 .collect();
             clients.into_iter().flat_map(|c| c.join().unwrap()).collect()
         });
-        let acked: Vec<u64> = results.iter().filter_map(|x| x.as_ref().ok().copied()).collect();
+        let acked: Vec<u64> = results.iter().filter_map(|x| x.as_ref().ok().map(|l| l.get())).collect();
         assert!(results.iter().any(|x| x.is_err()), "the fault fired");
         for e in results.iter().filter_map(|x| x.as_ref().err()) {
             assert!(matches!(e, WalError::Unavailable), "{e}");
