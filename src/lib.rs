@@ -28,6 +28,8 @@
 //! - [`ops`]: the offline operator commands: `snapshot`, `restore`, `verify`.
 //! - [`storage`]: the data directory below them all: the file-system seam,
 //!   the directory lock and private file modes.
+//! - [`test_hooks`]: the manual clock and the fault-injecting file system,
+//!   off unless a test starts the server with them.
 //!
 //! Limits are named constants in [`config`]; errors and their HTTP status in [`error`].
 
@@ -46,6 +48,7 @@ pub mod recovery;
 pub mod snapshot;
 pub mod state;
 pub mod storage;
+pub mod test_hooks;
 pub mod timer;
 pub mod wal;
 pub mod webhooks;

@@ -25,8 +25,9 @@ use crate::recovery;
 use crate::storage::fs::{FileSystem, RealFs};
 use crate::storage::lock::lock_data_dir;
 use crate::storage::private::{make_private, PRIVATE_FILE_MODE};
-use crate::timer::{Clock, ExpiryTimer, ManualClock, SystemClock};
-use crate::wal::faults::{Faults, FaultyFs};
+use crate::test_hooks::faults::{Faults, FaultyFs};
+use crate::test_hooks::ManualClock;
+use crate::timer::{Clock, ExpiryTimer, SystemClock};
 use crate::webhooks::WebhookDispatcher;
 use actix::Actor;
 

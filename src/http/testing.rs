@@ -4,7 +4,7 @@
 //! - `LEDGER_TEST_CLOCK`: `POST /v1/test/clock {"advance_seconds": n}` moves the
 //!   manual clock, so black-box tests can make redemptions expire without waiting.
 //! - `LEDGER_FAULTS=1`: `POST /v1/test/faults {"op", "error", "after"?, "times"?,
-//!   "delay_ms"?}` arms a storage fault under the WAL (`wal::faults`), and
+//!   "delay_ms"?}` arms a storage fault under the WAL (`test_hooks::faults`), and
 //!   `GET /v1/test/faults` shows what is armed and how often each operation ran
 //!   and failed. `op` is `append`, `sync` or `rename`; `error` is `eio`,
 //!   `enospc`, `torn` (not for `rename`), `lost` (`sync` only), `slow` (with `delay_ms`), or `none`
@@ -21,7 +21,7 @@ use super::body::Body;
 use super::respond;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
-use crate::wal::faults::{Fault, FaultKind, FaultOp, Faults, FAULT_DELAY_MAX};
+use crate::test_hooks::faults::{Fault, FaultKind, FaultOp, Faults, FAULT_DELAY_MAX};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

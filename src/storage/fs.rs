@@ -1,6 +1,6 @@
 //! The file-system seam: everything the WAL and snapshots do to disk goes
 //! through `FileSystem`, so tests can put a fault-injecting implementation
-//! underneath (EIO, ENOSPC on write, sync and rename; `crate::wal::faults`).
+//! underneath (EIO, ENOSPC on write, sync and rename; `crate::test_hooks::faults`).
 //!
 //! Everything it creates is private: directories 0700, files 0600
 //! (`storage::private`), since the WAL and snapshots hold webhook signing

@@ -4,5 +4,5 @@
 pub mod clock;
 pub mod expiry;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, SystemClock};
 pub use expiry::ExpiryTimer;

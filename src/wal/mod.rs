@@ -3,8 +3,6 @@
 //! - `record`: what a record holds (the changes it makes, its idempotency entry).
 //! - `format`: segment files, group-commit batches and record framing
 //!   (magic, version, lengths, crc32).
-//! - `faults`: a fault-injecting `FileSystem` over `storage::fs` (EIO,
-//!   ENOSPC, torn writes, lost syncs; tests only).
 //! - `reader`: scanning segments; damage confined to the final batch is a
 //!   torn tail, set aside and cut; anything else bad refuses to start.
 //! - `lsn`: the `Lsn` type, a record's position in the log.
@@ -17,7 +15,6 @@
 mod applier;
 pub mod dump;
 mod error;
-pub mod faults;
 pub mod format;
 mod gather;
 mod lsn;

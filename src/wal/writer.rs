@@ -440,7 +440,7 @@ mod tests {
 
     use super::*;
     use crate::storage::fs::RealFs;
-    use crate::wal::faults::{Fault, FaultKind, FaultOp, Faults, FaultyFs, OpStatus};
+    use crate::test_hooks::faults::{Fault, FaultKind, FaultOp, Faults, FaultyFs, OpStatus};
     use crate::wal::reader::{read_log, Mode, ReadFrom};
 
     struct Rig {
