@@ -49,7 +49,7 @@ pub const ACCOUNT_IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Records waiting for the WAL writer before appends answer 503 ...
 pub const WAL_QUEUE_RECORDS_MAX: usize = 16 * 1024;
 /// ... and framed bytes waiting, so that a flood of large records cannot
-/// hold 16k x 4 MiB in memory.
+/// hold `WAL_QUEUE_RECORDS_MAX` records of up to 4 MiB each in memory.
 pub const WAL_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// One group commit writes at most this many records ...
 pub const WAL_BATCH_RECORDS_MAX: usize = 4096;
@@ -94,9 +94,8 @@ pub const SNAPSHOT_ITEMS_SLACK: usize = 4096;
 pub const PROGRESS_LOG_EVERY: u64 = 1_000_000;
 
 /// A WAL segment is zero-filled this far ahead of its last record (`storage::fs`).
-/// The batch that crosses it writes and syncs that many zeros too: at 1 MiB
-/// that sync took over 5 ms 45-71 times per 10 s of durable earns, at 256 KiB
-/// 5-24 times (docs/performance.md, "Slow syncs").
+/// The batch that crosses it writes and syncs that many zeros too, so a
+/// larger fill means more slow syncs (docs/performance.md, "Slow syncs").
 pub const WAL_PREALLOCATE_BYTES: u64 = 256 << 10;
 
 /// Replay and snapshot loading decode on one thread and apply on another

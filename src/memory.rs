@@ -4,7 +4,7 @@
 //! (the server, the tests, the benches): the ledger allocates and frees many
 //! small objects on several threads (request bodies, records decoded on one
 //! thread and applied on another), where glibc's per-arena locking and
-//! cross-thread frees cost about a third of replay (docs/performance.md).
+//! cross-thread frees made replay markedly slower (docs/performance.md, "Changes").
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,13 +13,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// (pages already huge stay so). Called once startup has loaded the state.
 ///
 /// mimalloc asks for huge pages on its segments (`MADV_HUGEPAGE`), and on
-/// the virtual machines this runs on the first touch of a 2 MiB page took
-/// 3-5 ms of CPU in the kernel, in one fault. On the WAL's apply thread that
-/// held up a whole batch: the load bench counted 29-40 applies over 5 ms a
-/// run with them, 8 without (4 once table growth stopped copying too). Loading in bulk is another matter: restore and
-/// start from a 1M-member snapshot took 2.4-2.6 s with them and 3.3-3.6 s
-/// without, so startup keeps them and only serving goes without
-/// (docs/performance.md, "Slow applies").
+/// the virtual machines this runs on the first touch of a 2 MiB page is one
+/// slow fault that holds up a whole batch on the WAL's apply thread; loading
+/// in bulk is faster with them, so startup keeps them and only serving goes
+/// without (docs/performance.md, "Slow applies").
 pub fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process's memory map.

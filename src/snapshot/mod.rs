@@ -49,8 +49,8 @@ type Capturing = oneshot::Receiver<Result<Result<Captured, StorageError>, Storag
 
 /// Room for the items of `state` as it is now, plus `SNAPSHOT_ITEMS_SLACK`
 /// for what is applied before the barrier, with every page of it touched.
-/// Filling fresh memory costs the kernel a fault and a zeroing per page
-/// (48 MB for 2M objects, ~45 ms on this VM): done here, not in the stall.
+/// Filling fresh memory costs the kernel a fault and a zeroing per page: done
+/// here, not in the writer's stall (docs/performance.md, "Why the code is the way it is").
 fn touched_buffer(state: &State) -> Vec<SnapshotItem> {
     let capacity = state.snapshot_items_hint();
     let mut items = Vec::with_capacity(capacity + capacity / SNAPSHOT_ITEMS_SLACK_DIVISOR + SNAPSHOT_ITEMS_SLACK);

@@ -2,11 +2,9 @@
 //! fixed-size chunks.
 //!
 //! A `Vec` that grows by doubling copies everything it holds at each
-//! doubling: at 262,144 ids (32 bytes each, then) that was 8 MiB copied into fresh
-//! pages, on the WAL's apply thread, while every request of the batch waits.
-//! The load bench saw such doublings take 3-18 ms per table, and a payment,
-//! its transaction and its events double together (docs/performance.md,
-//! "Slow applies"). Here a push never moves what is stored: a full chunk
+//! doubling, into fresh pages, on the WAL's apply thread, while every request
+//! of the batch waits; a payment, its transaction and its events double
+//! together (docs/performance.md, "Slow applies"). Here a push never moves what is stored: a full chunk
 //! stays where it is and the next push starts a new one. Only the small
 //! vector of chunk pointers still doubles (N / ORDER_CHUNK_IDS of them).
 //!

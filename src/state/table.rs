@@ -11,8 +11,8 @@
 //! id's hash (16 bytes), and the order holds each object's whole hash and
 //! its `created` (16 bytes). Before, the map key and the order each held a
 //! copy of the id (a bucket of 40 bytes, an order entry of 32): the tables
-//! are most of the memory a replay touches for the first time, and on this
-//! VM first touches cost ~1.5 ns per byte (docs/performance.md, "Replay").
+//! are most of the memory a replay touches for the first time, and first
+//! touches are what replay spends its time on (docs/performance.md, "Replay").
 //! The kept hash bits re-place a bucket when its map grows without reading
 //! the object, and rule out nearly every wrong candidate of a lookup before
 //! its id is compared.

@@ -1,13 +1,11 @@
 //! How long the writer waits for more records before it syncs a batch.
 //!
 //! Without a wait, the writer syncs whatever arrived during the previous
-//! sync: under load on the 2-core machine that was ~8 records per fdatasync,
-//! 2,000 syncs a second, and as many wake-ups of the writer and apply
-//! threads. Waiting about one sync time (here the 300 us cap) once the first
-//! record is in doubles the batch (17-21 records) for a cost of that wait per
-//! request. In the load bench that took durable earn p99 from 9.4-10.2 ms to
-//! 7.2-9.7 ms and p999 from 13.8-14.2 ms to 9.4-12.3 ms, at the same
-//! throughput (docs/performance.md, "Gathering a batch").
+//! sync: small batches, many syncs, and as many wake-ups of the writer and
+//! apply threads. Waiting about one sync time once the first record is in
+//! roughly doubles the batch, for the cost of that wait per request, and
+//! lowers the tail latency at the same throughput (docs/performance.md,
+//! "Gathering a batch").
 //!
 //! The wait only happens when the previous batch had company (at least
 //! `WAL_GATHER_AFTER_RECORDS` records): a lone client writing one record at
