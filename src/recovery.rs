@@ -30,12 +30,27 @@ use crate::wal::{Lsn, Record, Wal, WAL_DIR};
 /// replaces `wal/` and `snapshots/`: a start refuses while it is there.
 pub const RESTORING_FILE: &str = "RESTORING";
 
+/// The snapshot a start loaded.
+#[derive(Debug, Clone)]
+pub struct LoadedSnapshot {
+    pub path: PathBuf,
+    /// The state is exactly after this record.
+    pub lsn: u64,
+    pub items: u64,
+}
+
+/// A damaged snapshot a start skipped, and why.
+#[derive(Debug, Clone)]
+pub struct SkippedSnapshot {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
 #[derive(Debug)]
 pub struct RecoverySummary {
-    /// The snapshot loaded, with its LSN and item count.
-    pub snapshot: Option<(PathBuf, u64, u64)>,
-    /// Damaged snapshots skipped (newest first), with why.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub snapshot: Option<LoadedSnapshot>,
+    /// Damaged snapshots skipped, newest first.
+    pub skipped: Vec<SkippedSnapshot>,
     /// WAL records replayed after the snapshot.
     pub records: u64,
     pub segments: usize,
@@ -71,7 +86,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
         fs.create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
         snapshot::load::remove_temp_files(fs, data_dir)?;
     }
-    let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+    let mut skipped: Vec<SkippedSnapshot> = Vec::new();
     let mut chosen = None;
     for (lsn, path) in snapshot::list_snapshots(fs, data_dir)?.into_iter().rev() {
         match snapshot::load::read_checked(fs, &path) {
@@ -81,7 +96,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
             }
             Err(e) => {
                 tracing::error!(file = %path.display(), error = %e, "snapshot is invalid; trying an older snapshot plus the WAL");
-                skipped.push((path, e.to_string()));
+                skipped.push(SkippedSnapshot { path, reason: e.to_string() });
             }
         }
     }
@@ -92,7 +107,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
         let items = snapshot::load_snapshot(state, &path, &bytes, &checked)?;
         // The state is after record `lsn` (0: before the first).
         from_lsn = Lsn::new(lsn.saturating_add(1));
-        used = Some((path, lsn, items));
+        used = Some(LoadedSnapshot { path, lsn, items });
     }
     let replayed = replay_log(fs, &dir, from_lsn, mode, state);
     let records = replayed.as_ref().map(|(_, n)| *n).unwrap_or(0);
@@ -114,7 +129,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
         })
         .map_err(|e| match skipped.first() {
             // Name the damaged snapshot that forced the fallback, not only the WAL.
-            Some((path, reason)) => StorageError::Corrupt {
+            Some(SkippedSnapshot { path, reason }) => StorageError::Corrupt {
                 path: path.display().to_string(),
                 offset: 0,
                 reason: format!(
@@ -124,7 +139,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
             None => e,
         })?;
     if mode == Mode::Repair {
-        for (path, _) in &skipped {
+        for SkippedSnapshot { path, .. } in &skipped {
             set_aside(fs, path)?;
         }
     }

@@ -63,14 +63,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The recovery summary line (server start and the offline commands).
 pub fn log_recovery(summary: &recovery::RecoverySummary) {
-    let (snapshot, snapshot_lsn) = match &summary.snapshot {
-        Some((path, lsn, _)) => (path.display().to_string(), *lsn),
-        None => ("none".to_string(), 0),
+    let (snapshot, snapshot_lsn, snapshot_items) = match &summary.snapshot {
+        Some(s) => (s.path.display().to_string(), s.lsn, s.items),
+        None => ("none".to_string(), 0, 0),
     };
     tracing::info!(
         snapshot,
         snapshot_lsn,
-        snapshot_items = summary.snapshot.as_ref().map_or(0, |s| s.2),
+        snapshot_items,
         snapshots_skipped = summary.skipped.len(),
         records = summary.records,
         segments = summary.segments,

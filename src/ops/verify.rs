@@ -76,7 +76,7 @@ pub fn check(fs: &dyn FileSystem, data_dir: &Path) -> Report {
         Ok(loaded) => {
             let s = &loaded.summary;
             let from = match &s.snapshot {
-                Some((path, lsn, _)) => format!("snapshot {} (LSN {lsn})", path.display()),
+                Some(snap) => format!("snapshot {} (LSN {})", snap.path.display(), snap.lsn),
                 None => "the start of the WAL".to_string(),
             };
             r.notes.push(format!(
