@@ -33,7 +33,9 @@ use loyalty_ledger::memory::release_free_memory;
 use loyalty_ledger::recovery::replay_log;
 use loyalty_ledger::state::State;
 use loyalty_ledger::storage::fs::RealFs;
-use loyalty_ledger::wal::format::{frame_into, scan_frames, segment_file_name, SegmentBuilder};
+use loyalty_ledger::wal::format::{
+    begin_batch, frame_into, scan_frames, scan_segment, seal_batch, segment_file_name, SegmentBuilder,
+};
 use loyalty_ledger::wal::reader::{read_log, Mode, ReadFrom};
 use loyalty_ledger::wal::{Change, IdemEntry, Lsn, Record};
 use loyalty_ledger::webhooks::outbox::derive;
@@ -42,6 +44,8 @@ use loyalty_ledger::webhooks::outbox::derive;
 const REPLAY_TARGET_PER_S: f64 = 1_000_000.0;
 /// Segment size the writer rolls at (config::WAL_SEGMENT_BYTES_MAX).
 const SEGMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Records per group commit the load bench's durable earns see (about 20, docs/performance.md).
+const LOAD_BATCH_RECORDS: usize = 20;
 /// Records per batch in the log the bench writes (group commits under load hold tens to thousands).
 const BENCH_BATCH_RECORDS: u64 = 256;
 const T0: i64 = 1_717_113_600;
@@ -155,6 +159,31 @@ fn micro(c: &mut Criterion) {
             assert_eq!(s.payloads.len(), 1000);
             s
         })
+    });
+    // The same records as a segment of batches of about the size group
+    // commit makes under load: the batch checksum on top of the frames'.
+    let mut seg = SegmentBuilder::new(1, 0x5eed);
+    for (i, p) in payloads.iter().enumerate() {
+        seg.record(p);
+        if (i + 1) % LOAD_BATCH_RECORDS == 0 {
+            seg.end_batch();
+        }
+    }
+    let seg = seg.finish();
+    g.bench_function("scan_segment (batches of 20)", |b| {
+        b.iter(|| {
+            let (_, s) = scan_segment(black_box(&seg), 4 * 1024 * 1024).unwrap();
+            assert_eq!(s.payloads.len(), 1000);
+            s
+        })
+    });
+    g.bench_function("seal_batch (20 records)", |b| {
+        let mut batch = Vec::new();
+        begin_batch(&mut batch);
+        for p in &payloads[..LOAD_BATCH_RECORDS] {
+            frame_into(p, &mut batch);
+        }
+        b.iter(|| seal_batch(black_box(&mut batch), 7, 1, LOAD_BATCH_RECORDS as u32))
     });
     g.finish();
 

@@ -18,9 +18,9 @@ use crate::locks::ObjectLocks;
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::storage::fs::FileSystem;
+use crate::test_hooks::faults::Faults;
 use crate::test_hooks::ManualClock;
 use crate::timer::Clock;
-use crate::test_hooks::faults::Faults;
 use crate::wal::{Change, IdemEntry, Record, Wal};
 
 /// The idempotency key of the request being served, with its fingerprint.
