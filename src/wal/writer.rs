@@ -577,6 +577,52 @@ mod tests {
         assert_eq!(end.next_lsn, Lsn::new(4));
     }
 
+    /// A directory from before batches: its version 1 segments are read and
+    /// kept as they are, and new records go to a new version 2 segment.
+    #[test]
+    fn a_version_1_segment_is_never_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = |first_lsn: u64, payloads: &[Vec<u8>]| {
+            let header = SegmentHeader { version: format::FORMAT_VERSION_UNBATCHED, first_lsn, salt: 0 };
+            let mut buf = header.encode().to_vec();
+            for p in payloads {
+                format::frame_into(p, &mut buf);
+            }
+            buf
+        };
+        let old = v1(1, &[record(1).encode().unwrap(), record(2).encode().unwrap()]);
+        let old_path = dir.path().join(segment_file_name(1));
+        std::fs::write(&old_path, &old).unwrap();
+        // An empty version 1 segment after it (a roll just before the upgrade).
+        std::fs::write(dir.path().join(segment_file_name(3)), v1(3, &[])).unwrap();
+        let fs: Arc<dyn FileSystem> = Arc::new(RealFs);
+        let end = read_log(fs.as_ref(), dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::Repair, |_, _| Ok(())).unwrap();
+        assert_eq!(end.next_lsn, Lsn::new(3));
+        let wal = Wal::start(
+            fs,
+            dir.path(),
+            &end,
+            crate::config::WAL_SEGMENT_BYTES_MAX,
+            WalStats::default(),
+            Box::new(|_, _| Ok(())),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(rt.block_on(wal.append(record(3))).unwrap(), Lsn::new(3));
+        assert_eq!(std::fs::read(&old_path).unwrap(), old, "the old segment is untouched");
+        let new = std::fs::read(dir.path().join(segment_file_name(3))).unwrap();
+        let (header, scan) = format::scan_segment(&new, crate::config::WAL_RECORD_BYTES_MAX).unwrap();
+        assert!(header.batched(), "the empty version 1 segment was replaced by a version 2 one");
+        assert_eq!(scan.payloads.len(), 1);
+        let mut times = Vec::new();
+        read_log(&RealFs, dir.path(), ReadFrom::Lsn(Lsn::FIRST), Mode::ReadOnly, |_, p| {
+            times.push(Record::decode(p).unwrap().time);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(times, vec![1, 2, 3]);
+    }
+
     #[test]
     fn the_queue_is_bounded_in_bytes() {
         // A slow sync holds the writer while appends pile up in the queue.
