@@ -353,7 +353,11 @@ impl Driver {
                 .map(|r| r["points"].as_i64().unwrap())
                 .sum();
             assert!((BALANCE_MIN..=BALANCE_MAX).contains(&balance), "{}: balance {balance}", a["id"]);
-            assert!(balance.checked_add(held).is_some_and(|b| b <= BALANCE_MAX), "{}: {balance} + held {held}", a["id"]);
+            assert!(
+                balance.checked_add(held).is_some_and(|b| b <= BALANCE_MAX),
+                "{}: {balance} + held {held}",
+                a["id"]
+            );
         }
     }
 

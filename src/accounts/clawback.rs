@@ -22,9 +22,9 @@ pub(super) async fn refund(
     let balance = state.balance(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
     let before = payment.amount_refunded;
     // Both at most `AMOUNT_MAX` (the handler checked the amount against what is left).
-    let after = before.checked_add(refund.amount).ok_or_else(|| {
-        ApiError::parameter_invalid("amount", format!("Refunds of {} would overflow.", payment.id))
-    })?;
+    let after = before
+        .checked_add(refund.amount)
+        .ok_or_else(|| ApiError::parameter_invalid("amount", format!("Refunds of {} would overflow.", payment.id)))?;
     let due = clawback_due(payment.points_earned, payment.amount_charged(), before, after);
     // At most down to the floor (`POINTS_BALANCE_MIN`, or zero when negative
     // balances are not allowed); the rest is forgiven.

@@ -333,7 +333,13 @@ mod tests {
 
     /// What a test compares before and after a refused record: nothing moved.
     fn snapshot(state: &State) -> (Option<Figures>, Option<Figures>, usize, usize, u64) {
-        (state.figures("loy_a"), state.figures("loy_b"), state.transactions.len(), state.redemptions.len(), state.applied_lsn())
+        (
+            state.figures("loy_a"),
+            state.figures("loy_b"),
+            state.transactions.len(),
+            state.redemptions.len(),
+            state.applied_lsn(),
+        )
     }
 
     /// The check refuses `changes` with `refusal`; applying them (which the
