@@ -6,6 +6,8 @@
 //!   cause), with and without a stored idempotent response;
 //! - `frame/*`: framing 1000 such records, and scanning them back (crc32);
 //! - `earning/*`: the earning maths for 1 and 10 rules;
+//! - `check/*`: `State::check` of an earn record, what every mutation runs
+//!   before its append (DESIGN.md invariant 10);
 //! - replay (timed by hand, not by criterion, since one pass is seconds):
 //!   `WAL_REPLAY_RECORDS` records (default 1,000,000: 10k customers, 10k
 //!   linked accounts, the rest earn records with correct balances) written as
@@ -186,6 +188,47 @@ fn micro(c: &mut Criterion) {
         b.iter(|| seal_batch(black_box(&mut batch), 7, 1, LOAD_BATCH_RECORDS as u32))
     });
     g.finish();
+
+    // What every mutation runs before its append (`State::check`, invariant
+    // 10): an earn record checked against a state of 10k accounts holding
+    // 10 transactions each.
+    let state = State::new();
+    let members: Vec<(Id, Id)> =
+        (0..10_000).map(|_| (IdKind::Customer.generate(), IdKind::Account.generate())).collect();
+    let mut balances = vec![0i64; members.len()];
+    let mut lsn = 0u64;
+    for (customer, account) in &members {
+        let a = Account {
+            id: account.clone(),
+            customer: Some(customer.clone()),
+            metadata: Default::default(),
+            created: T0,
+        };
+        lsn += 1;
+        state.apply(lsn, Record { time: T0, idem: None, changes: vec![Change::PutAccount(a.into())] }).unwrap();
+    }
+    for _ in 0..10 {
+        for (i, (customer, account)) in members.iter().enumerate() {
+            lsn += 1;
+            state.apply(lsn, earn_record(customer, account, 4200, &mut balances[i], T0)).unwrap();
+        }
+    }
+    let next: Vec<Record> = members
+        .iter()
+        .enumerate()
+        .map(|(i, (customer, account))| earn_record(customer, account, 4200, &mut balances[i].clone(), T0))
+        .collect();
+    let mut g = c.benchmark_group("check");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("State::check, earn record (10k accounts)", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % next.len();
+            state.check(black_box(&next[i].changes)).unwrap()
+        })
+    });
+    g.finish();
+    drop(state);
 
     let one = [rule(1, 100, 0)];
     let ten: Vec<EarningRule> = (0..10).map(|i| rule(1 + i, 100 * (i + 1), i * 1000)).collect();

@@ -125,6 +125,14 @@ pub const ORDER_CHUNK_IDS: usize = 4096;
 /// the insertion order in 32 bits. Past it an insert fails the record (it
 /// would take hundreds of GB of memory first).
 pub const TABLE_OBJECTS_MAX: usize = u32::MAX as usize;
+/// Checking a record before it is written (`state::check`) keeps
+/// 1/`TABLE_CHECK_HEADROOM_DIVISOR` of each table free (about 16.7M objects
+/// of `TABLE_OBJECTS_MAX`) for the records other writers have checked and
+/// not yet applied: at most `WAL_QUEUE_RECORDS_MAX` queued plus
+/// `WAL_APPLY_QUEUE_BATCHES + 1` batches of `WAL_BATCH_RECORDS_MAX` (about
+/// 283k records), which leaves each of them about 59 new objects in one
+/// table; a record adds a handful.
+pub const TABLE_CHECK_HEADROOM_DIVISOR: usize = 256;
 /// Shards of each in-memory object table.
 pub const STATE_SHARDS: usize = 64;
 

@@ -184,6 +184,31 @@ impl ApiError {
         )
     }
 
+    /// 409: the change would take an account's balance (or the points its
+    /// open redemptions hold) past what the ledger can record; nothing was
+    /// written (DESIGN.md invariant 10). The domain's limits
+    /// (`POINTS_BALANCE_MAX`, `POINTS_BALANCE_MIN`) keep ordinary requests
+    /// clear of it; docs/decisions.md says when it can still be answered.
+    pub fn balance_limit(account: &str, what: &str) -> Self {
+        Self::conflict(
+            "balance_limit",
+            format!(
+                "This change would take {what} of account {} past the ledger's limits; nothing was changed.",
+                shown(account)
+            ),
+        )
+    }
+
+    /// 503: a table of the ledger is full; nothing was written.
+    pub fn capacity_exceeded(table: &str) -> Self {
+        Self::new(
+            503,
+            ErrorType::Api,
+            "capacity_exceeded",
+            format!("The ledger cannot hold more {table}; nothing was changed."),
+        )
+    }
+
     /// 500: a bug. Never expected; logged where it is made.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, ErrorType::Api, "internal_error", message)

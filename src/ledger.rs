@@ -2,7 +2,9 @@
 //! account actors and the timer.
 //!
 //! `commit` is the one way a mutation reaches disk: it renders the response,
-//! attaches it to the record when the request was idempotent, appends the
+//! checks the record against the state it will be applied to (`State::check`,
+//! the same rules applying runs: DESIGN.md invariant 10), attaches the
+//! response to the record when the request was idempotent, appends the
 //! record to the WAL and returns once the record is synced and applied.
 
 use std::path::PathBuf;
@@ -126,11 +128,15 @@ impl Ledger {
 
     /// Makes `changes` durable and answers the already rendered `reply`.
     /// The record also carries the events the changes cause (and their webhook
-    /// deliveries), derived while the caller still holds its locks.
+    /// deliveries), derived while the caller still holds its locks. The whole
+    /// record is checked before it is appended; a refusal writes nothing.
     pub async fn commit_reply(&self, m: &Mutation, mut changes: Vec<Change>, reply: Reply) -> Result<Reply, ApiError> {
         let now = self.now();
         let derived = crate::webhooks::outbox::derive(&self.state, &changes, now);
         changes.extend(derived);
+        // Nothing is written that cannot be applied: a refused record answers
+        // (409 `balance_limit`, say) and leaves no trace.
+        self.state.check(&changes)?;
         let idem = m.idem.as_ref().map(|r| IdemEntry {
             key: r.key.clone(),
             fingerprint: r.fingerprint,

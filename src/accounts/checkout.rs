@@ -10,7 +10,16 @@ use crate::domain::redemptions::{Redemption, RedemptionStatus};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
+use crate::state::Figures;
 use crate::wal::Change;
+
+/// An account's figures once `redemptions` (open ones of it) are consumed:
+/// their points stay spent and are no longer held. Saturating: the held sum
+/// covers them (`State::check` refuses a record that says otherwise).
+fn after_consuming(figures: Figures, redemptions: &[Redemption]) -> Figures {
+    let freed = redemptions.iter().fold(0i64, |sum, r| sum.saturating_add(r.points));
+    Figures { balance: figures.balance, held: figures.held.saturating_sub(freed).max(0) }
+}
 
 fn redemption_expired(id: &str) -> ApiError {
     ApiError::conflict("redemption_expired", format!("Redemption {id} has expired."))
@@ -26,7 +35,7 @@ pub(super) async fn create(
     m: &Mutation,
 ) -> Result<Reply, ApiError> {
     let state = &ledger.state;
-    let balance = state.balance(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
+    let figures = state.figures(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
     let now = ledger.now();
     let mut redemptions: Vec<Redemption> = Vec::with_capacity(payment.redemptions.len());
     for id in &payment.redemptions {
@@ -58,7 +67,9 @@ pub(super) async fn create(
         }
         redemptions.push(r);
     }
-    let discount: i64 = redemptions.iter().map(|r| r.discount).sum();
+    // At most REDEMPTIONS_PER_PAYMENT_MAX discounts of at most AMOUNT_MAX
+    // each: no overflow; saturating all the same (then it exceeds the amount).
+    let discount = redemptions.iter().fold(0i64, |sum, r| sum.saturating_add(r.discount));
     if discount > payment.amount {
         return Err(ApiError::parameter_invalid(
             "redemptions",
@@ -76,7 +87,9 @@ pub(super) async fn create(
     let tx = if confirm {
         payment.status = PaymentStatus::Completed;
         payment.completed_at = Some(now);
-        earn_tx(state, account, balance, &mut payment, now)
+        // Consuming the redemptions frees their held points: the room is
+        // what it will be once they are consumed.
+        earn_tx(state, account, after_consuming(figures, &redemptions), &mut payment, now)
     } else {
         None
     };
@@ -96,7 +109,7 @@ pub(super) async fn complete(
     m: &Mutation,
 ) -> Result<Reply, ApiError> {
     let state = &ledger.state;
-    let balance = state.balance(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
+    let figures = state.figures(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
     let now = ledger.now();
     let mut consumed = Vec::with_capacity(payment.redemptions.len());
     for id in &payment.redemptions {
@@ -118,7 +131,7 @@ pub(super) async fn complete(
     }
     payment.status = PaymentStatus::Completed;
     payment.completed_at = Some(now);
-    let tx = earn_tx(state, account, balance, &mut payment, now);
+    let tx = earn_tx(state, account, after_consuming(figures, &consumed), &mut payment, now);
     let reply = Reply::json(200, &payment.view())?;
     let mut changes = vec![Change::PutPayment(payment.into())];
     changes.extend(consumed.into_iter().map(|r| Change::PutRedemption(r.into())));
@@ -141,7 +154,7 @@ pub(super) async fn fail(ledger: &Ledger, account: &Id, mut payment: Payment, m:
             continue;
         }
         r.status = RedemptionStatus::Canceled;
-        let tx = release_tx(&r, balance, now);
+        let tx = release_tx(&r, balance, now)?;
         balance = tx.balance_after;
         changes.push(Change::PutRedemption(r.into()));
         changes.push(Change::PutTransaction(tx.into()));

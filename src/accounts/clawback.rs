@@ -1,5 +1,7 @@
 //! Refunds of a payment that earned: the refund, the payment's new
-//! `amount_refunded` and the clawback transaction are one record.
+//! `amount_refunded` and the clawback transaction are one record. A
+//! clawback never takes the balance below `POINTS_BALANCE_MIN`
+//! (`domain::refunds::clawback_taken`).
 
 use crate::domain::payments::Payment;
 use crate::domain::points::{PointsTransaction, Source, TxType};
@@ -19,9 +21,15 @@ pub(super) async fn refund(
     let state = &ledger.state;
     let balance = state.balance(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
     let before = payment.amount_refunded;
-    let after = before + refund.amount;
+    // Both at most `AMOUNT_MAX` (the handler checked the amount against what is left).
+    let after = before
+        .checked_add(refund.amount)
+        .ok_or_else(|| ApiError::parameter_invalid("amount", format!("Refunds of {} would overflow.", payment.id)))?;
     let due = clawback_due(payment.points_earned, payment.amount_charged(), before, after);
+    // At most down to the floor (`POINTS_BALANCE_MIN`, or zero when negative
+    // balances are not allowed); the rest is forgiven.
     let taken = clawback_taken(due, balance, state.program().clawback_allow_negative);
+    let balance_after = balance.checked_sub(taken).ok_or_else(|| ApiError::balance_limit(account, "the balance"))?;
     payment.amount_refunded = after;
     let tx = (taken > 0).then(|| PointsTransaction {
         id: IdKind::PointsTransaction.generate(),
@@ -29,7 +37,7 @@ pub(super) async fn refund(
         points: -taken,
         kind: TxType::Clawback,
         source: Source::Refund { refund: refund.id.clone(), payment: payment.id.clone() },
-        balance_after: balance - taken,
+        balance_after,
         created: refund.created,
     });
     if let Some(tx) = &tx {

@@ -4,36 +4,41 @@
 
 use crate::domain::earning::points_earned;
 use crate::domain::payments::Payment;
-use crate::domain::points::{PointsTransaction, Source, TxType, POINTS_BALANCE_MAX};
+use crate::domain::points::{earning_room, PointsTransaction, Source, TxType};
 use crate::domain::{Id, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
-use crate::state::State;
+use crate::state::{Figures, State};
 use crate::wal::Change;
 
-/// The `earn` transaction `payment` gives `account` (holding `balance`), if any,
-/// and the payment updated to point at it.
+/// The `earn` transaction `payment` gives `account` (`figures`: its balance
+/// and the points its open redemptions hold), if any, and the payment
+/// updated to point at it. Earning is cut to the account's room under
+/// `POINTS_BALANCE_MAX` counting held points (`earning_room`), so returning
+/// those points later cannot pass the cap either.
 pub(super) fn earn_tx(
     state: &State,
     account: &Id,
-    balance: i64,
+    figures: Figures,
     payment: &mut Payment,
     now: i64,
 ) -> Option<PointsTransaction> {
     payment.loyalty_account = Some(account.clone());
     let charged = payment.amount_charged();
-    let room = POINTS_BALANCE_MAX.saturating_sub(balance).max(0);
+    let room = earning_room(figures.balance, figures.held);
     let points = points_earned(charged, &state.active_rules(&payment.currency)).min(room);
     if points <= 0 {
         return None;
     }
+    // Within the room, so this cannot overflow; checked all the same.
+    let balance_after = figures.balance.checked_add(points)?;
     let tx = PointsTransaction {
         id: IdKind::PointsTransaction.generate(),
         account: account.clone(),
         points,
         kind: TxType::Earn,
         source: Source::Payment { payment: payment.id.clone(), amount: charged, currency: payment.currency.clone() },
-        balance_after: balance + points,
+        balance_after,
         created: now,
     };
     payment.points_earned = points;
@@ -49,9 +54,9 @@ pub(super) async fn award(
     m: &Mutation,
 ) -> Result<Reply, ApiError> {
     let state = &ledger.state;
-    let balance = state.balance(account).ok_or_else(|| ApiError::missing_reference("account", account))?;
+    let figures = state.figures(account).ok_or_else(|| ApiError::missing_reference("account", account))?;
     let member_before = payment.loyalty_account.clone();
-    let tx = earn_tx(state, account, balance, &mut payment, ledger.now());
+    let tx = earn_tx(state, account, figures, &mut payment, ledger.now());
     let reply = Reply::json(200, &payment.view())?;
     if tx.is_none() && member_before == payment.loyalty_account {
         // Nothing would change: write nothing.

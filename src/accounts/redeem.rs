@@ -9,16 +9,23 @@ use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
 
 /// The `release` transaction that returns `r`'s points to a balance of `balance`.
-pub(super) fn release_tx(r: &Redemption, balance: i64, now: i64) -> PointsTransaction {
-    PointsTransaction {
+///
+/// Earning leaves room under `POINTS_BALANCE_MAX` for the points open
+/// redemptions hold, so this cannot overflow for a ledger this version
+/// built; a balance an older version left past the cap answers 409
+/// `balance_limit` here (and the redemption stays open) rather than wrap.
+pub(super) fn release_tx(r: &Redemption, balance: i64, now: i64) -> Result<PointsTransaction, ApiError> {
+    let balance_after =
+        balance.checked_add(r.points).ok_or_else(|| ApiError::balance_limit(&r.account, "the balance"))?;
+    Ok(PointsTransaction {
         id: IdKind::PointsTransaction.generate(),
         account: r.account.clone(),
         points: r.points,
         kind: TxType::Release,
         source: Source::Redemption { redemption: r.id.clone(), reward: r.reward.clone() },
-        balance_after: balance + r.points,
+        balance_after,
         created: now,
-    }
+    })
 }
 
 /// Deducts the reward's points now; the redemption waits for a payment.
@@ -32,6 +39,9 @@ pub(super) async fn redeem(ledger: &Ledger, account: &Id, reward: Reward, m: &Mu
         )
         .with_param("account"));
     }
+    // `balance >= points >= 1`: cannot overflow; checked all the same.
+    let balance_after =
+        balance.checked_sub(reward.points).ok_or_else(|| ApiError::balance_limit(account, "the balance"))?;
     let now = ledger.now();
     let redemption = Redemption {
         id: IdKind::Redemption.generate(),
@@ -42,7 +52,8 @@ pub(super) async fn redeem(ledger: &Ledger, account: &Id, reward: Reward, m: &Mu
         currency: reward.discount_currency.clone(),
         status: RedemptionStatus::Pending,
         payment: None,
-        expires_at: now + state.program().redemption_ttl_seconds,
+        // Times saturate (a test clock may be moved far ahead).
+        expires_at: now.saturating_add(state.program().redemption_ttl_seconds),
         created: now,
     };
     let tx = PointsTransaction {
@@ -51,7 +62,7 @@ pub(super) async fn redeem(ledger: &Ledger, account: &Id, reward: Reward, m: &Mu
         points: -reward.points,
         kind: TxType::Redeem,
         source: Source::Redemption { redemption: redemption.id.clone(), reward: reward.id.clone() },
-        balance_after: balance - reward.points,
+        balance_after,
         created: now,
     };
     let reply = Reply::json(200, &redemption.view())?;
@@ -81,7 +92,7 @@ pub(super) async fn cancel(ledger: &Ledger, account: &Id, id: &Id, m: &Mutation)
     let balance =
         ledger.state.balance(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
     r.status = RedemptionStatus::Canceled;
-    let tx = release_tx(&r, balance, ledger.now());
+    let tx = release_tx(&r, balance, ledger.now())?;
     let reply = Reply::json(200, &r.view())?;
     ledger.commit_reply(m, vec![Change::PutRedemption(r.into()), Change::PutTransaction(tx.into())], reply).await
 }
@@ -97,7 +108,7 @@ pub(super) async fn expire(ledger: &Ledger, account: &Id, id: &Id, m: &Mutation)
     let balance =
         ledger.state.balance(account).ok_or_else(|| ApiError::internal(format!("account {account} vanished")))?;
     r.status = RedemptionStatus::Expired;
-    let tx = release_tx(&r, balance, now);
+    let tx = release_tx(&r, balance, now)?;
     let reply = Reply::json(200, &r.view())?;
     ledger.commit_reply(m, vec![Change::PutRedemption(r.into()), Change::PutTransaction(tx.into())], reply).await
 }

@@ -45,8 +45,11 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// `amount - amount_discount`; the discount never exceeds the amount
+    /// (checkout refuses that), and both are at most `AMOUNT_MAX`, so this
+    /// cannot overflow; it saturates all the same.
     pub fn amount_charged(&self) -> i64 {
-        self.amount - self.amount_discount
+        self.amount.saturating_sub(self.amount_discount)
     }
 
     /// Whether the payment has an award (an `earn` transaction). A payment

@@ -6,8 +6,24 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::money::Currency;
 use super::Id;
 
-/// Largest balance an account may reach; earning beyond it is cut (never overflows).
+/// Largest balance an account may reach, counting the points its open
+/// (pending or attached) redemptions hold: earning beyond it is cut
+/// (`earning_room`), so returning those points can never pass it either.
 pub const POINTS_BALANCE_MAX: i64 = 4_000_000_000_000_000_000;
+/// Lowest balance a clawback may leave (`allow_negative: true`); what it
+/// cannot take above this floor is forgiven, as at zero with
+/// `allow_negative: false` (`domain::refunds::clawback_taken`).
+pub const POINTS_BALANCE_MIN: i64 = -POINTS_BALANCE_MAX;
+
+/// Points an account holding `balance`, with `held` points in open
+/// redemptions, may still earn: `POINTS_BALANCE_MAX - balance - held`, never
+/// negative. Balances stay within `POINTS_BALANCE_MIN..=POINTS_BALANCE_MAX`
+/// and `held` is non-negative, so this cannot overflow; it saturates anyway,
+/// for a state an older version of the ledger left (a balance above the cap
+/// earns nothing).
+pub fn earning_room(balance: i64, held: i64) -> i64 {
+    POINTS_BALANCE_MAX.saturating_sub(balance).saturating_sub(held.max(0)).max(0)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -126,6 +142,19 @@ impl PointsTransaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earning_room_counts_held_points_and_never_goes_negative() {
+        assert_eq!(earning_room(0, 0), POINTS_BALANCE_MAX);
+        assert_eq!(earning_room(POINTS_BALANCE_MAX - 10, 4), 6);
+        assert_eq!(earning_room(POINTS_BALANCE_MAX, 0), 0);
+        assert_eq!(earning_room(0, POINTS_BALANCE_MAX), 0);
+        assert_eq!(earning_room(POINTS_BALANCE_MAX, POINTS_BALANCE_MAX), 0);
+        assert_eq!(earning_room(i64::MAX, 0), 0, "a balance over the cap (older versions) earns nothing");
+        assert_eq!(earning_room(POINTS_BALANCE_MIN, 0), POINTS_BALANCE_MAX - POINTS_BALANCE_MIN);
+        assert_eq!(earning_room(i64::MIN, i64::MAX), 0);
+        assert_eq!(earning_room(i64::MIN, 0), i64::MAX, "saturates, never wraps");
+    }
 
     #[test]
     fn the_contract_example_renders_exactly() {

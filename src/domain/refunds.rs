@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::points::POINTS_BALANCE_MIN;
 use super::Id;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,14 +57,16 @@ pub fn clawback_due(earned: i64, charged: i64, refunded_before: i64, refunded_af
     (total_due(refunded_after) - total_due(refunded_before)).max(0) as i64
 }
 
-/// What a clawback of `due` takes from `balance`: all of it when negative
-/// balances are allowed, else at most the (non-negative) balance; the rest is forgiven.
+/// What a clawback of `due` takes from `balance`: when negative balances are
+/// allowed, at most down to `POINTS_BALANCE_MIN`, else at most the
+/// (non-negative) balance, down to zero; the rest is forgiven either way.
+/// Never negative, and `balance - taken` never overflows.
 pub fn clawback_taken(due: i64, balance: i64, allow_negative: bool) -> i64 {
-    if allow_negative {
-        due
-    } else {
-        due.min(balance.max(0))
-    }
+    let floor = if allow_negative { POINTS_BALANCE_MIN } else { 0 };
+    // The room above the floor, saturating (a balance below the floor,
+    // left by an older version, has none).
+    let room = balance.saturating_sub(floor).max(0);
+    due.clamp(0, room)
 }
 
 #[cfg(test)]
@@ -114,5 +117,20 @@ mod tests {
         assert_eq!(clawback_taken(30, 10, true), 30);
         assert_eq!(clawback_taken(30, 10, false), 10);
         assert_eq!(clawback_taken(30, -5, false), 0);
+    }
+
+    #[test]
+    fn the_floor_forgives_with_negative_balances_allowed() {
+        use crate::domain::points::POINTS_BALANCE_MAX;
+        assert_eq!(clawback_taken(30, POINTS_BALANCE_MIN + 10, true), 10);
+        assert_eq!(clawback_taken(30, POINTS_BALANCE_MIN, true), 0);
+        assert_eq!(clawback_taken(30, i64::MIN, true), 0, "below the floor (older versions): nothing more");
+        assert_eq!(clawback_taken(i64::MAX, POINTS_BALANCE_MAX, true), POINTS_BALANCE_MAX - POINTS_BALANCE_MIN);
+        assert_eq!(clawback_taken(i64::MAX, i64::MAX, false), i64::MAX);
+        assert_eq!(clawback_taken(-5, 10, true), 0, "never negative");
+        for (due, balance) in [(1_000_000_000_000_000, -3_999_999_999_999_999_999), (7, 0), (i64::MAX, 1)] {
+            let taken = clawback_taken(due, balance, true);
+            assert!(balance.checked_sub(taken).is_some_and(|after| after >= POINTS_BALANCE_MIN));
+        }
     }
 }

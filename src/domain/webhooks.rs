@@ -86,11 +86,12 @@ pub struct Delivery {
 impl Delivery {
     /// After a failed attempt at `now`: the next attempt, or failed for good.
     pub fn failed_attempt(&mut self, now: i64, http_status: Option<u16>, error: String) {
-        self.attempts += 1;
+        self.attempts = self.attempts.saturating_add(1);
         self.last_http_status = http_status;
         self.last_error = Some(error.chars().take(DELIVERY_ERROR_CHARS_MAX).collect());
-        let next = now + retry_delay_seconds(self.attempts);
-        if next - self.created > WEBHOOK_GIVE_UP_SECONDS {
+        // Times saturate (a test clock may be moved far ahead).
+        let next = now.saturating_add(retry_delay_seconds(self.attempts));
+        if next.saturating_sub(self.created) > WEBHOOK_GIVE_UP_SECONDS {
             self.status = DeliveryStatus::Failed;
         } else {
             self.next_attempt_at = next;

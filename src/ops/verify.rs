@@ -8,7 +8,8 @@
 //! 4. The ledger invariants on the replayed state (DESIGN.md 3 and 4):
 //!    every balance equals the sum of its transactions, a payment earns at
 //!    most once and its clawbacks never exceed its award, no redemption is
-//!    released twice and a consumed or open one never is.
+//!    released twice and a consumed or open one never is, and each account's
+//!    held points are the sum of its open redemptions'.
 //!
 //! Exit status 0 when all hold; 1 with the report otherwise.
 
@@ -277,6 +278,24 @@ pub fn ledger_problems(state: &State) -> Vec<String> {
     for (redemption, _) in released.into_iter().chain(redeemed) {
         problems.push(format!("rows name redemption {redemption}, which does not exist"));
     }
+    // Each account's held points are what its open redemptions hold
+    // (`AccountEntry::held`, which earning leaves room for).
+    let mut held: HashMap<Id, i64> = HashMap::new();
+    state.redemptions.for_each(|r| {
+        if r.status.is_open() {
+            let h = held.entry(r.account.clone()).or_default();
+            *h = h.saturating_add(r.points);
+        }
+    });
+    state.accounts.for_each(|e| {
+        let open = held.get(&e.account.id).copied().unwrap_or(0);
+        if e.held != open {
+            problems.push(format!(
+                "account {}: holds {} points for open redemptions, which hold {open}",
+                e.account.id, e.held
+            ));
+        }
+    });
     problems
 }
 
@@ -315,5 +334,9 @@ mod tests {
         state.accounts.update("loy_1", |e| e.balance = 6);
         let problems = ledger_problems(&state);
         assert!(problems.iter().any(|p| p.contains("balance 6")), "{problems:?}");
+        assert!(!problems.iter().any(|p| p.contains("open redemptions")), "{problems:?}");
+        state.accounts.update("loy_1", |e| e.held = 3);
+        let problems = ledger_problems(&state);
+        assert!(problems.iter().any(|p| p.contains("holds 3 points for open redemptions")), "{problems:?}");
     }
 }

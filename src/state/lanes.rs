@@ -1,15 +1,19 @@
-//! WAL replay in two lanes: accounts and points transactions on a thread of
-//! their own, every other change on the caller's thread.
+//! WAL replay in two lanes: accounts, points transactions and redemptions on
+//! a thread of their own, every other change on the caller's thread.
 //!
 //! Applying a record is mostly cache and TLB misses on big hash tables, one
 //! table at a time, and a change reads no table but its own, except a points
-//! transaction, which checks and moves its account's balance. So the changes
-//! split into two lanes that share no table: the *ledger* lane (accounts and
-//! transactions) and the *objects* lane (payments, events, customers and the
-//! rest, plus idempotency entries). Each lane applies its changes in LSN
-//! order, which is all a table needs, so the state after replay is the one a
-//! single thread would build. An earn record is one payment and two events
-//! for the objects lane, one transaction and its account for the ledger lane.
+//! transaction, which checks and moves its account's balance, and a
+//! redemption, which reads its previous version and moves its account's
+//! held points (`state::check`). So the changes split into two lanes that
+//! share no table: the *ledger* lane (accounts, transactions and
+//! redemptions: every change that reads or updates an account) and the
+//! *objects* lane (payments, events, customers and the rest, plus
+//! idempotency entries). Each lane applies its changes in LSN order, which
+//! is all a table needs (redemptions are written only by the ledger lane),
+//! so the state after replay is the one a single thread would build. An
+//! earn record is one payment and two events for the objects lane, one
+//! transaction and its account for the ledger lane.
 //!
 //! Live appends still apply one whole record at a time on the WAL's apply
 //! thread (`State::apply`): readers may look at several tables at once
@@ -29,9 +33,10 @@ use crate::error::StorageError;
 use crate::wal::{Change, Record};
 
 /// Whether `change` belongs to the ledger lane (the tables a points
-/// transaction reads or writes).
+/// transaction or a redemption reads or writes: both move their account's
+/// figures, so they must meet the account in LSN order).
 fn in_ledger_lane(change: &Change) -> bool {
-    matches!(change, Change::PutAccount(_) | Change::PutTransaction(_))
+    matches!(change, Change::PutAccount(_) | Change::PutTransaction(_) | Change::PutRedemption(_))
 }
 
 /// The caller's side of the lanes: what `apply_in_lanes` hands to `run`.

@@ -7,8 +7,16 @@
 //! (live, `apply`: one record at a time) and recovery (at startup, `lanes`:
 //! each table's changes on one thread) apply changes, in LSN order, so memory
 //! after a restart is exactly memory before it.
+//!
+//! What a change must satisfy to apply (a transaction lands on its
+//! `balance_after` without overflow, a redemption's held points stay in
+//! range, a table has room, ...) is written once, in `check`: applying runs
+//! those rules on the tables, and `State::check` runs the same ones on a
+//! simulation of a record before it is written, so a record that is written
+//! always applies (DESIGN.md invariant 10).
 
 mod account_index;
+mod check;
 mod idempotency;
 mod lanes;
 mod list;
@@ -18,6 +26,7 @@ mod table;
 #[cfg(test)]
 mod test_changes;
 
+pub use check::{Figures, Refusal};
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, ListParams};
@@ -52,6 +61,11 @@ pub struct AccountEntry {
     pub account: Arc<Account>,
     /// Sum of the points of the account's transactions; changed only by applying one.
     pub balance: i64,
+    /// Points its open (pending or attached) redemptions hold: what a
+    /// release may still return. Changed only by applying a redemption
+    /// (`check::redemption`); earning leaves room for it
+    /// (`domain::points::earning_room`), so a release never passes the cap.
+    pub held: i64,
     /// The account's points transactions, oldest first, as their positions
     /// in the transactions table's insertion order (4 bytes each, not a
     /// 24-byte id; `account_index.rs` pages over them).
@@ -173,6 +187,11 @@ impl State {
         self.accounts.with(account, |e| e.balance)
     }
 
+    /// An account's balance and the points its open redemptions hold, if the account exists.
+    pub fn figures(&self, account: &str) -> Option<Figures> {
+        self.accounts.with(account, AccountEntry::figures)
+    }
+
     /// Makes room for `sizes` objects in the tables that grow with the ledger
     /// (before a snapshot load, which checks the counts against the file).
     pub fn reserve(&self, sizes: &TableSizes) {
@@ -235,7 +254,7 @@ impl State {
                         entry.account = a;
                         None
                     }
-                    None => Some(AccountEntry { account: a, balance: 0, transactions: Vec::new() }),
+                    None => Some(AccountEntry { account: a, balance: 0, held: 0, transactions: Vec::new() }),
                 })?;
             }
             Change::PutProgram(p) => *self.program.write() = Arc::unwrap_or_clone(p),
@@ -255,18 +274,7 @@ impl State {
             Change::PutReward(r) => {
                 self.rewards.put(r)?;
             }
-            Change::PutRedemption(r) => {
-                {
-                    let mut expiries = self.expiries.lock();
-                    let key = (r.expires_at, r.id.clone());
-                    if r.status.is_open() {
-                        expiries.insert(key);
-                    } else {
-                        expiries.remove(&key);
-                    }
-                }
-                self.redemptions.put(r)?;
-            }
+            Change::PutRedemption(r) => self.apply_redemption(r)?,
             Change::PutEvent(e) => {
                 self.events.put(e)?;
             }
@@ -303,39 +311,49 @@ impl State {
             }
             Change::PutEventOf(of) => {
                 // `Record::decode` resolves these; one here is a bug, not a bad log.
-                return Err(StorageError::Inconsistent(format!("event {} was applied unresolved", of.id)));
+                return Err(check::unresolved_event(&of.id).into());
             }
         }
         Ok(())
     }
 
     /// Invariant 5: a balance moves only here, by a transaction's points, and
-    /// must land on the transaction's `balance_after` (invariant 3 checked live).
+    /// must land on the transaction's `balance_after` (invariant 3 checked
+    /// live); the rule is `check::transaction`, which `State::check` runs too.
     fn apply_transaction(&self, tx: Arc<PointsTransaction>) -> Result<(), StorageError> {
-        if self.transactions.contains(&tx.id) {
-            return Err(StorageError::Inconsistent(format!("points transaction {} written twice", tx.id)));
-        }
-        let balance = self.accounts.with(&tx.account, |e| match e.balance.checked_add(tx.points) {
-            Some(b) if b == tx.balance_after => Ok(b),
-            other => Err(format!(
-                "transaction {} takes account {} from {} by {} to {:?}, but says {}",
-                tx.id, tx.account, e.balance, tx.points, other, tx.balance_after
-            )),
-        });
-        let balance = match balance {
-            None => {
-                let reason = format!("transaction {} names unknown account {}", tx.id, tx.account);
-                return Err(StorageError::Inconsistent(reason));
-            }
-            Some(checked) => checked.map_err(StorageError::Inconsistent)?,
-        };
+        let written = self.transactions.contains(&tx.id);
+        let figures = check::transaction(&tx, written, self.figures(&tx.account))?;
         let account = tx.account.clone();
         let position = self.transactions.put(tx)?;
         // Only this thread applies to accounts, so nothing moved the balance since the check.
         self.accounts.update(&account, |e| {
-            e.balance = balance;
+            e.balance = figures.balance;
             e.transactions.push(position);
         });
+        Ok(())
+    }
+
+    /// A new version of a redemption: its account's held points follow it
+    /// (`check::redemption`, which `State::check` runs too), and the expiry
+    /// index keeps the open ones.
+    fn apply_redemption(&self, r: Arc<Redemption>) -> Result<(), StorageError> {
+        let account = self.figures(&r.account);
+        let figures = match self.redemptions.with(&r.id, |previous| check::redemption(&r, Some(previous), account)) {
+            Some(checked) => checked?,
+            None => check::redemption(&r, None, account)?,
+        };
+        let id = r.account.clone();
+        let key = (r.expires_at, r.id.clone());
+        let open = r.status.is_open();
+        self.redemptions.put(r)?;
+        // Only this thread applies to accounts and redemptions, so nothing moved them since the check.
+        self.accounts.update(&id, |e| e.held = figures.held);
+        let mut expiries = self.expiries.lock();
+        if open {
+            expiries.insert(key);
+        } else {
+            expiries.remove(&key);
+        }
         Ok(())
     }
 }

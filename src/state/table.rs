@@ -36,6 +36,14 @@ use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX};
 use crate::domain::IdKind;
 use crate::error::{ApiError, StorageError};
 
+/// Whether a table holding `len` objects, of at most `max`, has room for
+/// `additional` more while keeping `headroom` free: the one rule both an
+/// insert (`push_order`, no headroom) and a record's check before it is
+/// written (`state::check`) apply, so they cannot disagree.
+pub(super) fn has_room(len: usize, additional: usize, headroom: usize, max: usize) -> bool {
+    len.checked_add(additional).and_then(|n| n.checked_add(headroom)).is_some_and(|n| n <= max)
+}
+
 /// What a table needs from the objects it holds: the id they are found by
 /// and their creation time, neither of which changes over an object's life.
 pub trait Keyed {
@@ -81,6 +89,14 @@ impl<T> Default for Table<T> {
             hasher: RandomState::default(),
             objects_max: TABLE_OBJECTS_MAX,
         }
+    }
+}
+
+impl<T> Table<T> {
+    /// An empty table that holds at most `objects_max` objects (tests of the limit).
+    #[cfg(test)]
+    pub(super) fn with_objects_max(objects_max: usize) -> Self {
+        Table { objects_max, ..Table::default() }
     }
 }
 
@@ -167,6 +183,11 @@ impl<T: Keyed> Table<T> {
         self.order.read().len()
     }
 
+    /// Most objects this table can hold (`TABLE_OBJECTS_MAX`, lower in tests).
+    pub fn objects_max(&self) -> usize {
+        self.objects_max
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -230,7 +251,7 @@ impl<T: Keyed> Table<T> {
     fn push_order(&self, hash: u64, created: i64, id: &str) -> Result<u32, StorageError> {
         let mut order = self.order.write();
         match u32::try_from(order.len()) {
-            Ok(seq) if order.len() < self.objects_max => {
+            Ok(seq) if has_room(order.len(), 1, 0, self.objects_max) => {
                 order.push((hash, created));
                 Ok(seq)
             }

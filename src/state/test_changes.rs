@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::domain::members::Account;
 use crate::domain::points::{PointsTransaction, Source, TxType};
+use crate::domain::redemptions::{Redemption, RedemptionStatus};
 use crate::domain::Id;
 use crate::wal::Change;
 
@@ -22,5 +23,21 @@ pub fn earn(id: &str, account: &str, points: i64, balance_after: i64, created: i
         source: Source::Payment { payment: Id::from("pay_1"), amount: 100, currency: "eur".into() },
         balance_after,
         created,
+    }))
+}
+
+/// A version of redemption `id` of `points` on `account`, with `status`.
+pub fn redemption(id: &str, account: &str, points: i64, status: RedemptionStatus) -> Change {
+    Change::PutRedemption(Arc::new(Redemption {
+        id: Id::from(id),
+        account: Id::from(account),
+        reward: Id::from("rwd_1"),
+        points,
+        discount: 100,
+        currency: "eur".into(),
+        status,
+        payment: None,
+        expires_at: 1000,
+        created: 2,
     }))
 }

@@ -4,7 +4,10 @@
 //! redemptions ordered by `expires_at`) against the ledger's `Clock` and asks
 //! each due redemption's account actor to expire it. The account actor
 //! re-checks the redemption, so a race with checkout or cancel returns the
-//! points at most once. The index is rebuilt by replay, so a redemption that
+//! points at most once. Its record is checked like any other before it is
+//! written (`State::check`); one the ledger refuses (409 `balance_limit`,
+//! possible only for a balance an older version left past the cap) writes
+//! nothing, is logged, and is tried again on later ticks. The index is rebuilt by replay, so a redemption that
 //! fell due while the server was down expires on the first tick after startup.
 
 use std::cell::RefCell;
