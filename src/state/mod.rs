@@ -7,8 +7,13 @@
 //! (live, `apply`: one record at a time) and recovery (at startup, `lanes`:
 //! each table's changes on one thread) apply changes, in LSN order, so memory
 //! after a restart is exactly memory before it.
+//!
+//! Readers see each live record whole: `apply` holds the apply gate
+//! (`gate.rs`) for one record, and the HTTP reads go through `visible` (one
+//! object) or a page (`page`, `account_transactions`), which take it shared.
 
 mod account_index;
+mod gate;
 mod idempotency;
 mod lanes;
 mod list;
@@ -18,6 +23,7 @@ mod table;
 #[cfg(test)]
 mod test_changes;
 
+pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, ListParams};
@@ -42,7 +48,7 @@ use crate::domain::refunds::Refund;
 use crate::domain::rewards::Reward;
 use crate::domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
 use crate::domain::Id;
-use crate::error::StorageError;
+use crate::error::{ApiError, StorageError};
 use crate::wal::{Change, IdemEntry, Record};
 
 /// An account with its derived balance and its transactions.
@@ -122,6 +128,8 @@ pub struct State {
     pub idempotency: IdemStore,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
+    /// Held by `apply` for one record, by readers for one read (`gate.rs`).
+    gate: Gate,
 }
 
 impl State {
@@ -135,6 +143,26 @@ impl State {
 
     pub fn program(&self) -> Program {
         self.program.read().clone()
+    }
+
+    /// Runs `read` between two records, never in the middle of one (`gate.rs`):
+    /// what it sees of the tables is whole records. For one object read;
+    /// `read` must not wait for anything, nor call `visible` again.
+    pub fn visible<R>(&self, read: impl FnOnce(&State) -> R) -> R {
+        let _between_records = self.gate.read();
+        read(self)
+    }
+
+    /// One page of `table`'s list, newest first, as the table was between
+    /// two records (`Table::page`). Returns `has_more`.
+    pub fn page<T: Keyed>(
+        &self,
+        table: &Table<T>,
+        params: &ListParams,
+        keep: impl Fn(&T) -> bool,
+        emit: impl FnMut(&T),
+    ) -> Result<bool, ApiError> {
+        table.page(&self.gate, params, keep, emit)
     }
 
     /// The active earning rules of `currency`.
@@ -205,7 +233,9 @@ impl State {
     }
 
     /// Applies one durable record. Errors mean the log contradicts itself.
+    /// Readers see none of it until all of it is applied (the apply gate).
     pub fn apply(&self, lsn: u64, record: Record) -> Result<(), StorageError> {
+        let _whole_record = self.gate.apply();
         for change in record.changes {
             self.apply_change(change)?;
         }
