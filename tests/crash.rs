@@ -464,7 +464,11 @@ impl Books {
                 let id = tx["id"].as_str().unwrap();
                 let points = tx["points"].as_i64().unwrap();
                 running += points;
-                assert_eq!(tx["balance_after"].as_i64(), Some(running), "cycle {cycle}: {account}: running sum at {id}");
+                assert_eq!(
+                    tx["balance_after"].as_i64(),
+                    Some(running),
+                    "cycle {cycle}: {account}: running sum at {id}"
+                );
                 assert!(self.tx_points.insert(id.to_string(), points).is_none(), "cycle {cycle}: {id} listed twice");
                 let payment = tx["source"]["payment"].as_str().map(str::to_string);
                 let redemption = tx["source"]["redemption"].as_str().map(str::to_string);
@@ -480,7 +484,9 @@ impl Books {
                         *self.clawed.entry(p.clone()).or_default() -= points;
                         payments_touched.insert(p);
                     }
-                    "redeem" => *self.redeems.entry(redemption.expect("a redeem names its redemption")).or_default() += 1,
+                    "redeem" => {
+                        *self.redeems.entry(redemption.expect("a redeem names its redemption")).or_default() += 1
+                    }
                     "release" => {
                         *self.releases.entry(redemption.expect("a release names its redemption")).or_default() += 1
                     }
@@ -490,7 +496,9 @@ impl Books {
             self.tails.insert(account.to_string(), (new[0]["id"].as_str().unwrap().to_string(), running));
             std::thread::sleep(STABLE_READ_PAUSE);
         }
-        panic!("cycle {cycle}: account {account}: balance and transactions never agreed in {STABLE_READ_ATTEMPTS} reads");
+        panic!(
+            "cycle {cycle}: account {account}: balance and transactions never agreed in {STABLE_READ_ATTEMPTS} reads"
+        );
     }
 
     /// Lists the payments newer than the last seen, checks them against their
@@ -554,7 +562,15 @@ fn verify_acks(s: &Server, acks: &Acks, books: &Books, rng: &mut StdRng, cycle: 
 /// Checks the books (rebuilt from nothing with `full`: every object listed
 /// and compared with its acknowledgement) and the acknowledgements, then
 /// forgets what was fresh.
-fn verify(s: &Server, acks: &mut Acks, books: &mut Books, accounts: &[String], rng: &mut StdRng, cycle: usize, full: bool) {
+fn verify(
+    s: &Server,
+    acks: &mut Acks,
+    books: &mut Books,
+    accounts: &[String],
+    rng: &mut StdRng,
+    cycle: usize,
+    full: bool,
+) {
     if full {
         *books = Books::default();
         let listed = list_all(s, "/v1/loyalty/accounts");
@@ -564,7 +580,8 @@ fn verify(s: &Server, acks: &mut Acks, books: &mut Books, accounts: &[String], r
     verify_acks(s, acks, books, rng, cycle);
     if full {
         for id in acks.payments.keys().chain(acks.refunds.keys()).chain(acks.redemptions.keys()) {
-            let listed = books.payments.contains_key(id) || books.refunds.contains(id) || books.redemptions.contains(id);
+            let listed =
+                books.payments.contains_key(id) || books.refunds.contains(id) || books.redemptions.contains(id);
             assert!(listed, "cycle {cycle}: acknowledged {id} is not listed");
         }
     }
@@ -640,7 +657,9 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
         let tally = tally.into_inner().unwrap();
         total.acked += tally.acked;
         total.lost += tally.lost;
+        let restarting = Instant::now();
         restart(&mut s, advanced.load(Ordering::Acquire));
+        let restarted_in = restarting.elapsed();
         // Past every open redemption's deadline: the timer expires them while the check reads.
         s.ok("/v1/test/clock", json!({"advance_seconds": REDEMPTION_TTL_SECONDS}));
         advanced.fetch_add(REDEMPTION_TTL_SECONDS, Ordering::AcqRel);
@@ -650,7 +669,7 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
         retry_unanswered(&s, &mut acks, &mut books, cycle);
         eprintln!(
             "cycle {cycle} (seed {base}) at {:.1?}: killed after {kill_after:?}; {} acknowledged, {} cut off by the kill, \
-             refused {:?}; checked{} in {:.1?}; {} redemptions expired so far",
+             refused {:?}; restarted in {restarted_in:.1?}, checked{} in {:.1?}; {} redemptions expired so far",
             started.elapsed(),
             tally.acked,
             tally.lost,

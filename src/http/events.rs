@@ -10,7 +10,8 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let event = ledger.state.visible(|s| s.events.find(IdKind::Event, &id)).ok_or_else(|| ApiError::not_found("event", &id))?;
+    let event =
+        ledger.state.visible(|s| s.events.find(IdKind::Event, &id)).ok_or_else(|| ApiError::not_found("event", &id))?;
     respond::ok(&event.view())
 }
 

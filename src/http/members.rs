@@ -90,8 +90,10 @@ pub async fn create_customer(
 
 pub async fn get_customer(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let customer =
-        ledger.state.visible(|s| s.customers.find(IdKind::Customer, &id)).ok_or_else(|| ApiError::not_found("customer", &id))?;
+    let customer = ledger
+        .state
+        .visible(|s| s.customers.find(IdKind::Customer, &id))
+        .ok_or_else(|| ApiError::not_found("customer", &id))?;
     respond::ok(&customer.view())
 }
 

@@ -116,7 +116,10 @@ pub async fn create_rule(ledger: web::Data<Ledger>, req: HttpRequest, body: Body
 }
 
 fn existing_rule(ledger: &Ledger, id: &str) -> Result<EarningRule, ApiError> {
-    ledger.state.visible(|s| s.earning_rules.find(IdKind::EarningRule, id)).ok_or_else(|| ApiError::not_found("earning_rule", id))
+    ledger
+        .state
+        .visible(|s| s.earning_rules.find(IdKind::EarningRule, id))
+        .ok_or_else(|| ApiError::not_found("earning_rule", id))
 }
 
 pub async fn update_rule(

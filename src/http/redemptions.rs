@@ -24,7 +24,10 @@ struct CreateRedemption {
 }
 
 fn existing(ledger: &Ledger, id: &str) -> Result<Redemption, ApiError> {
-    ledger.state.visible(|s| s.redemptions.find(IdKind::Redemption, id)).ok_or_else(|| ApiError::not_found("redemption", id))
+    ledger
+        .state
+        .visible(|s| s.redemptions.find(IdKind::Redemption, id))
+        .ok_or_else(|| ApiError::not_found("redemption", id))
 }
 
 pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {

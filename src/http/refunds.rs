@@ -93,7 +93,10 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
 }
 
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let refund = ledger.state.visible(|s| s.refunds.find(IdKind::Refund, &id)).ok_or_else(|| ApiError::not_found("refund", &id))?;
+    let refund = ledger
+        .state
+        .visible(|s| s.refunds.find(IdKind::Refund, &id))
+        .ok_or_else(|| ApiError::not_found("refund", &id))?;
     respond::ok(&refund.view())
 }
 

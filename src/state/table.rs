@@ -85,7 +85,8 @@ pub struct Table<T> {
 
 /// How one attempt at a list page ended (`Table::scan`).
 enum Scan {
-    /// The page, read as the table was at one moment; `has_more`.
+    /// The page, read to its end; `has_more`. The table as it was at one
+    /// moment, unless this was a last attempt that raced (`Table::page`).
     Whole(bool),
     /// An object was replaced between two stretches of the scan: the page
     /// may mix two moments, so it is read again (unless this was the last try).
