@@ -8,6 +8,9 @@
 //! - `earning/*`: the earning maths for 1 and 10 rules;
 //! - `check/*`: `State::check` of an earn record, what every mutation runs
 //!   before its append (DESIGN.md invariant 10);
+//! - `apply/*`: `State::apply` of earn records as the WAL's apply thread does
+//!   it live (one record at a time, behind the apply gate), alone and with a
+//!   thread reading through the gate all along (what HTTP readers cost it);
 //! - replay (timed by hand, not by criterion, since one pass is seconds):
 //!   `WAL_REPLAY_RECORDS` records (default 1,000,000: 10k customers, 10k
 //!   linked accounts, the rest earn records with correct balances) written as
@@ -22,6 +25,7 @@ mod common;
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
@@ -124,6 +128,53 @@ fn sample_earn(idem: bool) -> Record {
         });
     }
     r
+}
+
+/// Records applied to one fresh `State` in the `apply/*` benches (a new
+/// state each round keeps memory bounded however many iterations criterion asks).
+const APPLY_ROUND_RECORDS: u64 = 10_000;
+
+/// `iters` earn records applied live (`State::apply`), in rounds of
+/// `APPLY_ROUND_RECORDS` on a fresh state, with `readers` threads reading an
+/// account through the apply gate meanwhile; returns the time spent applying.
+fn apply_rounds(iters: u64, readers: usize) -> Duration {
+    let mut spent = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(APPLY_ROUND_RECORDS);
+        left -= n;
+        let state = State::new();
+        let (customer, account) = (IdKind::Customer.generate(), IdKind::Account.generate());
+        let member = Account { id: account.clone(), customer: None, metadata: Default::default(), created: T0 };
+        state.apply(1, Record { time: T0, idem: None, changes: vec![Change::PutAccount(member.into())] }).unwrap();
+        let mut balance = 0;
+        let records: Vec<Record> = (0..n).map(|_| earn_record(&customer, &account, 4200, &mut balance, T0)).collect();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..readers {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        black_box(state.visible(|s| s.balance(&account)));
+                    }
+                });
+            }
+            let started = Instant::now();
+            for (i, record) in records.into_iter().enumerate() {
+                state.apply(i as u64 + 2, record).unwrap();
+            }
+            spent += started.elapsed();
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    spent
+}
+
+fn live_apply(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply/live earn record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("State::apply", |b| b.iter_custom(|iters| apply_rounds(iters, 0)));
+    g.bench_function("State::apply, 1 thread reading", |b| b.iter_custom(|iters| apply_rounds(iters, 1)));
+    g.finish();
 }
 
 fn micro(c: &mut Criterion) {
@@ -475,6 +526,7 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     micro(&mut c);
+    live_apply(&mut c);
     c.final_summary();
     let default_total = if bench_mode { 1_000_000 } else { 20_000 };
     let total = std::env::var("WAL_REPLAY_RECORDS").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default_total);

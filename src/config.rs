@@ -29,6 +29,13 @@ pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 48 * 3600;
 /// Lists copy this many ids at a time out of a table's order, so a long scan
 /// never holds a lock the WAL writer needs.
 pub const LIST_SCAN_CHUNK: usize = 256;
+/// A list page that saw an object replaced in place between two chunks of
+/// its scan is read again, up to this many attempts in all (`Table::page`).
+pub const LIST_PAGE_ATTEMPTS: usize = 3;
+/// Chunks a page's last attempt reads per hold of the apply gate (the others
+/// read one): a scan that short is one moment's table by construction, and
+/// the apply thread waits at most this many chunks' reads for it.
+pub const LIST_HOLD_CHUNKS_LAST: usize = 16;
 /// Idempotent responses kept at most; past it, keys older than 24 h are
 /// dropped early, and if that is not enough new keyed requests answer 503.
 pub const IDEMPOTENCY_KEYS_MAX: usize = 1_000_000;

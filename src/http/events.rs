@@ -10,7 +10,8 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let event = ledger.state.events.find(IdKind::Event, &id).ok_or_else(|| ApiError::not_found("event", &id))?;
+    let event =
+        ledger.state.visible(|s| s.events.find(IdKind::Event, &id)).ok_or_else(|| ApiError::not_found("event", &id))?;
     respond::ok(&event.view())
 }
 
@@ -24,7 +25,8 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         ),
     };
     let mut data = Vec::new();
-    let has_more = ledger.state.events.page(
+    let has_more = ledger.state.page(
+        &ledger.state.events,
         &q.params,
         |e| kind.is_none_or(|k| e.kind == k),
         |e| data.push(respond::to_value(&e.view())),

@@ -90,8 +90,10 @@ pub async fn create_customer(
 
 pub async fn get_customer(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let customer =
-        ledger.state.customers.find(IdKind::Customer, &id).ok_or_else(|| ApiError::not_found("customer", &id))?;
+    let customer = ledger
+        .state
+        .visible(|s| s.customers.find(IdKind::Customer, &id))
+        .ok_or_else(|| ApiError::not_found("customer", &id))?;
     respond::ok(&customer.view())
 }
 
@@ -159,7 +161,7 @@ pub async fn get_account(ledger: web::Data<Ledger>, id: web::Path<String>) -> Re
     let id = id.into_inner();
     let body = IdKind::Account
         .accepts(&id)
-        .then(|| ledger.state.accounts.with(&id, |e| serde_json::to_vec(&e.account.view(e.balance))))
+        .then(|| ledger.state.visible(|s| s.accounts.with(&id, |e| serde_json::to_vec(&e.account.view(e.balance)))))
         .flatten()
         .ok_or_else(|| ApiError::not_found("loyalty_account", &id))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -170,7 +172,8 @@ pub async fn list_accounts(ledger: web::Data<Ledger>, req: HttpRequest) -> Resul
     let q = ListQuery::parse(&req, &["customer"])?;
     let customer = q.id_filter("customer")?;
     let mut data = Vec::new();
-    let has_more = ledger.state.accounts.page(
+    let has_more = ledger.state.page(
+        &ledger.state.accounts,
         &q.params,
         |e| customer.is_none_or(|c| e.account.customer.as_deref() == Some(c)),
         |e| data.push(respond::to_value(&e.account.view(e.balance))),

@@ -102,7 +102,7 @@ fn redemption_ids(ids: Option<Vec<String>>) -> Result<Vec<Id>, ApiError> {
 }
 
 fn existing_payment(ledger: &Ledger, id: &str) -> Result<Payment, ApiError> {
-    ledger.state.payments.find(IdKind::Payment, id).ok_or_else(|| ApiError::not_found("payment", id))
+    ledger.state.visible(|s| s.payments.find(IdKind::Payment, id)).ok_or_else(|| ApiError::not_found("payment", id))
 }
 
 /// Locks payment `id` (held until the returned guard drops) and returns it if pending.
@@ -222,7 +222,8 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         return Err(ApiError::parameter_invalid("status", "status must be pending, completed or failed."));
     }
     let mut data = Vec::new();
-    let has_more = ledger.state.payments.page(
+    let has_more = ledger.state.page(
+        &ledger.state.payments,
         &q.params,
         |p| customer.is_none_or(|c| p.customer.as_deref() == Some(c)) && status.is_none_or(|s| p.status.as_str() == s),
         |p| data.push(respond::to_value(&p.view())),

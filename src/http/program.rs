@@ -17,6 +17,7 @@ use crate::domain::program::{REDEMPTION_TTL_SECONDS_MAX, REDEMPTION_TTL_SECONDS_
 use crate::domain::{money, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Reply};
+use crate::state::State;
 use crate::wal::Change;
 
 /// Object-lock keys of the singletons.
@@ -63,7 +64,7 @@ fn in_range(param: &str, value: i64, min: i64, max: i64) -> Result<i64, ApiError
 }
 
 pub async fn get_program(ledger: web::Data<Ledger>) -> Result<HttpResponse, ApiError> {
-    respond::ok(&ledger.state.program().view())
+    respond::ok(&ledger.state.visible(State::program).view())
 }
 
 pub async fn update_program(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
@@ -115,7 +116,10 @@ pub async fn create_rule(ledger: web::Data<Ledger>, req: HttpRequest, body: Body
 }
 
 fn existing_rule(ledger: &Ledger, id: &str) -> Result<EarningRule, ApiError> {
-    ledger.state.earning_rules.find(IdKind::EarningRule, id).ok_or_else(|| ApiError::not_found("earning_rule", id))
+    ledger
+        .state
+        .visible(|s| s.earning_rules.find(IdKind::EarningRule, id))
+        .ok_or_else(|| ApiError::not_found("earning_rule", id))
 }
 
 pub async fn update_rule(
@@ -157,7 +161,8 @@ pub async fn list_rules(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<H
     let currency = q.filter("currency");
     let active = q.bool_filter("active")?;
     let mut data = Vec::new();
-    let has_more = ledger.state.earning_rules.page(
+    let has_more = ledger.state.page(
+        &ledger.state.earning_rules,
         &q.params,
         |r| currency.is_none_or(|c| r.currency == c) && active.is_none_or(|a| r.active == a),
         |r| data.push(respond::to_value(&r.view())),

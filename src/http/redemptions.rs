@@ -24,7 +24,10 @@ struct CreateRedemption {
 }
 
 fn existing(ledger: &Ledger, id: &str) -> Result<Redemption, ApiError> {
-    ledger.state.redemptions.find(IdKind::Redemption, id).ok_or_else(|| ApiError::not_found("redemption", id))
+    ledger
+        .state
+        .visible(|s| s.redemptions.find(IdKind::Redemption, id))
+        .ok_or_else(|| ApiError::not_found("redemption", id))
 }
 
 pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> Result<HttpResponse, ApiError> {
@@ -77,7 +80,8 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         })?),
     };
     let mut data = Vec::new();
-    let has_more = ledger.state.redemptions.page(
+    let has_more = ledger.state.page(
+        &ledger.state.redemptions,
         &q.params,
         |r| {
             account.is_none_or(|a| r.account == a)

@@ -93,7 +93,10 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
 }
 
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let refund = ledger.state.refunds.find(IdKind::Refund, &id).ok_or_else(|| ApiError::not_found("refund", &id))?;
+    let refund = ledger
+        .state
+        .visible(|s| s.refunds.find(IdKind::Refund, &id))
+        .ok_or_else(|| ApiError::not_found("refund", &id))?;
     respond::ok(&refund.view())
 }
 
@@ -101,7 +104,8 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     let q = ListQuery::parse(&req, &["payment"])?;
     let payment = q.id_filter("payment")?;
     let mut data = Vec::new();
-    let has_more = ledger.state.refunds.page(
+    let has_more = ledger.state.page(
+        &ledger.state.refunds,
         &q.params,
         |r| payment.is_none_or(|p| r.payment == p),
         |r| data.push(respond::to_value(&r.view())),

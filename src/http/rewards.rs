@@ -97,7 +97,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
 }
 
 pub fn existing(ledger: &Ledger, id: &str) -> Option<Reward> {
-    ledger.state.rewards.find(IdKind::Reward, id)
+    ledger.state.visible(|s| s.rewards.find(IdKind::Reward, id))
 }
 
 pub async fn update(
@@ -133,7 +133,8 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     let q = ListQuery::parse(&req, &["active"])?;
     let active = q.bool_filter("active")?;
     let mut data = Vec::new();
-    let has_more = ledger.state.rewards.page(
+    let has_more = ledger.state.page(
+        &ledger.state.rewards,
         &q.params,
         |r| active.is_none_or(|a| r.active == a),
         |r| data.push(respond::to_value(&r.view())),

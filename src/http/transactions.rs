@@ -13,8 +13,7 @@ use crate::ledger::Ledger;
 pub async fn get(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tx = ledger
         .state
-        .transactions
-        .find(IdKind::PointsTransaction, &id)
+        .visible(|s| s.transactions.find(IdKind::PointsTransaction, &id))
         .ok_or_else(|| ApiError::not_found("points_transaction", &id))?;
     respond::ok(&tx.view())
 }
@@ -43,7 +42,7 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
                 .account_transactions(account, &q.params, keep, emit)?
                 .ok_or_else(|| ApiError::missing_reference("account", account))?
         }
-        None => state.transactions.page(&q.params, keep, emit)?,
+        None => state.page(&state.transactions, &q.params, keep, emit)?,
     };
     respond::list(data, has_more)
 }

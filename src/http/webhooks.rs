@@ -97,8 +97,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
 fn existing(ledger: &Ledger, id: &str) -> Result<WebhookEndpoint, ApiError> {
     ledger
         .state
-        .webhook_endpoints
-        .find(IdKind::WebhookEndpoint, id)
+        .visible(|s| s.webhook_endpoints.find(IdKind::WebhookEndpoint, id))
         .filter(|e| !e.deleted)
         .ok_or_else(|| ApiError::not_found("webhook_endpoint", id))
 }
@@ -122,7 +121,8 @@ pub async fn delete(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<
 pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = ListQuery::parse(&req, &[])?;
     let mut data = Vec::new();
-    let has_more = ledger.state.webhook_endpoints.page(&q.params, |e| !e.deleted, |e| data.push(e.view(false)))?;
+    let state = &ledger.state;
+    let has_more = state.page(&state.webhook_endpoints, &q.params, |e| !e.deleted, |e| data.push(e.view(false)))?;
     respond::list(data, has_more)
 }
 
@@ -137,7 +137,8 @@ pub async fn list_deliveries(ledger: web::Data<Ledger>, req: HttpRequest) -> Res
         }
     }
     let mut data = Vec::new();
-    let has_more = ledger.state.deliveries.page(
+    let has_more = ledger.state.page(
+        &ledger.state.deliveries,
         &q.params,
         |d| {
             endpoint.is_none_or(|e| d.endpoint == e)

@@ -9,6 +9,11 @@
 //! that lock for every transaction of the shard's accounts, never waits
 //! behind a long filtered scan, and an account with a million transactions
 //! is not copied whole for one page.
+//!
+//! A page shows the account as it was between two records (`gate.rs`): its
+//! end is fixed under the apply gate, and what lies before it never changes
+//! (an index only grows, a points transaction is never replaced), so the
+//! chunks after that need no gate.
 
 use super::list::{ListParams, PageFill};
 use super::State;
@@ -27,6 +32,7 @@ impl State {
         keep: impl Fn(&PointsTransaction) -> bool,
         emit: impl FnMut(&PointsTransaction),
     ) -> Result<Option<bool>, ApiError> {
+        let between_records = self.gate.read();
         let mut end = match &params.starting_after {
             None => match self.accounts.with(account, |e| e.transactions.len()) {
                 Some(len) => len,
@@ -43,6 +49,7 @@ impl State {
                 }
             }
         };
+        drop(between_records);
         let mut page = PageFill::new(params, keep, emit);
         while end > 0 {
             let begin = end.saturating_sub(LIST_SCAN_CHUNK);

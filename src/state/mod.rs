@@ -14,9 +14,14 @@
 //! those rules on the tables, and `State::check` runs the same ones on a
 //! simulation of a record before it is written, so a record that is written
 //! always applies (DESIGN.md invariant 10).
+//!
+//! Readers see each live record whole: `apply` holds the apply gate
+//! (`gate.rs`) for one record, and the HTTP reads go through `visible` (one
+//! object) or a page (`page`, `account_transactions`), which take it shared.
 
 mod account_index;
 mod check;
+mod gate;
 mod idempotency;
 mod lanes;
 mod list;
@@ -27,6 +32,7 @@ mod table;
 mod test_changes;
 
 pub use check::{Figures, Refusal};
+pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, ListParams};
@@ -51,7 +57,7 @@ use crate::domain::refunds::Refund;
 use crate::domain::rewards::Reward;
 use crate::domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
 use crate::domain::Id;
-use crate::error::StorageError;
+use crate::error::{ApiError, StorageError};
 use crate::wal::{Change, IdemEntry, Record};
 
 /// An account with its derived balance and its transactions.
@@ -136,6 +142,8 @@ pub struct State {
     pub idempotency: IdemStore,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
+    /// Held by `apply` for one record, by readers for one read (`gate.rs`).
+    gate: Gate,
 }
 
 impl State {
@@ -149,6 +157,26 @@ impl State {
 
     pub fn program(&self) -> Program {
         self.program.read().clone()
+    }
+
+    /// Runs `read` between two records, never in the middle of one (`gate.rs`):
+    /// what it sees of the tables is whole records. For one object read;
+    /// `read` must not wait for anything, nor call `visible` again.
+    pub fn visible<R>(&self, read: impl FnOnce(&State) -> R) -> R {
+        let _between_records = self.gate.read();
+        read(self)
+    }
+
+    /// One page of `table`'s list, newest first, as the table was between
+    /// two records (`Table::page`). Returns `has_more`.
+    pub fn page<T: Keyed>(
+        &self,
+        table: &Table<T>,
+        params: &ListParams,
+        keep: impl Fn(&T) -> bool,
+        emit: impl FnMut(&T),
+    ) -> Result<bool, ApiError> {
+        table.page(&self.gate, params, keep, emit)
     }
 
     /// The active earning rules of `currency`.
@@ -224,7 +252,9 @@ impl State {
     }
 
     /// Applies one durable record. Errors mean the log contradicts itself.
+    /// Readers see none of it until all of it is applied (the apply gate).
     pub fn apply(&self, lsn: u64, record: Record) -> Result<(), StorageError> {
+        let _whole_record = self.gate.apply();
         for change in record.changes {
             self.apply_change(change)?;
         }

@@ -23,6 +23,7 @@
 //! the keys of one shard do not share the bits their map indexes buckets by.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
@@ -30,9 +31,12 @@ use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
+use super::gate::Gate;
 use super::list::{ListParams, PageFill};
 use super::order::Order;
-use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX};
+use crate::config::{
+    LIST_HOLD_CHUNKS_LAST, LIST_LIMIT_MAX, LIST_PAGE_ATTEMPTS, LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX,
+};
 use crate::domain::IdKind;
 use crate::error::{ApiError, StorageError};
 
@@ -79,6 +83,22 @@ pub struct Table<T> {
     hasher: RandomState,
     /// `TABLE_OBJECTS_MAX`, lower in tests.
     objects_max: usize,
+    /// How many times an object was replaced in place (a new version of an
+    /// id already here; inserts do not count): a list scan that let the gate
+    /// go between stretches compares it to tell whether what it read is still
+    /// one moment's table (`page`). Written by the one thread that applies
+    /// to this table, read by list scans under the gate.
+    replaced: AtomicU64,
+}
+
+/// How one attempt at a list page ended (`Table::scan`).
+enum Scan {
+    /// The page, read to its end; `has_more`. The table as it was at one
+    /// moment, unless this was a last attempt that raced (`Table::page`).
+    Whole(bool),
+    /// An object was replaced between two stretches of the scan: the page
+    /// may mix two moments, so it is read again (unless this was the last try).
+    Raced,
 }
 
 impl<T> Default for Table<T> {
@@ -88,6 +108,7 @@ impl<T> Default for Table<T> {
             order: RwLock::new(Order::default()),
             hasher: RandomState::default(),
             objects_max: TABLE_OBJECTS_MAX,
+            replaced: AtomicU64::new(0),
         }
     }
 }
@@ -202,6 +223,7 @@ impl<T: Keyed> Table<T> {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
                 slot.value = value;
+                self.count_replaced();
                 Ok(slot.seq)
             }
             Entry::Vacant(slot) => {
@@ -228,6 +250,7 @@ impl<T: Keyed> Table<T> {
                 if let Some(value) = f(Some(Arc::make_mut(&mut slot.value))) {
                     slot.value = Arc::new(value);
                 }
+                self.count_replaced();
             }
             Entry::Vacant(slot) => {
                 if let Some(value) = f(None) {
@@ -270,7 +293,15 @@ impl<T: Keyed> Table<T> {
         let hash = self.hash(id);
         let mut shard = self.shard(hash).write();
         let slot = shard.find_mut(spread(in_shard(hash)), Self::holds(hash, id))?;
+        self.count_replaced();
         Some(f(Arc::make_mut(&mut slot.value)))
+    }
+
+    /// Notes an in-place change (`replaced`). One thread writes a table, so
+    /// a load and a store do (no locked read-modify-write on the apply path);
+    /// the gate orders it for the scans that read it.
+    fn count_replaced(&self) {
+        self.replaced.store(self.replaced.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Calls `f` for every object, in no particular order (used by checks).
@@ -307,34 +338,104 @@ impl<T: Keyed> Table<T> {
 
     /// One page of a list, newest first: `emit` is called for each object that
     /// passes `params` and `keep`. Returns `has_more`.
-    pub fn page(&self, params: &ListParams, keep: impl Fn(&T) -> bool, emit: impl FnMut(&T)) -> Result<bool, ApiError> {
-        let start = match &params.starting_after {
-            Some(cursor) => match self.with_slot(cursor, |slot| slot.seq as usize) {
-                Some(seq) => seq,
-                None => return Err(ApiError::missing_reference("starting_after", cursor)),
-            },
-            None => usize::MAX,
-        };
-        let mut end = start.min(self.order.read().len());
-        let mut page = PageFill::new(params, keep, emit);
-        // Walk `order` backwards a chunk at a time, never holding the order lock
-        // while a shard is read (the writer takes them one at a time too).
-        while end > 0 {
-            let begin = end.saturating_sub(LIST_SCAN_CHUNK);
-            let chunk = self.order.read().copy_range(begin, end);
-            end = begin;
-            for (offset, (hash, created)) in chunk.iter().enumerate().rev() {
-                if !params.created.contains(*created) {
-                    continue;
+    ///
+    /// The page shows the table as it was between two records (`gate.rs`):
+    /// the scan walks the insertion order a stretch at a time, each stretch
+    /// under the gate, and letting go between stretches lets records apply.
+    /// New objects land past the page's end, so only an object replaced in
+    /// place could make a page mix two moments; the table counts those
+    /// (`replaced`), and a scan that sees the count move reads the page again,
+    /// up to `LIST_PAGE_ATTEMPTS` times. The last attempt holds the gate for
+    /// `LIST_HOLD_CHUNKS_LAST` chunks at a time, so a scan that short is whole
+    /// by construction; a longer one that raced every attempt is served as
+    /// read (each object still a whole version at a record boundary), which
+    /// is what keeps a long filtered scan from stalling the apply thread.
+    /// Objects are emitted after the scan, with the gate let go.
+    pub fn page(
+        &self,
+        gate: &Gate,
+        params: &ListParams,
+        keep: impl Fn(&T) -> bool,
+        mut emit: impl FnMut(&T),
+    ) -> Result<bool, ApiError> {
+        let mut taken: Vec<Arc<T>> = Vec::with_capacity(params.limit.min(LIST_LIMIT_MAX) + 1);
+        let mut has_more = false;
+        for attempt in 1..=LIST_PAGE_ATTEMPTS {
+            taken.clear();
+            let last = attempt == LIST_PAGE_ATTEMPTS;
+            let hold_chunks = if last { LIST_HOLD_CHUNKS_LAST } else { 1 };
+            match self.scan(gate, params, &keep, &mut taken, hold_chunks, last)? {
+                Scan::Whole(more) => {
+                    has_more = more;
+                    break;
                 }
-                let shard = self.shard(*hash).read();
-                let Some(slot) = Self::slot_at(&shard, *hash, (begin + offset) as u32) else { continue };
-                if page.offer(&*slot.value, *created) {
-                    return Ok(true);
-                }
+                Scan::Raced => continue,
             }
         }
-        Ok(false)
+        for value in &taken {
+            emit(value);
+        }
+        Ok(has_more)
+    }
+
+    /// One attempt at a page (`page`): holds the gate for `hold_chunks`
+    /// chunks of the order at a time; between holds, checks whether an object
+    /// was replaced, and gives up (`Raced`) if one was, unless `to_the_end`.
+    fn scan(
+        &self,
+        gate: &Gate,
+        params: &ListParams,
+        keep: &impl Fn(&T) -> bool,
+        taken: &mut Vec<Arc<T>>,
+        hold_chunks: usize,
+        to_the_end: bool,
+    ) -> Result<Scan, ApiError> {
+        let mut page = PageFill::new(params, |value: &Arc<T>| keep(value), |value: &Arc<T>| taken.push(value.clone()));
+        let mut end: Option<usize> = None;
+        let mut replaced_at_start = 0;
+        loop {
+            let _between_records = gate.read();
+            let mut pos = match end {
+                None => {
+                    replaced_at_start = self.replaced.load(Ordering::Relaxed);
+                    let start = match &params.starting_after {
+                        Some(cursor) => match self.with_slot(cursor, |slot| slot.seq as usize) {
+                            Some(seq) => seq,
+                            None => return Err(ApiError::missing_reference("starting_after", cursor)),
+                        },
+                        None => usize::MAX,
+                    };
+                    start.min(self.order.read().len())
+                }
+                Some(pos) => {
+                    if !to_the_end && self.replaced.load(Ordering::Relaxed) != replaced_at_start {
+                        return Ok(Scan::Raced);
+                    }
+                    pos
+                }
+            };
+            // Walk `order` backwards a chunk at a time, never holding the order
+            // lock while a shard is read (the writer takes them one at a time too).
+            for _ in 0..hold_chunks {
+                if pos == 0 {
+                    return Ok(Scan::Whole(false));
+                }
+                let begin = pos.saturating_sub(LIST_SCAN_CHUNK);
+                let chunk = self.order.read().copy_range(begin, pos);
+                pos = begin;
+                for (offset, (hash, created)) in chunk.iter().enumerate().rev() {
+                    if !params.created.contains(*created) {
+                        continue;
+                    }
+                    let shard = self.shard(*hash).read();
+                    let Some(slot) = Self::slot_at(&shard, *hash, (begin + offset) as u32) else { continue };
+                    if page.offer(&slot.value, *created) {
+                        return Ok(Scan::Whole(true));
+                    }
+                }
+            }
+            end = Some(pos);
+        }
     }
 
     /// The position of `id` in the insertion order, if it exists.
@@ -379,7 +480,7 @@ mod tests {
 
     fn ids(table: &Table<Thing>, params: &ListParams) -> (Vec<String>, bool) {
         let mut out = Vec::new();
-        let more = table.page(params, |_| true, |t| out.push(t.id.to_string())).unwrap();
+        let more = table.page(&Gate::default(), params, |_| true, |t| out.push(t.id.to_string())).unwrap();
         (out, more)
     }
 
@@ -441,7 +542,7 @@ mod tests {
             (vec!["thg_5001".into(), "thg_5000".into()], false)
         );
         let unknown = ListParams { starting_after: Some(Id::from("thg_nope")), ..Default::default() };
-        assert!(table.page(&unknown, |_| true, |_| {}).is_err());
+        assert!(table.page(&Gate::default(), &unknown, |_| true, |_| {}).is_err());
 
         let mut in_order = Vec::new();
         table.for_each_in_order(|t| in_order.push((t.created, t.version)));
@@ -454,6 +555,48 @@ mod tests {
         assert_eq!(table.with_at(at, |t| t.id.to_string()), Some("thg_4321".into()));
         assert_eq!(table.with_at(n as u32, |_| ()), None);
         assert_eq!(table.position("thg_nope"), None);
+    }
+
+    /// Records that each replace two objects far apart in the table (the
+    /// oldest and the newest) with the same new version, while a reader pages
+    /// through a filter that keeps only those two, so its scan crosses every
+    /// chunk: every page shows both at one version, never one of each.
+    #[test]
+    fn a_page_never_shows_part_of_a_record() {
+        const VERSIONS: u32 = 1_000;
+        let gate = Gate::default();
+        let table = Table::<Thing>::default();
+        let n = LIST_SCAN_CHUNK * 3;
+        for i in 0..n {
+            table.put(thing(i, 0)).unwrap();
+        }
+        let (oldest, newest) = ("thg_0".to_string(), format!("thg_{}", n - 1));
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let (mut pages, mut mixed) = (0, 0);
+                while !done.load(Ordering::Acquire) || pages == 0 {
+                    let mut seen = Vec::new();
+                    let keep = |t: &Thing| *t.id == *oldest || *t.id == *newest;
+                    table.page(&gate, &ListParams::default(), keep, |t| seen.push(t.version)).unwrap();
+                    assert_eq!(seen.len(), 2);
+                    mixed += usize::from(seen[0] != seen[1]);
+                    pages += 1;
+                }
+                (pages, mixed)
+            });
+            for version in 1..=VERSIONS {
+                let _whole = gate.apply();
+                table.put(thing(0, version)).unwrap();
+                // Room for a reader between the two changes, were it let in.
+                std::thread::yield_now();
+                table.put(thing(n - 1, version)).unwrap();
+            }
+            done.store(true, Ordering::Release);
+            let (pages, mixed) = reader.join().unwrap();
+            assert_eq!(mixed, 0, "{mixed} of {pages} pages mixed two records");
+        });
+        assert_eq!(table.with("thg_0", |t| t.version), Some(VERSIONS));
     }
 
     #[test]
