@@ -120,6 +120,8 @@ struct Acks {
 #[derive(Default)]
 struct Tally {
     acked: usize,
+    /// Online snapshots answered 200.
+    snapshots: usize,
     refused: HashMap<String, usize>,
     lost: usize,
 }
@@ -619,8 +621,11 @@ fn retry_unanswered(s: &Server, acks: &mut Acks, books: &mut Books, cycle: usize
 fn snapshot_at(s: &Server, at: Duration, tally: &Mutex<Tally>) {
     std::thread::sleep(at);
     if let Ok(r) = s.try_post("/v1/admin/snapshot", json!({})) {
-        if r.status != 200 {
-            *tally.lock().unwrap().refused.entry(format!("snapshot {}", r.status)).or_default() += 1;
+        let mut tally = tally.lock().unwrap();
+        if r.status == 200 {
+            tally.snapshots += 1;
+        } else {
+            *tally.refused.entry(format!("snapshot {}", r.status)).or_default() += 1;
         }
     }
 }
@@ -672,7 +677,8 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
             scope.spawn(|| clock_mover(&s, &stop_clock, &advanced));
             if cycle % SNAPSHOT_EVERY == 1 {
                 let at = Duration::from_millis(rng.gen_range(0..kill_after.as_millis() as u64));
-                scope.spawn(move || snapshot_at(&s, at, &tally));
+                let (s, tally) = (&s, &tally);
+                scope.spawn(move || snapshot_at(s, at, tally));
             }
             std::thread::sleep(kill_after);
             stop_clock.store(true, Ordering::Release);
@@ -681,6 +687,7 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
         acks = shared.into_inner().unwrap();
         let tally = tally.into_inner().unwrap();
         total.acked += tally.acked;
+        total.snapshots += tally.snapshots;
         total.lost += tally.lost;
         let restarting = Instant::now();
         restart(&mut s, advanced.load(Ordering::Acquire));
@@ -695,17 +702,21 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
         retry_unanswered(&s, &mut acks, &mut books, cycle);
         eprintln!(
             "cycle {cycle} (seed {base}) at {:.1?}: killed after {kill_after:?}; {} acknowledged, {} cut off by the kill, \
-             refused {:?}; restarted in {restarted_in:.1?}, checked{} in {:.1?}; {} redemptions expired so far",
+             refused {:?}, {} snapshot(s); restarted in {restarted_in:.1?}, checked{} in {:.1?}; {} redemptions expired so far",
             started.elapsed(),
             tally.acked,
             tally.lost,
             tally.refused,
+            tally.snapshots,
             if full { " everything" } else { "" },
             checking.elapsed(),
             books.expired.len(),
         );
     }
     assert!(total.acked > 20 * cycles(), "the load did some work: {} acknowledged", total.acked);
+    if cycles() > 1 {
+        assert!(total.snapshots > 0, "an online snapshot ran under the load");
+    }
     assert!(!acks.canceled.is_empty() && !acks.consumed.is_empty() && !acks.refunds.is_empty(), "every kind of op ran");
     restart(&mut s, advanced.load(Ordering::Acquire));
     verify(&s, &mut acks, &mut books, &accounts, &mut check_rng, cycles(), true);
