@@ -149,6 +149,3 @@ impl Ledger {
         Ok(reply)
     }
 }
-
-/// A shared ledger.
-pub type SharedLedger = Arc<Ledger>;

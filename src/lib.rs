@@ -32,23 +32,29 @@
 //!   off unless a test starts the server with them.
 //!
 //! Limits are named constants in [`config`]; errors and their HTTP status in [`error`].
+//!
+//! Visibility follows who may touch what: the components that only the
+//! server itself uses (`accounts`, `ledger`, `locks`, `metrics`, `pipeline`,
+//! `test_hooks`, `timer`) are `pub(crate)`; the rest are public because the
+//! black-box tests, the benches and the fuzz targets read formats and state
+//! through them. Table writes are reachable only through `State::apply`.
 
-pub mod accounts;
+pub(crate) mod accounts;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
-pub mod ledger;
-pub mod locks;
+pub(crate) mod ledger;
+pub(crate) mod locks;
 pub mod memory;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod ops;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod recovery;
 pub mod snapshot;
 pub mod state;
 pub mod storage;
-pub mod test_hooks;
-pub mod timer;
+pub(crate) mod test_hooks;
+pub(crate) mod timer;
 pub mod wal;
 pub mod webhooks;

@@ -16,6 +16,5 @@ pub mod link;
 mod redeem;
 mod registry;
 
-pub use actor::AccountActor;
 pub use commands::AccountCommand;
 pub use registry::{ask, Registry};

@@ -331,11 +331,11 @@ mod tests {
             .unwrap();
         let problems = ledger_problems(&state);
         assert!(problems.iter().any(|p| p.contains("pay_gone")), "{problems:?}");
-        state.accounts.update("loy_1", |e| e.balance = 6);
+        state.tamper_account("loy_1", |e| e.balance = 6);
         let problems = ledger_problems(&state);
         assert!(problems.iter().any(|p| p.contains("balance 6")), "{problems:?}");
         assert!(!problems.iter().any(|p| p.contains("open redemptions")), "{problems:?}");
-        state.accounts.update("loy_1", |e| e.held = 3);
+        state.tamper_account("loy_1", |e| e.held = 3);
         let problems = ledger_problems(&state);
         assert!(problems.iter().any(|p| p.contains("holds 3 points for open redemptions")), "{problems:?}");
     }

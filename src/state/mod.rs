@@ -251,6 +251,14 @@ impl State {
         self.deliveries.shrink_to_fit();
     }
 
+    /// Tests only: changes an account behind the ledger's back (what damage
+    /// or a bug would do), so a test can show that `verify` notices. Table
+    /// writes are otherwise reachable only through `apply`.
+    #[cfg(test)]
+    pub(crate) fn tamper_account(&self, id: &str, f: impl FnOnce(&mut AccountEntry)) {
+        self.accounts.update(id, f);
+    }
+
     /// Applies one durable record. Errors mean the log contradicts itself.
     /// Readers see none of it until all of it is applied (the apply gate).
     pub fn apply(&self, lsn: u64, record: Record) -> Result<(), StorageError> {

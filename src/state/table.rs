@@ -215,7 +215,7 @@ impl<T: Keyed> Table<T> {
 
     /// Inserts `value`, or replaces the stored version of its id; returns
     /// its position in the insertion order.
-    pub fn put(&self, value: Arc<T>) -> Result<u32, StorageError> {
+    pub(super) fn put(&self, value: Arc<T>) -> Result<u32, StorageError> {
         let hash = self.hash(value.id());
         let part = in_shard(hash);
         let mut shard = self.shard(hash).write();
@@ -237,7 +237,7 @@ impl<T: Keyed> Table<T> {
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
     /// returning `None`) or `None` for a new one (returning the object to insert,
     /// which must have the id `id`, or a replacement).
-    pub fn upsert(&self, id: &str, f: impl FnOnce(Option<&mut T>) -> Option<T>) -> Result<(), StorageError>
+    pub(super) fn upsert(&self, id: &str, f: impl FnOnce(Option<&mut T>) -> Option<T>) -> Result<(), StorageError>
     where
         T: Clone,
     {
@@ -286,7 +286,7 @@ impl<T: Keyed> Table<T> {
     }
 
     /// Changes an existing object in place; `None` if there is none.
-    pub fn update<R>(&self, id: &str, f: impl FnOnce(&mut T) -> R) -> Option<R>
+    pub(super) fn update<R>(&self, id: &str, f: impl FnOnce(&mut T) -> R) -> Option<R>
     where
         T: Clone,
     {
