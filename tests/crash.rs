@@ -33,9 +33,10 @@
 //! again, and a balance is compared with the newest transaction only when a
 //! listing after it found nothing newer.
 //!
-//! Every `SNAPSHOT_EVERY` cycles an online snapshot runs during the load,
-//! so kills also land in the middle of a snapshot, and restarts load a
-//! snapshot and replay the WAL after it (as a long-running server does).
+//! Every `SNAPSHOT_EVERY` cycles an online snapshot runs during the load
+//! (or, when the kill cut it off, after the check), so kills also land in
+//! the middle of a snapshot, and restarts load a snapshot and replay the
+//! WAL after it (as a long-running server does).
 //!
 //! Cycles: `LEDGER_CRASH_CYCLES` (default 3; hundreds by hand, in a release
 //! build), seed: `LEDGER_CRASH_SEED`. tests/durability.rs keeps the simpler
@@ -73,9 +74,10 @@ const CLOCK_STEP_EVERY: Duration = Duration::from_millis(100);
 const RECHECK_SAMPLE: usize = 20;
 /// Every this many cycles (and at the end) the check reads everything back.
 const FULL_CHECK_EVERY: usize = 100;
-/// Every this many cycles an online snapshot is taken at a random moment of
-/// the load (so some kills land in the middle of one). Two kept snapshots
-/// let the server delete the WAL before the older one, which keeps each
+/// Every this many cycles an online snapshot is asked for at a random moment
+/// of the load (so some kills land in the middle of one); if the kill cut it
+/// off, one is taken once the cycle's check is done. Two kept snapshots let
+/// the server delete the WAL before the older one, which keeps each
 /// restart's replay short (it was half the time of a 500-cycle run).
 const SNAPSHOT_EVERY: usize = 5;
 /// Reads of an account's balance and newest transactions before they must
@@ -700,6 +702,10 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
         let checking = Instant::now();
         verify(&s, &mut acks, &mut books, &accounts, &mut check_rng, cycle, full);
         retry_unanswered(&s, &mut acks, &mut books, cycle);
+        if cycle % SNAPSHOT_EVERY == 1 && tally.snapshots == 0 {
+            s.ok("/v1/admin/snapshot", json!({}));
+            total.snapshots += 1;
+        }
         eprintln!(
             "cycle {cycle} (seed {base}) at {:.1?}: killed after {kill_after:?}; {} acknowledged, {} cut off by the kill, \
              refused {:?}, {} snapshot(s); restarted in {restarted_in:.1?}, checked{} in {:.1?}; {} redemptions expired so far",
