@@ -15,7 +15,7 @@
 //! Ratios are against the mean of the two runs (this machine drifts).
 //!
 //! It reports ops/s, p50/p99/p999 latency, errors and the ratio to the ceiling,
-//! with the targets of DESIGN.md ("Performance targets"). It reports; it never
+//! with the targets of docs/performance.md ("Targets"). It reports; it never
 //! fails on a number. Everything talks to 127.0.0.1 only, is bounded in time,
 //! and the server child is killed at the end (also on panic).
 //!
@@ -48,7 +48,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Setup (earning rule and members) must be done within this.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// DESIGN.md targets.
+/// The targets of docs/performance.md.
 const EARN_RATIO_TARGET: f64 = 0.6;
 const EARN_P99_TARGET_MS: f64 = 10.0;
 const READ_RATIO_TARGET: f64 = 0.85;
@@ -1264,7 +1264,7 @@ fn main() {
     }
 
     println!();
-    println!("targets (DESIGN.md, Performance targets):");
+    println!("targets (docs/performance.md, Targets):");
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     for (w, r) in &results {
         let ratio = r.ops_per_s() / ceiling;

@@ -1,4 +1,4 @@
-//! Scale figures for DESIGN.md's targets, with the real release binary:
+//! Scale figures for the targets of docs/performance.md, with the real release binary:
 //!
 //! - a data directory holding `SCALE_MEMBERS` idle members (default 1,000,000:
 //!   a customer and its linked loyalty account each, one WAL record per member);
@@ -251,7 +251,7 @@ fn main() {
         restart_rss as f64 / 1e6
     );
     println!();
-    println!("targets (DESIGN.md):");
+    println!("targets (docs/performance.md):");
     println!(
         "  memory per idle account: {per_account_wal:.0} B (target <= {IDLE_ACCOUNT_BYTES_TARGET:.0} B): {}",
         verdict(per_account_wal <= IDLE_ACCOUNT_BYTES_TARGET)

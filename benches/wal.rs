@@ -7,7 +7,7 @@
 //! - `frame/*`: framing 1000 such records, and scanning them back (crc32);
 //! - `earning/*`: the earning maths for 1 and 10 rules;
 //! - `check/*`: `State::check` of an earn record, what every mutation runs
-//!   before its append (DESIGN.md invariant 10);
+//!   before its append (docs/reliability.md, invariant 10);
 //! - `apply/*`: `State::apply` of earn records as the WAL's apply thread does
 //!   it live (one record at a time, behind the apply gate), alone and with a
 //!   thread reading through the gate all along (what HTTP readers cost it);
@@ -46,7 +46,7 @@ use loyalty_ledger::wal::reader::{read_log, Mode, ReadFrom};
 use loyalty_ledger::wal::{Change, IdemEntry, Lsn, Record};
 use loyalty_ledger::webhooks::outbox::derive;
 
-/// The 1M records/s replay target of DESIGN.md.
+/// The 1M records/s replay target (docs/performance.md, Targets).
 const REPLAY_TARGET_PER_S: f64 = 1_000_000.0;
 /// Segment size the writer rolls at (config::WAL_SEGMENT_BYTES_MAX).
 const SEGMENT_BYTES: usize = 64 * 1024 * 1024;

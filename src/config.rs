@@ -2,7 +2,7 @@
 //!
 //! Limits of the service (bodies, queues, batches, pages) live here, with
 //! their unit in the name, so that a reader can see at a glance how big
-//! anything may grow (DESIGN.md invariant 8). Limits of a domain rule live
+//! anything may grow (docs/reliability.md, invariant 8). Limits of a domain rule live
 //! beside the rule, also named: `domain::earning`, `domain::rewards`,
 //! `domain::redemptions`, `domain::webhooks`, and the timer and dispatcher
 //! intervals in `timer::expiry` and `webhooks::dispatcher`.
@@ -159,7 +159,7 @@ const _: () = assert!(LIST_LIMIT_DEFAULT <= LIST_LIMIT_MAX);
 /// The zero-filled space ahead stays inside the smallest segment's size.
 const _: () = assert!(WAL_PREALLOCATE_BYTES > 0);
 
-/// Default data directory and listen address (API.md, Operations).
+/// Default data directory and listen address (README, "Operate").
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 

@@ -186,7 +186,7 @@ impl ApiError {
 
     /// 409: the change would take an account's balance (or the points its
     /// open redemptions hold) past what the ledger can record; nothing was
-    /// written (DESIGN.md invariant 10). The domain's limits
+    /// written (docs/reliability.md, invariant 10). The domain's limits
     /// (`POINTS_BALANCE_MAX`, `POINTS_BALANCE_MIN`) keep ordinary requests
     /// clear of it; docs/decisions.md says when it can still be answered.
     pub fn balance_limit(account: &str, what: &str) -> Self {

@@ -3,7 +3,7 @@
 //!
 //! `commit` is the one way a mutation reaches disk: it renders the response,
 //! checks the record against the state it will be applied to (`State::check`,
-//! the same rules applying runs: DESIGN.md invariant 10), attaches the
+//! the same rules applying runs: docs/reliability.md, invariant 10), attaches the
 //! response to the record when the request was idempotent, appends the
 //! record to the WAL and returns once the record is synced and applied.
 

@@ -4,7 +4,7 @@
 //! Replay applies every change through the same `State::apply_change` the
 //! live writer uses, each table's changes in LSN order (`state::lanes`), so
 //! the state after replay is exactly the acknowledged state before the crash
-//! (DESIGN.md invariant 2).
+//! (docs/reliability.md, invariant 2).
 //!
 //! Snapshots: the newest one whose checksums hold is used. A damaged newest
 //! snapshot is skipped for the next older one plus the WAL after it (kept

@@ -1,4 +1,4 @@
-//! Bad input through the real server (DESIGN.md invariant 9): every endpoint's
+//! Bad input through the real server (docs/reliability.md, invariant 9): every endpoint's
 //! body built from arbitrary JSON (random nesting and types, numbers no integer
 //! holds, unicode and control characters, long strings, nulls, unknown and
 //! repeated keys, valid-looking and real ids), arbitrary ids in paths and

@@ -1,4 +1,4 @@
-//! The crash harness (DESIGN.md "Reliability tests: Crash"; invariants 1-4):
+//! The crash harness (invariants 1-4 of docs/reliability.md):
 //! the server as a child process, concurrent clients doing a mix of earn
 //! (payments with `confirm:true`), redeem, cancel, checkout with a redemption
 //! and refund on a few members (two clients per member, so cancel and checkout

@@ -1,4 +1,4 @@
-//! The WAL decoders on arbitrary bytes (DESIGN.md invariant 9, "Bad input"):
+//! The WAL decoders on arbitrary bytes (invariant 9 of docs/reliability.md):
 //! `Record::decode`, `format::scan_frames` and `recovery::replay_log` (startup's
 //! own replay into a fresh `State`: read, decode, apply in two lanes) answer
 //! an error or a value, never a panic.

@@ -1,4 +1,4 @@
-//! Storage faults through the real server (DESIGN.md invariant 7).
+//! Storage faults through the real server (docs/reliability.md, invariant 7).
 //!
 //! The server runs with `LEDGER_FAULTS=1`: its WAL writes through the
 //! fault-injecting file system, armed with `POST /v1/test/faults`. With a

@@ -1,4 +1,4 @@
-//! The HTTP conventions of API.md: auth, the error shape, body limits,
+//! The HTTP conventions of the contract (docs/decisions.md): auth, the error shape, body limits,
 //! unknown fields, unknown routes, health and readiness.
 
 mod common;

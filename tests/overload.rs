@@ -1,4 +1,4 @@
-//! Overload (DESIGN.md invariant 8): a flood of concurrent requests on one
+//! Overload (docs/reliability.md, invariant 8): a flood of concurrent requests on one
 //! loyalty account, far more in flight than its mailbox holds
 //! (`ACCOUNT_MAILBOX_CAPACITY` = 256). The excess answers 503 `overloaded`
 //! quickly, the server's resident memory stays bounded and does not grow from

@@ -1,6 +1,5 @@
-//! Power loss mid-batch (DESIGN.md invariant 6 and "Reliability tests: Power
-//! loss mid-batch"), tried on the real server's own WAL: a group commit that
-//! spans several pages may reach the disk in any order. Damage confined to
+//! Power loss mid-batch (invariant 6 of docs/reliability.md), tried on the
+//! real server's own WAL: a group commit that spans several pages may reach the disk in any order. Damage confined to
 //! the final batch starts with every record before it (the final batch was
 //! never acknowledged), its bytes kept in a `.torn` file beside the segment;
 //! damage to an earlier batch refuses to start, naming file and offset.

@@ -1,4 +1,4 @@
-//! Replayability (DESIGN.md invariant 10 and its reliability test): random
+//! Replayability (invariant 10 of docs/reliability.md): random
 //! API sequences with extreme values, against the real server, answer only
 //! 2xx or a clear 4xx (never a 5xx), and a restart after `kill -9` replays
 //! every record to the same state (balances, transactions, redemptions,
@@ -38,7 +38,7 @@ const BALANCE_MAX: i64 = 4_000_000_000_000_000_000;
 const BALANCE_MIN: i64 = -BALANCE_MAX;
 /// Most points one payment earns (`domain::earning::POINTS_PER_PAYMENT_MAX`).
 const PER_PAYMENT_MAX: i64 = 1_000_000_000_000_000;
-/// Largest reward (`domain::rewards::REWARD_POINTS_MAX`) and amount (API.md).
+/// Largest reward (`domain::rewards::REWARD_POINTS_MAX`) and amount (`config::AMOUNT_MAX`).
 const REWARD_POINTS_MAX: i64 = 1_000_000_000_000_000;
 const AMOUNT_MAX: i64 = 99_999_999_999;
 /// Payments of the deterministic cases: enough to pass a limit by a margin.

@@ -1,5 +1,5 @@
 //! Account actors: one actix actor per loyalty account serializes every
-//! change to that account (DESIGN.md: the actor is the lock).
+//! change to that account (docs/architecture.md: the actor is the lock).
 //!
 //! - `registry`: finds or starts the actor of an account, counts the messages
 //!   in flight, and lets an idle actor stop (its state stays in the state map).

@@ -3,7 +3,7 @@
 //! These structs are what the WAL stores (bincode) and, with `object` added
 //! by their views, what the API answers (JSON). An account's balance is not
 //! stored here: it is the sum of the account's points transactions, kept by
-//! the state (DESIGN.md invariant 5).
+//! the state (docs/reliability.md, invariant 5).
 
 use serde::{Deserialize, Serialize};
 

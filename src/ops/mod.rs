@@ -1,4 +1,4 @@
-//! The offline operator commands of the one binary (API.md, Operations):
+//! The offline operator commands of the one binary (README, "Operate"):
 //!
 //! - `snapshot`: replay a stopped server's data directory and write a
 //!   snapshot of it (then compact, as the online snapshot does);

@@ -5,7 +5,7 @@
 //!    record decoded (a torn tail is a warning: the next start cuts it).
 //! 3. A full replay exactly as a start would do it (newest valid snapshot,
 //!    then the WAL), changing nothing on disk.
-//! 4. The ledger invariants on the replayed state (DESIGN.md 3 and 4):
+//! 4. The ledger invariants on the replayed state (invariants 3 and 4, docs/reliability.md):
 //!    every balance equals the sum of its transactions, a payment earns at
 //!    most once and its clawbacks never exceed its award, no redemption is
 //!    released twice and a consumed or open one never is, and each account's

@@ -1,5 +1,5 @@
-//! Checking a record against the state before it is written (DESIGN.md
-//! invariant 10: every record that is written can be applied).
+//! Checking a record against the state before it is written (invariant 10
+//! of docs/reliability.md: every record that is written can be applied).
 //!
 //! The rules a change must satisfy live here once, as functions of the
 //! state a change meets (`transaction`, `redemption`, and the tables' room,

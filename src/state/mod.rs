@@ -13,7 +13,7 @@
 //! range, a table has room, ...) is written once, in `check`: applying runs
 //! those rules on the tables, and `State::check` runs the same ones on a
 //! simulation of a record before it is written, so a record that is written
-//! always applies (DESIGN.md invariant 10).
+//! always applies (docs/reliability.md, invariant 10).
 //!
 //! Readers see each live record whole: `apply` holds the apply gate
 //! (`gate.rs`) for one record, and the HTTP reads go through `visible` (one
@@ -236,7 +236,7 @@ impl State {
     }
 
     /// Gives back the spare capacity of every table (after replay, when the
-    /// tables grew by doubling; DESIGN.md's memory target per idle account).
+    /// tables grew by doubling; the memory target per idle account, docs/performance.md).
     pub fn shrink_to_fit(&self) {
         self.customers.shrink_to_fit();
         self.accounts.shrink_to_fit();

@@ -1,6 +1,6 @@
 //! Fault injection under the WAL: a `FileSystem` that wraps another one
 //! (normally `RealFs`) and makes chosen operations fail the way a sick disk
-//! does, so tests can hold the server to DESIGN.md invariant 7 (a storage
+//! does, so tests can hold the server to invariant 7 of docs/reliability.md (a storage
 //! fault acknowledges nothing, and a failed fsync is never retried into a
 //! false success).
 //!

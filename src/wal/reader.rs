@@ -1,6 +1,6 @@
 //! Reading the WAL back: every segment in order, every record checked.
 //!
-//! Recovery policy (DESIGN.md invariant 6): damage confined to the final
+//! Recovery policy (docs/reliability.md, invariant 6): damage confined to the final
 //! group-commit batch of the newest segment (any of its pages missing, zero
 //! or garbage, in any order; `format::scan_batches`) is a torn tail: that
 //! batch was never acknowledged, so it is cut off with a warning and its

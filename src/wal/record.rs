@@ -4,7 +4,7 @@
 //! Records are *state-based*: a change carries the object as it is after the
 //! mutation, so replay is a plain upsert and rebuilds exactly the acknowledged
 //! state. The one exception is deliberate: balances are never written; they
-//! move only by applying points transactions (DESIGN.md invariant 5).
+//! move only by applying points transactions (docs/reliability.md, invariant 5).
 //!
 //! Encoding is bincode 2 (serde, standard config). Variants of `Change` are
 //! encoded by index: append new variants at the end, never reorder. An event
