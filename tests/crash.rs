@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{list_all, Server};
+use common::{list_all, list_newer, Server};
 use rand::rngs::StdRng;
 use rand::seq::IteratorRandom;
 use rand::{Rng, SeedableRng};
@@ -243,27 +243,6 @@ fn clock_mover(s: &Server, stop: &AtomicBool, advanced: &AtomicI64) {
         if s.try_post("/v1/test/clock", json!({"advance_seconds": CLOCK_STEP_SECONDS})).is_err() {
             return;
         }
-    }
-}
-
-/// The objects of a list route newer than `marker` (the newest seen last
-/// time; everything when `None`), newest first, following cursors.
-fn list_newer(s: &Server, path: &str, marker: Option<&str>) -> Vec<Value> {
-    let Some(marker) = marker else { return list_all(s, path) };
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let mut out: Vec<Value> = Vec::new();
-    loop {
-        let page = match out.last() {
-            Some(last) => s.get_ok(&format!("{path}{sep}limit=100&starting_after={}", last["id"].as_str().unwrap())),
-            None => s.get_ok(&format!("{path}{sep}limit=100")),
-        };
-        for item in page["data"].as_array().unwrap() {
-            if item["id"] == marker {
-                return out;
-            }
-            out.push(item.clone());
-        }
-        assert_eq!(page["has_more"], true, "{path}: {marker}, seen before, is no longer listed");
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_ledger_consistent, list_all, Server};
+use common::{assert_ledger_consistent, list_all, Rng, Server};
 use serde_json::{json, Value};
 
 fn id(v: &Value) -> String {
@@ -286,21 +286,6 @@ fn transactions_list_filters_and_pagination() {
     assert_eq!(s.get("/v1/loyalty/transactions?type=bonus").status, 400);
     assert_eq!(s.get("/v1/loyalty/transactions?account=loy_nope").status, 400);
     assert_eq!(s.get("/v1/loyalty/transactions/ptx_nope").status, 404);
-}
-
-/// A small deterministic generator, so a failing seed can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Random sequences of operations keep `balance == sum(points)` for every

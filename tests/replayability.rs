@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{assert_ledger_consistent, list_all, Resp, Server};
+use common::{assert_ledger_consistent, list_all, Resp, Rng, Server};
 use serde_json::{json, Value};
 
 /// The balance limits of `domain::points` (`POINTS_BALANCE_MAX`, `POINTS_BALANCE_MIN`).
@@ -69,27 +69,6 @@ fn data_dir() -> tempfile::TempDir {
         }
     }
     tempfile::tempdir().expect("tempdir")
-}
-
-/// xorshift64: a small reproducible random source.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        (!items.is_empty()).then(|| &items[self.below(items.len())])
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
 }
 
 fn id(v: &Value) -> String {

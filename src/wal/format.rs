@@ -211,13 +211,7 @@ pub struct Scan {
 /// A `start` past the end of `buf` is corruption too (never a panic).
 pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
     if start > buf.len() {
-        let reason = format!("records should start at offset {start}, past the end ({} bytes)", buf.len());
-        return Scan {
-            payloads: Vec::new(),
-            batches: Vec::new(),
-            valid_end: buf.len(),
-            tail: Tail::Corrupt { offset: buf.len(), reason },
-        };
+        return past_the_end(buf, start, "records");
     }
     let mut payloads = Vec::new();
     let mut pos = start;
@@ -255,6 +249,17 @@ pub fn scan_frames(buf: &[u8], start: usize, record_bytes_max: usize) -> Scan {
     Scan { payloads, batches: Vec::new(), valid_end: pos, tail }
 }
 
+/// What a scan asked to start past the end of `buf` finds: corruption, no record.
+fn past_the_end(buf: &[u8], start: usize, what: &str) -> Scan {
+    let reason = format!("{what} should start at offset {start}, past the end ({} bytes)", buf.len());
+    Scan {
+        payloads: Vec::new(),
+        batches: Vec::new(),
+        valid_end: buf.len(),
+        tail: Tail::Corrupt { offset: buf.len(), reason },
+    }
+}
+
 /// A bad frame at `offset` whose bytes reach to `end`: torn if only zeros follow.
 fn classify(buf: &[u8], offset: usize, end: usize, reason: String) -> Tail {
     let end = end.min(buf.len());
@@ -272,13 +277,7 @@ fn classify(buf: &[u8], offset: usize, end: usize, reason: String) -> Tail {
 /// in the file; otherwise it is corruption at the first bad byte found.
 pub fn scan_batches(buf: &[u8], start: usize, salt: u32, first_lsn: u64, record_bytes_max: usize) -> Scan {
     if start > buf.len() {
-        let reason = format!("batches should start at offset {start}, past the end ({} bytes)", buf.len());
-        return Scan {
-            payloads: Vec::new(),
-            batches: Vec::new(),
-            valid_end: buf.len(),
-            tail: Tail::Corrupt { offset: buf.len(), reason },
-        };
+        return past_the_end(buf, start, "batches");
     }
     let mut payloads = Vec::new();
     let mut batches = Vec::new();

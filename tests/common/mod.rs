@@ -315,6 +315,12 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Every object of a list route, following `starting_after` cursors.
 pub fn list_all(s: &Server, path: &str) -> Vec<Value> {
+    list_newer(s, path, None)
+}
+
+/// The objects of a list route newer than `marker` (the newest seen last
+/// time; everything when `None`), newest first, following cursors.
+pub fn list_newer(s: &Server, path: &str, marker: Option<&str>) -> Vec<Value> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut out: Vec<Value> = Vec::new();
     loop {
@@ -322,8 +328,14 @@ pub fn list_all(s: &Server, path: &str) -> Vec<Value> {
             Some(last) => s.get_ok(&format!("{path}{sep}limit=100&starting_after={}", last["id"].as_str().unwrap())),
             None => s.get_ok(&format!("{path}{sep}limit=100")),
         };
-        out.extend(page["data"].as_array().unwrap().iter().cloned());
+        for item in page["data"].as_array().unwrap() {
+            if marker.is_some_and(|m| item["id"] == m) {
+                return out;
+            }
+            out.push(item.clone());
+        }
         if page["has_more"] != true {
+            assert!(marker.is_none(), "{path}: {marker:?}, seen before, is no longer listed");
             return out;
         }
     }
@@ -379,4 +391,26 @@ pub fn assert_ledger_consistent(s: &Server) {
 /// Runs the binary with `args` (an offline command) and waits for it.
 pub fn cli(args: &[&str]) -> std::process::Output {
     Command::new(binary()).args(args).env("RUST_LOG", "info").stdin(Stdio::null()).output().expect("run loyalty-ledger")
+}
+
+/// xorshift64: a small deterministic random source, so a failing seed can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.below(items.len())])
+    }
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
 }
