@@ -26,6 +26,29 @@ pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
 /// How long a stored idempotent response is kept (the contract says at least 24 h).
 pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 48 * 3600;
 
+/// History (`history::`): how often its thread writes what applied records
+/// left for it. Memory holds a response about this long after its record.
+pub const HISTORY_WRITE_EVERY: Duration = Duration::from_millis(10);
+/// How often history is synced; the WAL is kept from history's synced LSN on.
+pub const HISTORY_SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How often history forgets what is past retention.
+pub const HISTORY_RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Expired entries one sweep forgets at most (one batch), so writes go on between sweeps.
+pub const HISTORY_SWEEP_BATCH_MAX: usize = 10_000;
+/// Responses in one batch of the startup catch-up.
+pub const HISTORY_CATCH_UP_BATCH_MAX: usize = 10_000;
+/// How long a snapshot waits for history to sync up to it (so that the
+/// WAL before it can go), before it goes ahead and keeps that WAL for later.
+pub const HISTORY_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+/// After a failed history write or sync, the thread waits this long before trying again.
+pub const HISTORY_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The engine's block cache (reads of remembered responses).
+pub const HISTORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// The engine's background threads: the machine has two cores, and the
+/// request path needs them (docs/performance.md, "History").
+pub const HISTORY_FLUSH_WORKERS: usize = 1;
+pub const HISTORY_COMPACTION_WORKERS: usize = 1;
+
 /// Lists copy this many ids at a time out of a table's order, so a long scan
 /// never holds a lock the WAL writer needs.
 pub const LIST_SCAN_CHUNK: usize = 256;
@@ -36,9 +59,6 @@ pub const LIST_PAGE_ATTEMPTS: usize = 3;
 /// read one): a scan that short is one moment's table by construction, and
 /// the apply thread waits at most this many chunks' reads for it.
 pub const LIST_HOLD_CHUNKS_LAST: usize = 16;
-/// Idempotent responses kept at most; past it, keys older than 24 h are
-/// dropped early, and if that is not enough new keyed requests answer 503.
-pub const IDEMPOTENCY_KEYS_MAX: usize = 1_000_000;
 /// List pages: default and largest `limit`.
 pub const LIST_LIMIT_DEFAULT: usize = 10;
 pub const LIST_LIMIT_MAX: usize = 100;
@@ -82,6 +102,14 @@ pub const WAL_RECORD_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Snapshots kept in `DATA/snapshots`; WAL segments wholly before the oldest
 /// kept one are deleted, so the older one plus the WAL can replace a damaged newest one.
 pub const SNAPSHOTS_KEPT: usize = 2;
+/// An automatic snapshot is taken once this much WAL was written since the
+/// last one, which bounds the WAL on disk and the replay at startup
+/// (docs/operations.md, "Automatic snapshots"; `LEDGER_SNAPSHOT_WAL_BYTES`).
+pub const SNAPSHOT_WAL_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+/// The smallest `LEDGER_SNAPSHOT_WAL_BYTES` other than 0 (off).
+pub const SNAPSHOT_WAL_BYTES_MIN: u64 = 64 * 1024;
+/// How often the snapshot timer looks at the WAL written.
+pub const SNAPSHOT_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A snapshot frame holds at most this many items ...
 pub const SNAPSHOT_CHUNK_ITEMS_MAX: usize = 4096;
 /// ... and is closed once its payload passes this many bytes.
@@ -181,9 +209,23 @@ pub struct Config {
     /// Size past which a WAL segment is closed (`LEDGER_WAL_SEGMENT_BYTES`;
     /// a test and operations knob, `WAL_SEGMENT_BYTES_MIN..=WAL_SEGMENT_BYTES_MAX`).
     pub wal_segment_bytes: u64,
+    /// WAL bytes written since the last snapshot that make the server take
+    /// one by itself (`LEDGER_SNAPSHOT_WAL_BYTES`; 0: never).
+    pub snapshot_wal_bytes: u64,
     /// Tests only: put the fault-injecting file system under the WAL and expose
     /// `POST /v1/test/faults` (`LEDGER_FAULTS=1`).
     pub test_faults: bool,
+}
+
+/// `LEDGER_SNAPSHOT_WAL_BYTES`, checked; the default when unset. 0 turns
+/// automatic snapshots off.
+pub fn snapshot_wal_bytes_from_env() -> Result<u64, String> {
+    match std::env::var("LEDGER_SNAPSHOT_WAL_BYTES") {
+        Err(_) => Ok(SNAPSHOT_WAL_BYTES_DEFAULT),
+        Ok(v) => v.trim().parse::<u64>().ok().filter(|n| *n == 0 || *n >= SNAPSHOT_WAL_BYTES_MIN).ok_or_else(|| {
+            format!("LEDGER_SNAPSHOT_WAL_BYTES must be 0 (off) or a byte count of at least {SNAPSHOT_WAL_BYTES_MIN}")
+        }),
+    }
 }
 
 /// `LEDGER_WAL_SEGMENT_BYTES`, checked; the default when unset.

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::accounts::Registry;
 use crate::config::WAL_SEGMENT_BYTES_MAX;
 use crate::error::ApiError;
+use crate::history::History;
 use crate::locks::ObjectLocks;
 use crate::metrics::Metrics;
 use crate::state::State;
@@ -67,11 +68,15 @@ pub struct Ledger {
     pub secret_key: String,
     /// Size past which a WAL segment is closed (`Config::wal_segment_bytes`).
     pub wal_segment_bytes: u64,
+    /// WAL written since the last snapshot that makes the server take one (0: never).
+    pub snapshot_wal_bytes: u64,
     /// What `/metrics` shows; the WAL writer updates `metrics.wal`.
     pub metrics: Metrics,
     /// Held while a snapshot is taken: one at a time.
     pub snapshot_lock: tokio::sync::Mutex<()>,
     wal: OnceLock<Wal>,
+    /// Set by recovery, once history has caught up with the WAL.
+    history: OnceLock<Arc<History>>,
     ready: AtomicBool,
 }
 
@@ -88,9 +93,11 @@ impl Ledger {
             faults: None,
             secret_key,
             wal_segment_bytes: WAL_SEGMENT_BYTES_MAX,
+            snapshot_wal_bytes: 0,
             metrics: Metrics::new(),
             snapshot_lock: tokio::sync::Mutex::new(()),
             wal: OnceLock::new(),
+            history: OnceLock::new(),
             ready: AtomicBool::new(false),
         }
     }
@@ -112,6 +119,15 @@ impl Ledger {
 
     pub fn wal(&self) -> Option<&Wal> {
         self.wal.get()
+    }
+
+    pub fn set_history(&self, history: Arc<History>) {
+        let _ = self.history.set(history);
+    }
+
+    /// History, once recovery has brought it up to the WAL's end.
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.get()
     }
 
     /// Makes `changes` durable and answers `response` with `status`.

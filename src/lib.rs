@@ -17,6 +17,9 @@
 //! - [`state`]: the in-memory tables, rebuilt at startup by [`recovery`]
 //!   from the newest [`snapshot`] and the WAL after it, decoding on one
 //!   thread and applying on another ([`pipeline`]).
+//! - [`history`]: what is only read after it is written (today: stored
+//!   idempotent responses), in an embedded on-disk store fed from applied
+//!   records by its own thread, off the request path.
 //! - [`snapshot`]: the whole state at one LSN in one checksummed file, taken
 //!   at a WAL barrier; it lets old WAL segments be deleted.
 //! - [`domain`]: pure rules and objects: ids, metadata, members.
@@ -43,6 +46,7 @@ pub(crate) mod accounts;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod history;
 pub mod http;
 pub(crate) mod ledger;
 pub(crate) mod locks;

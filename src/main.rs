@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use loyalty_ledger::config::{wal_segment_bytes_from_env, Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR};
+use loyalty_ledger::config::{
+    snapshot_wal_bytes_from_env, wal_segment_bytes_from_env, Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR,
+};
 use loyalty_ledger::{http, ops};
 
 #[derive(Parser)]
@@ -74,6 +76,8 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     http::server::init_logging();
+    // The data directory's files are private, the storage engine's among them.
+    loyalty_ledger::storage::private::private_umask();
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
@@ -108,6 +112,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Err(_) => None,
         },
         wal_segment_bytes: wal_segment_bytes_from_env().map_err(anyhow::Error::msg)?,
+        snapshot_wal_bytes: snapshot_wal_bytes_from_env().map_err(anyhow::Error::msg)?,
         test_faults: match std::env::var("LEDGER_FAULTS").as_deref() {
             Ok("1") => true,
             Ok("" | "0") | Err(_) => false,

@@ -6,6 +6,8 @@
 //!   grow the series) and status; fed by the middleware in `http::metrics`.
 //! - WAL: records, batches, bytes, fdatasync latency and batch sizes
 //!   (`wal::writer::WalStats`, the same atomics the writer updates).
+//! - History: batches and responses written, forgotten, errors, synced LSN,
+//!   disk bytes, write time (`history::HistoryStats`).
 //! - State: accounts, live account actors (set when scraped).
 //! - Recovery and snapshots: replay time and records, the last snapshot's
 //!   size, LSN, duration and the time it held up the WAL writer.
@@ -20,6 +22,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::METRICS_HTTP_SERIES_MAX;
+use crate::history::HistoryStats;
 use crate::wal::writer::WalStats;
 
 /// Labels of the HTTP series.
@@ -45,6 +48,7 @@ pub struct Metrics {
     /// Label sets created so far (an upper bound: two racing first requests both count).
     http_series: AtomicUsize,
     pub wal: WalStats,
+    pub history: HistoryStats,
     pub accounts: Gauge,
     pub live_actors: Gauge,
     pub replay_seconds: Gauge<f64, AtomicU64>,
@@ -55,6 +59,9 @@ pub struct Metrics {
     pub snapshot_stall_seconds: Gauge<f64, AtomicU64>,
     pub snapshot_bytes: Gauge,
     pub snapshot_lsn: Gauge,
+    /// `ledger_wal_bytes` when the last snapshot began: automatic snapshots
+    /// are taken by the WAL written since (`timer::snapshots`).
+    pub snapshot_wal_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,6 +78,7 @@ impl Metrics {
             http_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             http_series: AtomicUsize::new(0),
             wal: WalStats::default(),
+            history: HistoryStats::default(),
             accounts: Gauge::default(),
             live_actors: Gauge::default(),
             replay_seconds: Gauge::default(),
@@ -81,6 +89,7 @@ impl Metrics {
             snapshot_stall_seconds: Gauge::default(),
             snapshot_bytes: Gauge::default(),
             snapshot_lsn: Gauge::default(),
+            snapshot_wal_bytes: Gauge::default(),
         };
         let r = &mut m.registry;
         let p = "ledger";
@@ -113,6 +122,26 @@ impl Metrics {
             "Time the apply thread takes to apply and answer one synced group commit",
             m.wal.apply_seconds.clone(),
         );
+        let h = &m.history;
+        r.register(format!("{p}_history_batches"), "Batches written to history", h.batches.clone());
+        r.register(format!("{p}_history_remembered"), "Idempotent responses written to history", h.remembered.clone());
+        r.register(
+            format!("{p}_history_forgotten"),
+            "Idempotent responses history forgot past retention",
+            h.forgotten.clone(),
+        );
+        r.register(format!("{p}_history_errors"), "Failed history writes, syncs and sweeps", h.errors.clone());
+        r.register(
+            format!("{p}_history_synced_lsn"),
+            "Every record up to this LSN is synced in history",
+            h.synced_lsn.clone(),
+        );
+        r.register(format!("{p}_history_disk_bytes"), "Bytes history takes on disk", h.disk_bytes.clone());
+        r.register(
+            format!("{p}_history_write_duration_seconds"),
+            "Time of one history batch write",
+            h.write_seconds.clone(),
+        );
         r.register(format!("{p}_accounts"), "Loyalty accounts", m.accounts.clone());
         r.register(
             format!("{p}_account_actors_live"),
@@ -143,6 +172,11 @@ impl Metrics {
         );
         r.register(format!("{p}_snapshot_bytes"), "Size of the last snapshot", m.snapshot_bytes.clone());
         r.register(format!("{p}_snapshot_lsn"), "LSN of the last snapshot", m.snapshot_lsn.clone());
+        r.register(
+            format!("{p}_snapshot_wal_bytes"),
+            "WAL bytes written by this process when the last snapshot began",
+            m.snapshot_wal_bytes.clone(),
+        );
         m
     }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::PROGRESS_LOG_EVERY;
 use crate::error::StorageError;
+use crate::history::{CaughtUp, History, HISTORY_DIR};
 use crate::ledger::Ledger;
 use crate::pipeline::decode_then_apply;
 use crate::snapshot::format::{CORRUPT_SUFFIX, SNAPSHOT_SUFFIX};
@@ -57,6 +58,8 @@ pub struct RecoverySummary {
     pub next_lsn: u64,
     pub torn_tail_cut: bool,
     pub elapsed: Duration,
+    /// What history took at startup (`recover` only).
+    pub history: Option<CaughtUp>,
 }
 
 /// What `load` rebuilt, and where the log ends.
@@ -151,6 +154,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
         next_lsn: end.next_lsn.get(),
         torn_tail_cut: end.torn.is_some(),
         elapsed: started.elapsed(),
+        history: None,
     };
     Ok(Loaded { summary, end })
 }
@@ -208,14 +212,24 @@ fn set_aside(fs: &dyn FileSystem, path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Loads `ledger.state` from disk and starts the WAL writer after it.
+/// Loads `ledger.state` from disk, brings history up to the WAL's end and
+/// starts its thread, then starts the WAL writer after it.
 pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
-    let loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair)?;
+    let mut loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair)?;
+    let dir = ledger.data_dir.join(WAL_DIR);
+    let history = History::open(&ledger.data_dir, ledger.metrics.history.clone())?;
+    let snapshot_lsn = loaded.summary.snapshot.as_ref().map_or(0, |s| s.lsn);
+    let end_lsn = loaded.end.next_lsn.get().saturating_sub(1);
+    let caught_up = history.catch_up(ledger.fs.as_ref(), &dir, &ledger.state, snapshot_lsn, end_lsn)?;
+    loaded.summary.history = Some(caught_up);
+    history
+        .start_feed(ledger.state.clone(), ledger.clock.clone())
+        .map_err(|e| StorageError::io(ledger.data_dir.join(HISTORY_DIR), e))?;
+    ledger.set_history(history);
     ledger.state.shrink_to_fit();
     crate::memory::release_free_memory();
     // Loading is done: from here memory grows a little at a time, on the request path.
     crate::memory::no_transparent_huge_pages();
-    let dir = ledger.data_dir.join(WAL_DIR);
     let live_state = ledger.state.clone();
     let wal = Wal::start(
         ledger.fs.clone(),

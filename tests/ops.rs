@@ -369,6 +369,7 @@ fn offline_snapshot_restore_and_their_refusals() {
             customers: 1_000,
             ..Default::default()
         }))],
+        None,
     )
     .unwrap();
     let before = snapshot_files(target.path());

@@ -18,23 +18,7 @@ use crate::snapshot;
 
 pub async fn snapshot(ledger: web::Data<Ledger>, body: Body) -> Result<HttpResponse, ApiError> {
     let _: NoParams = body.json()?;
-    let _one_at_a_time = ledger.snapshot_lock.try_lock().map_err(|_| ApiError::snapshot_in_progress())?;
-    let wal = ledger.wal().ok_or_else(ApiError::not_ready)?;
-    let m = &ledger.metrics;
-    let taken =
-        snapshot::take(ledger.fs.clone(), ledger.data_dir.clone(), wal, ledger.state.clone(), ledger.now()).await;
-    let taken = match taken {
-        Ok(t) => t,
-        Err(e) => {
-            m.snapshot_failures.inc();
-            return Err(e);
-        }
-    };
-    m.snapshots.inc();
-    m.snapshot_seconds.set(taken.elapsed.as_secs_f64());
-    m.snapshot_stall_seconds.set(taken.stall.as_secs_f64());
-    m.snapshot_bytes.set(taken.info.bytes as i64);
-    m.snapshot_lsn.set(taken.info.lsn as i64);
+    let taken = snapshot::take_online(&ledger, snapshot::Scope::Portable).await?;
     respond::ok(&serde_json::json!({
         "object": "snapshot",
         "path": taken.info.path.display().to_string(),

@@ -53,7 +53,7 @@ where
             "idempotency_key_in_use",
             "A request with this Idempotency-Key is still being processed; retry shortly.",
         )),
-        Begin::Full => Err(ApiError::overloaded("idempotency keys (too many stored in the last 24 hours)")),
+        Begin::Unavailable => Err(ApiError::storage_unavailable()),
         Begin::Proceed(guard) => {
             let result = op(Mutation { idem: Some(IdemRequest { key, fingerprint }) }).await;
             drop(guard);

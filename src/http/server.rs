@@ -27,7 +27,7 @@ use crate::storage::lock::lock_data_dir;
 use crate::storage::private::{make_private, PRIVATE_FILE_MODE};
 use crate::test_hooks::faults::{Faults, FaultyFs};
 use crate::test_hooks::ManualClock;
-use crate::timer::{Clock, ExpiryTimer, SystemClock};
+use crate::timer::{Clock, ExpiryTimer, SnapshotTimer, SystemClock};
 use crate::webhooks::WebhookDispatcher;
 use actix::Actor;
 
@@ -105,6 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut ledger = Ledger::new(dir.clone(), fs, Arc::new(SystemClock), secret_key);
     ledger.faults = faults;
     ledger.wal_segment_bytes = config.wal_segment_bytes;
+    ledger.snapshot_wal_bytes = config.snapshot_wal_bytes;
     if let Some(offset) = config.test_clock_offset_seconds {
         let clock = Arc::new(ManualClock::new(SystemClock.now() + offset));
         tracing::warn!(now = clock.now(), "running on a manual test clock (LEDGER_TEST_CLOCK); not for production");
@@ -136,6 +137,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ledger.metrics.replay_records.set(summary.records as i64);
             ledger.set_ready(wal);
             ExpiryTimer::new(ledger.clone()).start();
+            SnapshotTimer::new(ledger.clone()).start();
             WebhookDispatcher::new(ledger.clone()).start();
             tracing::info!(data_dir = %dir.display(), "listening on http://{addr}");
         }

@@ -4,8 +4,10 @@
 //! The file is proved good first (every checksum, every item decoded and
 //! applied to a scratch state), before anything in DIR changes but a temp
 //! copy of it, written and synced while the proof runs. DIR must hold
-//! no WAL segment and no snapshot, unless `--force`, which replaces `wal/`
-//! and `snapshots/` (and nothing else: `secret_key` stays). While `wal/` and
+//! no WAL segment, no snapshot and no history, unless `--force`, which
+//! replaces `wal/` and `snapshots/` and deletes `history/` (and nothing else:
+//! `secret_key` stays). History belongs to the log it was fed from: the first
+//! start after a restore makes it again from the snapshot (`History::catch_up`). While `wal/` and
 //! `snapshots/` are being replaced a `RESTORING` marker is in DIR, so a crash
 //! half-way leaves a directory that refuses to start instead of one that
 //! starts empty; running the restore again finishes it.
@@ -14,6 +16,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::history::HISTORY_DIR;
 use crate::recovery::RESTORING_FILE;
 use crate::snapshot::{format, load, SNAPSHOT_DIR};
 use crate::state::State;
@@ -28,10 +31,11 @@ pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
     let snap_dir = data_dir.join(SNAPSHOT_DIR);
     let marker = data_dir.join(RESTORING_FILE);
     let interrupted = fs.read(&marker).is_ok();
-    let existing = files_in(&fs, &wal_dir)?.len() + files_in(&fs, &snap_dir)?.len();
+    let history_dir = data_dir.join(HISTORY_DIR);
+    let existing = files_in(&fs, &wal_dir)?.len() + files_in(&fs, &snap_dir)?.len() + usize::from(history_dir.exists());
     if existing > 0 && !force && !interrupted {
         anyhow::bail!(
-            "{} already holds data ({existing} files in wal/ and snapshots/); pass --force to replace them",
+            "{} already holds data ({existing} files in wal/ and snapshots/, or history/); pass --force to replace them",
             data_dir.display()
         );
     }
@@ -85,6 +89,10 @@ pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
         if !names.is_empty() {
             tracing::info!(dir = %dir.display(), files = names.len(), "removed the old files");
         }
+    }
+    if history_dir.exists() {
+        std::fs::remove_dir_all(&history_dir).with_context(|| format!("removing {}", history_dir.display()))?;
+        tracing::info!(dir = %history_dir.display(), "removed the old history");
     }
     fs.sync_dir(data_dir)?;
     let path = snap_dir.join(format::file_name(header.lsn));

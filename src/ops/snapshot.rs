@@ -24,7 +24,9 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     tracing::info!(data_dir = %data_dir.display(), "replaying before the snapshot");
     let (wal, summary) = recovery::recover(&ledger).context("recovery failed")?;
     crate::http::server::log_recovery(&summary);
-    let taken = snapshot::take_blocking(&RealFs, data_dir, &wal, ledger.state.clone(), SystemClock.now())?;
+    let history = ledger.history().context("history was not opened")?.clone();
+    let taken = snapshot::take_blocking(&RealFs, data_dir, &wal, ledger.state.clone(), &history, SystemClock.now())?;
+    history.stop();
     drop(wal);
     // Freeing the replayed state object by object takes about a second per
     // million members, and this command ends right after: the OS takes the

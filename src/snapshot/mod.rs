@@ -18,6 +18,7 @@ pub mod format;
 pub mod load;
 pub mod write;
 
+use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,10 +27,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 pub use load::{list_snapshots, load_snapshot};
-pub use write::{compact, write_snapshot, Compacted, SnapshotInfo};
+pub use write::{compact, write_snapshot, Compacted, Extra, ExtraItems, SnapshotInfo};
 
-use crate::config::{SNAPSHOT_ITEMS_SLACK, SNAPSHOT_ITEMS_SLACK_DIVISOR};
+use crate::config::{
+    HISTORY_SNAPSHOT_WAIT, IDEMPOTENCY_RETENTION_SECONDS, SNAPSHOT_ITEMS_SLACK, SNAPSHOT_ITEMS_SLACK_DIVISOR,
+};
 use crate::error::{ApiError, StorageError};
+use crate::history::{History, Remembered};
+use crate::ledger::Ledger;
 use crate::state::{SnapshotItem, State};
 use crate::storage::fs::FileSystem;
 use crate::wal::Wal;
@@ -91,6 +96,18 @@ pub struct Taken {
     pub elapsed: Duration,
 }
 
+/// What a snapshot holds of history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Also every response history remembers: the file restores a complete
+    /// data directory elsewhere (`POST /v1/admin/snapshot`, the `snapshot` command).
+    Portable,
+    /// Only what memory holds: a checkpoint of this data directory, next to
+    /// its history (the automatic snapshots, which must stay cheap however
+    /// much history there is).
+    Local,
+}
+
 /// Writes the captured state and compacts (on a thread that may block).
 /// A failed compaction is only logged: the snapshot is good either way.
 pub fn persist(
@@ -99,10 +116,20 @@ pub fn persist(
     created: i64,
     captured: Captured,
     started: Instant,
+    history: &History,
+    scope: Scope,
 ) -> Result<Taken, StorageError> {
     let stall = captured.stall;
-    let info = write_snapshot(fs, data_dir, captured.lsn, created, captured.items)?;
-    let compacted = compact(fs, data_dir).unwrap_or_else(|e| {
+    // Segments history has not synced are kept; asking now lets this snapshot delete them.
+    if !history.wait_synced(captured.lsn, HISTORY_SNAPSHOT_WAIT) {
+        tracing::warn!(lsn = captured.lsn, "history did not sync up to the snapshot in time; its WAL is kept for now");
+    }
+    let extra = match scope {
+        Scope::Portable => Some(remembered_items(history, &captured, created)?),
+        Scope::Local => None,
+    };
+    let info = write_snapshot(fs, data_dir, captured.lsn, created, captured.items, extra)?;
+    let compacted = compact(fs, data_dir, history.synced_lsn()).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "storage fault while deleting old snapshots or WAL segments; retried after the next snapshot");
         Compacted::default()
     });
@@ -121,6 +148,43 @@ pub fn persist(
     Ok(taken)
 }
 
+/// History's remembered responses as snapshot items: those of records up to
+/// the snapshot's LSN, not expired at `now`, and not already among the
+/// captured items (memory holds a response until history has it, so
+/// together they are every response, each once). Read twice from one fixed
+/// view: once to count them for the header, once to write them.
+fn remembered_items(history: &History, captured: &Captured, now: i64) -> Result<Extra<'static>, StorageError> {
+    let in_memory: HashSet<String> = captured
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            SnapshotItem::Idempotency { entry, .. } => Some(entry.key.clone()),
+            _ => None,
+        })
+        .collect();
+    let lsn = captured.lsn;
+    let keep = move |r: &Remembered| {
+        r.lsn <= lsn
+            && now.saturating_sub(r.created) <= IDEMPOTENCY_RETENTION_SECONDS
+            && !in_memory.contains(&r.entry.key)
+    };
+    let view = history.store().remembered_view();
+    let mut count = 0u64;
+    view.for_each(&mut |r| {
+        count += u64::from(keep(&r));
+        Ok(())
+    })?;
+    let push_all: ExtraItems<'static> = Box::new(move |put| {
+        view.for_each(&mut |r| {
+            if !keep(&r) {
+                return Ok(());
+            }
+            put(SnapshotItem::Idempotency { entry: Box::new(r.entry), created: r.created })
+        })
+    });
+    Ok(Extra { count, push_all })
+}
+
 fn failed(e: StorageError) -> ApiError {
     tracing::error!(error = %e, "storage fault: the snapshot was not written");
     ApiError::snapshot_failed(&e.to_string())
@@ -132,7 +196,9 @@ pub async fn take(
     data_dir: PathBuf,
     wal: &Wal,
     state: Arc<State>,
+    history: Arc<History>,
     created: i64,
+    scope: Scope,
 ) -> Result<Taken, ApiError> {
     let started = Instant::now();
     let for_items = state.clone();
@@ -146,10 +212,38 @@ pub async fn take(
                 other => failed(other),
             },
         )?;
-    actix_web::rt::task::spawn_blocking(move || persist(fs.as_ref(), &data_dir, created, captured, started))
-        .await
-        .map_err(|_| ApiError::snapshot_failed("the snapshot thread stopped"))?
-        .map_err(failed)
+    actix_web::rt::task::spawn_blocking(move || {
+        persist(fs.as_ref(), &data_dir, created, captured, started, &history, scope)
+    })
+    .await
+    .map_err(|_| ApiError::snapshot_failed("the snapshot thread stopped"))?
+    .map_err(failed)
+}
+
+/// Takes a snapshot of the running server (`POST /v1/admin/snapshot` and the
+/// automatic ones, `timer::snapshots`): one at a time, counted in `/metrics`.
+pub(crate) async fn take_online(ledger: &Ledger, scope: Scope) -> Result<Taken, ApiError> {
+    let _one_at_a_time = ledger.snapshot_lock.try_lock().map_err(|_| ApiError::snapshot_in_progress())?;
+    let wal = ledger.wal().ok_or_else(ApiError::not_ready)?;
+    let history = ledger.history().ok_or_else(ApiError::not_ready)?.clone();
+    let m = &ledger.metrics;
+    let wal_bytes = m.wal.bytes.get();
+    let taken =
+        take(ledger.fs.clone(), ledger.data_dir.clone(), wal, ledger.state.clone(), history, ledger.now(), scope).await;
+    let taken = match taken {
+        Ok(t) => t,
+        Err(e) => {
+            m.snapshot_failures.inc();
+            return Err(e);
+        }
+    };
+    m.snapshots.inc();
+    m.snapshot_wal_bytes.set(wal_bytes as i64);
+    m.snapshot_seconds.set(taken.elapsed.as_secs_f64());
+    m.snapshot_stall_seconds.set(taken.stall.as_secs_f64());
+    m.snapshot_bytes.set(taken.info.bytes as i64);
+    m.snapshot_lsn.set(taken.info.lsn as i64);
+    Ok(taken)
 }
 
 /// Takes a snapshot from outside an async runtime (the offline command).
@@ -158,6 +252,7 @@ pub fn take_blocking(
     data_dir: &Path,
     wal: &Wal,
     state: Arc<State>,
+    history: &History,
     created: i64,
 ) -> Result<Taken, anyhow::Error> {
     let started = Instant::now();
@@ -167,7 +262,7 @@ pub fn take_blocking(
         .blocking_recv()
         .map_err(|_| anyhow::anyhow!("the WAL writer stopped"))?
         .and_then(|r| r)?;
-    Ok(persist(fs, data_dir, created, captured, started)?)
+    Ok(persist(fs, data_dir, created, captured, started, history, Scope::Portable)?)
 }
 
 #[cfg(test)]
@@ -278,7 +373,7 @@ mod measure {
 
         let dir = tempfile::tempdir().unwrap();
         let t = Instant::now();
-        let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, items).unwrap();
+        let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, items, None).unwrap();
         let write = t.elapsed();
 
         let t = Instant::now();

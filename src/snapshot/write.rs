@@ -29,13 +29,26 @@ pub struct SnapshotInfo {
     pub created: i64,
 }
 
-/// Writes `items` (the state exactly at `lsn`) as the snapshot `<lsn>.snap`.
+/// Where a snapshot's items after the captured ones come from (history's
+/// remembered responses): `count` of them, pushed one at a time by `push_all`,
+/// so they never sit in memory together.
+pub struct Extra<'a> {
+    pub count: u64,
+    pub push_all: ExtraItems<'a>,
+}
+
+/// Pushes each item into the function it is given.
+pub type ExtraItems<'a> =
+    Box<dyn FnOnce(&mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>) -> Result<(), StorageError> + 'a>;
+
+/// Writes `items` (the state exactly at `lsn`), then `extra`'s, as the snapshot `<lsn>.snap`.
 pub fn write_snapshot(
     fs: &dyn FileSystem,
     data_dir: &Path,
     lsn: u64,
     created: i64,
     items: Vec<SnapshotItem>,
+    extra: Option<Extra>,
 ) -> Result<SnapshotInfo, StorageError> {
     let dir = data_dir.join(SNAPSHOT_DIR);
     fs.create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
@@ -48,8 +61,9 @@ pub fn write_snapshot(
         Err(e) => return Err(StorageError::io(&tmp, e)),
     }
     let file = fs.create_new(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
-    let header = Header { lsn, items: items.len() as u64, created };
-    let written = write_body(file, &tmp, &header, items).and_then(|bytes| {
+    let extra_count = extra.as_ref().map_or(0, |e| e.count);
+    let header = Header { lsn, items: items.len() as u64 + extra_count, created };
+    let written = write_body(file, &tmp, &header, items, extra).and_then(|bytes| {
         fs.rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
         fs.sync_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
         Ok(bytes)
@@ -71,6 +85,7 @@ fn write_body(
     path: &Path,
     header: &Header,
     items: Vec<SnapshotItem>,
+    extra: Option<Extra>,
 ) -> Result<u64, StorageError> {
     let started = Instant::now();
     let io = |e| StorageError::io(path, e);
@@ -99,7 +114,7 @@ fn write_body(
         out.clear();
         Ok(())
     };
-    for item in items {
+    let mut put = |item: SnapshotItem| -> Result<(), StorageError> {
         format::encode_item(&item, &mut encoded)
             .map_err(|e| StorageError::Inconsistent(format!("encoding a snapshot item: {e}")))?;
         in_chunk += 1;
@@ -118,6 +133,20 @@ fn write_body(
                 "writing snapshot"
             );
         }
+        Ok(())
+    };
+    for item in items {
+        put(item)?;
+    }
+    if let Some(extra) = extra {
+        (extra.push_all)(&mut put)?;
+    }
+    if done != header.items {
+        // The header was written first: a count that moved would make a file that never loads.
+        return Err(StorageError::Inconsistent(format!(
+            "the snapshot was to hold {} items and got {done}",
+            header.items
+        )));
     }
     flush_chunk(&mut encoded, &mut in_chunk, &mut out);
     write_out(&mut out, &mut file)?;
@@ -137,9 +166,10 @@ pub struct Compacted {
 
 /// Keeps the newest `SNAPSHOTS_KEPT` snapshots and deletes every WAL segment
 /// wholly before the oldest kept one: that one plus the WAL can still replace
-/// a damaged newest one, and disk use stays bounded. The open (newest)
-/// segment is never deleted.
-pub fn compact(fs: &dyn FileSystem, data_dir: &Path) -> Result<Compacted, StorageError> {
+/// a damaged newest one, and disk use stays bounded. Segments history may
+/// still need are kept too: only records up to `history_lsn` (what history
+/// has synced) may go. The open (newest) segment is never deleted.
+pub fn compact(fs: &dyn FileSystem, data_dir: &Path, history_lsn: u64) -> Result<Compacted, StorageError> {
     let mut done = Compacted::default();
     let dir = data_dir.join(SNAPSHOT_DIR);
     let snapshots = list_snapshots(fs, data_dir)?;
@@ -151,7 +181,8 @@ pub fn compact(fs: &dyn FileSystem, data_dir: &Path) -> Result<Compacted, Storag
     if done.snapshots_removed > 0 {
         fs.sync_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
     }
-    let Some((floor, _)) = snapshots.get(keep_from) else { return Ok(done) };
+    let Some((snapshot_floor, _)) = snapshots.get(keep_from) else { return Ok(done) };
+    let floor = (*snapshot_floor).min(history_lsn);
     let wal_dir = data_dir.join(WAL_DIR);
     let mut segments: Vec<(u64, PathBuf)> = fs
         .list(&wal_dir)

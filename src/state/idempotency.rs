@@ -1,21 +1,24 @@
-//! Stored idempotent responses, and the keys whose first request is in flight.
+//! Idempotent responses, and the keys whose first request is in flight.
 //!
-//! A stored response arrives with the WAL record of its mutation (so it is
-//! exactly as durable as the mutation) and is kept for
-//! `IDEMPOTENCY_RETENTION_SECONDS`. Only successful mutations store a
-//! response: a request that failed validation or conflicted changed nothing,
-//! and its retry runs again.
+//! A response arrives with the WAL record of its mutation (so it is exactly
+//! as durable as the mutation) and is kept for `IDEMPOTENCY_RETENTION_SECONDS`.
+//! Memory holds it only until history has it (`history::feed` writes the
+//! responses of applied records in batches, then calls `forget_through`):
+//! after that a lookup reads it from history, so memory per remembered key
+//! is nothing, and no request rate can fill a store and refuse new keys
+//! (docs/architecture.md, "History"). Without history attached (the offline
+//! commands, unit tests) memory keeps every response for the retention period.
+//!
+//! Only successful mutations store a response: a request that failed
+//! validation or conflicted changed nothing, and its retry runs again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use crate::config::{IDEMPOTENCY_KEYS_MAX, IDEMPOTENCY_RETENTION_SECONDS};
-
-/// Past `IDEMPOTENCY_KEYS_MAX`, keys older than this may be dropped early
-/// (the contract promises 24 hours).
-const IDEMPOTENCY_RETENTION_SECONDS_MIN: i64 = 24 * 3600;
+use crate::config::IDEMPOTENCY_RETENTION_SECONDS;
+use crate::history::{HistoryStore, Remembered};
 use crate::wal::IdemEntry;
 
 #[derive(Debug, Clone)]
@@ -24,19 +27,23 @@ pub struct StoredResponse {
     pub status: u16,
     pub body: Arc<[u8]>,
     pub created: i64,
+    /// The record that stored it (0: loaded from a snapshot).
+    pub lsn: u64,
 }
 
 #[derive(Default)]
 struct Inner {
-    stored: HashMap<String, StoredResponse>,
-    /// Keys by age, to forget them after the retention period.
-    by_age: VecDeque<(i64, String)>,
+    /// Responses history does not have yet.
+    recent: HashMap<String, StoredResponse>,
+    /// `recent`'s keys in LSN order: what goes to history next, and what it has taken.
+    by_lsn: VecDeque<(u64, String)>,
     in_flight: HashSet<String>,
 }
 
 #[derive(Default)]
 pub struct IdemStore {
     inner: Arc<Mutex<Inner>>,
+    history: OnceLock<Arc<dyn HistoryStore>>,
 }
 
 /// What to do with a request that carries an idempotency key.
@@ -47,8 +54,8 @@ pub enum Begin {
     Reused,
     /// The first request with this key is still running.
     InFlight,
-    /// The store is full of keys younger than 24 hours.
-    Full,
+    /// History could not be read, so whether the key was used is unknown.
+    Unavailable,
     /// Run the request; the guard releases the key when dropped.
     Proceed(IdemGuard),
 }
@@ -64,67 +71,131 @@ impl Drop for IdemGuard {
     }
 }
 
+fn answer(stored: StoredResponse, fingerprint: [u8; 32]) -> Begin {
+    if stored.fingerprint == fingerprint {
+        Begin::Replay(stored)
+    } else {
+        Begin::Reused
+    }
+}
+
+fn fresh(created: i64, now: i64) -> bool {
+    now.saturating_sub(created) <= IDEMPOTENCY_RETENTION_SECONDS
+}
+
 impl IdemStore {
-    pub fn begin(&self, key: &str, fingerprint: [u8; 32], now: i64) -> Begin {
-        let mut inner = self.inner.lock();
-        purge(&mut inner, now, IDEMPOTENCY_RETENTION_SECONDS);
-        if let Some(stored) = inner.stored.get(key) {
-            return if stored.fingerprint == fingerprint { Begin::Replay(stored.clone()) } else { Begin::Reused };
-        }
-        if inner.in_flight.contains(key) {
-            return Begin::InFlight;
-        }
-        if inner.stored.len() + inner.in_flight.len() >= IDEMPOTENCY_KEYS_MAX {
-            purge(&mut inner, now, IDEMPOTENCY_RETENTION_SECONDS_MIN);
-            if inner.stored.len() + inner.in_flight.len() >= IDEMPOTENCY_KEYS_MAX {
-                return Begin::Full;
-            }
-        }
-        inner.in_flight.insert(key.to_string());
-        Begin::Proceed(IdemGuard { inner: self.inner.clone(), key: key.to_string() })
+    /// From here on, responses that history has are read from it (`forget_through`).
+    pub fn attach_history(&self, history: Arc<dyn HistoryStore>) {
+        let _ = self.history.set(history);
     }
 
-    /// Records the response of a durable mutation (called by `State::apply`).
-    pub fn store(&self, entry: IdemEntry, created: i64) {
+    pub fn begin(&self, key: &str, fingerprint: [u8; 32], now: i64) -> Begin {
+        {
+            let mut inner = self.inner.lock();
+            purge(&mut inner, now);
+            if let Some(stored) = inner.recent.get(key).filter(|s| fresh(s.created, now)) {
+                return answer(stored.clone(), fingerprint);
+            }
+            if !inner.in_flight.insert(key.to_string()) {
+                return Begin::InFlight;
+            }
+        }
+        // The key is claimed: no other request with it runs until the guard
+        // drops. A response that left memory is in history (it leaves only
+        // once history has it), so the two lookups miss nothing.
+        let guard = IdemGuard { inner: self.inner.clone(), key: key.to_string() };
+        if let Some(history) = self.history.get() {
+            match history.remembered(key) {
+                Ok(Some(r)) if fresh(r.created, now) => {
+                    let stored = StoredResponse {
+                        fingerprint: r.entry.fingerprint,
+                        status: r.entry.status,
+                        body: r.entry.body,
+                        created: r.created,
+                        lsn: r.lsn,
+                    };
+                    return answer(stored, fingerprint);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "history could not be read for an idempotency key");
+                    return Begin::Unavailable;
+                }
+            }
+        }
+        Begin::Proceed(guard)
+    }
+
+    /// Records the response of a durable mutation, applied as record `lsn`
+    /// (called by `State::apply`; 0 from a snapshot).
+    pub fn store(&self, entry: IdemEntry, created: i64, lsn: u64) {
         let mut inner = self.inner.lock();
-        inner.by_age.push_back((created, entry.key.clone()));
-        inner.stored.insert(
+        inner.by_lsn.push_back((lsn, entry.key.clone()));
+        inner.recent.insert(
             entry.key,
-            StoredResponse { fingerprint: entry.fingerprint, status: entry.status, body: entry.body, created },
+            StoredResponse { fingerprint: entry.fingerprint, status: entry.status, body: entry.body, created, lsn },
         );
     }
 
+    /// Responses in memory, held until history has them.
     pub fn len(&self) -> usize {
-        self.inner.lock().stored.len()
+        self.inner.lock().recent.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Every stored response as the entry that stored it, with its time, oldest
-    /// first (for snapshots: re-storing them in this order rebuilds `by_age`).
-    pub fn for_each_in_age_order(&self, mut f: impl FnMut(IdemEntry, i64)) {
+    /// Copies of the responses in memory of records up to `upto`, in LSN order
+    /// (what history writes next).
+    pub fn unwritten(&self, upto: u64) -> Vec<Remembered> {
+        let mut out = Vec::new();
+        self.for_each_in_order(|entry, created, lsn| {
+            if lsn <= upto {
+                out.push(Remembered { lsn, created, entry });
+            }
+        });
+        out
+    }
+
+    /// Drops from memory the responses of records up to `upto`: history has them.
+    pub fn forget_through(&self, upto: u64) {
+        let mut inner = self.inner.lock();
+        while inner.by_lsn.front().is_some_and(|(lsn, _)| *lsn <= upto) {
+            let Some((lsn, key)) = inner.by_lsn.pop_front() else { break };
+            if inner.recent.get(&key).is_some_and(|s| s.lsn == lsn) {
+                inner.recent.remove(&key);
+            }
+        }
+    }
+
+    /// Every response in memory as the entry that stored it, with its time
+    /// and LSN, oldest first (for snapshots: re-storing them in this order
+    /// rebuilds the store).
+    pub fn for_each_in_order(&self, mut f: impl FnMut(IdemEntry, i64, u64)) {
         let inner = self.inner.lock();
-        for (created, key) in &inner.by_age {
-            // `by_age` can still hold an older use of a key that expired and was reused.
-            let Some(s) = inner.stored.get(key).filter(|s| s.created == *created) else { continue };
+        for (lsn, key) in &inner.by_lsn {
+            // `by_lsn` can still hold an older use of a key that expired and was reused.
+            let Some(s) = inner.recent.get(key).filter(|s| s.lsn == *lsn) else { continue };
             let entry =
                 IdemEntry { key: key.clone(), fingerprint: s.fingerprint, status: s.status, body: s.body.clone() };
-            f(entry, *created);
+            f(entry, s.created, *lsn);
         }
     }
 }
 
-/// Forgets responses older than `retention_seconds`.
-fn purge(inner: &mut Inner, now: i64, retention_seconds: i64) {
-    while let Some((created, _)) = inner.by_age.front() {
-        if now - *created <= retention_seconds {
-            break;
-        }
-        let (created, key) = inner.by_age.pop_front().unwrap();
-        if inner.stored.get(&key).is_some_and(|s| s.created == created) {
-            inner.stored.remove(&key);
+/// Forgets responses in memory older than the retention period (with
+/// history attached they leave memory long before).
+fn purge(inner: &mut Inner, now: i64) {
+    while let Some((_, key)) = inner.by_lsn.front() {
+        match inner.recent.get(key) {
+            Some(s) if fresh(s.created, now) => break,
+            _ => {
+                let Some((lsn, key)) = inner.by_lsn.pop_front() else { break };
+                if inner.recent.get(&key).is_some_and(|s| s.lsn == lsn) {
+                    inner.recent.remove(&key);
+                }
+            }
         }
     }
 }
@@ -145,11 +216,29 @@ mod tests {
             _ => panic!("fresh key must proceed"),
         };
         assert!(matches!(store.begin("k", [1; 32], 100), Begin::InFlight));
-        store.store(entry("k", 1), 100);
+        store.store(entry("k", 1), 100, 1);
         drop(guard);
         assert!(matches!(store.begin("k", [1; 32], 101), Begin::Replay(r) if r.status == 200));
         assert!(matches!(store.begin("k", [2; 32], 101), Begin::Reused));
         let later = 100 + IDEMPOTENCY_RETENTION_SECONDS + 1;
         assert!(matches!(store.begin("k", [2; 32], later), Begin::Proceed(_)));
+    }
+
+    #[test]
+    fn what_history_took_leaves_memory_in_lsn_order() {
+        let store = IdemStore::default();
+        for (i, key) in ["a", "b", "c"].iter().enumerate() {
+            store.store(entry(key, 1), 10, i as u64 + 1);
+        }
+        let next: Vec<_> = store.unwritten(2).into_iter().map(|r| (r.lsn, r.entry.key)).collect();
+        assert_eq!(next, vec![(1, "a".to_string()), (2, "b".to_string())]);
+        store.forget_through(2);
+        assert_eq!(store.len(), 1);
+        assert!(matches!(store.begin("a", [1; 32], 11), Begin::Proceed(_)), "no history attached: gone");
+        assert!(matches!(store.begin("c", [1; 32], 11), Begin::Replay(_)));
+        // A key used again keeps its newer response when the older use leaves.
+        store.store(entry("c", 2), 11, 4);
+        store.forget_through(3);
+        assert!(matches!(store.begin("c", [2; 32], 12), Begin::Replay(r) if r.lsn == 4));
     }
 }

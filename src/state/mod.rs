@@ -275,7 +275,7 @@ impl State {
     /// lanes, so replay and the live path cannot drift apart here.
     fn finish_record(&self, lsn: u64, time: i64, idem: Option<IdemEntry>) {
         if let Some(idem) = idem {
-            self.idempotency.store(idem, time);
+            self.idempotency.store(idem, time, lsn);
         }
         self.applied_lsn.store(lsn, Ordering::Release);
     }

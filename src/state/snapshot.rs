@@ -94,8 +94,9 @@ impl State {
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         self.webhook_endpoints.for_each_in_order(|w| change(Change::PutWebhookEndpoint(w.clone())));
         self.deliveries.for_each_in_order(|d| change(Change::PutDelivery(d.clone())));
+        // Only the responses history does not have yet: history keeps the rest.
         self.idempotency
-            .for_each_in_age_order(|entry, created| f(SnapshotItem::Idempotency { entry: Box::new(entry), created }));
+            .for_each_in_order(|entry, created, _| f(SnapshotItem::Idempotency { entry: Box::new(entry), created }));
     }
 
     /// About how many items `snapshot_changes` gives (to size a buffer once;
@@ -114,7 +115,8 @@ impl State {
         match item {
             SnapshotItem::Change(change) => self.apply_change(change),
             SnapshotItem::Idempotency { entry, created } => {
-                self.idempotency.store(*entry, created);
+                // Its LSN is not kept: 0 sorts it before the replayed records.
+                self.idempotency.store(*entry, created, 0);
                 Ok(())
             }
             SnapshotItem::Sizes(sizes) => {

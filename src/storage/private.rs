@@ -17,6 +17,16 @@ pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// How deep `make_private` goes below the data directory (`wal/`, `snapshots/`).
 const PRIVATE_DEPTH_MAX: usize = 2;
 
+/// Makes every file and directory this process creates from now on private
+/// (umask 077): history's engine creates its own files, deeper than
+/// `make_private` goes, and they hold the same secrets.
+pub fn private_umask() {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Sets the data directory to 0700, and every directory below it to 0700
 /// and every file to 0600 (symbolic links are left alone). Returns how many
 /// modes it changed.

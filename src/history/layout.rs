@@ -1,0 +1,107 @@
+//! How history lays out its keys and values (docs/formats.md, "History").
+//!
+//! Integers are big-endian, so keys sort as their numbers do. Values are
+//! fixed fields followed by the bytes of a response: no framing library, so
+//! the layout is exactly what the docs say and an operator's tool (or a
+//! second engine) can read it without this code.
+
+use std::sync::Arc;
+
+use crate::wal::IdemEntry;
+
+/// Partition of single values: `LSN_KEY`.
+pub const META: &str = "meta";
+/// Key of history's LSN in `META`: 8 bytes, the last record wholly written.
+pub const LSN_KEY: &[u8] = b"lsn";
+/// Partition: idempotency key (its bytes) -> `encode_remembered`.
+pub const IDEMPOTENCY: &str = "idempotency";
+/// Partition: `age_key(created, lsn)` -> idempotency key, for retention.
+pub const IDEMPOTENCY_BY_AGE: &str = "idempotency_by_age";
+
+/// Bytes before the response body in a remembered value: LSN (8), created
+/// (8), status (2), fingerprint (32).
+const REMEMBERED_HEADER_BYTES: usize = 8 + 8 + 2 + 32;
+
+/// A remembered idempotent response: the entry its record carried, with the
+/// record's LSN and time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remembered {
+    pub lsn: u64,
+    pub created: i64,
+    pub entry: IdemEntry,
+}
+
+pub fn decode_lsn(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// LSN | created | status | fingerprint | body.
+pub fn encode_remembered(r: &Remembered) -> Vec<u8> {
+    let mut out = Vec::with_capacity(REMEMBERED_HEADER_BYTES + r.entry.body.len());
+    out.extend_from_slice(&r.lsn.to_be_bytes());
+    out.extend_from_slice(&r.created.to_be_bytes());
+    out.extend_from_slice(&r.entry.status.to_be_bytes());
+    out.extend_from_slice(&r.entry.fingerprint);
+    out.extend_from_slice(&r.entry.body);
+    out
+}
+
+pub fn decode_remembered(key: &str, bytes: &[u8]) -> Option<Remembered> {
+    if bytes.len() < REMEMBERED_HEADER_BYTES {
+        return None;
+    }
+    let lsn = u64::from_be_bytes(bytes[0..8].try_into().ok()?);
+    let created = i64::from_be_bytes(bytes[8..16].try_into().ok()?);
+    let status = u16::from_be_bytes(bytes[16..18].try_into().ok()?);
+    let fingerprint: [u8; 32] = bytes[18..50].try_into().ok()?;
+    let body = Arc::from(&bytes[REMEMBERED_HEADER_BYTES..]);
+    Some(Remembered { lsn, created, entry: IdemEntry { key: key.to_string(), fingerprint, status, body } })
+}
+
+/// The LSN of an encoded remembered response.
+pub fn remembered_lsn(bytes: &[u8]) -> Option<u64> {
+    decode_lsn(bytes.get(0..8)?)
+}
+
+/// Retention's key: `created` (offset so that negative times sort first) then the LSN.
+pub fn age_key(created: i64, lsn: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&((created as u64) ^ (1 << 63)).to_be_bytes());
+    key[8..].copy_from_slice(&lsn.to_be_bytes());
+    key
+}
+
+/// The LSN part of an `age_key`.
+pub fn age_key_lsn(key: &[u8]) -> Option<u64> {
+    decode_lsn(key.get(8..16)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_response_round_trips() {
+        let r = Remembered {
+            lsn: 42,
+            created: -5,
+            entry: IdemEntry {
+                key: "k-1".into(),
+                fingerprint: [7; 32],
+                status: 201,
+                body: Arc::from(&b"{\"a\":1}"[..]),
+            },
+        };
+        let bytes = encode_remembered(&r);
+        assert_eq!(decode_remembered("k-1", &bytes), Some(r));
+        assert_eq!(remembered_lsn(&bytes), Some(42));
+        assert_eq!(decode_remembered("k-1", &bytes[..REMEMBERED_HEADER_BYTES - 1]), None);
+    }
+
+    #[test]
+    fn age_keys_sort_by_time_then_lsn() {
+        let keys = [age_key(-1, 9), age_key(0, 1), age_key(0, 2), age_key(1_700_000_000, 0), age_key(i64::MAX, 0)];
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(age_key_lsn(&age_key(3, 77)), Some(77));
+    }
+}

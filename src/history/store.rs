@@ -1,0 +1,199 @@
+//! The narrow interface in front of the history's storage engine, and its
+//! one implementation on fjall (an LSM tree: docs/decisions.md, "History on
+//! disk").
+//!
+//! Everything the server asks of the engine is here: write one batch
+//! atomically with its LSN, make the writes durable, look one remembered
+//! response up, forget the expired ones. A server-grade engine (PostgreSQL)
+//! can stand behind the same trait: each method is one statement or one
+//! transaction there. The keys and values are laid out in `layout.rs`
+//! (docs/formats.md, "History").
+
+use std::path::{Path, PathBuf};
+
+use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+
+use super::layout::{self, Remembered};
+use crate::config::{HISTORY_CACHE_BYTES, HISTORY_COMPACTION_WORKERS, HISTORY_FLUSH_WORKERS};
+use crate::error::StorageError;
+
+/// What one write brings to history: every record up to `lsn` is then in it.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The last record this batch completes (history's LSN after it).
+    pub lsn: u64,
+    /// Responses of idempotent requests to remember.
+    pub remembered: Vec<Remembered>,
+}
+
+/// The operations the server needs from a history engine.
+pub trait HistoryStore: Send + Sync {
+    /// The last LSN whose record is wholly in history (0: none yet).
+    fn lsn(&self) -> Result<u64, StorageError>;
+    /// Writes `batch` atomically: after a crash, all of it or none of it is
+    /// there, and the LSN says which.
+    fn write(&self, batch: &Batch) -> Result<(), StorageError>;
+    /// Makes every write so far durable (an fdatasync).
+    fn sync(&self) -> Result<(), StorageError>;
+    /// The response remembered for an idempotency key, if any.
+    fn remembered(&self, key: &str) -> Result<Option<Remembered>, StorageError>;
+    /// Forgets up to `max` responses created before `before`; returns how many it forgot.
+    fn forget_before(&self, before: i64, max: usize) -> Result<usize, StorageError>;
+    /// Bytes the store takes on disk.
+    fn disk_bytes(&self) -> u64;
+    /// How many responses are remembered (counts every entry: for operators and tests).
+    fn remembered_count(&self) -> Result<usize, StorageError>;
+    /// The remembered responses as they are now, however long the walk takes
+    /// and however often it is walked (the engine's read snapshot).
+    fn remembered_view(&self) -> Box<dyn RememberedView>;
+}
+
+/// A fixed view of the remembered responses (`HistoryStore::remembered_view`).
+pub trait RememberedView: Send {
+    /// Calls `f` with each response, in key order.
+    fn for_each(&self, f: &mut dyn FnMut(Remembered) -> Result<(), StorageError>) -> Result<(), StorageError>;
+}
+
+/// History in a fjall keyspace (`DATA/history/`), one partition per kind of key.
+pub struct FjallHistory {
+    dir: PathBuf,
+    keyspace: Keyspace,
+    /// `layout::LSN_KEY` -> history's LSN.
+    meta: PartitionHandle,
+    /// Idempotency key -> remembered response.
+    idempotency: PartitionHandle,
+    /// (created, LSN) -> idempotency key: what retention walks, oldest first.
+    idempotency_by_age: PartitionHandle,
+}
+
+impl FjallHistory {
+    /// Opens (or creates) the history in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let failed = |e: fjall::Error| engine_error(dir, e);
+        let keyspace = Config::new(dir)
+            .cache_size(HISTORY_CACHE_BYTES)
+            .flush_workers(HISTORY_FLUSH_WORKERS)
+            .compaction_workers(HISTORY_COMPACTION_WORKERS)
+            // Durability is ours to ask for (`sync`), after the LSN is written with the data.
+            .fsync_ms(None)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(failed)?;
+        let partition = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default()).map_err(failed);
+        Ok(FjallHistory {
+            meta: partition(layout::META)?,
+            idempotency: partition(layout::IDEMPOTENCY)?,
+            idempotency_by_age: partition(layout::IDEMPOTENCY_BY_AGE)?,
+            keyspace,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn error(&self, e: fjall::Error) -> StorageError {
+        engine_error(&self.dir, e)
+    }
+}
+
+fn engine_error(dir: &Path, e: fjall::Error) -> StorageError {
+    match e {
+        fjall::Error::Io(source) => StorageError::io(dir, source),
+        other => StorageError::Corrupt { path: dir.display().to_string(), offset: 0, reason: other.to_string() },
+    }
+}
+
+impl HistoryStore for FjallHistory {
+    fn lsn(&self) -> Result<u64, StorageError> {
+        let value = self.meta.get(layout::LSN_KEY).map_err(|e| self.error(e))?;
+        match value {
+            None => Ok(0),
+            Some(bytes) => layout::decode_lsn(&bytes).ok_or_else(|| StorageError::Corrupt {
+                path: self.dir.display().to_string(),
+                offset: 0,
+                reason: "history's LSN is not 8 bytes".into(),
+            }),
+        }
+    }
+
+    fn write(&self, batch: &Batch) -> Result<(), StorageError> {
+        let mut out = self.keyspace.batch();
+        for r in &batch.remembered {
+            out.insert(&self.idempotency, r.entry.key.as_bytes(), layout::encode_remembered(r));
+            out.insert(&self.idempotency_by_age, layout::age_key(r.created, r.lsn), r.entry.key.as_bytes());
+        }
+        out.insert(&self.meta, layout::LSN_KEY, batch.lsn.to_be_bytes());
+        out.commit().map_err(|e| self.error(e))
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.keyspace.persist(PersistMode::SyncData).map_err(|e| self.error(e))
+    }
+
+    fn remembered(&self, key: &str) -> Result<Option<Remembered>, StorageError> {
+        let Some(bytes) = self.idempotency.get(key.as_bytes()).map_err(|e| self.error(e))? else { return Ok(None) };
+        layout::decode_remembered(key, &bytes).map(Some).ok_or_else(|| StorageError::Corrupt {
+            path: self.dir.display().to_string(),
+            offset: 0,
+            reason: format!("the remembered response of idempotency key {key:?} does not decode"),
+        })
+    }
+
+    fn forget_before(&self, before: i64, max: usize) -> Result<usize, StorageError> {
+        let end = layout::age_key(before, 0);
+        let mut out = self.keyspace.batch();
+        let mut forgotten = 0;
+        for item in self.idempotency_by_age.range(..end.as_slice()).take(max) {
+            let (age_key, key) = item.map_err(|e| self.error(e))?;
+            out.remove(&self.idempotency_by_age, age_key.clone());
+            // The key may have been used again since (after it expired): only
+            // the use this age entry stands for is forgotten.
+            let lsn = layout::age_key_lsn(&age_key);
+            let current = self.idempotency.get(&key).map_err(|e| self.error(e))?;
+            if current.as_deref().and_then(layout::remembered_lsn) == lsn {
+                out.remove(&self.idempotency, key);
+            }
+            forgotten += 1;
+        }
+        if forgotten > 0 {
+            out.commit().map_err(|e| self.error(e))?;
+        }
+        Ok(forgotten)
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        self.keyspace.disk_space()
+    }
+
+    fn remembered_count(&self) -> Result<usize, StorageError> {
+        self.idempotency.len().map_err(|e| self.error(e))
+    }
+
+    fn remembered_view(&self) -> Box<dyn RememberedView> {
+        Box::new(FjallView { snapshot: self.idempotency.snapshot(), dir: self.dir.clone() })
+    }
+}
+
+struct FjallView {
+    snapshot: fjall::Snapshot,
+    dir: PathBuf,
+}
+
+impl RememberedView for FjallView {
+    fn for_each(&self, f: &mut dyn FnMut(Remembered) -> Result<(), StorageError>) -> Result<(), StorageError> {
+        for item in self.snapshot.iter() {
+            let (key, value) = item.map_err(|e| engine_error(&self.dir, e.into()))?;
+            let remembered = std::str::from_utf8(&key).ok().and_then(|key| layout::decode_remembered(key, &value));
+            let Some(remembered) = remembered else {
+                return Err(StorageError::Corrupt {
+                    path: self.dir.display().to_string(),
+                    offset: 0,
+                    reason: format!(
+                        "a remembered response under key {:?} does not decode",
+                        String::from_utf8_lossy(&key)
+                    ),
+                });
+            };
+            f(remembered)?;
+        }
+        Ok(())
+    }
+}
