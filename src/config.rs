@@ -63,6 +63,17 @@ pub const LIST_HOLD_CHUNKS_LAST: usize = 16;
 pub const LIST_LIMIT_DEFAULT: usize = 10;
 pub const LIST_LIMIT_MAX: usize = 100;
 
+/// API keys (`domain::api_keys`, `http/api_keys.rs`): live (not revoked) keys at most ...
+pub const API_KEYS_MAX: usize = 1000;
+/// ... a key's `name`, in characters ...
+pub const API_KEY_NAME_CHARS_MAX: usize = 100;
+/// ... random base62 characters of a secret after `sk_`/`rk_` (about 190 bits) ...
+pub const API_KEY_SECRET_CHARS: usize = 32;
+/// ... how long a roll may keep the old secret working (`expire_in_seconds`, 7 days) ...
+pub const API_KEY_ROLL_EXPIRE_SECONDS_MAX: i64 = 7 * 24 * 3600;
+/// ... and how far ahead a key's `expires_at` may be (10 years).
+pub const API_KEY_LIFETIME_SECONDS_MAX: i64 = 10 * 365 * 24 * 3600;
+
 /// Money: amounts are in `1..=AMOUNT_MAX` minor units.
 pub const AMOUNT_MAX: i64 = 99_999_999_999;
 

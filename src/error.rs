@@ -143,6 +143,12 @@ impl ApiError {
         Self::new(401, ErrorType::Authentication, code, message)
     }
 
+    /// 403: the key is valid but may not do this (a read-only key writing, or
+    /// managing keys).
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(403, ErrorType::InvalidRequest, "permission_denied", message)
+    }
+
     /// 503: the write path is stopped after a storage fault; nothing was acknowledged.
     pub fn storage_unavailable() -> Self {
         Self::new(

@@ -146,18 +146,42 @@ impl Ledger {
     /// The record also carries the events the changes cause (and their webhook
     /// deliveries), derived while the caller still holds its locks. The whole
     /// record is checked before it is appended; a refusal writes nothing.
-    pub async fn commit_reply(&self, m: &Mutation, mut changes: Vec<Change>, reply: Reply) -> Result<Reply, ApiError> {
+    pub async fn commit_reply(&self, m: &Mutation, changes: Vec<Change>, reply: Reply) -> Result<Reply, ApiError> {
+        self.commit_keeping(m, changes, reply, None).await
+    }
+
+    /// `commit_reply`, keeping `kept` instead of `reply` as the idempotent
+    /// answer: for answers that show a secret once (an API key's), which must
+    /// not be written anywhere; a retry with the same key then answers `kept`.
+    pub async fn commit_reply_keeping(
+        &self,
+        m: &Mutation,
+        changes: Vec<Change>,
+        reply: Reply,
+        kept: Reply,
+    ) -> Result<Reply, ApiError> {
+        self.commit_keeping(m, changes, reply, Some(kept)).await
+    }
+
+    async fn commit_keeping(
+        &self,
+        m: &Mutation,
+        mut changes: Vec<Change>,
+        reply: Reply,
+        kept: Option<Reply>,
+    ) -> Result<Reply, ApiError> {
         let now = self.now();
         let derived = crate::webhooks::outbox::derive(&self.state, &changes, now);
         changes.extend(derived);
         // Nothing is written that cannot be applied: a refused record answers
         // (409 `balance_limit`, say) and leaves no trace.
         self.state.check(&changes)?;
+        let kept = kept.as_ref().unwrap_or(&reply);
         let idem = m.idem.as_ref().map(|r| IdemEntry {
             key: r.key.clone(),
             fingerprint: r.fingerprint,
-            status: reply.status,
-            body: Arc::from(&reply.body[..]),
+            status: kept.status,
+            body: Arc::from(&kept.body[..]),
         });
         let record = Record { time: now, idem, changes };
         let wal = self.wal.get().ok_or_else(ApiError::not_ready)?;

@@ -22,7 +22,7 @@
 //!   records by its own thread, off the request path.
 //! - [`snapshot`]: the whole state at one LSN in one checksummed file, taken
 //!   at a WAL barrier; it lets old WAL segments be deleted.
-//! - [`domain`]: pure rules and objects: ids, metadata, members.
+//! - [`domain`]: pure rules and objects: ids, metadata, members, API keys.
 //! - [`timer`]: the clock, and the timer actor that expires redemptions.
 //! - [`webhooks`]: events derived from each record's changes, signed
 //!   at-least-once delivery by a dispatcher actor, and the receivers' verifier.

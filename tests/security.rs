@@ -56,6 +56,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/webhook_endpoints/we_x"),
     ("DELETE", "/v1/webhook_endpoints/we_x"),
     ("GET", "/v1/webhook_deliveries"),
+    ("POST", "/v1/api_keys"),
+    ("GET", "/v1/api_keys"),
+    ("GET", "/v1/api_keys/key_x"),
+    ("DELETE", "/v1/api_keys/key_x"),
+    ("POST", "/v1/api_keys/key_x/roll"),
     ("POST", "/v1/admin/snapshot"),
     ("GET", "/v1/openapi.json"),
     ("POST", "/v1/test/clock"),
@@ -89,6 +94,7 @@ const LISTS: &[&str] = &[
     "/v1/events",
     "/v1/webhook_endpoints",
     "/v1/webhook_deliveries",
+    "/v1/api_keys",
 ];
 
 fn auth() -> String {
@@ -117,6 +123,19 @@ fn traffic(s: &Server, key: &str) -> Vec<String> {
     );
     assert_eq!(hook.status, 200, "{}", hook.body);
     secrets.push(hook.body["secret"].as_str().unwrap().to_string());
+    // An API key: made, used, used wrongly, rolled.
+    let made = json!({"name": "reporting", "permissions": "read_only"}).to_string();
+    let api_key = s.request("POST", "/v1/api_keys", Some(&made), &[("Authorization", &good)]);
+    assert_eq!(api_key.status, 200, "{}", api_key.body);
+    let api_secret = api_key.body["secret"].as_str().unwrap().to_string();
+    let with_api_key = format!("Bearer {api_secret}");
+    assert_eq!(s.request("GET", "/v1/events", None, &[("Authorization", &with_api_key)]).status, 200);
+    assert_eq!(s.request("POST", "/v1/customers", Some("{}"), &[("Authorization", &with_api_key)]).status, 403);
+    let roll = format!("/v1/api_keys/{}/roll", api_key.body["id"].as_str().unwrap());
+    let rolled = s.request("POST", &roll, Some(r#"{"expire_in_seconds":60}"#), &[("Authorization", &good)]);
+    assert_eq!(rolled.status, 200, "{}", rolled.body);
+    secrets.push(api_secret);
+    secrets.push(rolled.body["secret"].as_str().unwrap().to_string());
     assert_eq!(post("/v1/customers", json!({"bogus": key})).status, 409, "a reused idempotency key");
     assert_eq!(s.request("GET", "/v1/nothing", None, &[("Authorization", &good)]).status, 404);
     // An event for the endpoint, so the dispatcher tries (and fails) a delivery.

@@ -30,6 +30,7 @@ pub enum IdKind {
     Event,
     WebhookEndpoint,
     WebhookDelivery,
+    ApiKey,
 }
 
 impl IdKind {
@@ -46,6 +47,7 @@ impl IdKind {
             IdKind::Event => "evt_",
             IdKind::WebhookEndpoint => "we_",
             IdKind::WebhookDelivery => "whd_",
+            IdKind::ApiKey => "key_",
         }
     }
 
@@ -79,7 +81,7 @@ impl IdKind {
     }
 }
 
-/// A random secret of `len` base62 characters (secret keys, webhook secrets).
+/// A random secret of `len` base62 characters (secret keys, API keys, webhook secrets).
 pub fn random_secret(prefix: &str, len: usize) -> String {
     let mut rng = rand::rngs::OsRng;
     let mut s = String::with_capacity(prefix.len() + len);

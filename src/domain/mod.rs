@@ -4,6 +4,7 @@
 //! The structs are what the WAL stores (bincode, so no `skip_serializing_if`
 //! on them); each has a `view()` that adds `object` and derived fields for JSON.
 
+pub mod api_keys;
 pub mod earning;
 pub mod events;
 pub mod ids;

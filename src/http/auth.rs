@@ -1,14 +1,27 @@
 //! In front of every `/v1` route: 503 until replay is done, then the Bearer
-//! secret key, compared in constant time.
+//! key, then what that key may do.
+//!
+//! The key is the root key (`LEDGER_SECRET_KEY` or `DATA/secret_key`,
+//! compared in constant time, full access, always valid) or an API key,
+//! found by the sha256 of the presented secret (`state::api_keys`). An
+//! unknown, revoked or expired key is 401 `invalid_api_key`. A read-only key
+//! may only `GET` (and `HEAD`), and never under `/v1/api_keys`: anything else
+//! is 403 `permission_denied`. The middleware leaves the key's `Permissions`
+//! in the request's extensions; the key routes check them again (`require_full`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, HttpMessage, HttpRequest};
 use subtle::ConstantTimeEq;
 
+use crate::domain::api_keys::Permissions;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
+
+/// Where the key routes live: a read-only key may not even read them.
+pub const API_KEYS_PATH: &str = "/v1/api_keys";
 
 pub async fn guard<B: MessageBody + 'static>(
     req: ServiceRequest,
@@ -28,21 +41,61 @@ fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     if !ledger.is_ready() {
         return Err(ApiError::not_ready());
     }
-    check_key(req.headers().get(actix_web::http::header::AUTHORIZATION), &ledger.secret_key)
+    let presented = bearer(req.headers().get(actix_web::http::header::AUTHORIZATION))?;
+    let permissions = if is_root(presented, &ledger.secret_key) {
+        Permissions::Full
+    } else {
+        ledger.state.authenticate_api_key(presented, ledger.now()).ok_or_else(invalid_key)?
+    };
+    // The path as the router matches it (percent-decoded where that is safe),
+    // so `/v1/api%5Fkeys` is the key routes here too.
+    permit(permissions, req.method(), req.match_info().as_str())?;
+    req.extensions_mut().insert(permissions);
+    Ok(())
 }
 
-fn check_key(header: Option<&actix_web::http::header::HeaderValue>, secret: &str) -> Result<(), ApiError> {
+fn invalid_key() -> ApiError {
+    ApiError::authentication("invalid_api_key", "Invalid API key provided.")
+}
+
+/// The secret of an `Authorization: Bearer <secret>` header.
+fn bearer(header: Option<&actix_web::http::header::HeaderValue>) -> Result<&[u8], ApiError> {
     let Some(value) = header else {
         return Err(ApiError::authentication(
             "api_key_missing",
             "No API key provided: send 'Authorization: Bearer <secret key>'.",
         ));
     };
-    let presented = value.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"");
-    if bool::from(presented.ct_eq(secret.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::authentication("invalid_api_key", "Invalid API key provided."))
+    match value.as_bytes().strip_prefix(b"Bearer ") {
+        Some(secret) if !secret.is_empty() => Ok(secret),
+        _ => Err(invalid_key()),
+    }
+}
+
+/// Whether `presented` is the root key, compared in constant time.
+fn is_root(presented: &[u8], root: &str) -> bool {
+    bool::from(presented.ct_eq(root.as_bytes()))
+}
+
+/// Whether a key of `permissions` may send `method` to `path`.
+fn permit(permissions: Permissions, method: &Method, path: &str) -> Result<(), ApiError> {
+    match permissions {
+        Permissions::Full => Ok(()),
+        Permissions::ReadOnly if path.starts_with(API_KEYS_PATH) => {
+            Err(ApiError::permission_denied("Managing API keys needs a full key; this key is read-only."))
+        }
+        Permissions::ReadOnly if method == Method::GET || method == Method::HEAD => Ok(()),
+        Permissions::ReadOnly => {
+            Err(ApiError::permission_denied(format!("This API key is read-only: it may only GET, not {method}.")))
+        }
+    }
+}
+
+/// The key routes' own check (the middleware refused a read-only key already).
+pub fn require_full(req: &HttpRequest) -> Result<(), ApiError> {
+    match req.extensions().get::<Permissions>() {
+        Some(Permissions::Full) => Ok(()),
+        _ => Err(ApiError::permission_denied("Managing API keys needs a full key.")),
     }
 }
 
@@ -50,6 +103,16 @@ fn check_key(header: Option<&actix_web::http::header::HeaderValue>, secret: &str
 mod tests {
     use super::*;
     use actix_web::http::header::HeaderValue;
+
+    /// The root key check as the middleware runs it (no API keys exist here).
+    fn check_key(header: Option<&HeaderValue>, secret: &str) -> Result<(), ApiError> {
+        let presented = bearer(header)?;
+        if is_root(presented, secret) {
+            Ok(())
+        } else {
+            Err(invalid_key())
+        }
+    }
 
     #[test]
     fn keys() {
@@ -60,5 +123,25 @@ mod tests {
             assert_eq!(check_key(Some(&v), "sk_test").unwrap_err().code, "invalid_api_key", "{bad}");
         }
         assert_eq!(check_key(None, "sk_test").unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn a_read_only_key_may_get_everything_but_the_key_routes() {
+        let ro = Permissions::ReadOnly;
+        assert!(permit(ro, &Method::GET, "/v1/loyalty/accounts").is_ok());
+        assert!(permit(ro, &Method::HEAD, "/v1/payments/pay_1").is_ok());
+        for (method, path) in [
+            (Method::POST, "/v1/customers"),
+            (Method::DELETE, "/v1/webhook_endpoints/we_1"),
+            (Method::GET, "/v1/api_keys"),
+            (Method::GET, "/v1/api_keys/key_1"),
+            (Method::POST, "/v1/api_keys/key_1/roll"),
+        ] {
+            let e = permit(ro, &method, path).unwrap_err();
+            assert_eq!((e.status, e.code, e.kind.as_str()), (403, "permission_denied", "invalid_request_error"));
+        }
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            assert!(permit(Permissions::Full, &method, "/v1/api_keys").is_ok());
+        }
     }
 }

@@ -7,15 +7,16 @@
 //!   middleware timing each request; `admin`: `POST /v1/admin/snapshot`.
 //! - `respond`: the one place an `ApiError` becomes an HTTP answer.
 //! - `body`, `query`: request parsing with the contract's error codes.
-//! - `auth`: readiness and Bearer-key checks in front of `/v1`.
+//! - `auth`: readiness, the Bearer key (root or API key) and its permissions in front of `/v1`.
 //! - `idempotency`: `Idempotency-Key` handling around every `POST`.
 //! - one file per resource: `members` (customers, loyalty accounts), `program`
 //!   (program and earning rules), `payments` (payments, awards), `refunds`,
 //!   `rewards`, `redemptions`, `events`, `webhooks` (endpoints, deliveries),
-//!   `testing` (the manual clock and storage faults, tests only),
+//!   `testing` (the manual clock and storage faults, tests only), `api_keys`,
 //!   `transactions` (the points ledger), `health`.
 
 mod admin;
+mod api_keys;
 mod auth;
 mod body;
 mod events;

@@ -10,8 +10,8 @@ use actix_web::http::Method;
 use actix_web::{web, Route};
 
 use super::{
-    admin, events, health, members, metrics, openapi, payments, program, redemptions, refunds, rewards, testing,
-    transactions, webhooks,
+    admin, api_keys, events, health, members, metrics, openapi, payments, program, redemptions, refunds, rewards,
+    testing, transactions, webhooks,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,6 +455,51 @@ pub static ENDPOINTS: &[Endpoint] = &[
         answer: List("WebhookDelivery"),
         filters: &["endpoint", "event", "status"],
         handler: |r| r.to(webhooks::list_deliveries),
+    },
+    Endpoint {
+        verb: Post,
+        path: "/v1/api_keys",
+        summary: "Create an API key (full or read-only; its secret is shown only here and on roll)",
+        body: Some("CreateApiKey"),
+        answer: Object("ApiKey"),
+        filters: &[],
+        handler: |r| r.to(api_keys::create),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/api_keys",
+        summary: "List API keys (not revoked), newest first",
+        body: None,
+        answer: List("ApiKey"),
+        filters: &[],
+        handler: |r| r.to(api_keys::list),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/api_keys/{id}",
+        summary: "Retrieve an API key (never its secret)",
+        body: None,
+        answer: Object("ApiKey"),
+        filters: &[],
+        handler: |r| r.to(api_keys::get),
+    },
+    Endpoint {
+        verb: Delete,
+        path: "/v1/api_keys/{id}",
+        summary: "Revoke an API key: its secrets are refused (401) from then on",
+        body: None,
+        answer: Object("Deleted"),
+        filters: &[],
+        handler: |r| r.to(api_keys::delete),
+    },
+    Endpoint {
+        verb: Post,
+        path: "/v1/api_keys/{id}/roll",
+        summary: "Roll an API key: a new secret; the old one keeps working for expire_in_seconds",
+        body: Some("RollApiKey"),
+        answer: Object("ApiKey"),
+        filters: &[],
+        handler: |r| r.to(api_keys::roll),
     },
     Endpoint {
         verb: Post,

@@ -20,7 +20,12 @@ use crate::wal::format::{scan_frames, Tail};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LLSNP\r\n\x1a";
 pub const TRAILER_MAGIC: [u8; 8] = *b"LLSNPEND";
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Written now: items may hold API keys (`Change::PutApiKey`), which a
+/// build that reads only version 1 cannot decode; such a build then gives the
+/// version as the reason it cannot use the file, not an undecodable item.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Written before API keys existed; still read (the same layout, no key items).
+pub const SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS: u32 = 1;
 pub const HEADER_BYTES: usize = 48;
 pub const TRAILER_BYTES: usize = 16;
 /// Suffix of a complete snapshot, of one being written, and of one set aside as damaged.
@@ -90,9 +95,10 @@ pub fn decode_header(b: &[u8]) -> Result<Header, String> {
         return Err("snapshot header checksum mismatch".into());
     }
     let version = u32_at(b, 8);
-    if version != SNAPSHOT_FORMAT_VERSION {
+    if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS {
         return Err(format!(
-            "unsupported snapshot format version {version} (this build reads {SNAPSHOT_FORMAT_VERSION})"
+            "unsupported snapshot format version {version} (this build reads \
+             {SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS} and {SNAPSHOT_FORMAT_VERSION})"
         ));
     }
     Ok(Header { lsn: u64_at(b, 16), items: u64_at(b, 24), created: u64_at(b, 32) as i64 })
@@ -218,6 +224,24 @@ mod tests {
         let mut bad = encode_header(&h);
         bad[20] ^= 1;
         assert!(decode_header(&bad).is_err());
+    }
+
+    /// A header as `version` writes it (the crc covers the version).
+    fn header_of_version(h: &Header, version: u32) -> [u8; HEADER_BYTES] {
+        let mut b = encode_header(h);
+        b[8..12].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..40]);
+        b[40..44].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn version_2_is_written_and_version_1_still_read() {
+        let h = Header { lsn: 9, items: 1, created: 5 };
+        assert_eq!(u32_at(&encode_header(&h), 8), 2);
+        assert_eq!(decode_header(&header_of_version(&h, 1)), Ok(h));
+        let err = decode_header(&header_of_version(&h, 3)).unwrap_err();
+        assert!(err.contains("unsupported snapshot format version 3"), "{err}");
     }
 
     #[test]

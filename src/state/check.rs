@@ -177,6 +177,7 @@ struct NewObjects {
     events: usize,
     webhook_endpoints: usize,
     deliveries: usize,
+    api_keys: usize,
 }
 
 /// A record being checked: what its earlier changes did to the accounts,
@@ -263,6 +264,7 @@ impl State {
             Change::PutWebhookEndpoint(_) => sim.new.webhook_endpoints += 1,
             Change::PutDelivery(_) => sim.new.deliveries += 1,
             Change::PutRefund(_) => sim.new.refunds += 1,
+            Change::PutApiKey(_) => sim.new.api_keys += 1,
         }
         Ok(())
     }
@@ -295,6 +297,7 @@ impl State {
             events,
             webhook_endpoints,
             deliveries,
+            api_keys,
         } = *new;
         room(&self.customers, "customers", customers)?;
         room(&self.accounts, "accounts", accounts)?;
@@ -306,7 +309,8 @@ impl State {
         room(&self.redemptions, "redemptions", redemptions)?;
         room(&self.events, "events", events)?;
         room(&self.webhook_endpoints, "webhook endpoints", webhook_endpoints)?;
-        room(&self.deliveries, "webhook deliveries", deliveries)
+        room(&self.deliveries, "webhook deliveries", deliveries)?;
+        room(&self.api_keys, "API keys", api_keys)
     }
 }
 

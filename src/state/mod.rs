@@ -20,6 +20,7 @@
 //! object) or a page (`page`, `account_transactions`), which take it shared.
 
 mod account_index;
+mod api_keys;
 mod check;
 mod gate;
 mod idempotency;
@@ -31,6 +32,7 @@ mod table;
 #[cfg(test)]
 mod test_changes;
 
+pub use api_keys::ApiKeyIndex;
 pub use check::{Figures, Refusal};
 pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
@@ -45,6 +47,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::domain::api_keys::ApiKey;
 use crate::domain::earning::EarningRule;
 use crate::domain::events::Event;
 use crate::domain::members::{Account, Customer};
@@ -113,7 +116,8 @@ keyed_by_fields!(
     Redemption,
     Event,
     WebhookEndpoint,
-    Delivery
+    Delivery,
+    ApiKey
 );
 
 #[derive(Default)]
@@ -140,6 +144,10 @@ pub struct State {
     /// dispatcher scans (per endpoint, so one busy endpoint cannot hide the others').
     due_deliveries: parking_lot::Mutex<HashMap<Id, BTreeSet<(i64, Id)>>>,
     pub idempotency: IdemStore,
+    /// API keys (revoked ones too: a revoked key stays, refused and unlisted).
+    pub api_keys: Table<ApiKey>,
+    /// Secret hash -> key, and when each key was last used: what auth reads.
+    pub api_key_index: ApiKeyIndex,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
     /// Held by `apply` for one record, by readers for one read (`gate.rs`).
@@ -249,6 +257,7 @@ impl State {
         self.events.shrink_to_fit();
         self.webhook_endpoints.shrink_to_fit();
         self.deliveries.shrink_to_fit();
+        self.api_keys.shrink_to_fit();
     }
 
     /// Tests only: changes an account behind the ledger's back (what damage
@@ -346,6 +355,12 @@ impl State {
             }
             Change::PutRefund(r) => {
                 self.refunds.put(r)?;
+            }
+            Change::PutApiKey(k) => {
+                // One thread applies, so the version read here is the one being replaced.
+                let previous = self.api_keys.with(&k.id, ApiKey::clone);
+                self.api_key_index.put(previous.as_ref(), &k);
+                self.api_keys.put(k)?;
             }
             Change::PutEventOf(of) => {
                 // `Record::decode` resolves these; one here is a bug, not a bad log.

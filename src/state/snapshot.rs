@@ -94,6 +94,8 @@ impl State {
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         self.webhook_endpoints.for_each_in_order(|w| change(Change::PutWebhookEndpoint(w.clone())));
         self.deliveries.for_each_in_order(|d| change(Change::PutDelivery(d.clone())));
+        // Revoked keys too: a key's id stays taken, and the table is small.
+        self.api_keys.for_each_in_order(|k| change(Change::PutApiKey(k.clone())));
         // Only the responses history does not have yet: history keeps the rest.
         self.idempotency
             .for_each_in_order(|entry, created, _| f(SnapshotItem::Idempotency { entry: Box::new(entry), created }));
@@ -135,6 +137,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::api_keys::{secret_hash, ApiKey, Permissions};
     use crate::domain::earning::EarningRule;
     use crate::domain::events::{Event, EventData, EventType};
     use crate::domain::members::Customer;
@@ -166,6 +169,7 @@ mod tests {
             Change::PutDelivery(_) => "delivery",
             // Only in encoded WAL records; a snapshot writes the event itself.
             Change::PutEventOf(_) => "event reference",
+            Change::PutApiKey(_) => "api_key",
         }
     }
 
@@ -299,6 +303,19 @@ mod tests {
                 }
                 .into(),
             ),
+            Change::PutApiKey(
+                ApiKey {
+                    id: "key_1".into(),
+                    name: "reporting".into(),
+                    permissions: Permissions::ReadOnly,
+                    secret_hash: secret_hash(b"rk_snap"),
+                    previous: None,
+                    expires_at: Some(5000),
+                    revoked: false,
+                    created: 6,
+                }
+                .into(),
+            ),
         ]
     }
 
@@ -373,6 +390,7 @@ mod tests {
         assert_eq!(copy.due_redemptions(1000, 10), vec!["rdm_1"]);
         assert_eq!(copy.due_deliveries(1000, |_| 10), vec!["whd_1"]);
         assert_eq!(copy.live_webhook_endpoints().len(), 1);
+        assert_eq!(copy.authenticate_api_key(b"rk_snap", 10), Some(Permissions::ReadOnly), "the key index is rebuilt");
         assert!(!copy.program().clawback_allow_negative);
         // Insertion order survives: loy_b was applied first.
         let mut order = Vec::new();

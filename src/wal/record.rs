@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::WAL_RECORD_BYTES_MAX;
+use crate::domain::api_keys::ApiKey;
 use crate::domain::earning::EarningRule;
 use crate::domain::events::{Event, EventData, EventType};
 use crate::domain::members::{Account, Customer};
@@ -112,6 +113,8 @@ pub enum Change {
     /// index instead of a second copy. `Record::decode` turns it back into a
     /// `PutEvent` sharing that object, so nothing else ever sees this variant.
     PutEventOf(Box<EventOf>),
+    /// An API key (never its secret: only hashes of it).
+    PutApiKey(Arc<ApiKey>),
 }
 
 /// The encoded form of an event that shows an object of its own record.
