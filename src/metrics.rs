@@ -8,7 +8,9 @@
 //!   (`wal::writer::WalStats`, the same atomics the writer updates).
 //! - State: accounts, live account actors (set when scraped).
 //! - Recovery and snapshots: replay time and records, the last snapshot's
-//!   size, LSN, duration and the time it held up the WAL writer.
+//!   size, LSN, creation time (loaded at startup or written since), duration
+//!   and the time it held up the WAL writer.
+//! - Webhooks: pending deliveries (set when scraped) and failed attempts.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -55,6 +57,10 @@ pub struct Metrics {
     pub snapshot_stall_seconds: Gauge<f64, AtomicU64>,
     pub snapshot_bytes: Gauge,
     pub snapshot_lsn: Gauge,
+    /// Unix seconds; 0 until a snapshot is loaded or written.
+    pub snapshot_created: Gauge,
+    pub webhook_pending: Gauge,
+    pub webhook_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +87,9 @@ impl Metrics {
             snapshot_stall_seconds: Gauge::default(),
             snapshot_bytes: Gauge::default(),
             snapshot_lsn: Gauge::default(),
+            snapshot_created: Gauge::default(),
+            webhook_pending: Gauge::default(),
+            webhook_failures: Counter::default(),
         };
         let r = &mut m.registry;
         let p = "ledger";
@@ -143,6 +152,21 @@ impl Metrics {
         );
         r.register(format!("{p}_snapshot_bytes"), "Size of the last snapshot", m.snapshot_bytes.clone());
         r.register(format!("{p}_snapshot_lsn"), "LSN of the last snapshot", m.snapshot_lsn.clone());
+        r.register(
+            format!("{p}_snapshot_timestamp_seconds"),
+            "Unix time the last snapshot was created (loaded at startup or written since; 0: none)",
+            m.snapshot_created.clone(),
+        );
+        r.register(
+            format!("{p}_webhook_deliveries_pending"),
+            "Webhook deliveries not yet delivered nor given up (due now or waiting for a retry)",
+            m.webhook_pending.clone(),
+        );
+        r.register(
+            format!("{p}_webhook_delivery_failures"),
+            "Webhook delivery attempts that failed (error, timeout or non-2xx answer)",
+            m.webhook_failures.clone(),
+        );
         m
     }
 

@@ -461,9 +461,19 @@ fn metrics_expose_the_expected_series() {
         "ledger_snapshots_total 1",
         "ledger_snapshot_bytes ",
         "ledger_snapshot_writer_stall_seconds ",
+        "ledger_snapshot_timestamp_seconds ",
+        "ledger_webhook_deliveries_pending 0",
+        "ledger_webhook_delivery_failures_total 0",
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }
+    // Snapshot age is `time() - ledger_snapshot_timestamp_seconds` (ops/prometheus/alerts.yml).
+    let created: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ledger_snapshot_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a snapshot timestamp");
+    assert!(created > 1_600_000_000, "{created}");
     assert!(!text.contains("cust_doesnotexist"), "raw paths never become labels");
     // No key needed.
     assert!(text.contains("# TYPE ledger_http_request_duration_seconds histogram"));

@@ -35,6 +35,7 @@ pub async fn snapshot(ledger: web::Data<Ledger>, body: Body) -> Result<HttpRespo
     m.snapshot_stall_seconds.set(taken.stall.as_secs_f64());
     m.snapshot_bytes.set(taken.info.bytes as i64);
     m.snapshot_lsn.set(taken.info.lsn as i64);
+    m.snapshot_created.set(taken.info.created);
     respond::ok(&serde_json::json!({
         "object": "snapshot",
         "path": taken.info.path.display().to_string(),
