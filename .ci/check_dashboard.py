@@ -23,7 +23,7 @@ must be one the server really exposes. Where the list comes from:
                    "{p}_name"), ..., m.field.clone())`), each field's type
                    (Counter, Gauge, Histogram, Family<_, T>) read from the
                    struct that declares it anywhere under SRC, with the same
-                   suffixes. Default SRC: src/ next to this script's parent.
+                   suffixes. Default SRC: the repository's src/ (../src from here).
 
 Prometheus's own per-target series (`up`, `scrape_*`) are always allowed.
 
