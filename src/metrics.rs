@@ -10,7 +10,9 @@
 //!   disk bytes, write time (`history::HistoryStats`).
 //! - State: accounts, live account actors (set when scraped).
 //! - Recovery and snapshots: replay time and records, the last snapshot's
-//!   size, LSN, duration and the time it held up the WAL writer.
+//!   size, LSN, creation time (loaded at startup or written since), duration
+//!   and the time it held up the WAL writer.
+//! - Webhooks: pending deliveries (set when scraped) and failed attempts.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -62,6 +64,10 @@ pub struct Metrics {
     /// `ledger_wal_bytes` when the last snapshot began: automatic snapshots
     /// are taken by the WAL written since (`timer::snapshots`).
     pub snapshot_wal_bytes: Gauge,
+    /// Unix seconds; 0 until a snapshot is loaded or written.
+    pub snapshot_created: Gauge,
+    pub webhook_pending: Gauge,
+    pub webhook_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -90,6 +96,9 @@ impl Metrics {
             snapshot_bytes: Gauge::default(),
             snapshot_lsn: Gauge::default(),
             snapshot_wal_bytes: Gauge::default(),
+            snapshot_created: Gauge::default(),
+            webhook_pending: Gauge::default(),
+            webhook_failures: Counter::default(),
         };
         let r = &mut m.registry;
         let p = "ledger";
@@ -176,6 +185,21 @@ impl Metrics {
             format!("{p}_snapshot_wal_bytes"),
             "WAL bytes written by this process when the last snapshot began",
             m.snapshot_wal_bytes.clone(),
+        );
+        r.register(
+            format!("{p}_snapshot_timestamp_seconds"),
+            "Unix time the last snapshot was created (loaded at startup or written since; 0: none)",
+            m.snapshot_created.clone(),
+        );
+        r.register(
+            format!("{p}_webhook_deliveries_pending"),
+            "Webhook deliveries not yet delivered nor given up (due now or waiting for a retry)",
+            m.webhook_pending.clone(),
+        );
+        r.register(
+            format!("{p}_webhook_delivery_failures"),
+            "Webhook delivery attempts that failed (error, timeout or non-2xx answer)",
+            m.webhook_failures.clone(),
         );
         m
     }

@@ -38,6 +38,8 @@ pub struct LoadedSnapshot {
     /// The state is exactly after this record.
     pub lsn: u64,
     pub items: u64,
+    /// Unix seconds, from the snapshot's header.
+    pub created: i64,
 }
 
 /// A damaged snapshot a start skipped, and why.
@@ -110,7 +112,7 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
         let items = snapshot::load_snapshot(state, &path, &bytes, &checked)?;
         // The state is after record `lsn` (0: before the first).
         from_lsn = Lsn::new(lsn.saturating_add(1));
-        used = Some(LoadedSnapshot { path, lsn, items });
+        used = Some(LoadedSnapshot { path, lsn, items, created: checked.header.created });
     }
     let replayed = replay_log(fs, &dir, from_lsn, mode, state);
     let records = replayed.as_ref().map(|(_, n)| *n).unwrap_or(0);

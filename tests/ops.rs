@@ -433,13 +433,13 @@ fn the_openapi_description_lists_every_route_the_router_serves() {
 
 #[test]
 fn metrics_expose_the_expected_series() {
-    let s = Server::start();
+    let mut s = Server::start();
     let customers = seed(&s, 2);
     assert_eq!(pay(&s, &customers[0], 500), 200);
     assert_eq!(s.get("/v1/customers/cust_doesnotexist").status, 404);
     assert_eq!(s.request("GET", "/v1/customers/x", None, &[]).status, 401);
     s.get("/no/such/route");
-    snapshot(&s);
+    let snap = snapshot(&s);
     let r = s.request("GET", "/metrics", None, &[]);
     assert_eq!(r.status, 200);
     let text = r.body.as_str().unwrap().to_string();
@@ -462,9 +462,27 @@ fn metrics_expose_the_expected_series() {
         "ledger_snapshots_total 1",
         "ledger_snapshot_bytes ",
         "ledger_snapshot_writer_stall_seconds ",
+        "ledger_snapshot_timestamp_seconds ",
+        "ledger_webhook_deliveries_pending ",
+        "ledger_webhook_delivery_failures_total ",
     ] {
         assert!(text.contains(series), "missing {series} in:\n{text}");
     }
+    // Snapshot age is `time() - ledger_snapshot_timestamp_seconds` (ops/prometheus/alerts.yml):
+    // the snapshot's `created`, and after a restart the loaded snapshot's, with its LSN.
+    let gauge = |text: &str, name: &str| -> i64 {
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert_eq!(gauge(&text, "ledger_snapshot_timestamp_seconds"), snap["created"].as_i64().unwrap());
+    assert_eq!(gauge(&text, "ledger_snapshot_lsn"), snap["lsn"].as_i64().unwrap());
+    s.restart();
+    let after = s.request("GET", "/metrics", None, &[]).body.as_str().unwrap().to_string();
+    assert_eq!(gauge(&after, "ledger_snapshot_timestamp_seconds"), snap["created"].as_i64().unwrap());
+    assert_eq!(gauge(&after, "ledger_snapshot_lsn"), snap["lsn"].as_i64().unwrap());
     assert!(!text.contains("cust_doesnotexist"), "raw paths never become labels");
     // No key needed.
     assert!(text.contains("# TYPE ledger_http_request_duration_seconds histogram"));

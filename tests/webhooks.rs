@@ -211,6 +211,10 @@ fn a_receiver_that_fails_first_gets_the_same_event_again() {
     }
     assert_eq!((d["status"].as_str(), d["attempts"].as_i64()), (Some("delivered"), Some(2)));
     assert_eq!(deliveries.len(), 1, "only the enabled type is delivered");
+    // What the dashboard and the backlog alert read (ops/).
+    let metrics = s.request("GET", "/metrics", None, &[]).body.as_str().unwrap().to_string();
+    assert!(metrics.contains("\nledger_webhook_delivery_failures_total 1\n"), "{metrics}");
+    assert!(metrics.contains("\nledger_webhook_deliveries_pending 0\n"), "{metrics}");
 }
 
 #[test]
@@ -246,6 +250,9 @@ fn a_dead_endpoint_does_not_slow_earning() {
     assert!(rx.hanging.load(Ordering::SeqCst) >= 1, "the endpoint was still hanging");
     assert!(rx.hanging.load(Ordering::SeqCst) <= 4, "bounded concurrency per endpoint");
     assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 31);
+    // Nothing delivered yet: every event of the 31 payments waits, in the backlog `/metrics` shows.
+    let metrics = s.request("GET", "/metrics", None, &[]).body.as_str().unwrap().to_string();
+    assert!(metrics.contains("\nledger_webhook_deliveries_pending 62\n"), "{metrics}");
     rx.hang.store(false, Ordering::SeqCst);
     rx.wait_for("everything delivered", |g| g.len() >= 62);
 }

@@ -45,5 +45,6 @@ pub async fn metrics(ledger: web::Data<Ledger>) -> HttpResponse {
     let m = &ledger.metrics;
     m.accounts.set(ledger.state.accounts.len() as i64);
     m.live_actors.set(ledger.accounts.live() as i64);
+    m.webhook_pending.set(ledger.state.pending_deliveries() as i64);
     HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(m.render())
 }

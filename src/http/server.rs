@@ -135,6 +135,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             log_recovery(&summary);
             ledger.metrics.replay_seconds.set(summary.elapsed.as_secs_f64());
             ledger.metrics.replay_records.set(summary.records as i64);
+            if let Some(loaded) = &summary.snapshot {
+                ledger.metrics.snapshot_lsn.set(loaded.lsn as i64);
+                ledger.metrics.snapshot_created.set(loaded.created);
+            }
             ledger.set_ready(wal);
             ExpiryTimer::new(ledger.clone()).start();
             SnapshotTimer::new(ledger.clone()).start();

@@ -243,6 +243,7 @@ pub(crate) async fn take_online(ledger: &Ledger, scope: Scope) -> Result<Taken, 
     m.snapshot_stall_seconds.set(taken.stall.as_secs_f64());
     m.snapshot_bytes.set(taken.info.bytes as i64);
     m.snapshot_lsn.set(taken.info.lsn as i64);
+    m.snapshot_created.set(taken.info.created);
     Ok(taken)
 }
 

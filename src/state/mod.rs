@@ -213,6 +213,11 @@ impl State {
         out
     }
 
+    /// Pending deliveries, due or waiting for a retry (what `/metrics` shows as the backlog).
+    pub fn pending_deliveries(&self) -> usize {
+        self.due_deliveries.lock().values().map(BTreeSet::len).sum()
+    }
+
     /// Endpoints not deleted, oldest first.
     pub fn live_webhook_endpoints(&self) -> Arc<Vec<WebhookEndpoint>> {
         self.live_endpoints.read().clone()

@@ -107,9 +107,13 @@ async fn attempt(ledger: &Ledger, client: &awc::Client, mut delivery: Delivery) 
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    ledger.metrics.webhook_failures.inc();
                     delivery.failed_attempt(now, Some(status), format!("endpoint answered {status}"));
                 }
-                Err(e) => delivery.failed_attempt(now, None, e.to_string()),
+                Err(e) => {
+                    ledger.metrics.webhook_failures.inc();
+                    delivery.failed_attempt(now, None, e.to_string())
+                }
             }
         }
         _ => {
