@@ -68,6 +68,8 @@ pub struct Metrics {
     pub snapshot_created: Gauge,
     pub webhook_pending: Gauge,
     pub webhook_failures: Counter,
+    /// Idempotent responses in memory, waiting for history (set when scraped).
+    pub idempotency_in_memory: Gauge,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,7 @@ impl Metrics {
             snapshot_created: Gauge::default(),
             webhook_pending: Gauge::default(),
             webhook_failures: Counter::default(),
+            idempotency_in_memory: Gauge::default(),
         };
         let r = &mut m.registry;
         let p = "ledger";
@@ -138,6 +141,11 @@ impl Metrics {
             format!("{p}_history_forgotten"),
             "Idempotent responses history forgot past retention",
             h.forgotten.clone(),
+        );
+        r.register(
+            format!("{p}_idempotency_responses_in_memory"),
+            "Idempotent responses held in memory until history has them",
+            m.idempotency_in_memory.clone(),
         );
         r.register(format!("{p}_history_errors"), "Failed history writes, syncs and sweeps", h.errors.clone());
         r.register(

@@ -101,6 +101,9 @@ pub struct CaughtUp {
     pub lsn: u64,
     /// Responses written (again, some of them).
     pub remembered: usize,
+    /// ... of which read back from the WAL: what history lost in a crash
+    /// and no snapshot kept.
+    pub from_wal: usize,
     pub elapsed: Duration,
 }
 
@@ -184,6 +187,7 @@ impl History {
             self.store.write(&Batch { lsn: batch_lsn, remembered: std::mem::take(batch) })
         };
         let mut pending = Vec::new();
+        let mut from_wal = 0;
         if from_lsn > 0 && from_lsn < snapshot_lsn {
             read_log(fs, wal_dir, ReadFrom::Lsn(Lsn::new(from_lsn + 1)), Mode::ReadOnly, |at, payload| {
                 if at.get() > snapshot_lsn {
@@ -192,6 +196,7 @@ impl History {
                 let record = Record::decode(payload)
                     .map_err(|e| StorageError::Inconsistent(format!("undecodable record {at}: {e}")))?;
                 if let Some(entry) = record.idem {
+                    from_wal += 1;
                     pending.push(Remembered { lsn: at.get(), created: record.time, entry });
                     if pending.len() >= HISTORY_CATCH_UP_BATCH_MAX {
                         write(&mut pending, false)?;
@@ -214,6 +219,6 @@ impl History {
         self.stats.disk_bytes.set(self.store.disk_bytes() as i64);
         state.idempotency.forget_through(u64::MAX);
         state.idempotency.attach_history(self.store.clone());
-        Ok(CaughtUp { from_lsn, lsn, remembered, elapsed: started.elapsed() })
+        Ok(CaughtUp { from_lsn, lsn, remembered, from_wal, elapsed: started.elapsed() })
     }
 }

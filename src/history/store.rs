@@ -197,3 +197,65 @@ impl RememberedView for FjallView {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::wal::IdemEntry;
+
+    fn remembered(key: &str, lsn: u64, created: i64) -> Remembered {
+        Remembered {
+            lsn,
+            created,
+            entry: IdemEntry {
+                key: key.into(),
+                fingerprint: [lsn as u8; 32],
+                status: 200,
+                body: Arc::from(&b"{}"[..]),
+            },
+        }
+    }
+
+    #[test]
+    fn batches_land_with_their_lsn_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let h = FjallHistory::open(dir.path()).unwrap();
+            assert_eq!(h.lsn().unwrap(), 0);
+            h.write(&Batch { lsn: 3, remembered: vec![remembered("a", 2, 100), remembered("b", 3, 101)] }).unwrap();
+            h.write(&Batch { lsn: 5, remembered: vec![] }).unwrap();
+            h.sync().unwrap();
+        }
+        let h = FjallHistory::open(dir.path()).unwrap();
+        assert_eq!(h.lsn().unwrap(), 5);
+        assert_eq!(h.remembered("a").unwrap(), Some(remembered("a", 2, 100)));
+        assert_eq!(h.remembered("nope").unwrap(), None);
+        let mut seen = Vec::new();
+        let view = h.remembered_view();
+        h.write(&Batch { lsn: 6, remembered: vec![remembered("c", 6, 102)] }).unwrap();
+        view.for_each(&mut |r| {
+            seen.push(r.entry.key);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec!["a", "b"], "a view does not move");
+        assert_eq!(h.remembered_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn retention_forgets_the_old_use_of_a_key_not_its_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = FjallHistory::open(dir.path()).unwrap();
+        h.write(&Batch { lsn: 2, remembered: vec![remembered("k", 1, 10), remembered("old", 2, 11)] }).unwrap();
+        // "k" used again (after it expired) by record 9.
+        h.write(&Batch { lsn: 9, remembered: vec![remembered("k", 9, 500), remembered("new", 9, 500)] }).unwrap();
+        assert_eq!(h.forget_before(100, 1).unwrap(), 1, "at most `max` per call");
+        assert_eq!(h.forget_before(100, 10).unwrap(), 1);
+        assert_eq!(h.forget_before(100, 10).unwrap(), 0);
+        assert_eq!(h.remembered("old").unwrap(), None);
+        assert_eq!(h.remembered("k").unwrap().map(|r| r.lsn), Some(9), "the newer use stays");
+        assert!(h.remembered("new").unwrap().is_some());
+    }
+}

@@ -46,5 +46,6 @@ pub async fn metrics(ledger: web::Data<Ledger>) -> HttpResponse {
     m.accounts.set(ledger.state.accounts.len() as i64);
     m.live_actors.set(ledger.accounts.live() as i64);
     m.webhook_pending.set(ledger.state.pending_deliveries() as i64);
+    m.idempotency_in_memory.set(ledger.state.idempotency.len() as i64);
     HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(m.render())
 }

@@ -79,6 +79,16 @@ pub fn log_recovery(summary: &recovery::RecoverySummary) {
         elapsed_ms = summary.elapsed.as_millis() as u64,
         "recovery done"
     );
+    if let Some(h) = &summary.history {
+        tracing::info!(
+            from_lsn = h.from_lsn,
+            lsn = h.lsn,
+            remembered = h.remembered,
+            from_wal = h.from_wal,
+            elapsed_ms = h.elapsed.as_millis() as u64,
+            "history caught up"
+        );
+    }
 }
 
 /// Runs the server until it is stopped (SIGINT/SIGTERM) or recovery fails.

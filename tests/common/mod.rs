@@ -246,6 +246,17 @@ impl Server {
     }
 
     /// POST that must succeed; returns the body.
+    /// The value of one series of `/metrics` (its full name, labels included); 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let r = self.request("GET", "/metrics", None, &[]);
+        assert_eq!(r.status, 200);
+        let text = r.body.as_str().unwrap_or_default().to_string();
+        text.lines()
+            .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn ok(&self, path: &str, body: Value) -> Value {
         let r = self.post(path, body);
         assert_eq!(r.status, 200, "POST {path}: {}", r.body);

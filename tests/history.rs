@@ -1,0 +1,157 @@
+//! History on disk (docs/architecture.md, "History"): an idempotent response
+//! leaves memory once history has it and is read back from there byte for
+//! byte, also after a kill -9 and after a restore elsewhere; what history
+//! lost of its unsynced tail is taken back from the WAL at the next start;
+//! and what is past retention is forgotten, freeing the key.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{copy_dir, Resp, Server};
+use serde_json::json;
+
+/// `IDEMPOTENCY_RETENTION_SECONDS` (48 h).
+const RETENTION_SECONDS: i64 = 48 * 3600;
+/// Automatic snapshots at the smallest WAL volume the server accepts.
+const SNAPSHOT_EARLY: (&str, &str) = ("LEDGER_SNAPSHOT_WAL_BYTES", "65536");
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn customer(s: &Server, key: &str, name: &str) -> Resp {
+    s.post_idem("/v1/customers", json!({"name": name}), key)
+}
+
+/// History has every response so far (synced), and memory holds none.
+fn wait_for_history(s: &Server) {
+    wait_until("history has synced every record and memory let go", || {
+        s.metric("ledger_idempotency_responses_in_memory") == 0.0
+            && s.metric("ledger_history_synced_lsn") >= s.metric("ledger_wal_last_lsn")
+    });
+}
+
+/// Every `(key, first answer)` replays exactly, and the key refuses another request.
+fn assert_replays(s: &Server, firsts: &[(String, Resp)]) {
+    for (key, first) in firsts {
+        let name = first.body["name"].as_str().unwrap();
+        let again = customer(s, key, name);
+        assert!(again.replayed, "{key}: {again:?}");
+        assert_eq!((again.status, &again.body), (first.status, &first.body), "{key}: the first answer again");
+        let other = customer(s, key, "someone else");
+        assert_eq!((other.status, other.code()), (409, "idempotency_key_reused"), "{key}");
+    }
+}
+
+fn keyed_customers(s: &Server, prefix: &str, n: usize) -> Vec<(String, Resp)> {
+    (0..n)
+        .map(|i| {
+            let key = format!("{prefix}-{i}");
+            let first = customer(s, &key, &format!("{prefix} {i}"));
+            assert_eq!(first.status, 200, "{first:?}");
+            (key, first)
+        })
+        .collect()
+}
+
+#[test]
+fn a_response_only_history_has_replays_byte_for_byte() {
+    let mut s = Server::start();
+    let firsts = keyed_customers(&s, "only-history", 40);
+    wait_for_history(&s);
+    assert!(s.metric("ledger_history_remembered_total") >= 40.0);
+    let lsn = s.metric("ledger_wal_last_lsn");
+    assert_replays(&s, &firsts);
+    assert_eq!(s.metric("ledger_wal_last_lsn"), lsn, "the replays wrote nothing");
+
+    s.restart();
+    assert_replays(&s, &firsts);
+
+    // A snapshot the operator takes holds them, so a restore elsewhere remembers them too.
+    let snap = s.post("/v1/admin/snapshot", json!({}));
+    assert_eq!(snap.status, 200, "{:?}", snap.body);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out =
+        common::cli(&["restore", snap.body["path"].as_str().unwrap(), "--data", elsewhere.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = Server::start_in(elsewhere.path());
+    assert_replays(&restored, &firsts);
+}
+
+#[test]
+fn responses_acknowledged_just_before_a_kill_replay_after_it() {
+    let mut s = Server::start();
+    let firsts: Vec<(String, Resp)> = std::thread::scope(|scope| {
+        let s = &s;
+        let workers: Vec<_> =
+            (0..4).map(|w| scope.spawn(move || keyed_customers(s, &format!("crash-{w}"), 50))).collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    // No wait: some of these are in the WAL and not yet in history.
+    s.restart();
+    assert!(s.log().contains("history caught up"), "{}", s.log());
+    assert_replays(&s, &firsts);
+}
+
+/// History syncs about once a second, so a power loss can take its last
+/// second back. Simulated here by putting back an older copy of it: the next
+/// start reads what it lacks from the WAL, which is kept from history's
+/// synced LSN on, even past an automatic snapshot (which leaves out what
+/// history had).
+#[test]
+fn history_that_lost_its_tail_takes_it_back_from_the_wal() {
+    let mut s = Server::start_with(&[SNAPSHOT_EARLY]);
+    let mut firsts = keyed_customers(&s, "before", 10);
+    assert_eq!(s.post("/v1/admin/snapshot", json!({})).status, 200);
+    wait_for_history(&s);
+    s.kill9();
+    let old = tempfile::tempdir().unwrap();
+    copy_dir(&s.data.join("history"), old.path());
+
+    s.restart_with(&[SNAPSHOT_EARLY]);
+    let mut n = 0;
+    while s.metric("ledger_snapshots_total") < 1.0 {
+        firsts.extend(keyed_customers(&s, &format!("during-{n}"), 50));
+        n += 1;
+        assert!(n < 100, "no automatic snapshot after {} requests", n * 50);
+    }
+    firsts.extend(keyed_customers(&s, "after", 10));
+    wait_for_history(&s);
+    s.kill9();
+    put_back(old.path(), &s.data.join("history"));
+
+    s.restart_with(&[SNAPSHOT_EARLY]);
+    let line = s.log().lines().find(|l| l.contains("history caught up")).map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("{}", s.log()));
+    let from_wal: usize =
+        line.split("from_wal=").nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap();
+    assert!(from_wal > 0, "the responses the automatic snapshot left out came from the WAL: {line}");
+    assert_replays(&s, &firsts);
+}
+
+fn put_back(copy: &Path, dir: &Path) {
+    std::fs::remove_dir_all(dir).unwrap();
+    copy_dir(copy, dir);
+}
+
+#[test]
+fn responses_past_retention_are_forgotten_and_free_their_key() {
+    let s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0")]);
+    let first = customer(&s, "old-key", "Ann");
+    wait_for_history(&s);
+    assert_eq!(customer(&s, "old-key", "Bob").status, 409);
+    let before = s.metric("ledger_history_forgotten_total");
+    let advance = RETENTION_SECONDS + 120;
+    assert_eq!(s.post("/v1/test/clock", json!({"advance_seconds": advance})).status, 200);
+    wait_until("the retention sweep forgot the response", || s.metric("ledger_history_forgotten_total") > before);
+    let again = customer(&s, "old-key", "Bob");
+    assert_eq!(again.status, 200, "{again:?}");
+    assert!(!again.replayed, "a new request under the freed key");
+    assert_ne!(again.id(), first.id());
+}
