@@ -3,8 +3,8 @@
 //! `cargo bench --bench load` starts the release binary on a temporary data
 //! directory, creates an earning rule and `LOAD_MEMBERS` members over HTTP,
 //! then drives `LOAD_CONNECTIONS` keep-alive connections for `LOAD_SECONDS`
-//! per workload: durable earn (`POST /v1/payments`, `confirm:true`), read
-//! (`GET /v1/loyalty/accounts/{id}`), a mix (80 % read, 20 % earn) and
+//! per workload: durable earn (`POST /v1/payments`, `confirm:true`), the
+//! same with a new `Idempotency-Key` on each, read (`GET /v1/loyalty/accounts/{id}`), a mix (80 % read, 20 % earn) and
 //! redemption create + cancel (`POST /v1/loyalty/redemptions`, then
 //! `POST /v1/loyalty/redemptions/{id}/cancel` with the id of the answer; each
 //! request is one operation). For that last one, setup also creates a reward and
@@ -18,6 +18,13 @@
 //! with the targets of docs/performance.md ("Targets"). It reports; it never
 //! fails on a number. Everything talks to 127.0.0.1 only, is bounded in time,
 //! and the server child is killed at the end (also on panic).
+//!
+//! With `LOAD_SOAK_SECONDS=N` it runs the soak instead: keyed durable earns
+//! (a new `Idempotency-Key` on every request) for N seconds, the server's
+//! resident memory, WAL records and WAL and history bytes on disk sampled
+//! every `SOAK_SAMPLE_SECONDS`, then kill -9 and the time until it is ready
+//! again; it reports non-2xx answers, memory growth per earn after warm-up
+//! and the restart time against the targets.
 //!
 //! Options (environment): `LOAD_SECONDS` (10), `LOAD_CONNECTIONS` (64),
 //! `LOAD_MEMBERS` (10000), `LOAD_WARMUP_SECONDS` (2, per workload, not
@@ -309,6 +316,18 @@ fn post(path: &str, body: &str, out: &mut Vec<u8>) {
     );
 }
 
+/// `post` with an `Idempotency-Key`.
+fn post_keyed(path: &str, body: &str, key: &str, out: &mut Vec<u8>) {
+    use std::io::Write;
+    out.clear();
+    let _ = write!(
+        out,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {SECRET_KEY}\r\n\
+         Idempotency-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
 fn get(path: &str, out: &mut Vec<u8>) {
     use std::io::Write;
     out.clear();
@@ -441,6 +460,9 @@ enum Workload {
     /// Create a redemption of `BENCH_REWARD`, then cancel it: two requests,
     /// two operations.
     RedeemCancel,
+    /// The durable earn with a new `Idempotency-Key` on every request, as
+    /// Stripe-style clients send it (the soak's workload).
+    KeyedEarn,
 }
 
 impl Workload {
@@ -450,6 +472,7 @@ impl Workload {
             Workload::Read => "read".into(),
             Workload::Mix(r) => format!("mix {r}% read / {}% earn", 100 - r),
             Workload::RedeemCancel => "redemption create+cancel".into(),
+            Workload::KeyedEarn => "durable earn, keyed".into(),
         }
     }
 }
@@ -458,7 +481,7 @@ impl Workload {
 fn build(w: Workload, members: &[Member], rng: &mut Rng, req: &mut Vec<u8>, body: &mut String) {
     use std::fmt::Write;
     let read = match w {
-        Workload::Earn => false,
+        Workload::Earn | Workload::KeyedEarn => false,
         Workload::Read => true,
         Workload::Mix(pct) => rng.below(100) < pct,
         Workload::RedeemCancel => {
@@ -478,7 +501,11 @@ fn build(w: Workload, members: &[Member], rng: &mut Rng, req: &mut Vec<u8>, body
         let amount = 100 + rng.below(9901);
         body.clear();
         let _ = write!(body, r#"{{"amount":{amount},"currency":"eur","customer":"{}","confirm":true}}"#, m.customer);
-        post("/v1/payments", body, req);
+        match w {
+            // 128 random bits: no two requests of a run share a key.
+            Workload::KeyedEarn => post_keyed("/v1/payments", body, &format!("{:x}{:x}", rng.next(), rng.next()), req),
+            _ => post("/v1/payments", body, req),
+        }
     }
 }
 
@@ -1034,6 +1061,159 @@ fn measure_ceiling(rt: &tokio::runtime::Runtime, opts: Options, label: &str) -> 
     r
 }
 
+// ---------------------------------------------------------------------------
+// The soak (`LOAD_SOAK_SECONDS`): keyed durable earns at full speed for a long
+// time, resident memory and disk sampled as it goes, then kill -9 and the
+// time to ready.
+
+/// How often the soak samples the server.
+const SOAK_SAMPLE_SECONDS: f64 = 5.0;
+/// Memory growth is measured from this fraction of the run on (after warm-up:
+/// the tables' first growth, the allocator's arenas, the first snapshot).
+const SOAK_WARM_FRACTION: f64 = 1.0 / 6.0;
+/// The targets of docs/performance.md.
+const SOAK_GROWTH_TARGET_BYTES: f64 = 100.0;
+const SOAK_RESTART_TARGET_SECONDS: f64 = 10.0;
+
+struct SoakSample {
+    seconds: f64,
+    rss_bytes: u64,
+    records: f64,
+    wal_bytes: u64,
+    history_bytes: u64,
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Bytes of every file under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+fn soak(rt: &tokio::runtime::Runtime, opts: Options, seconds: f64) {
+    println!("soak: {seconds} s of keyed durable earns, {} connections, {} members", opts.connections, opts.members);
+    let tmp = tempfile::tempdir().expect("temporary data directory");
+    let server = ServerChild::start(tmp.path(), opts.workers);
+    let (addr, pid) = (server.addr, server.pid());
+    let members = rt.block_on(async {
+        tokio::time::timeout(SETUP_TIMEOUT, setup(addr, opts.members, opts.connections))
+            .await
+            .expect("setup took too long")
+    });
+    let (wal_dir, history_dir) = (tmp.path().join("wal"), tmp.path().join("history"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, handle) = (stop.clone(), rt.handle().clone());
+        let (wal_dir, history_dir) = (wal_dir.clone(), history_dir.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let records = handle.block_on(wal_metrics(addr)).map_or(f64::NAN, |m| m.records);
+                samples.push(SoakSample {
+                    seconds: started.elapsed().as_secs_f64(),
+                    rss_bytes: rss_bytes(pid),
+                    records,
+                    wal_bytes: tree_bytes(&wal_dir),
+                    history_bytes: tree_bytes(&history_dir),
+                });
+                std::thread::sleep(Duration::from_secs_f64(SOAK_SAMPLE_SECONDS));
+            }
+            samples
+        })
+    };
+    let soak_opts = Options { seconds, ..opts };
+    let r = rt.block_on(drive(addr, Workload::KeyedEarn, Arc::new(members), soak_opts, Some(pid), None));
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().expect("the sampler panicked");
+    let metric_lines = rt.block_on(async {
+        let mut conn = Conn::new(addr);
+        let mut req = Vec::new();
+        get("/metrics", &mut req);
+        match conn.send(&req).await {
+            Ok(200) => String::from_utf8_lossy(&conn.body).into_owned(),
+            _ => String::new(),
+        }
+    });
+    println!("{:>8} {:>10} {:>12} {:>10} {:>12}", "seconds", "RSS MiB", "WAL records", "WAL MiB", "history MiB");
+    let step = samples.len().div_ceil(40).max(1);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for s in samples.iter().step_by(step).chain(samples.last()) {
+        println!(
+            "{:>8.0} {:>10.1} {:>12.0} {:>10.1} {:>12.1}",
+            s.seconds,
+            mib(s.rss_bytes),
+            s.records,
+            mib(s.wal_bytes),
+            mib(s.history_bytes)
+        );
+    }
+    for line in metric_lines.lines().filter(|l| {
+        !l.starts_with('#')
+            && (l.starts_with("ledger_snapshots_total")
+                || l.starts_with("ledger_idempotency_responses_in_memory")
+                || l.starts_with("ledger_history_remembered_total")
+                || l.starts_with("ledger_history_errors_total"))
+    }) {
+        println!("  {line}");
+    }
+    let warm = samples.iter().find(|s| s.seconds >= (seconds + opts.warmup) * SOAK_WARM_FRACTION);
+    let growth = match (warm, samples.last()) {
+        (Some(a), Some(b)) if b.records > a.records => {
+            Some((b.rss_bytes as f64 - a.rss_bytes as f64) / (b.records - a.records))
+        }
+        _ => None,
+    };
+    // Restart after kill -9 at the end of the soak.
+    drop(server);
+    let t = Instant::now();
+    let restarted = ServerChild::start(tmp.path(), opts.workers);
+    let ready = t.elapsed().as_secs_f64();
+    println!(
+        "restart after kill -9: ready in {ready:.2} s; {}",
+        restarted.recovery.as_deref().unwrap_or("no recovery line")
+    );
+    drop(restarted);
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!();
+    println!("soak targets (docs/performance.md, Targets):");
+    println!(
+        "  {:.0} keyed earns/s, p99 {} ms; non-2xx {} (target 0): {}",
+        r.ops_per_s(),
+        ms(r.p99_ms),
+        r.errors,
+        verdict(r.errors == 0)
+    );
+    if r.errors > 0 {
+        println!("  errors by kind {:?}; first: {}", r.statuses, r.first_error.as_deref().unwrap_or(""));
+    }
+    match growth {
+        Some(g) => println!(
+            "  resident memory after warm-up: {g:.0} bytes per earn (target <= {SOAK_GROWTH_TARGET_BYTES}): {}",
+            verdict(g <= SOAK_GROWTH_TARGET_BYTES)
+        ),
+        None => println!("  resident memory: too few samples after warm-up"),
+    }
+    println!(
+        "  restart to ready: {ready:.2} s (target <= {SOAK_RESTART_TARGET_SECONDS} s): {}",
+        verdict(ready <= SOAK_RESTART_TARGET_SECONDS)
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench` (and maybe a filter; there is nothing to filter here).
     // Built as a test (`cargo test --benches`), it does not start a load run.
@@ -1058,6 +1238,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let soak_seconds: f64 = env_num("LOAD_SOAK_SECONDS", 0.0);
+    if soak_seconds > 0.0 {
+        soak(&rt, opts, soak_seconds);
+        return;
+    }
 
     let ceiling_before = measure_ceiling(&rt, opts, "ceiling, before the server");
     let tmp = tempfile::tempdir().expect("temporary data directory");
@@ -1097,7 +1282,7 @@ fn main() {
             members.len() as f64 / setup_s
         );
         let wal_dir = server.data.join("wal");
-        for w in [Workload::Earn, Workload::Read, Workload::Mix(80), Workload::RedeemCancel] {
+        for w in [Workload::Earn, Workload::KeyedEarn, Workload::Read, Workload::Mix(80), Workload::RedeemCancel] {
             let r = rt.block_on(drive(addr, w, members.clone(), opts, Some(server.pid()), Some(wal_dir.clone())));
             println!("  {:<24} {:.0} ops/s, p99 {} ms, {} errors", w.name(), r.ops_per_s(), ms(r.p99_ms), r.errors);
             results.push((w, r));
@@ -1285,7 +1470,7 @@ fn main() {
                     verdict(ratio >= READ_RATIO_TARGET)
                 );
             }
-            Workload::Mix(_) => {
+            Workload::Mix(_) | Workload::KeyedEarn => {
                 println!("  {}: {ratio:.2}x ceiling (no target; reported)", w.name());
             }
             Workload::RedeemCancel => {
