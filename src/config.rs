@@ -121,6 +121,8 @@ pub const SNAPSHOT_WAL_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 pub const SNAPSHOT_WAL_BYTES_MIN: u64 = 64 * 1024;
 /// How often the snapshot timer looks at the WAL written.
 pub const SNAPSHOT_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// After a failed automatic snapshot, the timer waits this long before the next try.
+pub const SNAPSHOT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// A snapshot frame holds at most this many items ...
 pub const SNAPSHOT_CHUNK_ITEMS_MAX: usize = 4096;
 /// ... and is closed once its payload passes this many bytes.

@@ -1,5 +1,5 @@
 //! The `loyalty-ledger` command line: `serve` (the default), the offline
-//! operator commands `snapshot`, `restore`, `verify` (see `ops`) and `wal dump`.
+//! operator commands `snapshot`, `restore`, `verify`, `history` (see `ops`) and `wal dump`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +40,15 @@ enum Command {
     /// Check every checksum, replay everything and check the ledger invariants
     /// (exit status 1 with a report when anything fails).
     Verify(DataArgs),
+    /// What a stopped server's history holds (its LSN, responses, size), or
+    /// the response it remembers for one idempotency key.
+    History {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Print the response remembered for this key.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// Inspect the write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -88,6 +97,7 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Some(Command::History { data, idempotency_key }) => ops::history::run(&data.data, idempotency_key.as_deref()),
         Some(Command::Wal { command: WalCommand::Dump(args) }) => loyalty_ledger::wal::dump::dump(&args.data),
     };
     match result {

@@ -82,6 +82,21 @@ fn a_response_only_history_has_replays_byte_for_byte() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let restored = Server::start_in(elsewhere.path());
     assert_replays(&restored, &firsts);
+    drop(restored);
+
+    // The `history` command shows what a stopped server's history holds.
+    let dir = elsewhere.path().to_str().unwrap();
+    let out = common::cli(&["history", "--data", dir]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["lsn"].as_u64() > Some(0) && summary["idempotency_responses"].as_u64() >= Some(40), "{summary}");
+    let (key, first) = &firsts[7];
+    let out = common::cli(&["history", "--data", dir, "--idempotency-key", key]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let one: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((one["status"].as_u64(), &one["body"]), (Some(200), &first.body), "{one}");
+    let out = common::cli(&["history", "--data", dir, "--idempotency-key", "never-used"]);
+    assert!(!out.status.success());
 }
 
 #[test]
@@ -154,4 +169,36 @@ fn responses_past_retention_are_forgotten_and_free_their_key() {
     assert_eq!(again.status, 200, "{again:?}");
     assert!(!again.replayed, "a new request under the freed key");
     assert_ne!(again.id(), first.id());
+}
+
+/// Bytes of every file directly in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).unwrap().filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+}
+
+#[test]
+fn automatic_snapshots_keep_the_wal_bounded() {
+    const REQUESTS: usize = 6000;
+    let env = [SNAPSHOT_EARLY, ("LEDGER_WAL_SEGMENT_BYTES", "4096")];
+    let mut s = Server::start_with(&env);
+    std::thread::scope(|scope| {
+        let s = &s;
+        for w in 0..4 {
+            scope.spawn(move || keyed_customers(s, &format!("bulk-{w}"), REQUESTS / 4));
+        }
+    });
+    let written = s.metric("ledger_wal_bytes_total");
+    assert!(written > 16.0 * 65536.0, "enough WAL for many automatic snapshots: {written}");
+    // The timer looks once a second: let it catch up with the end of the writes.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(s.metric("ledger_snapshots_total") >= 2.0);
+    // What is left: the WAL since the older of the two kept snapshots, a
+    // second or so of writes apart.
+    let on_disk = dir_bytes(&s.data.join("wal"));
+    assert!((on_disk as f64) < written / 2.0, "WAL on disk {on_disk} of {written} written");
+    // The start after it replays only what follows the newest snapshot.
+    s.restart_with(&env);
+    let line = s.log().lines().find(|l| l.contains("recovery done")).unwrap_or_default().to_string();
+    let records: f64 = line.split("records=").nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap();
+    assert!(records < (REQUESTS / 2) as f64, "replayed {records} records: {line}");
 }

@@ -3,12 +3,14 @@
 //! - `snapshot`: replay a stopped server's data directory and write a
 //!   snapshot of it (then compact, as the online snapshot does);
 //! - `restore`: make a data directory start from a snapshot file;
+//! - `history`: what history holds, or the response it remembers for a key;
 //! - `verify`: check every checksum, replay everything and check the ledger
 //!   invariants, with a report and exit status 1 when anything fails.
 //!
 //! Each takes the data directory's `LOCK`, so none runs beside a server (or
 //! another command) on the same directory. Long steps log progress lines.
 
+pub mod history;
 pub mod restore;
 pub mod snapshot;
 pub mod verify;

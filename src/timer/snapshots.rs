@@ -10,21 +10,26 @@
 //! `Scope::Local`: it leaves out the responses history already has, so its
 //! cost follows memory, not 48 hours of idempotency keys.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::config::SNAPSHOT_CHECK_EVERY;
+use crate::config::{SNAPSHOT_CHECK_EVERY, SNAPSHOT_RETRY_AFTER};
 use crate::ledger::Ledger;
 use crate::snapshot;
 
 pub struct SnapshotTimer {
     ledger: Arc<Ledger>,
+    /// After a failed snapshot (a full disk, say), none is tried before this.
+    retry_at: Rc<Cell<Option<Instant>>>,
 }
 
 impl SnapshotTimer {
     pub fn new(ledger: Arc<Ledger>) -> Self {
-        SnapshotTimer { ledger }
+        SnapshotTimer { ledger, retry_at: Rc::default() }
     }
 
     /// Whether the WAL written since the last snapshot calls for one.
@@ -36,14 +41,18 @@ impl SnapshotTimer {
     }
 
     fn tick(&mut self) {
-        if !self.due() || self.ledger.snapshot_lock.try_lock().is_err() {
+        let waiting = self.retry_at.get().is_some_and(|at| Instant::now() < at);
+        if waiting || !self.due() || self.ledger.snapshot_lock.try_lock().is_err() {
             return;
         }
-        let ledger = self.ledger.clone();
+        let (ledger, retry_at) = (self.ledger.clone(), self.retry_at.clone());
         actix::spawn(async move {
             match snapshot::take_online(&ledger, snapshot::Scope::Local).await {
                 Ok(taken) => tracing::info!(lsn = taken.info.lsn, "automatic snapshot taken"),
-                Err(e) => tracing::warn!(error = %e, "automatic snapshot failed; trying again at the next tick"),
+                Err(e) => {
+                    retry_at.set(Some(Instant::now() + SNAPSHOT_RETRY_AFTER));
+                    tracing::warn!(error = %e, retry_in_s = SNAPSHOT_RETRY_AFTER.as_secs(), "automatic snapshot failed");
+                }
             }
         });
     }
