@@ -26,6 +26,19 @@ pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
 /// How long a stored idempotent response is kept (the contract says at least 24 h).
 pub const IDEMPOTENCY_RETENTION_SECONDS: i64 = 48 * 3600;
 
+/// Events and finished webhook deliveries are kept this long by default
+/// (`LEDGER_EVENT_RETENTION_DAYS`; 0 keeps them for ever).
+pub const EVENT_RETENTION_DAYS_DEFAULT: i64 = 30;
+/// The shortest `LEDGER_EVENT_RETENTION_DAYS` accepted other than 0: longer
+/// than webhook retries go on (3 days), so a pending delivery always finds its event.
+pub const EVENT_RETENTION_DAYS_MIN: i64 = 4;
+/// The longest `LEDGER_EVENT_RETENTION_DAYS` accepted (100 years).
+pub const EVENT_RETENTION_DAYS_MAX: i64 = 36_500;
+/// Expired events (and as many deliveries) one applied record forgets at most:
+/// more than a record makes, so a backlog drains, and few enough that an
+/// apply never stalls on it.
+pub const RETENTION_FORGET_PER_RECORD: usize = 64;
+
 /// History (`history::`): how often its thread writes what applied records
 /// left for it. Memory holds a response about this long after its record.
 pub const HISTORY_WRITE_EVERY: Duration = Duration::from_millis(10);
@@ -225,9 +238,31 @@ pub struct Config {
     /// WAL bytes written since the last snapshot that make the server take
     /// one by itself (`LEDGER_SNAPSHOT_WAL_BYTES`; 0: never).
     pub snapshot_wal_bytes: u64,
+    /// How long events and finished webhook deliveries are kept
+    /// (`LEDGER_EVENT_RETENTION_DAYS`, in seconds here; 0: for ever).
+    pub event_retention_seconds: i64,
     /// Tests only: put the fault-injecting file system under the WAL and expose
     /// `POST /v1/test/faults` (`LEDGER_FAULTS=1`).
     pub test_faults: bool,
+}
+
+/// `LEDGER_EVENT_RETENTION_DAYS` in seconds, checked; the default when unset.
+pub fn event_retention_seconds_from_env() -> Result<i64, String> {
+    let days = match std::env::var("LEDGER_EVENT_RETENTION_DAYS") {
+        Err(_) => EVENT_RETENTION_DAYS_DEFAULT,
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|d| *d == 0 || (EVENT_RETENTION_DAYS_MIN..=EVENT_RETENTION_DAYS_MAX).contains(d))
+            .ok_or_else(|| {
+                format!(
+                    "LEDGER_EVENT_RETENTION_DAYS must be 0 (keep for ever) or a number of days from \
+                     {EVENT_RETENTION_DAYS_MIN} to {EVENT_RETENTION_DAYS_MAX}"
+                )
+            })?,
+    };
+    Ok(days * 86_400)
 }
 
 /// `LEDGER_SNAPSHOT_WAL_BYTES`, checked; the default when unset. 0 turns

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use loyalty_ledger::config::{
-    snapshot_wal_bytes_from_env, wal_segment_bytes_from_env, Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR,
+    event_retention_seconds_from_env, snapshot_wal_bytes_from_env, wal_segment_bytes_from_env, Config,
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN_ADDR,
 };
 use loyalty_ledger::{http, ops};
 
@@ -123,6 +124,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         wal_segment_bytes: wal_segment_bytes_from_env().map_err(anyhow::Error::msg)?,
         snapshot_wal_bytes: snapshot_wal_bytes_from_env().map_err(anyhow::Error::msg)?,
+        event_retention_seconds: event_retention_seconds_from_env().map_err(anyhow::Error::msg)?,
         test_faults: match std::env::var("LEDGER_FAULTS").as_deref() {
             Ok("1") => true,
             Ok("" | "0") | Err(_) => false,

@@ -202,3 +202,39 @@ fn automatic_snapshots_keep_the_wal_bounded() {
     let records: f64 = line.split("records=").nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap();
     assert!(records < (REQUESTS / 2) as f64, "replayed {records} records: {line}");
 }
+
+#[test]
+fn events_are_forgotten_after_the_retention_period_also_across_a_restart() {
+    const RETENTION_DAYS: i64 = 30;
+    let clock = ("LEDGER_TEST_CLOCK", "0");
+    let mut s = Server::start_with(&[clock]);
+    let pay =
+        |s: &Server| s.ok("/v1/payments", json!({"amount": 500, "currency": "eur", "confirm": true}))["id"].clone();
+    let old_payment = pay(&s);
+    let events = s.get_ok("/v1/events")["data"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let old_event = events[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(events[0]["data"]["id"], old_payment);
+
+    // A day short of retention, it stays.
+    let day = 86_400;
+    s.ok("/v1/test/clock", json!({"advance_seconds": (RETENTION_DAYS - 1) * day}));
+    pay(&s);
+    assert_eq!(s.get(&format!("/v1/events/{old_event}")).status, 200);
+    // Past it, the next record forgets it: a 404, gone from lists too.
+    s.ok("/v1/test/clock", json!({"advance_seconds": day + 60}));
+    let new_payment = pay(&s);
+    assert_eq!(s.get(&format!("/v1/events/{old_event}")).status, 404);
+    let listed: Vec<String> =
+        s.get_ok("/v1/events")["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().into()).collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(!listed.contains(&old_event));
+    // The ledger keeps its history: the payment is still there.
+    assert_eq!(s.get(&format!("/v1/payments/{}", old_payment.as_str().unwrap())).status, 200);
+    assert_eq!(s.get(&format!("/v1/payments/{}", new_payment.as_str().unwrap())).status, 200);
+
+    // Replay forgets it again, by the records' own times.
+    s.restart_with(&[clock]);
+    assert_eq!(s.get(&format!("/v1/events/{old_event}")).status, 404);
+    assert_eq!(s.get_ok("/v1/events")["data"].as_array().unwrap().len(), 2);
+}

@@ -116,6 +116,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ledger.faults = faults;
     ledger.wal_segment_bytes = config.wal_segment_bytes;
     ledger.snapshot_wal_bytes = config.snapshot_wal_bytes;
+    ledger.state.set_event_retention_seconds(config.event_retention_seconds);
     if let Some(offset) = config.test_clock_offset_seconds {
         let clock = Arc::new(ManualClock::new(SystemClock.now() + offset));
         tracing::warn!(now = clock.now(), "running on a manual test clock (LEDGER_TEST_CLOCK); not for production");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::lock_existing;
-use crate::config::wal_segment_bytes_from_env;
+use crate::config::{event_retention_seconds_from_env, wal_segment_bytes_from_env};
 use crate::ledger::Ledger;
 use crate::recovery;
 use crate::snapshot;
@@ -21,6 +21,8 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let _lock = lock_existing(data_dir)?;
     let mut ledger = Ledger::new(data_dir.to_path_buf(), Arc::new(RealFs), Arc::new(SystemClock), String::new());
     ledger.wal_segment_bytes = wal_segment_bytes_from_env().map_err(anyhow::Error::msg)?;
+    // Replay forgets expired events as the server does.
+    ledger.state.set_event_retention_seconds(event_retention_seconds_from_env().map_err(anyhow::Error::msg)?);
     tracing::info!(data_dir = %data_dir.display(), "replaying before the snapshot");
     let (wal, summary) = recovery::recover(&ledger).context("recovery failed")?;
     crate::http::server::log_recovery(&summary);

@@ -42,11 +42,12 @@ pub use snapshot::{SnapshotItem, TableSizes};
 pub use table::{Keyed, Table};
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::config::RETENTION_FORGET_PER_RECORD;
 use crate::domain::api_keys::ApiKey;
 use crate::domain::earning::EarningRule;
 use crate::domain::events::Event;
@@ -148,6 +149,9 @@ pub struct State {
     pub api_keys: Table<ApiKey>,
     /// Secret hash -> key, and when each key was last used: what auth reads.
     pub api_key_index: ApiKeyIndex,
+    /// Events and finished deliveries older than this (by a record's time)
+    /// are forgotten as records apply (`forget_expired`); 0 keeps them.
+    event_retention_seconds: AtomicI64,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
     /// Held by `apply` for one record, by readers for one read (`gate.rs`).
@@ -291,7 +295,31 @@ impl State {
         if let Some(idem) = idem {
             self.idempotency.store(idem, time, lsn);
         }
+        self.forget_expired(time);
         self.applied_lsn.store(lsn, Ordering::Release);
+    }
+
+    /// Sets how long events and finished deliveries are kept
+    /// (`LEDGER_EVENT_RETENTION_DAYS`; before recovery, so replay forgets the same).
+    pub fn set_event_retention_seconds(&self, seconds: i64) {
+        self.event_retention_seconds.store(seconds, Ordering::Relaxed);
+    }
+
+    /// Retention: forgets the events, and the deliveries no longer pending,
+    /// created before `time` minus the retention period, oldest first, at most
+    /// `RETENTION_FORGET_PER_RECORD` of each per record (so an apply never
+    /// stalls, and a backlog goes within a few records since each earn makes
+    /// two events). Driven by the record's time, so replay forgets exactly
+    /// what the live server forgot (docs/decisions.md, "Retention").
+    fn forget_expired(&self, time: i64) {
+        let retention = self.event_retention_seconds.load(Ordering::Relaxed);
+        if retention <= 0 {
+            return;
+        }
+        let cutoff = time.saturating_sub(retention);
+        self.events.forget_oldest(|e| e.created < cutoff, RETENTION_FORGET_PER_RECORD);
+        self.deliveries
+            .forget_oldest(|d| d.created < cutoff && d.status != DeliveryStatus::Pending, RETENTION_FORGET_PER_RECORD);
     }
 
     fn apply_change(&self, change: Change) -> Result<(), StorageError> {

@@ -23,7 +23,7 @@
 //! the keys of one shard do not share the bits their map indexes buckets by.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
@@ -83,6 +83,10 @@ pub struct Table<T> {
     hasher: RandomState,
     /// `TABLE_OBJECTS_MAX`, lower in tests.
     objects_max: usize,
+    /// Positions before this were forgotten past retention (`forget_oldest`);
+    /// their order entries stay, their objects are gone. Written by the one
+    /// thread that applies to this table.
+    first_live: AtomicUsize,
     /// How many times an object was replaced in place (a new version of an
     /// id already here; inserts do not count): a list scan that let the gate
     /// go between stretches compares it to tell whether what it read is still
@@ -108,6 +112,7 @@ impl<T> Default for Table<T> {
             order: RwLock::new(Order::default()),
             hasher: RandomState::default(),
             objects_max: TABLE_OBJECTS_MAX,
+            first_live: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
         }
     }
@@ -295,6 +300,37 @@ impl<T: Keyed> Table<T> {
         let slot = shard.find_mut(spread(in_shard(hash)), Self::holds(hash, id))?;
         self.count_replaced();
         Some(f(Arc::make_mut(&mut slot.value)))
+    }
+
+    /// Forgets objects from the oldest on while `expired` says so, at most
+    /// `max` of them: retention (`State::forget_expired`). Stops at the first
+    /// object that is not expired, so one that lingers (created out of order)
+    /// holds back the ones after it until it goes too. An object's order entry
+    /// (16 bytes) stays; lists and lookups skip it as if it never was.
+    ///
+    /// Not counted as a replacement (`replaced`): what goes is the old end of
+    /// every list, which a page reaches last, and a page that still showed
+    /// an object forgotten meanwhile showed it whole.
+    pub(super) fn forget_oldest(&self, expired: impl Fn(&T) -> bool, max: usize) -> usize {
+        let mut at = self.first_live.load(Ordering::Relaxed);
+        let mut forgotten = 0;
+        while forgotten < max {
+            let Some((hash, _)) = self.order.read().get(at) else { break };
+            let mut shard = self.shard(hash).write();
+            let seq = at as u32;
+            match shard.find_entry(spread(in_shard(hash)), |slot| slot.seq == seq) {
+                Ok(entry) if expired(&entry.get().value) => {
+                    entry.remove();
+                    forgotten += 1;
+                }
+                Ok(_) => break,
+                // Already gone (it cannot be, but a gap must not stop retention).
+                Err(_) => {}
+            }
+            at += 1;
+        }
+        self.first_live.store(at, Ordering::Relaxed);
+        forgotten
     }
 
     /// Notes an in-place change (`replaced`). One thread writes a table, so
@@ -500,6 +536,28 @@ mod tests {
         assert_eq!(table.put(thing(1, 2)).unwrap(), 1, "a new version takes no new position");
         assert_eq!(table.with("thg_1", |t| t.version), Some(2));
         assert_eq!(ids(&table, &ListParams::default()), (vec!["thg_2".into(), "thg_1".into(), "thg_0".into()], false));
+    }
+
+    #[test]
+    fn retention_forgets_from_the_oldest_and_lists_skip_what_went() {
+        let table = Table::<Thing>::default();
+        for i in [1, 2, 3, 9, 4, 5] {
+            table.put(thing(i, 1)).unwrap();
+        }
+        assert_eq!(table.forget_oldest(|t| t.created < 5, 2), 2, "at most `max`");
+        assert_eq!(table.forget_oldest(|t| t.created < 5, 10), 1, "stops at the first one kept (created 9)");
+        assert!(!table.contains("thg_1") && !table.contains("thg_3") && table.contains("thg_9"));
+        let all = ListParams { limit: 100, ..Default::default() };
+        assert_eq!(ids(&table, &all).0, vec!["thg_5", "thg_4", "thg_9"]);
+        // A cursor at a forgotten object is unknown, as for any missing id.
+        let at_gone = ListParams { starting_after: Some(Id::from("thg_2")), ..Default::default() };
+        assert!(table.page(&Gate::default(), &at_gone, |_| true, |_| {}).is_err());
+        // Later, once 9 expires too, what it held back goes with it.
+        assert_eq!(table.forget_oldest(|t| t.created < 10, 10), 3);
+        assert_eq!(ids(&table, &all).0, Vec::<String>::new());
+        assert_eq!(table.len(), 6, "the order keeps its entries; only objects go");
+        table.put(thing(7, 1)).unwrap();
+        assert_eq!(ids(&table, &all).0, vec!["thg_7"]);
     }
 
     /// Enough objects to grow every shard's map several times: each is found
