@@ -56,6 +56,7 @@ enum F {
 /// `(path, fields)` of every POST route; `{cust_}` etc. in a path is an id of that kind.
 const POSTS: &[(&str, &[(&str, F)])] = &[
     ("/v1/customers", &[("email", F::Email), ("name", F::Text), ("metadata", F::Metadata)]),
+    ("/v1/customers/{cust_}", &[("email", F::Email), ("name", F::Text), ("metadata", F::Metadata)]),
     ("/v1/loyalty/accounts", &[("customer", F::Id("cust_")), ("metadata", F::Metadata)]),
     ("/v1/loyalty/accounts/{loy_}", &[("customer", F::Id("cust_")), ("metadata", F::Metadata)]),
     ("/v1/loyalty/program", &[("clawback", F::Clawback), ("redemption_ttl_seconds", F::Ttl)]),
@@ -92,6 +93,7 @@ const POSTS: &[(&str, &[(&str, F)])] = &[
 
 /// `(path, filters)` of every list route.
 const LISTS: &[(&str, &[&str])] = &[
+    ("/v1/customers", &["email"]),
     ("/v1/loyalty/accounts", &["customer"]),
     ("/v1/loyalty/earning_rules", &["currency", "active"]),
     ("/v1/payments", &["customer", "status"]),
@@ -412,6 +414,7 @@ fn arbitrary_ids_and_list_queries_never_500() {
     const KEYS: &[&str] = &[
         "limit",
         "starting_after",
+        "ending_before",
         "created",
         "created[gte]",
         "created[gt]",

@@ -114,3 +114,61 @@ fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     assert!(!failed.status.success());
     assert!(failed.log.contains("LOCK"), "{}", failed.log);
 }
+
+/// With `LEDGER_SECRET_KEY` set and a `DIR/secret_key` from an earlier start,
+/// the file's key stops working: the server says so at startup, naming the file.
+#[test]
+fn an_ignored_secret_key_file_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret_key");
+    std::fs::write(&file, "sk_from_the_file_0123\n").unwrap();
+    // The helper sets LEDGER_SECRET_KEY.
+    let s = Server::try_start_in(dir.path(), &[]).unwrap_or_else(|f| panic!("{}", f.log));
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("LEDGER_SECRET_KEY") && l.contains("ignored"))
+        .unwrap_or_else(|| panic!("no warning about the ignored key file:\n{log}"));
+    assert!(line.contains(file.to_str().unwrap()), "the warning names the file: {line}");
+    assert!(!log.contains("sk_from_the_file_0123") && !log.contains(SECRET_KEY), "keys are never logged");
+    let with =
+        |key: &str| s.request("GET", "/v1/loyalty/accounts", None, &[("Authorization", &format!("Bearer {key}"))]);
+    assert_eq!(with("sk_from_the_file_0123").status, 401, "the file's key is refused, as the warning says");
+    assert_eq!(with(SECRET_KEY).status, 200);
+    drop(s);
+    // Without the file there is nothing to warn about.
+    std::fs::remove_file(&file).unwrap();
+    let s = Server::try_start_in(dir.path(), &[]).unwrap_or_else(|f| panic!("{}", f.log));
+    assert!(!s.log().contains("ignored"), "{}", s.log());
+    assert!(!file.exists(), "with LEDGER_SECRET_KEY set no key file is made");
+}
+
+/// `/v1/test/*` are described in `/v1/openapi.json` only when their hook is
+/// on; the new customer routes and `ending_before` always are.
+#[test]
+fn the_openapi_description_shows_test_hooks_only_when_they_are_on() {
+    let test_paths = |s: &Server| -> Vec<String> {
+        let spec = s.get_ok("/v1/openapi.json");
+        spec["paths"].as_object().unwrap().keys().filter(|p| p.starts_with("/v1/test/")).cloned().collect()
+    };
+    let s = Server::start();
+    assert_eq!(test_paths(&s), Vec::<String>::new());
+    let spec = s.get_ok("/v1/openapi.json");
+    assert!(spec["paths"]["/v1/customers/{id}"]["post"].is_object());
+    let list = &spec["paths"]["/v1/customers"]["get"];
+    let params: Vec<&str> =
+        list["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for p in ["limit", "starting_after", "ending_before", "email", "created[gte]"] {
+        assert!(params.contains(&p), "{p} in {params:?}");
+    }
+    assert_eq!(s.post("/v1/test/clock", json!({"advance_seconds": 1})).code(), "route_not_found");
+    drop(s);
+    let s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0")]);
+    assert_eq!(test_paths(&s), vec!["/v1/test/clock".to_string()]);
+    drop(s);
+    let s = Server::start_with(&[("LEDGER_FAULTS", "1")]);
+    assert_eq!(test_paths(&s), vec!["/v1/test/faults".to_string()]);
+    drop(s);
+    let s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0"), ("LEDGER_FAULTS", "1")]);
+    assert_eq!(test_paths(&s), vec!["/v1/test/clock".to_string(), "/v1/test/faults".to_string()]);
+}

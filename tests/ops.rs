@@ -503,3 +503,34 @@ fn a_ready_server_has_transparent_huge_pages_off() {
     let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("THP_enabled line");
     assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
 }
+
+/// A snapshot's `path` is absolute, also for a server or a command started
+/// with a relative `--data`, so `restore PATH` works from anywhere.
+#[test]
+fn snapshot_paths_are_absolute_whatever_the_working_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let s = Server::start_relative(cwd.path(), "data");
+    seed(&s, 2);
+    let snap = snapshot(&s);
+    let path = PathBuf::from(snap["path"].as_str().unwrap());
+    assert!(path.is_absolute(), "{}", path.display());
+    assert!(path.is_file(), "{}", path.display());
+    let data = cwd.path().canonicalize().unwrap().join("data");
+    assert!(path.starts_with(&data), "{} is under {}", path.display(), data.display());
+    let expected = whole_state(&s);
+    s.kill9();
+
+    // The offline command, from the same directory, answers an absolute path too.
+    let out = common::cli_in(cwd.path(), &["snapshot", "--data", "data"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = text.lines().find(|l| l.starts_with('{')).expect("a JSON line");
+    let offline = PathBuf::from(serde_json::from_str::<Value>(line).unwrap()["path"].as_str().unwrap());
+    assert!(offline.is_absolute() && offline.is_file() && offline.starts_with(&data), "{}", offline.display());
+
+    // Used as answered, from another directory: a complete data directory.
+    let target = tempfile::tempdir().unwrap();
+    restore_into(offline.to_str().unwrap(), target.path(), false);
+    let r = Server::start_in(target.path());
+    assert_eq!(whole_state(&r), expected);
+}

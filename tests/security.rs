@@ -19,7 +19,9 @@ use loyalty_ledger::http::routes::ENDPOINTS;
 /// Every `/v1` route of the API, with a path id of the right kind where it takes one.
 const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/customers"),
+    ("GET", "/v1/customers"),
     ("GET", "/v1/customers/cust_x"),
+    ("POST", "/v1/customers/cust_x"),
     ("POST", "/v1/loyalty/accounts"),
     ("GET", "/v1/loyalty/accounts"),
     ("GET", "/v1/loyalty/accounts/loy_x"),
@@ -84,6 +86,7 @@ fn the_route_list_here_is_every_route_served() {
 
 /// Every list route.
 const LISTS: &[&str] = &[
+    "/v1/customers",
     "/v1/loyalty/accounts",
     "/v1/loyalty/earning_rules",
     "/v1/loyalty/rewards",
@@ -249,6 +252,7 @@ fn metadata_is_bounded_on_every_route_that_takes_it() {
     let a = s.ok("/v1/loyalty/accounts", json!({}))["id"].as_str().unwrap().to_string();
     let routes: Vec<(String, Value)> = vec![
         ("/v1/customers".into(), json!({})),
+        (format!("/v1/customers/{c}"), json!({})),
         ("/v1/loyalty/accounts".into(), json!({})),
         (format!("/v1/loyalty/accounts/{a}"), json!({})),
         ("/v1/payments".into(), json!({"amount": 100, "currency": "eur", "customer": c})),
@@ -293,6 +297,8 @@ fn list_limits_and_ids_in_paths_and_queries_are_bounded() {
         assert_eq!(s.get(&format!("{list}?limit={LIST_LIMIT_MAX}")).status, 200, "{list}");
         let r = s.get(&format!("{list}?starting_after={}", long_id("cust_")));
         assert_eq!(r.status, 400, "{list}: an over-long starting_after");
+        let r = s.get(&format!("{list}?ending_before={}", long_id("cust_")));
+        assert_eq!((r.status, r.body["error"]["param"].as_str()), (400, Some("ending_before")), "{list}");
     }
     for (list, filter, prefix) in [
         ("/v1/loyalty/accounts", "customer", "cust_"),

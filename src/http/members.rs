@@ -2,7 +2,9 @@
 //!
 //! Linking is one-to-one. Creating an account for a customer, or linking one
 //! later, holds the customer's object lock from the check to the commit, so
-//! two requests cannot link the same customer twice.
+//! two requests cannot link the same customer twice. Updating a customer
+//! holds the same lock, so an update and a link of one customer cannot
+//! overwrite each other's change.
 
 use std::sync::Arc;
 
@@ -28,6 +30,9 @@ struct CreateCustomer {
     name: Option<String>,
     metadata: Option<Metadata>,
 }
+
+/// `POST /v1/customers/{id}`: the same fields as a create, each optional.
+type UpdateCustomer = CreateCustomer;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +91,78 @@ pub async fn create_customer(
         ledger.commit_reply(&m, vec![Change::PutCustomer(customer.into())], reply).await
     })
     .await
+}
+
+/// An update's `email` or `name`: absent keeps the value, `""` clears it
+/// (null), anything else is checked like a create's.
+fn changed(
+    current: &Option<String>,
+    given: Option<String>,
+    check: impl FnOnce(Option<String>) -> Result<Option<String>, ApiError>,
+) -> Result<Option<String>, ApiError> {
+    match given {
+        None => Ok(current.clone()),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => check(Some(v)),
+    }
+}
+
+pub async fn update_customer(
+    ledger: web::Data<Ledger>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let id = Id::from(id.into_inner());
+    if !IdKind::Customer.accepts(&id) || !ledger.state.customers.contains(&id) {
+        return Err(ApiError::not_found("customer", &id));
+    }
+    let (ledger, body, id) = (&ledger, &body, &id);
+    idempotency::once(ledger, &req, &body.0, |m| async move {
+        let p: UpdateCustomer = body.json()?;
+        if let Some(md) = &p.metadata {
+            metadata::validate(md)?;
+        }
+        // Held from the read to the commit: a link (which writes the
+        // customer's `loyalty_account`) cannot land in between and be lost.
+        let _held = ledger.locks.lock(&[id.as_str()]).await;
+        let current =
+            ledger.state.customers.with(id, Clone::clone).ok_or_else(|| ApiError::not_found("customer", id))?;
+        let next = Customer {
+            email: changed(&current.email, p.email, email)?,
+            name: changed(&current.name, p.name, |v| text("name", v))?,
+            metadata: match p.metadata {
+                Some(md) => metadata::merge(&current.metadata, md)?,
+                None => current.metadata.clone(),
+            },
+            ..current
+        };
+        let reply = Reply::json(200, &next.view())?;
+        ledger.commit_reply(&m, vec![Change::PutCustomer(next.into())], reply).await
+    })
+    .await
+}
+
+/// `GET /v1/customers?email=`: newest first; `email` matches exactly (case and all).
+pub async fn list_customers(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let q = ListQuery::parse(&req, &["email"])?;
+    let email = match q.filter("email") {
+        Some(e) if e.is_empty() || e.chars().count() > TEXT_FIELD_CHARS_MAX => {
+            return Err(ApiError::parameter_invalid(
+                "email",
+                format!("email must be 1 to {TEXT_FIELD_CHARS_MAX} characters."),
+            ))
+        }
+        other => other,
+    };
+    let mut data = Vec::new();
+    let has_more = ledger.state.page(
+        &ledger.state.customers,
+        &q.params,
+        |c| email.is_none_or(|e| c.email.as_deref() == Some(e)),
+        |c| data.push(respond::to_value(&c.view())),
+    )?;
+    respond::list(data, has_more)
 }
 
 pub async fn get_customer(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

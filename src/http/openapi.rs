@@ -3,16 +3,20 @@
 //! Paths, methods, path parameters, list parameters and filters come from
 //! the route table (`routes::ENDPOINTS`) that the router itself is built
 //! from, so they cannot drift; object and request schemas are written by hand
-//! in `openapi_components.json`. A generator crate (utoipa) would need an
+//! in `openapi_components.json`. The test hooks' routes (`/v1/test/*`) are
+//! described only when the server runs with them on (`LEDGER_TEST_CLOCK`,
+//! `LEDGER_FAULTS`); otherwise they answer 404 like any unknown route, and a
+//! schema-driven client should not see them. A generator crate (utoipa) would need an
 //! annotation on every handler and type and adds a heavy proc-macro build for
 //! little more than this gives.
 
 use std::sync::OnceLock;
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::routes::{Answer, Endpoint, Verb, ENDPOINTS};
+use super::routes::{Answer, Endpoint, TestHook, Verb, ENDPOINTS};
+use crate::ledger::Ledger;
 
 /// The hand-written schemas (`components.schemas`).
 const COMPONENTS: &str = include_str!("openapi_components.json");
@@ -20,7 +24,8 @@ const COMPONENTS: &str = include_str!("openapi_components.json");
 /// Query parameters every list route takes.
 const LIST_PARAMETERS: &[(&str, &str, &str)] = &[
     ("limit", "integer", "Page size, 1 to 100 (default 10)"),
-    ("starting_after", "string", "Cursor: the id of the last object of the previous page"),
+    ("starting_after", "string", "Cursor: the page of objects just older than this id (the last object of the previous page); not with ending_before"),
+    ("ending_before", "string", "Cursor: the page of objects just newer than this id (the first object of the next page), still newest first; has_more says whether newer ones remain; not with starting_after"),
     ("created", "integer", "Created exactly at this unix second"),
     ("created[gte]", "integer", "Created at or after (unix seconds)"),
     ("created[gt]", "integer", "Created after (unix seconds)"),
@@ -62,7 +67,7 @@ fn operation(ep: &Endpoint) -> Value {
         }
     }
     for name in ep.filters {
-        parameters.push(query_parameter(name, "string", "Filter (see docs/decisions.md, Lists)"));
+        parameters.push(query_parameter(name, "string", "Filter (see docs/api.md, Lists)"));
     }
     if ep.verb == Verb::Post && ep.is_v1() {
         parameters.push(json!({
@@ -115,10 +120,34 @@ fn operation(ep: &Endpoint) -> Value {
     Value::Object(op)
 }
 
-/// The whole description.
-pub fn spec() -> Value {
+/// Which test hooks the server runs with: their routes are described only then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub clock: bool,
+    pub faults: bool,
+}
+
+impl Hooks {
+    /// Every hook on (the description of every route in the table).
+    pub const ALL: Hooks = Hooks { clock: true, faults: true };
+
+    pub fn of(ledger: &Ledger) -> Hooks {
+        Hooks { clock: ledger.manual_clock.is_some(), faults: ledger.faults.is_some() }
+    }
+
+    fn describes(&self, ep: &Endpoint) -> bool {
+        match ep.test_hook() {
+            None => true,
+            Some(TestHook::Clock) => self.clock,
+            Some(TestHook::Faults) => self.faults,
+        }
+    }
+}
+
+/// The whole description of the routes a server with `hooks` answers.
+pub fn spec(hooks: Hooks) -> Value {
     let mut paths = Map::new();
-    for ep in ENDPOINTS {
+    for ep in ENDPOINTS.iter().filter(|ep| hooks.describes(ep)) {
         let item = paths.entry(ep.path.to_string()).or_insert_with(|| json!({}));
         if let Value::Object(methods) = item {
             methods.insert(ep.verb.as_str().to_ascii_lowercase(), operation(ep));
@@ -141,13 +170,14 @@ pub fn spec() -> Value {
     })
 }
 
-fn rendered() -> &'static [u8] {
-    static SPEC: OnceLock<Vec<u8>> = OnceLock::new();
-    SPEC.get_or_init(|| serde_json::to_vec(&spec()).unwrap_or_default())
+fn rendered(hooks: Hooks) -> &'static [u8] {
+    static SPECS: [OnceLock<Vec<u8>>; 4] = [const { OnceLock::new() }; 4];
+    let slot = usize::from(hooks.clock) | usize::from(hooks.faults) << 1;
+    SPECS[slot].get_or_init(|| serde_json::to_vec(&spec(hooks)).unwrap_or_default())
 }
 
-pub async fn serve() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(rendered())
+pub async fn serve(ledger: web::Data<Ledger>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(rendered(Hooks::of(&ledger)))
 }
 
 #[cfg(test)]
@@ -172,7 +202,7 @@ mod tests {
 
     #[test]
     fn every_route_is_described_and_every_schema_exists() {
-        let spec = spec();
+        let spec = spec(Hooks::ALL);
         let schemas = spec["components"]["schemas"].as_object().expect("openapi_components.json is a JSON object");
         assert!(!schemas.contains_key("_error"), "openapi_components.json does not parse: {:?}", schemas.get("_error"));
         for ep in ENDPOINTS {
@@ -189,5 +219,19 @@ mod tests {
         }
         let ids: std::collections::HashSet<String> = ENDPOINTS.iter().map(operation_id).collect();
         assert_eq!(ids.len(), ENDPOINTS.len(), "operation ids are unique");
+    }
+
+    #[test]
+    fn test_hook_routes_are_described_only_with_their_hook() {
+        for ep in ENDPOINTS {
+            assert_eq!(ep.path.starts_with("/v1/test/"), ep.test_hook().is_some(), "{}", ep.path);
+        }
+        let paths = |hooks: Hooks| -> Vec<String> {
+            spec(hooks)["paths"].as_object().unwrap().keys().filter(|p| p.starts_with("/v1/test/")).cloned().collect()
+        };
+        assert!(paths(Hooks::default()).is_empty());
+        assert_eq!(paths(Hooks { clock: true, faults: false }), vec!["/v1/test/clock"]);
+        assert_eq!(paths(Hooks { clock: false, faults: true }), vec!["/v1/test/faults"]);
+        assert_eq!(paths(Hooks::ALL).len(), 2);
     }
 }

@@ -45,7 +45,8 @@ pub enum Answer {
     /// One JSON object of this component schema.
     Object(&'static str),
     /// `{"object":"list","data":[...],"has_more":bool}` of this schema, with
-    /// the common list parameters (`limit`, `starting_after`, `created[...]`).
+    /// the common list parameters (`limit`, `starting_after`,
+    /// `ending_before`, `created[...]`).
     List(&'static str),
     /// Prometheus text.
     Text,
@@ -68,9 +69,28 @@ pub struct Endpoint {
 
 pub const V1: &str = "/v1";
 
+/// A test hook: routes that answer only when the server was started with
+/// its env var (`http/testing.rs`), and are described only then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestHook {
+    /// `LEDGER_TEST_CLOCK`: `/v1/test/clock`.
+    Clock,
+    /// `LEDGER_FAULTS=1`: `/v1/test/faults`.
+    Faults,
+}
+
 impl Endpoint {
     pub fn is_v1(&self) -> bool {
         self.path.starts_with("/v1/")
+    }
+
+    /// The test hook this route belongs to, if it is one.
+    pub fn test_hook(&self) -> Option<TestHook> {
+        match self.path {
+            "/v1/test/clock" => Some(TestHook::Clock),
+            "/v1/test/faults" => Some(TestHook::Faults),
+            _ => None,
+        }
     }
 }
 
@@ -125,12 +145,30 @@ pub static ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         verb: Get,
+        path: "/v1/customers",
+        summary: "List customers, newest first, optionally by exact email",
+        body: None,
+        answer: List("Customer"),
+        filters: &["email"],
+        handler: |r| r.to(members::list_customers),
+    },
+    Endpoint {
+        verb: Get,
         path: "/v1/customers/{id}",
         summary: "Retrieve a customer",
         body: None,
         answer: Object("Customer"),
         filters: &[],
         handler: |r| r.to(members::get_customer),
+    },
+    Endpoint {
+        verb: Post,
+        path: "/v1/customers/{id}",
+        summary: "Update a customer: email, name, metadata (merged; a key set to \"\" is removed)",
+        body: Some("UpdateCustomer"),
+        answer: Object("Customer"),
+        filters: &[],
+        handler: |r| r.to(members::update_customer),
     },
     Endpoint {
         verb: Post,

@@ -101,7 +101,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!(dir = %dir.display(), modes_changed = closed, "the data directory was readable by others; it is now 0700 and its files 0600");
     }
     let secret_key = match &config.secret_key {
-        Some(k) if !k.is_empty() => k.clone(),
+        Some(k) if !k.is_empty() => {
+            warn_if_key_file_ignored(dir);
+            k.clone()
+        }
         _ => secret_key_from_file(dir)?,
     };
     let faults = config.test_faults.then(Faults::new);
@@ -164,6 +167,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     serving.await.context("server task")?.context("server")?;
     Ok(())
+}
+
+/// With `LEDGER_SECRET_KEY` set, a `DIR/secret_key` left from an earlier
+/// start is not read, so the key in it no longer works (401): says so, naming
+/// the file, instead of letting clients find out one refusal at a time.
+fn warn_if_key_file_ignored(dir: &Path) {
+    let path = dir.join(SECRET_KEY_FILE);
+    if path.exists() {
+        tracing::warn!(
+            path = %path.display(),
+            "LEDGER_SECRET_KEY is set, so the secret key in this file is ignored and refused (401); unset LEDGER_SECRET_KEY to use it, or delete the file"
+        );
+    }
 }
 
 /// Reads `DIR/secret_key`, creating it (mode 0600) on first start.

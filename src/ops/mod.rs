@@ -16,7 +16,15 @@ pub mod snapshot;
 pub mod verify;
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// `path` as answered to an operator (`POST /v1/admin/snapshot`, the
+/// `snapshot` command): absolute, so it can be used from any directory,
+/// whatever directory the server was started in. Resolved when answering
+/// (symlinks too), and left as it is only if even that fails.
+pub fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize().or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_path_buf())
+}
 
 /// Locks `data_dir`, which must exist; refuses while a server holds it.
 fn lock_existing(data_dir: &Path) -> anyhow::Result<File> {

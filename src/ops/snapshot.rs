@@ -39,7 +39,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "object": "snapshot",
-            "path": info.path.display().to_string(),
+            "path": super::absolute(&info.path).display().to_string(),
             "lsn": info.lsn,
             "bytes": info.bytes,
             "created": info.created,

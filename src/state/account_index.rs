@@ -13,9 +13,11 @@
 //! A page shows the account as it was between two records (`gate.rs`): its
 //! end is fixed under the apply gate, and what lies before it never changes
 //! (an index only grows, a points transaction is never replaced), so the
-//! chunks after that need no gate.
+//! chunks after that need no gate. An `ending_before` page walks forwards
+//! from its cursor up to the index's length as it was under the gate, so
+//! transactions applied meanwhile are not in it either.
 
-use super::list::{ListParams, PageFill};
+use super::list::{Cursor, ListParams, PageFill};
 use super::State;
 use crate::config::LIST_SCAN_CHUNK;
 use crate::domain::points::PointsTransaction;
@@ -24,33 +26,44 @@ use crate::error::ApiError;
 impl State {
     /// One page of `account`'s transactions, newest first: `emit` is called
     /// for each that passes `params` and `keep`. Returns `has_more`, or
-    /// `None` if there is no such account.
+    /// `None` if there is no such account. With `ending_before` the index is
+    /// walked forwards from the cursor, up to its length when the page
+    /// began, and what it took is emitted newest first.
     pub fn account_transactions(
         &self,
         account: &str,
         params: &ListParams,
         keep: impl Fn(&PointsTransaction) -> bool,
-        emit: impl FnMut(&PointsTransaction),
+        mut emit: impl FnMut(&PointsTransaction),
     ) -> Result<Option<bool>, ApiError> {
+        let cursor = params.cursor();
         let between_records = self.gate.read();
-        let mut end = match &params.starting_after {
-            None => match self.accounts.with(account, |e| e.transactions.len()) {
-                Some(len) => len,
-                None => return Ok(None),
-            },
-            Some(cursor) => {
-                let position = self.transactions.position(cursor);
+        let Some(len) = self.accounts.with(account, |e| e.transactions.len()) else { return Ok(None) };
+        // The cursor's index in the account's transactions.
+        let at = match cursor {
+            Cursor::Newest => None,
+            Cursor::After(id) | Cursor::Before(id) => {
+                let position = self.transactions.position(id);
                 let found =
                     self.accounts.with(account, |e| position.and_then(|p| e.transactions.binary_search(&p).ok()));
                 match found {
                     None => return Ok(None),
-                    Some(None) => return Err(ApiError::missing_reference("starting_after", cursor)),
-                    Some(Some(index)) => index,
+                    Some(None) => return Err(ApiError::missing_reference(cursor.param(), id)),
+                    Some(Some(index)) => Some(index),
                 }
             }
         };
         drop(between_records);
-        let mut page = PageFill::new(params, keep, emit);
+        if let Cursor::Before(_) = cursor {
+            let mut taken: Vec<PointsTransaction> = Vec::new();
+            let more = self.account_transactions_forwards(account, at.map_or(0, |i| i + 1), len, params, keep, |tx| {
+                taken.push(tx.clone())
+            });
+            taken.iter().rev().for_each(emit);
+            return Ok(Some(more));
+        }
+        let mut end = at.unwrap_or(len);
+        let mut page = PageFill::new(params, keep, &mut emit);
         while end > 0 {
             let begin = end.saturating_sub(LIST_SCAN_CHUNK);
             // An index only grows, so the range is there; `get` keeps a bug from panicking.
@@ -64,6 +77,32 @@ impl State {
             }
         }
         Ok(Some(false))
+    }
+
+    /// The index entries `begin..stop` of `account`, oldest first, offered to
+    /// a page (`account_transactions` with `ending_before`). Returns `has_more`.
+    fn account_transactions_forwards(
+        &self,
+        account: &str,
+        mut begin: usize,
+        stop: usize,
+        params: &ListParams,
+        keep: impl Fn(&PointsTransaction) -> bool,
+        emit: impl FnMut(&PointsTransaction),
+    ) -> bool {
+        let mut page = PageFill::new(params, keep, emit);
+        while begin < stop {
+            let end = (begin + LIST_SCAN_CHUNK).min(stop);
+            let chunk = self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec));
+            let Some(Some(chunk)) = chunk else { break };
+            begin = end;
+            for position in chunk {
+                if self.transactions.with_at(position, |tx| page.offer(tx, tx.created)) == Some(true) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 }
 
@@ -126,6 +165,31 @@ mod tests {
         // Exactly `limit` left: no more.
         let tail = ListParams { limit: 2, starting_after: Some(Id::from("ptx_4")), ..Default::default() };
         assert_eq!(page(&state, "loy_a", &tail, all), (want(&[2, 0]), Some(false)));
+    }
+
+    #[test]
+    fn ending_before_pages_an_accounts_newer_transactions() {
+        let n = LIST_SCAN_CHUNK + 10;
+        let state = state(n);
+        let all = |_: &PointsTransaction| true;
+        let want = |ids: &[usize]| ids.iter().map(|i| format!("ptx_{i}")).collect::<Vec<_>>();
+        let before =
+            |id: &str, limit: usize| ListParams { limit, ending_before: Some(Id::from(id)), ..Default::default() };
+        // loy_a holds the even ids: the three just newer than ptx_4.
+        assert_eq!(page(&state, "loy_a", &before("ptx_4", 3), all), (want(&[10, 8, 6]), Some(true)));
+        let last_a = 2 * n - 2;
+        assert_eq!(
+            page(&state, "loy_a", &before(&format!("ptx_{}", last_a - 4), 10), all),
+            (want(&[last_a, last_a - 2]), Some(false))
+        );
+        assert_eq!(page(&state, "loy_a", &before(&format!("ptx_{last_a}"), 10), all), (vec![], Some(false)));
+        // Across the chunk boundary, with a filter that keeps few.
+        let (ids, more) = page(&state, "loy_a", &before("ptx_0", 2), |tx| tx.created % 300 == 0);
+        assert_eq!((ids, more), (want(&[300]), Some(false)));
+        for cursor in ["ptx_1", "ptx_nope"] {
+            let err = state.account_transactions("loy_a", &before(cursor, 3), all, |_| {}).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("ending_before"), "{cursor}");
+        }
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! List parameters shared by every `GET` list route: `limit`,
-//! `starting_after` and `created[gte|gt|lte|lt]`.
+//! `starting_after` or `ending_before`, and `created[gte|gt|lte|lt]`.
+//!
+//! A page is newest first either way. `starting_after=X` is the page of
+//! objects just older than X (the list walks backwards from X);
+//! `ending_before=X` is the page of objects just newer than X (the list walks
+//! forwards from X, takes up to `limit` objects, and emits them newest
+//! first), and its `has_more` says whether there are newer ones still.
 
 use crate::config::{LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 use crate::domain::Id;
@@ -26,13 +32,42 @@ impl CreatedRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListParams {
     pub limit: usize,
+    /// The page of objects older than this one.
     pub starting_after: Option<Id>,
+    /// The page of objects newer than this one (never with `starting_after`).
+    pub ending_before: Option<Id>,
     pub created: CreatedRange,
 }
 
 impl Default for ListParams {
     fn default() -> Self {
-        ListParams { limit: LIST_LIMIT_DEFAULT, starting_after: None, created: CreatedRange::default() }
+        ListParams {
+            limit: LIST_LIMIT_DEFAULT,
+            starting_after: None,
+            ending_before: None,
+            created: CreatedRange::default(),
+        }
+    }
+}
+
+/// Where a page starts, and which way it walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor<'a> {
+    /// The newest objects (no cursor).
+    Newest,
+    /// `starting_after`: backwards from (not including) this object.
+    After(&'a str),
+    /// `ending_before`: forwards from (not including) this object.
+    Before(&'a str),
+}
+
+impl Cursor<'_> {
+    /// The query parameter that named the cursor (for errors about it).
+    pub fn param(&self) -> &'static str {
+        match self {
+            Cursor::Before(_) => "ending_before",
+            _ => "starting_after",
+        }
     }
 }
 
@@ -52,14 +87,13 @@ impl ListParams {
                             )
                         })?;
                 }
-                "starting_after" => {
+                "starting_after" | "ending_before" => {
                     if value.is_empty() || value.len() > crate::config::ID_BYTES_MAX {
-                        return Err(ApiError::parameter_invalid(
-                            "starting_after",
-                            "starting_after must be an object id.",
-                        ));
+                        return Err(ApiError::parameter_invalid(&key, format!("{key} must be an object id.")));
                     }
-                    params.starting_after = Some(Id::from(value));
+                    let slot =
+                        if key == "starting_after" { &mut params.starting_after } else { &mut params.ending_before };
+                    *slot = Some(Id::from(value));
                 }
                 "created[gte]" | "created[gt]" | "created[lte]" | "created[lt]" | "created" => {
                     let t = value.parse::<i64>().map_err(|_| {
@@ -81,14 +115,31 @@ impl ListParams {
                 _ => rest.push((key, value)),
             }
         }
+        if params.starting_after.is_some() && params.ending_before.is_some() {
+            return Err(ApiError::parameter_invalid(
+                "ending_before",
+                "starting_after and ending_before cannot be used together: give one cursor.",
+            ));
+        }
         Ok((params, rest))
+    }
+
+    /// The page's cursor.
+    pub fn cursor(&self) -> Cursor<'_> {
+        match (&self.starting_after, &self.ending_before) {
+            (Some(after), _) => Cursor::After(after),
+            (None, Some(before)) => Cursor::Before(before),
+            (None, None) => Cursor::Newest,
+        }
     }
 }
 
-/// One page of a list being filled, newest first: an offered object goes in
-/// when its `created` is within the bounds and the route's `keep` takes it,
-/// until the page holds `limit` objects. Every list walks its objects in its
-/// own way (a table's order, an account's index) and offers them here.
+/// One page of a list being filled: an offered object goes in when its
+/// `created` is within the bounds and the route's `keep` takes it, until the
+/// page holds `limit` objects. Every list walks its objects in its own way (a
+/// table's order, an account's index) and offers them here, newest first
+/// (backwards) or, for `ending_before`, oldest first (forwards: the walker
+/// then emits what it took in reverse).
 pub struct PageFill<'a, K, E> {
     params: &'a ListParams,
     keep: K,
@@ -143,6 +194,21 @@ mod tests {
             assert_eq!(ListParams::parse(q(&[("limit", bad)])).unwrap_err().param.as_deref(), Some("limit"));
         }
         assert!(ListParams::parse(q(&[("created[lt]", "soon")])).is_err());
+    }
+
+    #[test]
+    fn one_cursor_at_most() {
+        let (p, _) = ListParams::parse(q(&[("ending_before", "cust_1")])).unwrap();
+        assert_eq!(p.cursor(), Cursor::Before("cust_1"));
+        let (p, _) = ListParams::parse(q(&[("starting_after", "cust_2")])).unwrap();
+        assert_eq!(p.cursor(), Cursor::After("cust_2"));
+        assert_eq!(ListParams::default().cursor(), Cursor::Newest);
+        let both = ListParams::parse(q(&[("starting_after", "cust_1"), ("ending_before", "cust_2")])).unwrap_err();
+        assert_eq!((both.status, both.param.as_deref()), (400, Some("ending_before")));
+        for bad in ["", &"x".repeat(crate::config::ID_BYTES_MAX + 1)] {
+            let err = ListParams::parse(q(&[("ending_before", bad)])).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some("ending_before"));
+        }
     }
 
     #[test]

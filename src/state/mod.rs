@@ -37,7 +37,7 @@ pub use check::{Figures, Refusal};
 pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use lanes::{apply_in_lanes, Lanes};
-pub use list::{CreatedRange, ListParams};
+pub use list::{CreatedRange, Cursor, ListParams};
 pub use snapshot::{SnapshotItem, TableSizes};
 pub use table::{Keyed, Table};
 

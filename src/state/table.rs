@@ -32,7 +32,7 @@ use hashbrown::HashTable;
 use parking_lot::RwLock;
 
 use super::gate::Gate;
-use super::list::{ListParams, PageFill};
+use super::list::{Cursor, ListParams, PageFill};
 use super::order::Order;
 use crate::config::{
     LIST_HOLD_CHUNKS_LAST, LIST_LIMIT_MAX, LIST_PAGE_ATTEMPTS, LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX,
@@ -378,7 +378,9 @@ impl<T: Keyed> Table<T> {
     /// The page shows the table as it was between two records (`gate.rs`):
     /// the scan walks the insertion order a stretch at a time, each stretch
     /// under the gate, and letting go between stretches lets records apply.
-    /// New objects land past the page's end, so only an object replaced in
+    /// New objects land past the page's end (a backward scan starts below
+    /// them; a forward one, for `ending_before`, stops at the order's length
+    /// as it was when the scan began), so only an object replaced in
     /// place could make a page mix two moments; the table counts those
     /// (`replaced`), and a scan that sees the count move reads the page again,
     /// up to `LIST_PAGE_ATTEMPTS` times. The last attempt holds the gate for
@@ -386,7 +388,8 @@ impl<T: Keyed> Table<T> {
     /// by construction; a longer one that raced every attempt is served as
     /// read (each object still a whole version at a record boundary), which
     /// is what keeps a long filtered scan from stalling the apply thread.
-    /// Objects are emitted after the scan, with the gate let go.
+    /// Objects are emitted after the scan, with the gate let go, newest
+    /// first (a forward scan's are emitted in reverse).
     pub fn page(
         &self,
         gate: &Gate,
@@ -408,6 +411,9 @@ impl<T: Keyed> Table<T> {
                 Scan::Raced => continue,
             }
         }
+        if matches!(params.cursor(), Cursor::Before(_)) {
+            taken.reverse();
+        }
         for value in &taken {
             emit(value);
         }
@@ -417,6 +423,8 @@ impl<T: Keyed> Table<T> {
     /// One attempt at a page (`page`): holds the gate for `hold_chunks`
     /// chunks of the order at a time; between holds, checks whether an object
     /// was replaced, and gives up (`Raced`) if one was, unless `to_the_end`.
+    /// Walks backwards from `starting_after` (or the newest object), or
+    /// forwards from `ending_before` up to the order's length at the start.
     fn scan(
         &self,
         gate: &Gate,
@@ -427,21 +435,34 @@ impl<T: Keyed> Table<T> {
         to_the_end: bool,
     ) -> Result<Scan, ApiError> {
         let mut page = PageFill::new(params, |value: &Arc<T>| keep(value), |value: &Arc<T>| taken.push(value.clone()));
-        let mut end: Option<usize> = None;
+        let cursor = params.cursor();
+        let forwards = matches!(cursor, Cursor::Before(_));
+        // The next position to read walking backwards is `pos - 1`; walking
+        // forwards it is `pos`, up to (not including) `stop`.
+        let mut pos: Option<usize> = None;
+        let mut stop = 0;
         let mut replaced_at_start = 0;
         loop {
             let _between_records = gate.read();
-            let mut pos = match end {
+            let mut at = match pos {
                 None => {
                     replaced_at_start = self.replaced.load(Ordering::Relaxed);
-                    let start = match &params.starting_after {
-                        Some(cursor) => match self.with_slot(cursor, |slot| slot.seq as usize) {
-                            Some(seq) => seq,
-                            None => return Err(ApiError::missing_reference("starting_after", cursor)),
+                    let len = self.order.read().len();
+                    let seq = match cursor {
+                        Cursor::After(id) | Cursor::Before(id) => match self.with_slot(id, |slot| slot.seq as usize) {
+                            Some(seq) => Some(seq),
+                            None => return Err(ApiError::missing_reference(cursor.param(), id)),
                         },
-                        None => usize::MAX,
+                        Cursor::Newest => None,
                     };
-                    start.min(self.order.read().len())
+                    match seq {
+                        Some(seq) if forwards => {
+                            stop = len;
+                            seq + 1
+                        }
+                        Some(seq) => seq.min(len),
+                        None => len,
+                    }
                 }
                 Some(pos) => {
                     if !to_the_end && self.replaced.load(Ordering::Relaxed) != replaced_at_start {
@@ -450,27 +471,40 @@ impl<T: Keyed> Table<T> {
                     pos
                 }
             };
-            // Walk `order` backwards a chunk at a time, never holding the order
-            // lock while a shard is read (the writer takes them one at a time too).
+            // Walk `order` a chunk at a time, never holding the order lock
+            // while a shard is read (the writer takes them one at a time too).
             for _ in 0..hold_chunks {
-                if pos == 0 {
-                    return Ok(Scan::Whole(false));
-                }
-                let begin = pos.saturating_sub(LIST_SCAN_CHUNK);
-                let chunk = self.order.read().copy_range(begin, pos);
-                pos = begin;
-                for (offset, (hash, created)) in chunk.iter().enumerate().rev() {
+                let (begin, end) = if forwards {
+                    if at >= stop {
+                        return Ok(Scan::Whole(false));
+                    }
+                    (at, (at + LIST_SCAN_CHUNK).min(stop))
+                } else {
+                    if at == 0 {
+                        return Ok(Scan::Whole(false));
+                    }
+                    (at.saturating_sub(LIST_SCAN_CHUNK), at)
+                };
+                let chunk = self.order.read().copy_range(begin, end);
+                at = if forwards { end } else { begin };
+                let mut offer = |offset: usize, (hash, created): &(u64, i64)| {
                     if !params.created.contains(*created) {
-                        continue;
+                        return false;
                     }
                     let shard = self.shard(*hash).read();
-                    let Some(slot) = Self::slot_at(&shard, *hash, (begin + offset) as u32) else { continue };
-                    if page.offer(&slot.value, *created) {
-                        return Ok(Scan::Whole(true));
-                    }
+                    let Some(slot) = Self::slot_at(&shard, *hash, (begin + offset) as u32) else { return false };
+                    page.offer(&slot.value, *created)
+                };
+                let full = if forwards {
+                    chunk.iter().enumerate().any(|(offset, entry)| offer(offset, entry))
+                } else {
+                    chunk.iter().enumerate().rev().any(|(offset, entry)| offer(offset, entry))
+                };
+                if full {
+                    return Ok(Scan::Whole(true));
                 }
             }
-            end = Some(pos);
+            pos = Some(at);
         }
     }
 
@@ -655,6 +689,40 @@ mod tests {
             assert_eq!(mixed, 0, "{mixed} of {pages} pages mixed two records");
         });
         assert_eq!(table.with("thg_0", |t| t.version), Some(VERSIONS));
+    }
+
+    /// `ending_before`: the page just newer than the cursor, newest first,
+    /// across chunks and filters; `has_more` when newer ones remain.
+    #[test]
+    fn ending_before_pages_forwards_and_emits_newest_first() {
+        let table = Table::<Thing>::default();
+        let n = LIST_SCAN_CHUNK * 2 + 5;
+        for i in 0..n {
+            table.put(thing(i, 1)).unwrap();
+        }
+        let before =
+            |id: &str, limit: usize| ListParams { limit, ending_before: Some(Id::from(id)), ..Default::default() };
+        let want = |ids: &[usize]| ids.iter().map(|i| format!("thg_{i}")).collect::<Vec<_>>();
+        assert_eq!(ids(&table, &before("thg_2", 3)), (want(&[5, 4, 3]), true));
+        assert_eq!(ids(&table, &before(&format!("thg_{}", n - 4), 10)), (want(&[n - 1, n - 2, n - 3]), false));
+        assert_eq!(ids(&table, &before(&format!("thg_{}", n - 1), 10)), (vec![], false), "nothing is newer");
+        // Exactly `limit` newer: no more.
+        assert_eq!(ids(&table, &before(&format!("thg_{}", n - 3), 2)), (want(&[n - 1, n - 2]), false));
+        // A filter that keeps few objects scans forwards across every chunk.
+        let mut seen = Vec::new();
+        let more = table
+            .page(&Gate::default(), &before("thg_0", 2), |t| t.created % 200 == 0, |t| seen.push(t.id.to_string()))
+            .unwrap();
+        assert_eq!((seen, more), (want(&[400, 200]), false));
+        let created = CreatedRange { lt: Some(10), ..Default::default() };
+        assert_eq!(ids(&table, &ListParams { created, ..before("thg_5", 100) }), (want(&[9, 8, 7, 6]), false));
+        // Paging back and forth gives the same pages.
+        let (older, _) =
+            ids(&table, &ListParams { limit: 3, starting_after: Some(Id::from("thg_50")), ..Default::default() });
+        assert_eq!(older, want(&[49, 48, 47]));
+        assert_eq!(ids(&table, &before("thg_47", 3)).0, want(&[50, 49, 48]));
+        let err = table.page(&Gate::default(), &before("thg_nope", 3), |_| true, |_| {}).unwrap_err();
+        assert_eq!((err.status, err.param.as_deref()), (400, Some("ending_before")));
     }
 
     #[test]

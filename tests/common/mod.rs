@@ -58,8 +58,15 @@ fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_loyalty-ledger")
 }
 
-fn launch(data: &Path, extra_env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
+fn launch(
+    data: &Path,
+    cwd: Option<&Path>,
+    extra_env: &[(&str, &str)],
+) -> (Child, Arc<Mutex<Vec<String>>>, mpsc::Receiver<String>) {
     let mut cmd = Command::new(binary());
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
     cmd.arg("serve")
         .arg("--data")
         .arg(data)
@@ -126,7 +133,20 @@ impl Server {
 
     /// Starts a server on `data`; a server that exits instead gives its status and log.
     pub fn try_start_in(data: &Path, env: &[(&str, &str)]) -> Result<Server, Failed> {
-        let (mut child, log, rx) = launch(data, env);
+        Server::try_start_from(None, data, env)
+    }
+
+    /// A server started in the working directory `cwd` with `--data data`, a
+    /// path relative to `cwd` (as an operator in a shell would start it).
+    pub fn start_relative(cwd: &Path, data: &str) -> Server {
+        let mut s = Server::try_start_from(Some(cwd), Path::new(data), &[])
+            .unwrap_or_else(|f| panic!("server did not start ({}):\n{}", f.status, f.log));
+        s.data = cwd.join(data);
+        s
+    }
+
+    fn try_start_from(cwd: Option<&Path>, data: &Path, env: &[(&str, &str)]) -> Result<Server, Failed> {
+        let (mut child, log, rx) = launch(data, cwd, env);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(20)) {
@@ -402,6 +422,18 @@ pub fn assert_ledger_consistent(s: &Server) {
 /// Runs the binary with `args` (an offline command) and waits for it.
 pub fn cli(args: &[&str]) -> std::process::Output {
     Command::new(binary()).args(args).env("RUST_LOG", "info").stdin(Stdio::null()).output().expect("run loyalty-ledger")
+}
+
+/// Runs the binary with `args` in the working directory `cwd` (relative
+/// `--data` paths, as an operator would type them).
+pub fn cli_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run loyalty-ledger")
 }
 
 /// xorshift64: a small deterministic random source, so a failing seed can be replayed.
