@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::query::ListQuery;
 use super::respond;
-use crate::domain::events::EventType;
+use crate::domain::events::{Event, EventType};
 use crate::domain::IdKind;
 use crate::error::ApiError;
 use crate::ledger::Ledger;
@@ -25,11 +25,11 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         ),
     };
     let mut data = Vec::new();
-    let has_more = ledger.state.page(
-        &ledger.state.events,
-        &q.params,
-        |e| kind.is_none_or(|k| e.kind == k),
-        |e| data.push(respond::to_value(&e.view())),
-    )?;
+    let state = &ledger.state;
+    let emit = |e: &Event| data.push(respond::to_value(&e.view()));
+    let has_more = match kind {
+        Some(k) => state.indexed_page(&state.events, &state.events_by_type, k.as_str(), &q.params, |_| true, emit)?,
+        None => state.page(&state.events, &q.params, |_| true, emit)?,
+    };
     respond::list(data, has_more)
 }

@@ -222,12 +222,13 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         return Err(ApiError::parameter_invalid("status", "status must be pending, completed or failed."));
     }
     let mut data = Vec::new();
-    let has_more = ledger.state.page(
-        &ledger.state.payments,
-        &q.params,
-        |p| customer.is_none_or(|c| p.customer.as_deref() == Some(c)) && status.is_none_or(|s| p.status.as_str() == s),
-        |p| data.push(respond::to_value(&p.view())),
-    )?;
+    let state = &ledger.state;
+    let keep = |p: &Payment| status.is_none_or(|s| p.status.as_str() == s);
+    let emit = |p: &Payment| data.push(respond::to_value(&p.view()));
+    let has_more = match customer {
+        Some(c) => state.indexed_page(&state.payments, &state.payments_by_customer, c, &q.params, keep, emit)?,
+        None => state.page(&state.payments, &q.params, keep, emit)?,
+    };
     respond::list(data, has_more)
 }
 

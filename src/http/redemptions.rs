@@ -80,15 +80,14 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         })?),
     };
     let mut data = Vec::new();
-    let has_more = ledger.state.page(
-        &ledger.state.redemptions,
-        &q.params,
-        |r| {
-            account.is_none_or(|a| r.account == a)
-                && payment.is_none_or(|p| r.payment.as_deref() == Some(p))
-                && status.is_none_or(|s| r.status == s)
-        },
-        |r| data.push(respond::to_value(&r.view())),
-    )?;
+    let state = &ledger.state;
+    let keep = |r: &Redemption| {
+        payment.is_none_or(|p| r.payment.as_deref() == Some(p)) && status.is_none_or(|s| r.status == s)
+    };
+    let emit = |r: &Redemption| data.push(respond::to_value(&r.view()));
+    let has_more = match account {
+        Some(a) => state.indexed_page(&state.redemptions, &state.redemptions_by_account, a, &q.params, keep, emit)?,
+        None => state.page(&state.redemptions, &q.params, keep, emit)?,
+    };
     respond::list(data, has_more)
 }

@@ -104,11 +104,11 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     let q = ListQuery::parse(&req, &["payment"])?;
     let payment = q.id_filter("payment")?;
     let mut data = Vec::new();
-    let has_more = ledger.state.page(
-        &ledger.state.refunds,
-        &q.params,
-        |r| payment.is_none_or(|p| r.payment == p),
-        |r| data.push(respond::to_value(&r.view())),
-    )?;
+    let state = &ledger.state;
+    let emit = |r: &Refund| data.push(respond::to_value(&r.view()));
+    let has_more = match payment {
+        Some(p) => state.indexed_page(&state.refunds, &state.refunds_by_payment, p, &q.params, |_| true, emit)?,
+        None => state.page(&state.refunds, &q.params, |_| true, emit)?,
+    };
     respond::list(data, has_more)
 }

@@ -8,7 +8,8 @@
 //! the transactions with no account lock held: the apply thread, which needs
 //! that lock for every transaction of the shard's accounts, never waits
 //! behind a long filtered scan, and an account with a million transactions
-//! is not copied whole for one page.
+//! is not copied whole for one page. The walking is `index.rs`'s, shared
+//! with the other filtered lists.
 //!
 //! A page shows the account as it was between two records (`gate.rs`): its
 //! end is fixed under the apply gate, and what lies before it never changes
@@ -17,9 +18,9 @@
 //! from its cursor up to the index's length as it was under the gate, so
 //! transactions applied meanwhile are not in it either.
 
+use super::index::{walk_back, walk_forward};
 use super::list::{Cursor, ListParams, PageFill};
 use super::State;
-use crate::config::LIST_SCAN_CHUNK;
 use crate::domain::points::PointsTransaction;
 use crate::error::ApiError;
 
@@ -54,55 +55,18 @@ impl State {
             }
         };
         drop(between_records);
+        // An index only grows, so a range below its length is there.
+        let chunk =
+            |begin, end| self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec))?;
         if let Cursor::Before(_) = cursor {
             let mut taken: Vec<PointsTransaction> = Vec::new();
-            let more = self.account_transactions_forwards(account, at.map_or(0, |i| i + 1), len, params, keep, |tx| {
-                taken.push(tx.clone())
-            });
+            let mut page = PageFill::new(params, keep, |tx: &PointsTransaction| taken.push(tx.clone()));
+            let more = walk_forward(&self.transactions, at.map_or(0, |i| i + 1), len, chunk, &mut page);
             taken.iter().rev().for_each(emit);
             return Ok(Some(more));
         }
-        let mut end = at.unwrap_or(len);
         let mut page = PageFill::new(params, keep, &mut emit);
-        while end > 0 {
-            let begin = end.saturating_sub(LIST_SCAN_CHUNK);
-            // An index only grows, so the range is there; `get` keeps a bug from panicking.
-            let chunk = self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec));
-            let Some(Some(chunk)) = chunk else { break };
-            end = begin;
-            for position in chunk.into_iter().rev() {
-                if self.transactions.with_at(position, |tx| page.offer(tx, tx.created)) == Some(true) {
-                    return Ok(Some(true));
-                }
-            }
-        }
-        Ok(Some(false))
-    }
-
-    /// The index entries `begin..stop` of `account`, oldest first, offered to
-    /// a page (`account_transactions` with `ending_before`). Returns `has_more`.
-    fn account_transactions_forwards(
-        &self,
-        account: &str,
-        mut begin: usize,
-        stop: usize,
-        params: &ListParams,
-        keep: impl Fn(&PointsTransaction) -> bool,
-        emit: impl FnMut(&PointsTransaction),
-    ) -> bool {
-        let mut page = PageFill::new(params, keep, emit);
-        while begin < stop {
-            let end = (begin + LIST_SCAN_CHUNK).min(stop);
-            let chunk = self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec));
-            let Some(Some(chunk)) = chunk else { break };
-            begin = end;
-            for position in chunk {
-                if self.transactions.with_at(position, |tx| page.offer(tx, tx.created)) == Some(true) {
-                    return true;
-                }
-            }
-        }
-        false
+        Ok(Some(walk_back(&self.transactions, at.unwrap_or(len), chunk, &mut page)))
     }
 }
 

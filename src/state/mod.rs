@@ -24,6 +24,7 @@ mod api_keys;
 mod check;
 mod gate;
 mod idempotency;
+mod index;
 mod lanes;
 mod list;
 mod order;
@@ -36,6 +37,7 @@ pub use api_keys::ApiKeyIndex;
 pub use check::{Figures, Refusal};
 pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
+pub use index::Index;
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, Cursor, ListParams};
 pub use snapshot::{SnapshotItem, TableSizes};
@@ -130,13 +132,21 @@ pub struct State {
     /// Every rule by currency (active or not): what completing a payment reads.
     rules_by_currency: RwLock<HashMap<Currency, Vec<EarningRule>>>,
     pub payments: Table<Payment>,
+    /// Payments by customer (`index.rs`): what `GET /v1/payments?customer=` walks.
+    pub payments_by_customer: Index,
     pub transactions: Table<PointsTransaction>,
     pub refunds: Table<Refund>,
+    /// Refunds by payment.
+    pub refunds_by_payment: Index,
     pub rewards: Table<Reward>,
     pub redemptions: Table<Redemption>,
+    /// Redemptions by account.
+    pub redemptions_by_account: Index,
     /// Open redemptions by deadline: what the expiry timer scans.
     expiries: parking_lot::Mutex<BTreeSet<(i64, Id)>>,
     pub events: Table<Event>,
+    /// Events by type.
+    pub events_by_type: Index,
     pub webhook_endpoints: Table<WebhookEndpoint>,
     pub deliveries: Table<Delivery>,
     /// Endpoints not deleted: what every commit reads to fan events out.
@@ -317,7 +327,9 @@ impl State {
             return;
         }
         let cutoff = time.saturating_sub(retention);
-        self.events.forget_oldest(|e| e.created < cutoff, RETENTION_FORGET_PER_RECORD);
+        if self.events.forget_oldest(|e| e.created < cutoff, RETENTION_FORGET_PER_RECORD) > 0 {
+            self.events_by_type.trim_before(self.events.first_live());
+        }
         self.deliveries
             .forget_oldest(|d| d.created < cutoff && d.status != DeliveryStatus::Pending, RETENTION_FORGET_PER_RECORD);
     }
@@ -348,7 +360,12 @@ impl State {
                 self.earning_rules.put(rule)?;
             }
             Change::PutPayment(p) => {
-                self.payments.put(p)?;
+                let new = !self.payments.contains(&p.id);
+                let customer = p.customer.clone();
+                let position = self.payments.put(p)?;
+                if let (true, Some(customer)) = (new, customer) {
+                    self.payments_by_customer.push(&customer, position);
+                }
             }
             Change::PutTransaction(tx) => self.apply_transaction(tx)?,
             Change::PutReward(r) => {
@@ -356,7 +373,12 @@ impl State {
             }
             Change::PutRedemption(r) => self.apply_redemption(r)?,
             Change::PutEvent(e) => {
-                self.events.put(e)?;
+                let new = !self.events.contains(&e.id);
+                let kind = e.kind;
+                let position = self.events.put(e)?;
+                if new {
+                    self.events_by_type.push(kind.as_str(), position);
+                }
             }
             Change::PutWebhookEndpoint(w) => {
                 {
@@ -387,7 +409,12 @@ impl State {
                 self.deliveries.put(d)?;
             }
             Change::PutRefund(r) => {
-                self.refunds.put(r)?;
+                let new = !self.refunds.contains(&r.id);
+                let payment = r.payment.clone();
+                let position = self.refunds.put(r)?;
+                if new {
+                    self.refunds_by_payment.push(&payment, position);
+                }
             }
             Change::PutApiKey(k) => {
                 // One thread applies, so the version read here is the one being replaced.
@@ -431,7 +458,11 @@ impl State {
         let id = r.account.clone();
         let key = (r.expires_at, r.id.clone());
         let open = r.status.is_open();
-        self.redemptions.put(r)?;
+        let new = !self.redemptions.contains(&r.id);
+        let position = self.redemptions.put(r)?;
+        if new {
+            self.redemptions_by_account.push(&id, position);
+        }
         // Only this thread applies to accounts and redemptions, so nothing moved them since the check.
         self.accounts.update(&id, |e| e.held = figures.held);
         let mut expiries = self.expiries.lock();

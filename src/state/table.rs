@@ -333,6 +333,11 @@ impl<T: Keyed> Table<T> {
         forgotten
     }
 
+    /// The first position not forgotten past retention (`forget_oldest`).
+    pub(super) fn first_live(&self) -> u32 {
+        self.first_live.load(Ordering::Relaxed) as u32
+    }
+
     /// Notes an in-place change (`replaced`). One thread writes a table, so
     /// a load and a store do (no locked read-modify-write on the apply path);
     /// the gate orders it for the scans that read it.

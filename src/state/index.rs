@@ -1,0 +1,258 @@
+//! Secondary indexes for filtered lists: a table's objects grouped by one
+//! field that never changes over an object's life (a payment's customer, a
+//! refund's payment, a redemption's account, an event's type), each group as
+//! positions in the table's insertion order, oldest first (4 bytes each).
+//!
+//! A filtered list walks its group instead of the whole table
+//! (`State::indexed_page`), so `GET /v1/payments?customer=` costs the
+//! customer's payments, not every payment. An account's points transactions
+//! are the same kind of list, kept in the account's own entry
+//! (`account_index.rs`); both page through `walk_back` and `walk_forward`.
+//!
+//! Positions only grow, so a group is sorted and a cursor is found by binary
+//! search; a cursor outside the group (any object of the table) pages from
+//! where it would sit, as an unfiltered scan would. Only the thread that
+//! applies to the table pushes, in insertion order. A group is walked a
+//! `LIST_SCAN_CHUNK` of positions at a time, copied out of its lock, so the
+//! apply thread never waits behind a long list; what lies before a page's
+//! end never changes (groups only grow, at their newest end; retention only
+//! trims their oldest end), and the end itself is fixed under the apply gate.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
+use parking_lot::RwLock;
+
+use super::list::{Cursor, ListParams, PageFill};
+use super::table::{Keyed, Table};
+use super::State;
+use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS};
+use crate::domain::Id;
+use crate::error::ApiError;
+
+pub struct Index {
+    shards: Box<[RwLock<HashMap<Id, Vec<u32>>>]>,
+    hasher: RandomState,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index { shards: (0..STATE_SHARDS).map(|_| RwLock::default()).collect(), hasher: RandomState::default() }
+    }
+}
+
+impl Index {
+    fn shard(&self, key: &str) -> &RwLock<HashMap<Id, Vec<u32>>> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()]
+    }
+
+    /// Adds the object at `position` (newer than every position already in
+    /// `key`'s group) to the group.
+    pub(super) fn push(&self, key: &str, position: u32) {
+        let mut shard = self.shard(key).write();
+        match shard.get_mut(key) {
+            Some(group) => group.push(position),
+            None => {
+                shard.insert(Id::from(key), vec![position]);
+            }
+        }
+    }
+
+    /// Drops from every group the positions before `first_live` (objects
+    /// forgotten past retention, oldest first).
+    pub(super) fn trim_before(&self, first_live: u32) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.write();
+            shard.retain(|_, group| {
+                let gone = group.partition_point(|p| *p < first_live);
+                if gone > 0 {
+                    group.drain(..gone);
+                }
+                !group.is_empty()
+            });
+        }
+    }
+
+    fn len(&self, key: &str) -> usize {
+        self.shard(key).read().get(key).map_or(0, Vec::len)
+    }
+
+    /// How many of `key`'s positions are before `position` (`at_or_after`:
+    /// also `position` itself).
+    fn count_before(&self, key: &str, position: u32, at_or_after: bool) -> usize {
+        let shard = self.shard(key).read();
+        let Some(group) = shard.get(key) else { return 0 };
+        group.partition_point(|p| *p < position || (at_or_after && *p == position))
+    }
+
+    fn chunk(&self, key: &str, begin: usize, end: usize) -> Option<Vec<u32>> {
+        self.shard(key).read().get(key).and_then(|g| g.get(begin..end)).map(<[u32]>::to_vec)
+    }
+}
+
+/// Offers `table`'s objects at the group entries `..end`, newest first, to
+/// `page`; `chunk(begin, end)` copies entries out. Returns `has_more`.
+pub(super) fn walk_back<T: Keyed, K: Fn(&T) -> bool, E: FnMut(&T)>(
+    table: &Table<T>,
+    mut end: usize,
+    chunk: impl Fn(usize, usize) -> Option<Vec<u32>>,
+    page: &mut PageFill<'_, K, E>,
+) -> bool {
+    while end > 0 {
+        let begin = end.saturating_sub(LIST_SCAN_CHUNK);
+        // A group only grows at its end, so the range is there; `None` keeps a bug from panicking.
+        let Some(positions) = chunk(begin, end) else { break };
+        end = begin;
+        for position in positions.into_iter().rev() {
+            if table.with_at(position, |t| page.offer(t, t.created())) == Some(true) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Offers `table`'s objects at the group entries `begin..stop`, oldest first,
+/// to `page` (an `ending_before` page, emitted newest first by its caller).
+/// Returns `has_more`.
+pub(super) fn walk_forward<T: Keyed, K: Fn(&T) -> bool, E: FnMut(&T)>(
+    table: &Table<T>,
+    mut begin: usize,
+    stop: usize,
+    chunk: impl Fn(usize, usize) -> Option<Vec<u32>>,
+    page: &mut PageFill<'_, K, E>,
+) -> bool {
+    while begin < stop {
+        let end = (begin + LIST_SCAN_CHUNK).min(stop);
+        let Some(positions) = chunk(begin, end) else { break };
+        begin = end;
+        for position in positions {
+            if table.with_at(position, |t| page.offer(t, t.created())) == Some(true) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+impl State {
+    /// One page of the objects of `table` in `key`'s group of `index`, newest
+    /// first, as the table was between two records: `emit` is called for each
+    /// that passes `params` and `keep`. Returns `has_more`.
+    pub fn indexed_page<T: Keyed + Clone>(
+        &self,
+        table: &Table<T>,
+        index: &Index,
+        key: &str,
+        params: &ListParams,
+        keep: impl Fn(&T) -> bool,
+        mut emit: impl FnMut(&T),
+    ) -> Result<bool, ApiError> {
+        let cursor = params.cursor();
+        let between_records = self.gate.read();
+        let len = index.len(key);
+        let at = match cursor {
+            Cursor::Newest => len,
+            Cursor::After(id) | Cursor::Before(id) => {
+                let Some(position) = table.position(id) else {
+                    return Err(ApiError::missing_reference(cursor.param(), id));
+                };
+                index.count_before(key, position, matches!(cursor, Cursor::Before(_)))
+            }
+        };
+        drop(between_records);
+        let chunk = |begin, end| index.chunk(key, begin, end);
+        if let Cursor::Before(_) = cursor {
+            let mut taken: Vec<T> = Vec::new();
+            let more =
+                walk_forward(table, at, len, chunk, &mut PageFill::new(params, keep, |t: &T| taken.push(t.clone())));
+            taken.iter().rev().for_each(emit);
+            return Ok(more);
+        }
+        Ok(walk_back(table, at, chunk, &mut PageFill::new(params, keep, &mut emit)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::state::list::CreatedRange;
+
+    #[derive(Debug, Clone)]
+    struct Item {
+        id: Id,
+        group: &'static str,
+        created: i64,
+    }
+
+    impl Keyed for Item {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn created(&self) -> i64 {
+            self.created
+        }
+    }
+
+    /// `n` items alternating between groups "a" and "b" (more than a scan chunk each).
+    fn filled(n: usize) -> (Table<Item>, Index) {
+        let (table, index) = (Table::<Item>::default(), Index::default());
+        for i in 0..n {
+            let group = if i % 2 == 0 { "a" } else { "b" };
+            let item = Item { id: Id::from(format!("itm_{i}")), group, created: i as i64 };
+            let position = table.put(Arc::new(item)).unwrap();
+            index.push(group, position);
+        }
+        (table, index)
+    }
+
+    fn page(state: &State, t: &Table<Item>, index: &Index, key: &str, params: &ListParams) -> (Vec<usize>, bool) {
+        let mut got = Vec::new();
+        let more = state
+            .indexed_page(t, index, key, params, |_| true, |i: &Item| got.push(i.id[4..].parse().unwrap()))
+            .unwrap();
+        (got, more)
+    }
+
+    #[test]
+    fn a_group_pages_both_ways_and_takes_any_cursor_of_the_table() {
+        let state = State::new();
+        let n = 2 * LIST_SCAN_CHUNK + 20;
+        let (table, index) = filled(n);
+        let last_a = n - 2;
+        let first = ListParams { limit: 3, ..Default::default() };
+        assert_eq!(page(&state, &table, &index, "a", &first), (vec![last_a, last_a - 2, last_a - 4], true));
+        // Past a chunk boundary to the end, from a cursor in the group and from one outside it.
+        let after = |id: &str| ListParams { limit: 100, starting_after: Some(Id::from(id)), ..Default::default() };
+        assert_eq!(page(&state, &table, &index, "a", &after("itm_6")), (vec![4, 2, 0], false));
+        assert_eq!(page(&state, &table, &index, "a", &after("itm_7")), (vec![6, 4, 2, 0], false));
+        // ending_before: the ones just newer, newest first; has_more says newer ones remain.
+        let before = ListParams { limit: 2, ending_before: Some(Id::from("itm_3")), ..Default::default() };
+        assert_eq!(page(&state, &table, &index, "a", &before), (vec![6, 4], true));
+        let before_last =
+            ListParams { limit: 5, ending_before: Some(Id::from(format!("itm_{}", last_a - 2))), ..Default::default() };
+        assert_eq!(page(&state, &table, &index, "a", &before_last), (vec![last_a], false));
+        // Filters and bounds still apply; unknown groups are empty; unknown cursors are an error.
+        let created = ListParams { created: CreatedRange { lte: Some(5), ..Default::default() }, ..Default::default() };
+        assert_eq!(page(&state, &table, &index, "b", &created), (vec![5, 3, 1], false));
+        assert_eq!(page(&state, &table, &index, "nobody", &ListParams::default()), (vec![], false));
+        assert!(state.indexed_page(&table, &index, "a", &after("itm_nope"), |_| true, |_| {}).is_err());
+    }
+
+    #[test]
+    fn retention_trims_the_oldest_positions() {
+        let state = State::new();
+        let (table, index) = filled(10);
+        assert_eq!(table.forget_oldest(|i| i.created < 5, 100), 5);
+        index.trim_before(table.first_live());
+        assert_eq!(index.len("a"), 2, "6 and 8 are left of group a");
+        assert_eq!(page(&state, &table, &index, "a", &ListParams::default()), (vec![8, 6], false));
+        assert_eq!(page(&state, &table, &index, "b", &ListParams::default()), (vec![9, 7, 5], false));
+        assert!(table.forget_oldest(|i| i.created < 100, 100) == 5);
+        index.trim_before(table.first_live());
+        assert_eq!((index.len("a"), index.len("b")), (0, 0));
+    }
+}
