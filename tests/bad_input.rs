@@ -255,10 +255,7 @@ impl World {
             F::Url if valid => {
                 quote(*pick(rng, &["http://127.0.0.1:9/hook", "http://127.0.0.1:9/h?x=1", "http://127.0.0.1:9"]))
             }
-            F::Url => quote(*pick(
-                rng,
-                &["https://127.0.0.1:9/", "ftp://127.0.0.1/", "http://", "127.0.0.1:9", "http:///x", ""],
-            )),
+            F::Url => quote(*pick(rng, &["https://", "ftp://127.0.0.1/", "http://", "127.0.0.1:9", "http:///x", ""])),
             F::Events if valid => {
                 let all = ["*", "payment.completed", "loyalty.points.earned", "loyalty.redemption.canceled"];
                 let n = rng.gen_range(1..4);

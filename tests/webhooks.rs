@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,7 +42,17 @@ impl Receiver {
     }
 
     fn on(listener: TcpListener) -> Receiver {
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        Receiver::serving(listener, None)
+    }
+
+    /// An `https://` receiver presenting `tls`'s certificate.
+    fn tls(tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::serving(TcpListener::bind("127.0.0.1:0").unwrap(), Some(tls))
+    }
+
+    fn serving(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hooks", listener.local_addr().unwrap());
         let r = Receiver {
             url,
             got: Arc::default(),
@@ -54,7 +64,14 @@ impl Receiver {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (got, answers, hang, hanging) = (got.clone(), answers.clone(), hang.clone(), hanging.clone());
-                std::thread::spawn(move || serve(stream, got, answers, hang, hanging));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, got, answers, hang, hanging),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+                        serve(rustls::StreamOwned::new(conn, stream), got, answers, hang, hanging)
+                    }
+                });
             }
         });
         r
@@ -78,14 +95,13 @@ impl Receiver {
 }
 
 fn serve(
-    stream: TcpStream,
+    stream: impl Read + Write,
     got: Arc<Mutex<Vec<Got>>>,
     answers: Arc<Mutex<Vec<u16>>>,
     hang: Arc<AtomicBool>,
     hanging: Arc<AtomicUsize>,
 ) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut stream = stream;
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -127,7 +143,7 @@ fn serve(
             }
         };
         let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
-        if stream.write_all(resp.as_bytes()).is_err() {
+        if reader.get_mut().write_all(resp.as_bytes()).and_then(|_| reader.get_mut().flush()).is_err() {
             return;
         }
     }
@@ -327,7 +343,7 @@ fn endpoints_hide_their_secret_and_can_be_deleted() {
     for bad in [
         json!({"url": "ftp://x"}),
         json!({"url": "not a url"}),
-        json!({"url": "https://example.com/hook"}),
+        json!({"url": "https:///hook"}),
         json!({"url": rx.url, "enabled_events": ["payment.exploded"]}),
         json!({"url": rx.url, "enabled_events": []}),
         json!({"url": rx.url, "secret": "whsec_mine"}),
@@ -346,4 +362,156 @@ fn endpoints_hide_their_secret_and_can_be_deleted() {
     std::thread::sleep(Duration::from_millis(600));
     assert!(rx.events().is_empty(), "a deleted endpoint gets nothing");
     assert_eq!(s.get_ok("/v1/webhook_endpoints")["data"], json!([]));
+}
+
+/// The deliveries of the server, once `pred` holds for them (or a panic after 30 s).
+fn deliveries_once(s: &Server, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = list_all(s, "/v1/webhook_deliveries");
+        if pred(&all) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; deliveries: {all:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A CA made here, and a server configuration with a certificate it signed
+/// for 127.0.0.1 and localhost.
+fn test_ca() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "loyalty-ledger test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf_cert.der().clone()], key)
+        .unwrap();
+    (ca_cert.pem(), Arc::new(config))
+}
+
+#[test]
+fn https_endpoints_are_delivered_with_the_certificate_verified() {
+    let (ca_pem, tls) = test_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let rx = Receiver::tls(tls.clone());
+    assert!(rx.url.starts_with("https://127.0.0.1:"), "{}", rx.url);
+
+    // Trusting the test CA: delivered, signed, verifiable.
+    let s = Server::start_with(&[("LEDGER_WEBHOOK_CA_FILE", ca_file.to_str().unwrap())]);
+    let (cust, _) = setup(&s);
+    let (_, secret) = endpoint(&s, &rx.url, Some(json!(["loyalty.points.earned"])));
+    s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    let got = rx.wait_for("a delivery over TLS", |g| !g.is_empty());
+    let header = got[0].headers.get(SIGNATURE_HEADER).unwrap();
+    assert_eq!(verify(got[0].body.as_bytes(), header, &secret, 300).unwrap()["data"]["points"], 42);
+    let d = deliveries_once(&s, "delivered", |d| d.len() == 1 && d[0]["status"] == "delivered");
+    assert_eq!(d[0]["last_http_status"], 200);
+    drop(s);
+
+    // Without the CA the certificate is unknown: nothing reaches the receiver,
+    // and the delivery records only that it failed.
+    let rx = Receiver::tls(tls);
+    let s = Server::start();
+    let (cust, _) = setup(&s);
+    endpoint(&s, &rx.url, Some(json!(["loyalty.points.earned"])));
+    s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    let d = deliveries_once(&s, "a failed attempt", |d| d.len() == 1 && d[0]["attempts"].as_i64() >= Some(1));
+    assert_eq!((d[0]["status"].as_str(), d[0]["last_error"].as_str()), (Some("pending"), Some("failed")));
+    assert_eq!(d[0]["last_http_status"], Value::Null);
+    assert!(rx.events().is_empty(), "no request went over an unverified connection");
+    assert!(s.log().contains("webhook attempt failed"), "the server log has the details");
+
+    // A CA file that is not one stops the server at start, saying why.
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let failed = Server::try_start_in(tmp.path(), &[("LEDGER_WEBHOOK_CA_FILE", ca_file.to_str().unwrap())])
+        .err()
+        .expect("a bad CA file is refused");
+    assert!(failed.log.contains("LEDGER_WEBHOOK_CA_FILE"), "{}", failed.log);
+}
+
+/// A server that refuses private addresses (the test helper opens them).
+const GUARDED: (&str, &str) = ("LEDGER_WEBHOOK_ALLOW_PRIVATE", "0");
+
+#[test]
+fn endpoints_at_private_addresses_are_refused() {
+    let s = Server::start_with(&[GUARDED]);
+    for url in [
+        "http://127.0.0.1:9/hooks",
+        "http://10.1.2.3/hooks",
+        "http://192.168.0.10/hooks",
+        "http://172.16.5.4/hooks",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/hooks",
+        "http://0.0.0.0/hooks",
+        "http://[::1]:9/hooks",
+        "http://[fd00::1]/hooks",
+        "http://[fe80::1]/hooks",
+        "http://[::ffff:127.0.0.1]/hooks",
+        "https://[::ffff:169.254.169.254]/hooks",
+        "http://localhost:9/hooks",
+        "https://localhost/hooks",
+    ] {
+        let r = s.post("/v1/webhook_endpoints", json!({ "url": url }));
+        assert_eq!(r.status, 400, "{url}: {:?}", r.body);
+        assert_eq!(r.body["error"]["type"], "invalid_request_error", "{url}");
+        assert_eq!(r.body["error"]["code"], "url_not_allowed", "{url}");
+        assert_eq!(r.body["error"]["param"], "url", "{url}");
+    }
+    assert_eq!(s.get_ok("/v1/webhook_endpoints")["data"], json!([]), "nothing was created");
+}
+
+#[test]
+fn a_host_that_now_resolves_to_a_blocked_address_is_not_delivered_to() {
+    let rx = Receiver::start();
+    let port = rx.url.trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().to_string();
+    // At creation the name resolves to a public address ...
+    let mut s = Server::start_with(&[GUARDED, ("LEDGER_TEST_HOSTS", "hooks.example=203.0.113.7")]);
+    let (cust, _) = setup(&s);
+    endpoint(&s, &format!("http://hooks.example:{port}/hooks"), Some(json!(["loyalty.points.earned"])));
+    // ... and then to the loopback address the receiver listens on.
+    s.restart_with(&[GUARDED, ("LEDGER_TEST_HOSTS", "hooks.example=198.51.100.1,hooks.example=127.0.0.1")]);
+    s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    let d = deliveries_once(&s, "a blocked attempt", |d| d.len() == 1 && d[0]["attempts"].as_i64() >= Some(1));
+    assert_eq!((d[0]["status"].as_str(), d[0]["last_error"].as_str()), (Some("pending"), Some("blocked")));
+    assert_eq!(d[0]["last_http_status"], Value::Null);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rx.events().is_empty(), "nothing reached the blocked address");
+}
+
+#[test]
+fn a_delivery_records_failed_or_the_receivers_status_and_nothing_more() {
+    // Nothing listens on this port: connection refused, recorded as "failed".
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    let s = Server::start();
+    let (cust, _) = setup(&s);
+    let rx = Receiver::start();
+    *rx.answers.lock().unwrap() = vec![418; 100];
+    let (dead, _) = endpoint(&s, &format!("http://{closed}/hooks"), Some(json!(["loyalty.points.earned"])));
+    let (teapot, _) = endpoint(&s, &rx.url, Some(json!(["loyalty.points.earned"])));
+    s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    let all = deliveries_once(&s, "two failed attempts", |d| {
+        d.len() == 2 && d.iter().all(|d| d["attempts"].as_i64() >= Some(1))
+    });
+    let of = |e: &str| all.iter().find(|d| d["endpoint"] == e).unwrap().clone();
+    assert_eq!((of(&dead)["last_error"].as_str(), of(&dead)["last_http_status"].as_i64()), (Some("failed"), None));
+    assert_eq!(
+        (of(&teapot)["last_error"].as_str(), of(&teapot)["last_http_status"].as_i64()),
+        (Some("endpoint answered 418"), Some(418))
+    );
 }

@@ -15,6 +15,7 @@ use crate::domain::IdKind;
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
+use crate::webhooks::net::{host_and_port, Refused};
 
 /// Object-lock key serializing endpoint creation (the count bound).
 const ENDPOINTS_LOCK: &str = "webhook_endpoints";
@@ -28,21 +29,36 @@ struct CreateEndpoint {
     enabled_events: Option<Vec<String>>,
 }
 
-fn url(value: String) -> Result<String, ApiError> {
+/// An absolute `http://` or `https://` URL whose host the SSRF policy
+/// allows (`webhooks::net`): every address it resolves to is public, unless
+/// the server runs with `LEDGER_WEBHOOK_ALLOW_PRIVATE=1`.
+async fn url(ledger: &Ledger, value: String) -> Result<String, ApiError> {
     if value.len() > WEBHOOK_URL_BYTES_MAX {
         return Err(ApiError::parameter_invalid("url", format!("url must be at most {WEBHOOK_URL_BYTES_MAX} bytes.")));
     }
-    if value.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
-        return Err(ApiError::parameter_invalid(
-            "url",
-            "This build delivers over plain http only; put a TLS-terminating proxy in front of an https receiver.",
-        )
-        .with_code("url_scheme_unsupported"));
-    }
     let parsed: Result<awc::http::Uri, _> = value.parse();
-    match parsed {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some_and(|h| !h.is_empty()) => Ok(value),
-        _ => Err(ApiError::parameter_invalid("url", "url must be an absolute http:// URL.")),
+    let uri = match parsed {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && host_and_port(&uri).is_some() => uri,
+        _ => return Err(ApiError::parameter_invalid("url", "url must be an absolute http:// or https:// URL.")),
+    };
+    let policy = &ledger.webhook_net;
+    if policy.allow_private {
+        return Ok(value);
+    }
+    let (host, port) = host_and_port(&uri).expect("checked above");
+    match policy.check(host, port).await {
+        Ok(_) => Ok(value),
+        Err(Refused::Blocked) => Err(ApiError::parameter_invalid(
+            "url",
+            "url must reach a public address: its host is, or resolves to, a loopback, private, link-local, \
+             unique-local, shared (CGNAT), multicast, broadcast or unspecified address.",
+        )
+        .with_code("url_not_allowed")),
+        Err(Refused::Unresolved) => Err(ApiError::parameter_invalid(
+            "url",
+            "url's host does not resolve, so it cannot be checked to be a public address.",
+        )
+        .with_code("url_not_allowed")),
     }
 }
 
@@ -75,7 +91,7 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
         let p: CreateEndpoint = body.json()?;
         let endpoint = WebhookEndpoint {
             id: IdKind::WebhookEndpoint.generate(),
-            url: url(p.url)?,
+            url: url(ledger, p.url).await?,
             enabled_events: enabled_events(p.enabled_events)?,
             secret: random_secret("whsec_", WEBHOOK_SECRET_CHARS),
             deleted: false,
