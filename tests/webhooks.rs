@@ -515,3 +515,171 @@ fn a_delivery_records_failed_or_the_receivers_status_and_nothing_more() {
         (Some("endpoint answered 418"), Some(418))
     );
 }
+
+/// The `v1=` values of a signature header.
+fn signatures(header: &str) -> usize {
+    header.split(',').filter(|p| p.starts_with("v1=")).count()
+}
+
+/// The header's `t`.
+fn signed_at(header: &str) -> i64 {
+    header.split(',').next().unwrap().trim_start_matches("t=").parse().unwrap()
+}
+
+#[test]
+fn a_rolled_secret_signs_beside_the_new_one_until_it_expires() {
+    let s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0")]);
+    let (cust, _) = setup(&s);
+    let rx = Receiver::start();
+    let (id, old) = endpoint(&s, &rx.url, Some(json!(["loyalty.points.earned"])));
+    let pay = || s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "customer": cust, "confirm": true}));
+    let roll = |body: Value| s.post(&format!("/v1/webhook_endpoints/{id}/roll_secret"), body);
+
+    // Default: the old secret signs beside the new one for 24 hours.
+    let rolled = roll(json!({}));
+    assert_eq!(rolled.status, 200, "{:?}", rolled.body);
+    let new = rolled.body["secret"].as_str().unwrap().to_string();
+    assert!(new.starts_with("whsec_") && new != old);
+    assert_eq!((rolled.body["id"].as_str(), rolled.body["status"].as_str()), (Some(id.as_str()), Some("enabled")));
+    assert!(s.get_ok(&format!("/v1/webhook_endpoints/{id}")).get("secret").is_none(), "shown on roll only");
+    pay();
+    let got = rx.wait_for("a delivery during the overlap", |g| g.len() == 1);
+    let header = got[0].headers.get(SIGNATURE_HEADER).unwrap().clone();
+    assert_eq!(signatures(&header), 2, "{header}");
+    let t = signed_at(&header);
+    for secret in [&new, &old] {
+        verify_at(got[0].body.as_bytes(), &header, secret, 300, t).expect("either secret verifies");
+    }
+    // A day later only the new one signs.
+    s.ok("/v1/test/clock", json!({"advance_seconds": 86_400}));
+    pay();
+    let got = rx.wait_for("a delivery after the overlap", |g| g.len() == 2);
+    let header = got[1].headers.get(SIGNATURE_HEADER).unwrap().clone();
+    assert_eq!(signatures(&header), 1, "{header}");
+    let t = signed_at(&header);
+    verify_at(got[1].body.as_bytes(), &header, &new, 300, t).unwrap();
+    assert_eq!(verify_at(got[1].body.as_bytes(), &header, &old, 300, t), Err(VerifyError::SignatureMismatch));
+
+    // Bad input is a 400 and changes nothing; an unknown endpoint is a 404.
+    for bad in [
+        json!({"expire_in_seconds": -1}),
+        json!({"expire_in_seconds": 604_801}),
+        json!({"expire_in_seconds": "60"}),
+        json!({"secret": "whsec_mine"}),
+    ] {
+        let r = roll(bad.clone());
+        assert_eq!((r.status, r.body["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{bad}");
+    }
+    assert_eq!(s.post("/v1/webhook_endpoints/we_nope/roll_secret", json!({})).status, 404);
+    // expire_in_seconds 0: the old secret stops at once. Then restart: it is all durable.
+    let newest = roll(json!({"expire_in_seconds": 0})).body["secret"].as_str().unwrap().to_string();
+    let mut s = s;
+    s.restart_with(&[("LEDGER_TEST_CLOCK", "86400")]);
+    s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "customer": cust, "confirm": true}));
+    let got = rx.wait_for("a delivery after the last roll", |g| g.len() == 3);
+    let header = got[2].headers.get(SIGNATURE_HEADER).unwrap().clone();
+    assert_eq!(signatures(&header), 1, "{header}");
+    verify_at(got[2].body.as_bytes(), &header, &newest, 300, signed_at(&header)).expect("the newest secret signs");
+}
+
+#[test]
+fn three_days_of_failures_disable_an_endpoint_which_keeps_its_queue_until_enabled() {
+    let day = 86_400;
+    let mut s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0")]);
+    let (cust, _) = setup(&s);
+    let rx = Receiver::start();
+    *rx.answers.lock().unwrap() = vec![500; 1000];
+    let watcher = Receiver::start();
+    let (id, _) = endpoint(&s, &rx.url, Some(json!(["loyalty.points.earned"])));
+    endpoint(&s, &watcher.url, Some(json!(["webhook_endpoint.disabled"])));
+    let pay = |s: &Server| {
+        s.ok("/v1/payments", json!({"amount": 1000, "currency": "eur", "customer": cust, "confirm": true}))
+    };
+    let mine = |s: &Server| -> Vec<Value> {
+        list_all(s, &format!("/v1/webhook_deliveries?endpoint={id}")).into_iter().rev().collect()
+    };
+    let wait_mine = |s: &Server, what: &str, pred: &dyn Fn(&[Value]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let d = mine(s);
+            if pred(&d) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {d:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Day 0: the first delivery fails; day 2: it fails again, and a second one fails.
+    pay(&s);
+    wait_mine(&s, "a failure", &|d| d.len() == 1 && d[0]["attempts"] == 1);
+    s.ok("/v1/test/clock", json!({"advance_seconds": 2 * day}));
+    pay(&s);
+    wait_mine(&s, "day 2's failures", &|d| d.len() == 2 && d[0]["attempts"] == 2 && d[1]["attempts"] == 1);
+    assert_eq!(s.get_ok(&format!("/v1/webhook_endpoints/{id}"))["status"], "enabled");
+    // Just past day 3: the first gives up, and the endpoint is disabled.
+    s.ok("/v1/test/clock", json!({"advance_seconds": day + 1}));
+    let d = wait_mine(&s, "the first to give up", &|d| d[0]["status"] == "failed" && d[1]["attempts"] == 2);
+    let (first, second) = (d[0]["id"].as_str().unwrap().to_string(), d[1]["id"].as_str().unwrap().to_string());
+    assert_eq!(d[1]["status"], "pending", "the second is still queued");
+    let ep = s.get_ok(&format!("/v1/webhook_endpoints/{id}"));
+    assert_eq!(ep["status"], "disabled");
+    let events = s.get_ok("/v1/events?type=webhook_endpoint.disabled")["data"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0]["data"]["id"].as_str(), events[0]["data"]["status"].as_str()),
+        (Some(id.as_str()), Some("disabled"))
+    );
+    assert!(events[0]["data"].get("secret").is_none(), "an event never shows the secret");
+    let told = watcher.wait_for("webhook_endpoint.disabled", |g| !g.is_empty());
+    assert_eq!(told[0].json()["data"]["id"], id.as_str());
+
+    // Disabled: no new deliveries, the queued one waits untouched, a retry is a 409.
+    pay(&s);
+    s.ok("/v1/test/clock", json!({"advance_seconds": 3600}));
+    std::thread::sleep(Duration::from_millis(600));
+    let d = mine(&s);
+    assert_eq!(d.len(), 2, "no delivery is queued for a disabled endpoint");
+    assert_eq!((d[1]["status"].as_str(), d[1]["attempts"].as_i64()), (Some("pending"), Some(2)));
+    let r = s.post(&format!("/v1/webhook_deliveries/{first}/retry"), json!({}));
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("webhook_endpoint_disabled")));
+
+    // Durable: a restart keeps all of it.
+    s.restart_with(&[("LEDGER_TEST_CLOCK", &(3 * day + 3602).to_string())]);
+    assert_eq!(s.get_ok(&format!("/v1/webhook_endpoints/{id}"))["status"], "disabled");
+    assert_eq!(s.get_ok(&format!("/v1/webhook_deliveries/{second}"))["status"], "pending");
+
+    // Bad updates change nothing.
+    for bad in [json!({"status": "paused"}), json!({"status": true}), json!({"url": "http://x/"})] {
+        let r = s.post(&format!("/v1/webhook_endpoints/{id}"), bad.clone());
+        assert_eq!((r.status, r.body["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{bad}");
+    }
+    assert_eq!(s.post("/v1/webhook_endpoints/we_nope", json!({"status": "enabled"})).status, 404);
+    assert_eq!(s.post("/v1/webhook_deliveries/whd_nope/retry", json!({})).status, 404);
+    assert_eq!(s.get("/v1/webhook_deliveries/whd_nope").status, 404);
+    assert_eq!(s.get_ok(&format!("/v1/webhook_endpoints/{id}"))["status"], "disabled");
+
+    // Enabled again, with the receiver fixed: the queued delivery goes out at once.
+    rx.answers.lock().unwrap().clear();
+    let on = s.ok(&format!("/v1/webhook_endpoints/{id}"), json!({"status": "enabled"}));
+    assert_eq!(on["status"], "enabled");
+    rx.wait_for("the queued delivery", |g| g.iter().filter(|g| g.json()["id"] == d[1]["event"]).count() >= 1);
+    let d = wait_mine(&s, "the queued delivery delivered", &|d| d[1]["status"] == "delivered");
+    assert_eq!((d[0]["status"].as_str(), d[1]["attempts"].as_i64()), (Some("failed"), Some(3)));
+
+    // A retry delivers the failed one now.
+    let retried = s.ok(&format!("/v1/webhook_deliveries/{first}/retry"), json!({}));
+    assert_eq!((retried["id"].as_str(), retried["status"].as_str()), (Some(first.as_str()), Some("pending")));
+    let one = |s: &Server| s.get_ok(&format!("/v1/webhook_deliveries/{first}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while one(&s)["status"] != "delivered" {
+        assert!(Instant::now() < deadline, "the retry was not delivered: {}", one(&s));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(one(&s)["last_http_status"], 200);
+    // And a delivered one may be sent again too.
+    let again = s.ok(&format!("/v1/webhook_deliveries/{second}/retry"), json!({}));
+    assert_eq!(again["status"], "pending");
+    let count = |g: &[Got]| g.iter().filter(|g| g.json()["id"] == d[1]["event"]).count();
+    rx.wait_for("the delivered one again", |g| count(g) >= 2);
+}

@@ -330,6 +330,11 @@ impl State {
             Change::PutEvent(e) => {
                 self.events.put(e)?;
             }
+            Change::PutWebhookEndpointV1(old) => {
+                // From a snapshot written before endpoints had a status (WAL
+                // records are upgraded when decoded): applied as it reads today.
+                return self.apply_change(Change::PutWebhookEndpointV1(old).upgrade());
+            }
             Change::PutWebhookEndpoint(w) => {
                 {
                     let mut live = self.live_endpoints.write();

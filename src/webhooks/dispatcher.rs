@@ -26,8 +26,8 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::net::{host_and_port, Refused};
-use super::signature::{sign, SIGNATURE_HEADER};
-use crate::domain::webhooks::{Delivery, DeliveryStatus};
+use super::signature::{sign_all, SIGNATURE_HEADER};
+use crate::domain::webhooks::{Delivery, DeliveryStatus, EndpointStatus};
 use crate::domain::Id;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
@@ -60,8 +60,18 @@ impl WebhookDispatcher {
         if self.in_flight.borrow().len() >= WEBHOOK_IN_FLIGHT_MAX {
             return;
         }
-        // The earliest few of each endpoint (in-flight ones among them are skipped below).
-        let due = self.ledger.state.due_deliveries(now, |_| WEBHOOK_IN_FLIGHT_PER_ENDPOINT);
+        // The earliest few of each endpoint (in-flight ones among them are
+        // skipped below); none of a disabled one, whose deliveries wait for it.
+        let state = &self.ledger.state;
+        let room = |endpoint: &Id| {
+            let open = state.webhook_endpoints.with(endpoint, |e| e.deleted || e.status == EndpointStatus::Enabled);
+            if open.unwrap_or(true) {
+                WEBHOOK_IN_FLIGHT_PER_ENDPOINT
+            } else {
+                0
+            }
+        };
+        let due = state.due_deliveries(now, room);
         for id in due {
             if self.in_flight.borrow().len() >= WEBHOOK_IN_FLIGHT_MAX || self.in_flight.borrow().contains(&id) {
                 continue;
@@ -87,25 +97,32 @@ impl WebhookDispatcher {
     }
 }
 
-/// One attempt at one delivery, and its durable outcome.
+/// One attempt at one delivery, and its durable outcome: the delivery, and
+/// the endpoint too when the attempt starts or ends its run of failures or
+/// disables it (`WebhookEndpoint::after_attempt`).
 async fn attempt(ledger: &Ledger, client: &awc::Client, mut delivery: Delivery) {
     let state = &ledger.state;
     let endpoint = state.webhook_endpoints.with(&delivery.endpoint, Clone::clone);
     let event = state.events.with(&delivery.event, Clone::clone);
     match (endpoint, event) {
         (Some(endpoint), Some(event)) if !endpoint.deleted => {
+            if endpoint.status == EndpointStatus::Disabled {
+                return; // disabled since the scan: the delivery waits for it, unchanged
+            }
             let body = match serde_json::to_vec(&event.view()) {
                 Ok(b) => b,
                 Err(e) => return tracing::error!(error = %e, "rendering an event failed"),
             };
-            let header = sign(&endpoint.secret, ledger.now(), &body);
+            let t = ledger.now();
+            let header = sign_all(&endpoint.signing_secrets(t), t, &body);
             let result = send(ledger, client, &endpoint.url, header, body).await;
             let now = ledger.now();
+            let enabled_at = endpoint.enabled_at;
             match result {
                 Err(refused) => {
                     ledger.metrics.webhook_failures.inc();
                     tracing::info!(delivery = %delivery.id, endpoint = %endpoint.id, error = %refused.detail, "webhook attempt failed");
-                    delivery.failed_attempt(now, None, refused.recorded.into());
+                    delivery.failed_attempt(now, enabled_at, None, refused.recorded.into());
                 }
                 Ok(status) if status.is_success() => {
                     delivery.status = DeliveryStatus::Delivered;
@@ -117,8 +134,25 @@ async fn attempt(ledger: &Ledger, client: &awc::Client, mut delivery: Delivery) 
                 Ok(status) => {
                     let status = status.as_u16();
                     ledger.metrics.webhook_failures.inc();
-                    delivery.failed_attempt(now, Some(status), format!("endpoint answered {status}"));
+                    delivery.failed_attempt(now, enabled_at, Some(status), format!("endpoint answered {status}"));
                 }
+            }
+            let delivered = delivery.status == DeliveryStatus::Delivered;
+            let gave_up = delivery.status == DeliveryStatus::Failed;
+            if endpoint.after_attempt(now, delivered, gave_up).is_some() {
+                // The endpoint changes too: decided again under its lock, from
+                // its current version, so no request's change is overwritten
+                // and `webhook_endpoint.disabled` is emitted once.
+                let _held = ledger.locks.lock(&[endpoint.id.as_str()]).await;
+                let mut changes = vec![Change::PutDelivery(delivery.into())];
+                let current = state.webhook_endpoints.with(&endpoint.id, Clone::clone).filter(|e| !e.deleted);
+                if let Some(next) = current.and_then(|e| e.after_attempt(now, delivered, gave_up)) {
+                    if next.status == EndpointStatus::Disabled {
+                        tracing::warn!(endpoint = %next.id, "webhook endpoint disabled: its attempts have failed for 3 days");
+                    }
+                    changes.push(Change::PutWebhookEndpoint(next.into()));
+                }
+                return record(ledger, changes).await;
             }
         }
         _ => {
@@ -126,9 +160,13 @@ async fn attempt(ledger: &Ledger, client: &awc::Client, mut delivery: Delivery) 
             delivery.last_error = Some("the endpoint was deleted".into());
         }
     }
+    record(ledger, vec![Change::PutDelivery(delivery.into())]).await
+}
+
+/// Commits an attempt's outcome.
+async fn record(ledger: &Ledger, changes: Vec<Change>) {
     let outcome = Reply { status: 200, body: Vec::new() };
-    if let Err(e) = ledger.commit_reply(&Mutation::default(), vec![Change::PutDelivery(delivery.into())], outcome).await
-    {
+    if let Err(e) = ledger.commit_reply(&Mutation::default(), changes, outcome).await {
         tracing::warn!(error = %e, "recording a webhook delivery outcome failed; it will be attempted again");
     }
 }

@@ -16,4 +16,4 @@ pub mod signature;
 
 pub use dispatcher::WebhookDispatcher;
 pub use net::NetPolicy;
-pub use signature::{sign, verify, verify_at, VerifyError, SIGNATURE_HEADER};
+pub use signature::{sign, sign_all, verify, verify_at, VerifyError, SIGNATURE_HEADER};
