@@ -683,3 +683,18 @@ fn three_days_of_failures_disable_an_endpoint_which_keeps_its_queue_until_enable
     let count = |g: &[Got]| g.iter().filter(|g| g.json()["id"] == d[1]["event"]).count();
     rx.wait_for("the delivered one again", |g| count(g) >= 2);
 }
+
+#[test]
+fn an_attempt_connects_to_the_address_it_checked_not_to_a_second_resolution() {
+    // `hooks.example` resolves only through the server's own resolver (the
+    // test map): a delivery arrives only if the request goes to the address
+    // that resolver answered and the check passed, never to a second lookup.
+    let rx = Receiver::start();
+    let port = rx.url.trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().to_string();
+    let s = Server::start_with(&[("LEDGER_TEST_HOSTS", "hooks.example=127.0.0.1")]);
+    let (cust, _) = setup(&s);
+    endpoint(&s, &format!("http://hooks.example:{port}/hooks"), Some(json!(["loyalty.points.earned"])));
+    s.ok("/v1/payments", json!({"amount": 4200, "currency": "eur", "customer": cust, "confirm": true}));
+    let got = rx.wait_for("a delivery by name", |g| !g.is_empty());
+    assert_eq!(got[0].headers.get("host").map(String::as_str), Some(format!("hooks.example:{port}").as_str()));
+}
