@@ -51,8 +51,8 @@ pub struct WebhookEndpoint {
 }
 
 /// A webhook endpoint as written before endpoints had a status and rolled
-/// secrets (`Change::PutWebhookEndpointV1`, WAL records and snapshots of
-/// format 1 and 2). Read, never written.
+/// secrets (`Change::PutWebhookEndpointV1`, in WAL records and snapshots
+/// written before them). Read, never written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookEndpointV1 {
     pub id: Id,
