@@ -344,6 +344,7 @@ fn endpoints_hide_their_secret_and_can_be_deleted() {
         json!({"url": "ftp://x"}),
         json!({"url": "not a url"}),
         json!({"url": "https:///hook"}),
+        json!({"url": "https://[2606:4700::1111]/hook"}),
         json!({"url": rx.url, "enabled_events": ["payment.exploded"]}),
         json!({"url": rx.url, "enabled_events": []}),
         json!({"url": rx.url, "secret": "whsec_mine"}),

@@ -22,7 +22,7 @@ use crate::domain::IdKind;
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
-use crate::webhooks::net::{host_and_port, Refused};
+use crate::webhooks::net::{host_and_port, NetPolicy, Refused};
 
 /// Object-lock key serializing endpoint creation (the count bound).
 const ENDPOINTS_LOCK: &str = "webhook_endpoints";
@@ -64,13 +64,27 @@ async fn url(ledger: &Ledger, value: String) -> Result<String, ApiError> {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && host_and_port(&uri).is_some() => uri,
         _ => return Err(ApiError::parameter_invalid("url", "url must be an absolute http:// or https:// URL.")),
     };
-    let policy = &ledger.webhook_net;
-    if policy.allow_private {
-        return Ok(value);
-    }
     let (host, port) = host_and_port(&uri).expect("checked above");
+    let policy = &ledger.webhook_net;
+    if !policy.allow_private {
+        allowed(policy, host, port).await?;
+    }
+    if uri.scheme_str() == Some("https") && host.starts_with('[') {
+        // The TLS connector takes the bracketed host for the certificate's
+        // name and fails every time: refuse it now rather than fail each attempt.
+        return Err(ApiError::parameter_invalid(
+            "url",
+            "https:// URLs with an IPv6 address for a host are not supported; use a host name.",
+        ));
+    }
+    Ok(value)
+}
+
+/// The SSRF check of a new endpoint's host: 400 `url_not_allowed` unless
+/// every address it resolves to is public.
+async fn allowed(policy: &NetPolicy, host: &str, port: u16) -> Result<(), ApiError> {
     match policy.check(host, port).await {
-        Ok(_) => Ok(value),
+        Ok(_) => Ok(()),
         Err(Refused::Blocked) => Err(ApiError::parameter_invalid(
             "url",
             "url must reach a public address: its host is, or resolves to, a loopback, private, link-local, \
