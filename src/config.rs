@@ -87,6 +87,18 @@ pub const API_KEY_ROLL_EXPIRE_SECONDS_MAX: i64 = 7 * 24 * 3600;
 /// ... and how far ahead a key's `expires_at` may be (10 years).
 pub const API_KEY_LIFETIME_SECONDS_MAX: i64 = 10 * 365 * 24 * 3600;
 
+/// Webhooks (`webhooks::net`): resolving an endpoint's host (at creation and
+/// before every attempt) gives up after this long ...
+pub const WEBHOOK_RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// ... `LEDGER_WEBHOOK_CA_FILE` is at most this many bytes of PEM ...
+pub const WEBHOOK_CA_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// ... a rolled secret keeps signing for `expire_in_seconds` of at most 7 days ...
+pub const WEBHOOK_ROLL_EXPIRE_SECONDS_MAX: i64 = 7 * 24 * 3600;
+/// ... 24 hours when the roll does not say ...
+pub const WEBHOOK_ROLL_EXPIRE_SECONDS_DEFAULT: i64 = 24 * 3600;
+/// ... and an endpoint whose attempts have all failed for this long (since
+/// its first failure after its last success or re-enabling) is disabled.
+pub const WEBHOOK_DISABLE_AFTER_FAILING_SECONDS: i64 = 3 * 24 * 3600;
 /// Money: amounts are in `1..=AMOUNT_MAX` minor units.
 pub const AMOUNT_MAX: i64 = 99_999_999_999;
 
@@ -244,6 +256,10 @@ pub struct Config {
     /// Tests only: put the fault-injecting file system under the WAL and expose
     /// `POST /v1/test/faults` (`LEDGER_FAULTS=1`).
     pub test_faults: bool,
+    /// Where webhooks may go (`LEDGER_WEBHOOK_ALLOW_PRIVATE`, `LEDGER_TEST_HOSTS`).
+    pub webhook_net: crate::webhooks::NetPolicy,
+    /// Extra CA certificates (PEM) webhook TLS trusts (`LEDGER_WEBHOOK_CA_FILE`).
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// `LEDGER_EVENT_RETENTION_DAYS` in seconds, checked; the default when unset.

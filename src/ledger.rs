@@ -70,6 +70,8 @@ pub struct Ledger {
     pub wal_segment_bytes: u64,
     /// WAL written since the last snapshot that makes the server take one (0: never).
     pub snapshot_wal_bytes: u64,
+    /// Where webhooks may go (`Config::webhook_net`); blocks private addresses by default.
+    pub webhook_net: crate::webhooks::NetPolicy,
     /// What `/metrics` shows; the WAL writer updates `metrics.wal`.
     pub metrics: Metrics,
     /// Held while a snapshot is taken: one at a time.
@@ -94,6 +96,7 @@ impl Ledger {
             secret_key,
             wal_segment_bytes: WAL_SEGMENT_BYTES_MAX,
             snapshot_wal_bytes: 0,
+            webhook_net: crate::webhooks::NetPolicy::default(),
             metrics: Metrics::new(),
             snapshot_lock: tokio::sync::Mutex::new(()),
             wal: OnceLock::new(),

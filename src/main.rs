@@ -130,6 +130,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Ok("" | "0") | Err(_) => false,
             Ok(_) => anyhow::bail!("LEDGER_FAULTS must be 1 (or 0, or unset)"),
         },
+        webhook_net: loyalty_ledger::webhooks::NetPolicy::from_env().map_err(anyhow::Error::msg)?,
+        webhook_ca_file: std::env::var_os("LEDGER_WEBHOOK_CA_FILE").filter(|v| !v.is_empty()).map(Into::into),
     };
     actix_web::rt::System::new().block_on(http::run(config))
 }

@@ -51,6 +51,10 @@ enum F {
     Url,
     /// `enabled_events`.
     Events,
+    /// A webhook endpoint's `status`.
+    EndpointStatus,
+    /// A secret roll's `expire_in_seconds`.
+    RollExpire,
 }
 
 /// `(path, fields)` of every POST route; `{cust_}` etc. in a path is an id of that kind.
@@ -88,6 +92,9 @@ const POSTS: &[(&str, &[(&str, F)])] = &[
     ("/v1/loyalty/redemptions", &[("account", F::Id("loy_")), ("reward", F::Id("rwd_"))]),
     ("/v1/loyalty/redemptions/{rdm_}/cancel", &[]),
     ("/v1/webhook_endpoints", &[("url", F::Url), ("enabled_events", F::Events)]),
+    ("/v1/webhook_endpoints/{we_}", &[("status", F::EndpointStatus)]),
+    ("/v1/webhook_endpoints/{we_}/roll_secret", &[("expire_in_seconds", F::RollExpire)]),
+    ("/v1/webhook_deliveries/{whd_}/retry", &[]),
     ("/v1/admin/snapshot", &[]),
 ];
 
@@ -121,6 +128,7 @@ const GETS: &[(&str, &str)] = &[
     ("/v1/loyalty/earning_rules/", "erl_"),
     ("/v1/events/", "evt_"),
     ("/v1/webhook_endpoints/", "we_"),
+    ("/v1/webhook_deliveries/", "whd_"),
 ];
 
 /// A server with objects of every kind, and the ids known so far.
@@ -132,7 +140,7 @@ struct World {
     all: Vec<String>,
 }
 
-const PREFIXES: &[&str] = &["cust_", "loy_", "pay_", "re_", "ptx_", "rdm_", "rwd_", "erl_", "evt_", "we_"];
+const PREFIXES: &[&str] = &["cust_", "loy_", "pay_", "re_", "ptx_", "rdm_", "rwd_", "erl_", "evt_", "we_", "whd_"];
 
 impl World {
     fn new() -> World {
@@ -257,10 +265,7 @@ impl World {
             F::Url if valid => {
                 quote(*pick(rng, &["http://127.0.0.1:9/hook", "http://127.0.0.1:9/h?x=1", "http://127.0.0.1:9"]))
             }
-            F::Url => quote(*pick(
-                rng,
-                &["https://127.0.0.1:9/", "ftp://127.0.0.1/", "http://", "127.0.0.1:9", "http:///x", ""],
-            )),
+            F::Url => quote(*pick(rng, &["https://", "ftp://127.0.0.1/", "http://", "127.0.0.1:9", "http:///x", ""])),
             F::Events if valid => {
                 let all = ["*", "payment.completed", "loyalty.points.earned", "loyalty.redemption.canceled"];
                 let n = rng.gen_range(1..4);
@@ -268,6 +273,10 @@ impl World {
                 format!("[{}]", names.join(","))
             }
             F::Events => pick(rng, &["[]", "[\"nope\"]", "[\"*\",1]", "\"*\""]).to_string(),
+            F::EndpointStatus if valid => quote(*pick(rng, &["enabled", "disabled"])),
+            F::EndpointStatus => quote(*pick(rng, &["paused", "ENABLED", ""])),
+            F::RollExpire if valid => pick(rng, &["0", "60", "86400", "604800"]).to_string(),
+            F::RollExpire => pick(rng, &["-1", "604801", "99999999999999"]).to_string(),
         }
     }
 

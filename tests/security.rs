@@ -57,7 +57,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/webhook_endpoints"),
     ("GET", "/v1/webhook_endpoints/we_x"),
     ("DELETE", "/v1/webhook_endpoints/we_x"),
+    ("POST", "/v1/webhook_endpoints/we_x"),
+    ("POST", "/v1/webhook_endpoints/we_x/roll_secret"),
     ("GET", "/v1/webhook_deliveries"),
+    ("GET", "/v1/webhook_deliveries/whd_x"),
+    ("POST", "/v1/webhook_deliveries/whd_x/retry"),
     ("POST", "/v1/api_keys"),
     ("GET", "/v1/api_keys"),
     ("GET", "/v1/api_keys/key_x"),
@@ -126,6 +130,14 @@ fn traffic(s: &Server, key: &str) -> Vec<String> {
     );
     assert_eq!(hook.status, 200, "{}", hook.body);
     secrets.push(hook.body["secret"].as_str().unwrap().to_string());
+    let rolled = s.request(
+        "POST",
+        &format!("/v1/webhook_endpoints/{}/roll_secret", hook.body["id"].as_str().unwrap()),
+        Some("{}"),
+        &[("Authorization", &good)],
+    );
+    assert_eq!(rolled.status, 200, "{}", rolled.body);
+    secrets.push(rolled.body["secret"].as_str().unwrap().to_string());
     // An API key: made, used, used wrongly, rolled.
     let made = json!({"name": "reporting", "permissions": "read_only"}).to_string();
     let api_key = s.request("POST", "/v1/api_keys", Some(&made), &[("Authorization", &good)]);

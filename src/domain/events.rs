@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::payments::Payment;
 use super::points::PointsTransaction;
 use super::redemptions::Redemption;
+use super::webhooks::WebhookEndpoint;
 use super::Id;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -22,10 +23,12 @@ pub enum EventType {
     RedemptionCanceled,
     RedemptionExpired,
     RedemptionConsumed,
+    /// Appended: variants are encoded by index (WAL records, snapshots).
+    WebhookEndpointDisabled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::PaymentCompleted,
         EventType::PaymentFailed,
         EventType::PaymentRefunded,
@@ -35,6 +38,7 @@ impl EventType {
         EventType::RedemptionCanceled,
         EventType::RedemptionExpired,
         EventType::RedemptionConsumed,
+        EventType::WebhookEndpointDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl EventType {
             EventType::RedemptionCanceled => "loyalty.redemption.canceled",
             EventType::RedemptionExpired => "loyalty.redemption.expired",
             EventType::RedemptionConsumed => "loyalty.redemption.consumed",
+            EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }
     }
 
@@ -62,6 +67,8 @@ pub enum EventData {
     Payment(Arc<Payment>),
     Transaction(Arc<PointsTransaction>),
     Redemption(Arc<Redemption>),
+    /// Appended (encoded by index). Shown without its secret.
+    WebhookEndpoint(Arc<WebhookEndpoint>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +88,7 @@ impl Serialize for EventDataView<'_> {
             EventData::Payment(p) => p.view().serialize(s),
             EventData::Transaction(t) => t.view().serialize(s),
             EventData::Redemption(r) => r.view().serialize(s),
+            EventData::WebhookEndpoint(e) => e.view(false).serialize(s),
         }
     }
 }

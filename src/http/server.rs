@@ -120,6 +120,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ledger.wal_segment_bytes = config.wal_segment_bytes;
     ledger.snapshot_wal_bytes = config.snapshot_wal_bytes;
     ledger.state.set_event_retention_seconds(config.event_retention_seconds);
+    let webhook_tls =
+        crate::webhooks::net::tls_config(config.webhook_ca_file.as_deref()).map_err(anyhow::Error::msg)?;
+    if config.webhook_net.allow_private {
+        tracing::warn!(
+            "webhooks may go to private and loopback addresses (LEDGER_WEBHOOK_ALLOW_PRIVATE=1); not for production"
+        );
+    }
+    if !config.webhook_net.hosts.is_empty() {
+        tracing::warn!("webhook hosts resolve from LEDGER_TEST_HOSTS, not DNS; not for production");
+    }
+    ledger.webhook_net = config.webhook_net.clone();
     if let Some(offset) = config.test_clock_offset_seconds {
         let clock = Arc::new(ManualClock::new(SystemClock.now() + offset));
         tracing::warn!(now = clock.now(), "running on a manual test clock (LEDGER_TEST_CLOCK); not for production");
@@ -156,7 +167,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ledger.set_ready(wal);
             ExpiryTimer::new(ledger.clone()).start();
             SnapshotTimer::new(ledger.clone()).start();
-            WebhookDispatcher::new(ledger.clone()).start();
+            WebhookDispatcher::new(ledger.clone(), webhook_tls.clone()).start();
             tracing::info!(data_dir = %dir.display(), "listening on http://{addr}");
         }
         Err(e) => {

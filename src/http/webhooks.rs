@@ -1,5 +1,8 @@
 //! Webhook endpoints (`/v1/webhook_endpoints`) and their deliveries
-//! (`/v1/webhook_deliveries`). The signing secret is shown on create only.
+//! (`/v1/webhook_deliveries`). The signing secret is shown on create and
+//! roll only. An endpoint can be enabled and disabled (`POST .../{id}`) and
+//! its secret rolled (`.../roll_secret`); a delivery can be retried now
+//! (`.../retry`). Every change is one WAL record, like any mutation.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -8,13 +11,18 @@ use super::body::Body;
 use super::idempotency;
 use super::query::ListQuery;
 use super::respond;
+use crate::config::{WEBHOOK_ROLL_EXPIRE_SECONDS_DEFAULT, WEBHOOK_ROLL_EXPIRE_SECONDS_MAX};
 use crate::domain::events::EventType;
 use crate::domain::ids::random_secret;
-use crate::domain::webhooks::{WebhookEndpoint, WEBHOOK_ENDPOINTS_MAX, WEBHOOK_URL_BYTES_MAX};
+use crate::domain::webhooks::{
+    Delivery, DeliveryStatus, EndpointStatus, PreviousSecret, WebhookEndpoint, WEBHOOK_ENDPOINTS_MAX,
+    WEBHOOK_URL_BYTES_MAX,
+};
 use crate::domain::IdKind;
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
+use crate::webhooks::net::{host_and_port, NetPolicy, Refused};
 
 /// Object-lock key serializing endpoint creation (the count bound).
 const ENDPOINTS_LOCK: &str = "webhook_endpoints";
@@ -28,21 +36,66 @@ struct CreateEndpoint {
     enabled_events: Option<Vec<String>>,
 }
 
-fn url(value: String) -> Result<String, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateEndpoint {
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollSecret {
+    expire_in_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// An absolute `http://` or `https://` URL whose host the SSRF policy
+/// allows (`webhooks::net`): every address it resolves to is public, unless
+/// the server runs with `LEDGER_WEBHOOK_ALLOW_PRIVATE=1`.
+async fn url(ledger: &Ledger, value: String) -> Result<String, ApiError> {
     if value.len() > WEBHOOK_URL_BYTES_MAX {
         return Err(ApiError::parameter_invalid("url", format!("url must be at most {WEBHOOK_URL_BYTES_MAX} bytes.")));
     }
-    if value.get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
+    let parsed: Result<awc::http::Uri, _> = value.parse();
+    let uri = match parsed {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && host_and_port(&uri).is_some() => uri,
+        _ => return Err(ApiError::parameter_invalid("url", "url must be an absolute http:// or https:// URL.")),
+    };
+    let (host, port) = host_and_port(&uri).expect("checked above");
+    let policy = &ledger.webhook_net;
+    if !policy.allow_private {
+        allowed(policy, host, port).await?;
+    }
+    if uri.scheme_str() == Some("https") && host.starts_with('[') {
+        // The TLS connector takes the bracketed host for the certificate's
+        // name and fails every time: refuse it now rather than fail each attempt.
         return Err(ApiError::parameter_invalid(
             "url",
-            "This build delivers over plain http only; put a TLS-terminating proxy in front of an https receiver.",
-        )
-        .with_code("url_scheme_unsupported"));
+            "https:// URLs with an IPv6 address for a host are not supported; use a host name.",
+        ));
     }
-    let parsed: Result<awc::http::Uri, _> = value.parse();
-    match parsed {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some_and(|h| !h.is_empty()) => Ok(value),
-        _ => Err(ApiError::parameter_invalid("url", "url must be an absolute http:// URL.")),
+    Ok(value)
+}
+
+/// The SSRF check of a new endpoint's host: 400 `url_not_allowed` unless
+/// every address it resolves to is public.
+async fn allowed(policy: &NetPolicy, host: &str, port: u16) -> Result<(), ApiError> {
+    match policy.check(host, port).await {
+        Ok(_) => Ok(()),
+        Err(Refused::Blocked) => Err(ApiError::parameter_invalid(
+            "url",
+            "url must reach a public address: its host is, or resolves to, a loopback, private, link-local, \
+             unique-local, shared (CGNAT), multicast, broadcast or unspecified address.",
+        )
+        .with_code("url_not_allowed")),
+        Err(Refused::Unresolved) => Err(ApiError::parameter_invalid(
+            "url",
+            "url's host does not resolve, so it cannot be checked to be a public address.",
+        )
+        .with_code("url_not_allowed")),
     }
 }
 
@@ -73,14 +126,11 @@ pub async fn create(ledger: web::Data<Ledger>, req: HttpRequest, body: Body) -> 
     let (ledger, body) = (&ledger, &body);
     idempotency::once(ledger, &req, &body.0, |m| async move {
         let p: CreateEndpoint = body.json()?;
-        let endpoint = WebhookEndpoint {
-            id: IdKind::WebhookEndpoint.generate(),
-            url: url(p.url)?,
-            enabled_events: enabled_events(p.enabled_events)?,
-            secret: random_secret("whsec_", WEBHOOK_SECRET_CHARS),
-            deleted: false,
-            created: ledger.now(),
-        };
+        let enabled_events = enabled_events(p.enabled_events)?;
+        let url = url(ledger, p.url).await?;
+        let secret = random_secret("whsec_", WEBHOOK_SECRET_CHARS);
+        let endpoint =
+            WebhookEndpoint::new(IdKind::WebhookEndpoint.generate(), url, enabled_events, secret, ledger.now());
         let _held = ledger.locks.lock(&[ENDPOINTS_LOCK]).await;
         if ledger.state.live_webhook_endpoints().len() >= WEBHOOK_ENDPOINTS_MAX {
             return Err(ApiError::bad_request(
@@ -118,6 +168,78 @@ pub async fn delete(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<
     Ok(respond::reply(reply))
 }
 
+/// `{status}`: `"enabled"` turns a disabled endpoint back on (its waiting
+/// deliveries go out at once, with 3 days of retries from now); `"disabled"`
+/// stops new deliveries and holds the pending ones. The same status again
+/// changes nothing and writes nothing.
+pub async fn update(
+    ledger: web::Data<Ledger>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let (ledger, body, id) = (&ledger, &body, id.as_str());
+    existing(ledger, id)?;
+    idempotency::once(ledger, &req, &body.0, |m| async move {
+        let p: UpdateEndpoint = body.json()?;
+        let status = match p.status.as_deref() {
+            None => None,
+            Some(s) => Some(
+                EndpointStatus::parse(s)
+                    .ok_or_else(|| ApiError::parameter_invalid("status", "status must be enabled or disabled."))?,
+            ),
+        };
+        let _held = ledger.locks.lock(&[id]).await;
+        let mut endpoint = existing(ledger, id)?;
+        let Some(status) = status.filter(|s| *s != endpoint.status) else {
+            return Reply::json(200, &endpoint.view(false));
+        };
+        endpoint.status = status;
+        if status == EndpointStatus::Enabled {
+            endpoint.enabled_at = ledger.now();
+            endpoint.failing_since = None;
+        }
+        let reply = Reply::json(200, &endpoint.view(false))?;
+        ledger.commit_reply(&m, vec![Change::PutWebhookEndpoint(endpoint.into())], reply).await
+    })
+    .await
+}
+
+/// A new signing secret, answered once; the current one keeps signing beside
+/// it (a second `v1=`) for `expire_in_seconds` (default 24 h; 0: it stops now).
+/// A secret an earlier roll kept signing stops now.
+pub async fn roll_secret(
+    ledger: web::Data<Ledger>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let (ledger, body, id) = (&ledger, &body, id.as_str());
+    existing(ledger, id)?;
+    idempotency::once(ledger, &req, &body.0, |m| async move {
+        let p: RollSecret = body.json()?;
+        let grace = match p.expire_in_seconds {
+            None => WEBHOOK_ROLL_EXPIRE_SECONDS_DEFAULT,
+            Some(s) if (0..=WEBHOOK_ROLL_EXPIRE_SECONDS_MAX).contains(&s) => s,
+            Some(_) => {
+                return Err(ApiError::parameter_invalid(
+                    "expire_in_seconds",
+                    format!("expire_in_seconds must be 0 to {WEBHOOK_ROLL_EXPIRE_SECONDS_MAX}."),
+                ))
+            }
+        };
+        let _held = ledger.locks.lock(&[id]).await;
+        let mut endpoint = existing(ledger, id)?;
+        let now = ledger.now();
+        let replaced = std::mem::replace(&mut endpoint.secret, random_secret("whsec_", WEBHOOK_SECRET_CHARS));
+        endpoint.previous_secret =
+            (grace > 0).then(|| PreviousSecret { secret: replaced, expires_at: now.saturating_add(grace) });
+        let reply = Reply::json(200, &endpoint.view(true))?;
+        ledger.commit_reply(&m, vec![Change::PutWebhookEndpoint(endpoint.into())], reply).await
+    })
+    .await
+}
+
 pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = ListQuery::parse(&req, &[])?;
     let mut data = Vec::new();
@@ -148,4 +270,54 @@ pub async fn list_deliveries(ledger: web::Data<Ledger>, req: HttpRequest) -> Res
         |d| data.push(d.view()),
     )?;
     respond::list(data, has_more)
+}
+
+fn existing_delivery(ledger: &Ledger, id: &str) -> Result<Delivery, ApiError> {
+    ledger
+        .state
+        .visible(|s| s.deliveries.find(IdKind::WebhookDelivery, id))
+        .ok_or_else(|| ApiError::not_found("webhook_delivery", id))
+}
+
+pub async fn get_delivery(ledger: web::Data<Ledger>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    respond::ok(&existing_delivery(&ledger, &id)?.view())
+}
+
+/// Delivers again now, whatever the delivery's status: it is pending again,
+/// due at once, and its attempt count and 3 days of retries go on from where
+/// they were (a failed delivery that fails again is failed again). 409 when
+/// its endpoint is deleted or disabled (enable it first).
+pub async fn retry_delivery(
+    ledger: web::Data<Ledger>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let (ledger, body, id) = (&ledger, &body, id.as_str());
+    existing_delivery(ledger, id)?;
+    idempotency::once(ledger, &req, &body.0, |m| async move {
+        let _: NoParams = body.json()?;
+        let _held = ledger.locks.lock(&[id]).await;
+        let mut delivery = existing_delivery(ledger, id)?;
+        match ledger.state.webhook_endpoints.with(&delivery.endpoint, |e| (e.deleted, e.status)) {
+            None | Some((true, _)) => {
+                return Err(ApiError::conflict(
+                    "webhook_endpoint_deleted",
+                    "The delivery's webhook endpoint was deleted; there is nowhere to deliver it.",
+                ))
+            }
+            Some((false, EndpointStatus::Disabled)) => {
+                return Err(ApiError::conflict(
+                    "webhook_endpoint_disabled",
+                    "The delivery's webhook endpoint is disabled; enable it first (POST /v1/webhook_endpoints/{id} with status enabled).",
+                ))
+            }
+            Some((false, EndpointStatus::Enabled)) => {}
+        }
+        delivery.status = DeliveryStatus::Pending;
+        delivery.next_attempt_at = ledger.now();
+        let reply = Reply::json(200, &delivery.view())?;
+        ledger.commit_reply(&m, vec![Change::PutDelivery(delivery.into())], reply).await
+    })
+    .await
 }

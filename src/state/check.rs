@@ -261,7 +261,7 @@ impl State {
             Change::PutPayment(_) => sim.new.payments += 1,
             Change::PutReward(_) => sim.new.rewards += 1,
             Change::PutEvent(_) => sim.new.events += 1,
-            Change::PutWebhookEndpoint(_) => sim.new.webhook_endpoints += 1,
+            Change::PutWebhookEndpoint(_) | Change::PutWebhookEndpointV1(_) => sim.new.webhook_endpoints += 1,
             Change::PutDelivery(_) => sim.new.deliveries += 1,
             Change::PutRefund(_) => sim.new.refunds += 1,
             Change::PutApiKey(_) => sim.new.api_keys += 1,

@@ -31,8 +31,11 @@ use crate::config::{LIST_SCAN_CHUNK, STATE_SHARDS};
 use crate::domain::Id;
 use crate::error::ApiError;
 
+/// One shard of an index: each key's positions, oldest first.
+type Groups = RwLock<HashMap<Id, Vec<u32>>>;
+
 pub struct Index {
-    shards: Box<[RwLock<HashMap<Id, Vec<u32>>>]>,
+    shards: Box<[Groups]>,
     hasher: RandomState,
 }
 
@@ -43,7 +46,7 @@ impl Default for Index {
 }
 
 impl Index {
-    fn shard(&self, key: &str) -> &RwLock<HashMap<Id, Vec<u32>>> {
+    fn shard(&self, key: &str) -> &Groups {
         &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()]
     }
 
@@ -184,7 +187,6 @@ mod tests {
     #[derive(Debug, Clone)]
     struct Item {
         id: Id,
-        group: &'static str,
         created: i64,
     }
 
@@ -202,7 +204,7 @@ mod tests {
         let (table, index) = (Table::<Item>::default(), Index::default());
         for i in 0..n {
             let group = if i % 2 == 0 { "a" } else { "b" };
-            let item = Item { id: Id::from(format!("itm_{i}")), group, created: i as i64 };
+            let item = Item { id: Id::from(format!("itm_{i}")), created: i as i64 };
             let position = table.put(Arc::new(item)).unwrap();
             index.push(group, position);
         }

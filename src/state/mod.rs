@@ -380,6 +380,11 @@ impl State {
                     self.events_by_type.push(kind.as_str(), position);
                 }
             }
+            Change::PutWebhookEndpointV1(old) => {
+                // From a snapshot written before endpoints had a status (WAL
+                // records are upgraded when decoded): applied as it reads today.
+                return self.apply_change(Change::PutWebhookEndpointV1(old).upgrade());
+            }
             Change::PutWebhookEndpoint(w) => {
                 {
                     let mut live = self.live_endpoints.write();

@@ -147,7 +147,9 @@ mod tests {
     use crate::domain::redemptions::{Redemption, RedemptionStatus};
     use crate::domain::refunds::Refund;
     use crate::domain::rewards::Reward;
-    use crate::domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
+    use crate::domain::webhooks::{
+        Delivery, DeliveryStatus, EndpointStatus, PreviousSecret, WebhookEndpoint, WebhookEndpointV1,
+    };
     use crate::state::test_changes::{account, earn};
     use crate::wal::Record;
 
@@ -166,6 +168,8 @@ mod tests {
             Change::PutRedemption(_) => "redemption",
             Change::PutEvent(_) => "event",
             Change::PutWebhookEndpoint(_) => "webhook_endpoint",
+            // Only in data written before endpoints had a status; a snapshot writes the new one.
+            Change::PutWebhookEndpointV1(_) => "webhook endpoint of the old layout",
             Change::PutDelivery(_) => "delivery",
             // Only in encoded WAL records; a snapshot writes the event itself.
             Change::PutEventOf(_) => "event reference",
@@ -285,6 +289,10 @@ mod tests {
                     secret: "whsec_x".into(),
                     deleted: false,
                     created: 5,
+                    status: EndpointStatus::Disabled,
+                    previous_secret: Some(PreviousSecret { secret: "whsec_old".into(), expires_at: 99 }),
+                    failing_since: Some(6),
+                    enabled_at: 5,
                 }
                 .into(),
             ),
@@ -366,6 +374,29 @@ mod tests {
         }
         assert!(snap.iter().any(|i| matches!(i, SnapshotItem::Idempotency { created: 3, .. })));
         assert!(std::mem::size_of::<SnapshotItem>() <= 24, "an item is a few words, its objects behind pointers");
+    }
+
+    /// A snapshot of format 1 or 2 holds endpoints of the old layout (index
+    /// 10): one restores as an enabled endpoint.
+    #[test]
+    fn an_endpoint_item_of_the_old_layout_restores_as_enabled() {
+        let old = WebhookEndpointV1 {
+            id: "we_9".into(),
+            url: "http://hooks.example/x".into(),
+            enabled_events: vec![],
+            secret: "whsec_9".into(),
+            deleted: false,
+            created: 3,
+        };
+        let item = SnapshotItem::Change(Change::PutWebhookEndpointV1(old.into()));
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&item, config).unwrap();
+        let (back, _): (SnapshotItem, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        let state = State::new();
+        state.restore_item(back).unwrap();
+        let e = state.webhook_endpoints.with("we_9", Clone::clone).unwrap();
+        assert_eq!((e.status, e.enabled_at, e.secret.as_str()), (EndpointStatus::Enabled, 3, "whsec_9"));
+        assert_eq!(state.live_webhook_endpoints().len(), 1);
     }
 
     #[test]

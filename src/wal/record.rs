@@ -26,7 +26,7 @@ use crate::domain::program::Program;
 use crate::domain::redemptions::Redemption;
 use crate::domain::refunds::Refund;
 use crate::domain::rewards::Reward;
-use crate::domain::webhooks::{Delivery, WebhookEndpoint};
+use crate::domain::webhooks::{Delivery, WebhookEndpoint, WebhookEndpointV1};
 use crate::domain::Id;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,7 +106,10 @@ pub enum Change {
     PutReward(Arc<Reward>),
     PutRedemption(Arc<Redemption>),
     PutEvent(Arc<Event>),
-    PutWebhookEndpoint(Arc<WebhookEndpoint>),
+    /// Only in data written before endpoints had a status and rolled secrets
+    /// (index 10): decoding turns it into a `PutWebhookEndpoint`
+    /// (`Change::upgrade`), so nothing else sees this variant.
+    PutWebhookEndpointV1(Arc<WebhookEndpointV1>),
     PutDelivery(Arc<Delivery>),
     /// Only in encoded records: an event whose `data` is the object of another
     /// change of the same record (most events are), written as that change's
@@ -115,6 +118,22 @@ pub enum Change {
     PutEventOf(Box<EventOf>),
     /// An API key (never its secret: only hashes of it).
     PutApiKey(Arc<ApiKey>),
+    /// A webhook endpoint with its status, rolled secret and run of failures
+    /// (index 14; what index 10 held before them).
+    PutWebhookEndpoint(Arc<WebhookEndpoint>),
+}
+
+impl Change {
+    /// The change as this build writes it: an endpoint of the old layout
+    /// becomes one of the new (enabled, no rolled secret, no failures).
+    pub fn upgrade(self) -> Change {
+        match self {
+            Change::PutWebhookEndpointV1(old) => {
+                Change::PutWebhookEndpoint(Arc::new(WebhookEndpoint::from(Arc::unwrap_or_clone(old))))
+            }
+            other => other,
+        }
+    }
 }
 
 /// The encoded form of an event that shows an object of its own record.
@@ -195,6 +214,9 @@ impl Record {
             return Err(RecordError::Trailing(bytes.len() - used));
         }
         rec.resolve_event_references()?;
+        if rec.changes.iter().any(|c| matches!(c, Change::PutWebhookEndpointV1(_))) {
+            rec.changes = std::mem::take(&mut rec.changes).into_iter().map(Change::upgrade).collect();
+        }
         Ok(rec)
     }
 
@@ -334,6 +356,94 @@ mod tests {
             let err = Record::decode(&rec.encode().unwrap()).unwrap_err();
             assert!(matches!(err, RecordError::EventReference { .. }), "{err}");
         }
+    }
+
+    /// A record written before endpoints had a status (the endpoint change
+    /// at index 10, with the six fields of then) still decodes, as an
+    /// enabled endpoint; deliveries (index 11) are unchanged.
+    #[test]
+    fn an_endpoint_written_before_statuses_still_decodes() {
+        use crate::domain::webhooks::{DeliveryStatus, EndpointStatus};
+
+        // The layout of then, written out independently of today's types.
+        #[derive(Serialize)]
+        struct EndpointThen {
+            id: String,
+            url: String,
+            enabled_events: Vec<EventType>,
+            secret: String,
+            deleted: bool,
+            created: i64,
+        }
+        #[derive(Serialize)]
+        #[allow(dead_code)]
+        enum ChangeThen {
+            V0(()),
+            V1(()),
+            V2(()),
+            V3(()),
+            V4(()),
+            V5(()),
+            V6(()),
+            V7(()),
+            V8(()),
+            V9(()),
+            PutWebhookEndpoint(EndpointThen),
+            PutDelivery(Delivery),
+        }
+        #[derive(Serialize)]
+        struct RecordThen {
+            time: i64,
+            idem: Option<IdemEntry>,
+            changes: Vec<ChangeThen>,
+        }
+        let delivery = Delivery {
+            id: "whd_1".into(),
+            endpoint: "we_1".into(),
+            event: "evt_1".into(),
+            status: DeliveryStatus::Pending,
+            attempts: 2,
+            next_attempt_at: 9,
+            last_http_status: Some(500),
+            last_error: Some("endpoint answered 500".into()),
+            created: 7,
+            delivered_at: None,
+        };
+        let then = RecordThen {
+            time: 7,
+            idem: None,
+            changes: vec![
+                ChangeThen::PutWebhookEndpoint(EndpointThen {
+                    id: "we_1".into(),
+                    url: "http://hooks.example/x".into(),
+                    enabled_events: vec![EventType::PointsEarned],
+                    secret: "whsec_then".into(),
+                    deleted: false,
+                    created: 5,
+                }),
+                ChangeThen::PutDelivery(delivery.clone()),
+            ],
+        };
+        let bytes = bincode::serde::encode_to_vec(&then, bincode::config::standard()).unwrap();
+        let rec = Record::decode(&bytes).unwrap();
+        let Change::PutWebhookEndpoint(e) = &rec.changes[0] else { panic!("{:?}", rec.changes[0]) };
+        assert_eq!(
+            (e.id.as_str(), e.url.as_str(), e.secret.as_str()),
+            ("we_1", "http://hooks.example/x", "whsec_then")
+        );
+        assert_eq!((e.enabled_events.clone(), e.deleted, e.created), (vec![EventType::PointsEarned], false, 5));
+        assert_eq!(
+            (e.status, e.previous_secret.clone(), e.failing_since, e.enabled_at),
+            (EndpointStatus::Enabled, None, None, 5)
+        );
+        assert_eq!(rec.changes[1], Change::PutDelivery(delivery.into()));
+        // And it replays into a state: the endpoint is live and wants its type.
+        let state = crate::state::State::new();
+        state.apply(1, rec.clone()).unwrap();
+        assert!(state.live_webhook_endpoints()[0].wants(EventType::PointsEarned));
+        assert_eq!(state.due_deliveries(9, |_| 10).len(), 1);
+        // Written again, it takes the new variant, and reads back the same.
+        assert_eq!(Record::decode(&rec.encode().unwrap()).unwrap(), rec);
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //!   in the same WAL record as the change: a crash neither loses nor invents one.
 //! - `dispatcher`: the actor that POSTs due deliveries, bounded per endpoint,
 //!   and records each outcome (delivered, or the next retry) durably.
+//! - `net`: the SSRF policy (which addresses a webhook may reach) and the
+//!   TLS configuration of `https://` deliveries.
 //! - `signature`: `x-vinr-signature` signing, and the verifier receivers use.
 
 pub mod dispatcher;
+pub mod net;
 pub mod outbox;
 pub mod signature;
 
 pub use dispatcher::WebhookDispatcher;
-pub use signature::{sign, verify, verify_at, VerifyError, SIGNATURE_HEADER};
+pub use net::NetPolicy;
+pub use signature::{sign, sign_all, verify, verify_at, VerifyError, SIGNATURE_HEADER};

@@ -10,7 +10,7 @@ use crate::domain::events::{Event, EventData, EventType};
 use crate::domain::payments::{Payment, PaymentStatus};
 use crate::domain::points::TxType;
 use crate::domain::redemptions::RedemptionStatus;
-use crate::domain::webhooks::{Delivery, DeliveryStatus};
+use crate::domain::webhooks::{Delivery, DeliveryStatus, EndpointStatus};
 use crate::domain::IdKind;
 use crate::state::State;
 use crate::wal::Change;
@@ -48,6 +48,12 @@ pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
                 };
                 events.push((kind, EventData::Transaction(tx.clone())));
             }
+            Change::PutWebhookEndpoint(w) => {
+                let before = state.webhook_endpoints.with(&w.id, |old| old.status);
+                if !w.deleted && w.status == EndpointStatus::Disabled && before == Some(EndpointStatus::Enabled) {
+                    events.push((EventType::WebhookEndpointDisabled, EventData::WebhookEndpoint(w.clone())));
+                }
+            }
             Change::PutRedemption(r) => {
                 let before = state.redemptions.with(&r.id, |old| old.status);
                 if before == Some(r.status) {
@@ -68,11 +74,15 @@ pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
     if events.is_empty() {
         return Vec::new();
     }
+    // As they are before this record, but for the ones it disables (their own
+    // `webhook_endpoint.disabled` is not queued for them).
+    let disabled_here =
+        |id: &str| changes.iter().any(|c| matches!(c, Change::PutWebhookEndpoint(w) if w.id == id && !w.wants_any()));
     let endpoints = state.live_webhook_endpoints();
     let mut out = Vec::with_capacity(events.len() * (1 + endpoints.len()));
     for (kind, data) in events {
         let event = Event { id: IdKind::Event.generate(), kind, created: now, data };
-        for endpoint in endpoints.iter().filter(|e| e.wants(kind)) {
+        for endpoint in endpoints.iter().filter(|e| e.wants(kind) && !disabled_here(&e.id)) {
             out.push(Change::PutDelivery(
                 Delivery {
                     id: IdKind::WebhookDelivery.generate(),

@@ -58,7 +58,19 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// The header value for `body` signed with `secret` at time `t`.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    format!("t={t},v1={}", hex(&mac(secret, t, body).finalize().into_bytes()))
+    sign_all(&[secret], t, body)
+}
+
+/// The header value for `body` signed at time `t` with each of `secrets`, in
+/// order: `t=<t>,v1=<first>,v1=<second>` (during a secret roll, the new one
+/// then the old one; a verifier with either secret accepts it).
+pub fn sign_all(secrets: &[&str], t: i64, body: &[u8]) -> String {
+    let mut header = format!("t={t}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&hex(&mac(secret, t, body).finalize().into_bytes()));
+    }
+    header
 }
 
 /// Verifies `header` for `payload` against `secret`, with the timestamp at most
@@ -131,6 +143,12 @@ mod tests {
         let both = format!("{old},{}", h.split(',').nth(1).unwrap());
         assert!(verify_at(BODY, &both, "whsec_a", 300, 1000).is_ok());
         assert!(verify_at(BODY, &both, "whsec_old", 300, 1000).is_ok());
+        // What a delivery during a roll carries: the new signature, then the old.
+        let rolled = sign_all(&["whsec_a", "whsec_old"], 1000, BODY);
+        assert_eq!(rolled, format!("{h},{}", old.split(',').nth(1).unwrap()));
+        assert!(verify_at(BODY, &rolled, "whsec_a", 300, 1000).is_ok());
+        assert!(verify_at(BODY, &rolled, "whsec_old", 300, 1000).is_ok());
+        assert_eq!(verify_at(BODY, &rolled, "whsec_b", 300, 1000), Err(VerifyError::SignatureMismatch));
     }
 
     #[test]
