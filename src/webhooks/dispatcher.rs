@@ -155,6 +155,11 @@ async fn attempt(ledger: &Ledger, client: &awc::Client, mut delivery: Delivery) 
                 return record(ledger, changes).await;
             }
         }
+        (_, None) => {
+            // Past retention (its endpoint was disabled longer than events are kept).
+            delivery.status = DeliveryStatus::Failed;
+            delivery.last_error = Some("the event is past retention".into());
+        }
         _ => {
             delivery.status = DeliveryStatus::Failed;
             delivery.last_error = Some("the endpoint was deleted".into());
