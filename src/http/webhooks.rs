@@ -11,7 +11,7 @@ use super::respond;
 use crate::domain::events::EventType;
 use crate::domain::ids::random_secret;
 use crate::domain::webhooks::{WebhookEndpoint, WEBHOOK_ENDPOINTS_MAX, WEBHOOK_URL_BYTES_MAX};
-use crate::domain::IdKind;
+use crate::domain::{text, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
@@ -39,10 +39,9 @@ fn url(value: String) -> Result<String, ApiError> {
         )
         .with_code("url_scheme_unsupported"));
     }
-    let parsed: Result<awc::http::Uri, _> = value.parse();
-    match parsed {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some_and(|h| !h.is_empty()) => Ok(value),
-        _ => Err(ApiError::parameter_invalid("url", "url must be an absolute http:// URL.")),
+    match text::plain_http_url(&value) {
+        true => Ok(value),
+        false => Err(ApiError::parameter_invalid("url", "url must be an absolute http:// URL.")),
     }
 }
 
