@@ -15,9 +15,9 @@ use std::sync::OnceLock;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::idempotency;
 use super::query::id_filter_kind;
 use super::routes::{Answer, Endpoint, TestHook, Verb, ENDPOINTS};
+use super::{idempotency, testing};
 use crate::config::{
     AMOUNT_MAX, API_KEY_NAME_CHARS_MAX, API_KEY_ROLL_EXPIRE_SECONDS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, ID_BYTES_MAX,
     LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, METADATA_KEYS_MAX, METADATA_KEY_CHARS_MAX, METADATA_VALUE_CHARS_MAX,
@@ -31,6 +31,7 @@ use crate::domain::rewards::{client_id_pattern, REWARD_POINTS_MAX};
 use crate::domain::webhooks::WEBHOOK_URL_BYTES_MAX;
 use crate::domain::{money, text, IdKind};
 use crate::ledger::Ledger;
+use crate::test_hooks::faults::FAULT_DELAY_MAX;
 
 /// The hand-written schemas (`components.schemas`); `constrain` then sets
 /// every limit in them from the constants the server checks.
@@ -431,6 +432,18 @@ fn constrain(schemas: &mut Value) {
         "/CreateWebhookEndpoint/properties/url",
         json!({"maxLength": WEBHOOK_URL_BYTES_MAX, "pattern": text::plain_http_url_pattern()}),
     );
+    set(schemas, "/ApiKey/properties/id", id_schema(IdKind::ApiKey));
+    // The test hooks' bodies.
+    set(
+        schemas,
+        "/AdvanceClock/properties/advance_seconds",
+        json!({"minimum": 0, "maximum": testing::ADVANCE_SECONDS_MAX}),
+    );
+    for count in ["after", "times"] {
+        set(schemas, &format!("/ArmFault/properties/{count}"), json!({"minimum": 0}));
+    }
+    let delay_ms = u64::try_from(FAULT_DELAY_MAX.as_millis()).unwrap_or(u64::MAX);
+    set(schemas, "/ArmFault/properties/delay_ms", json!({"minimum": 0, "maximum": delay_ms}));
 }
 
 /// Which test hooks the server runs with: their routes are described only then.
@@ -555,5 +568,192 @@ mod tests {
         assert_eq!(paths(Hooks { clock: true, faults: false }), vec!["/v1/test/clock"]);
         assert_eq!(paths(Hooks { clock: false, faults: true }), vec!["/v1/test/faults"]);
         assert_eq!(paths(Hooks::ALL).len(), 2);
+    }
+
+    fn operations(spec: &Value) -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for (path, methods) in spec["paths"].as_object().unwrap() {
+            for (method, op) in methods.as_object().unwrap() {
+                out.push((path.clone(), method.clone(), op.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_operation_declares_its_error_answers() {
+        let spec = spec(Hooks::ALL);
+        for (path, method, op) in operations(&spec) {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(!responses.contains_key("default"), "{method} {path}: statuses are listed one by one");
+            let mut expected: Vec<&str> = vec![];
+            if path.starts_with("/v1/") {
+                expected.extend(["400", "401", "403", "404", "503"]);
+                if method != "get" {
+                    expected.push("409");
+                }
+                if op.get("requestBody").is_some() {
+                    expected.push("413");
+                }
+            }
+            for status in expected {
+                assert_eq!(
+                    responses[status]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        assert_eq!(
+            spec["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+    }
+
+    #[test]
+    fn every_link_names_an_operation_and_what_it_takes() {
+        for hooks in [Hooks::default(), Hooks::ALL] {
+            let spec = spec(hooks);
+            let ops = operations(&spec);
+            let by_id = |id: &str| ops.iter().find(|(_, _, op)| op["operationId"] == id).map(|(_, _, op)| op.clone());
+            let mut count = 0;
+            for (path, method, op) in &ops {
+                for (name, link) in op["responses"]["200"]["links"].as_object().into_iter().flatten() {
+                    count += 1;
+                    let target = by_id(link["operationId"].as_str().unwrap())
+                        .unwrap_or_else(|| panic!("{method} {path} link {name}: no such operation"));
+                    for (param, expr) in link["parameters"].as_object().into_iter().flatten() {
+                        let (location, pname) = param.split_once('.').unwrap();
+                        assert!(
+                            target["parameters"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .any(|p| p["in"] == location && p["name"] == pname),
+                            "{method} {path} link {name}: the target has no {param}"
+                        );
+                        assert_eq!(expr, "$response.body#/id");
+                    }
+                    for (field, _) in link["requestBody"].as_object().into_iter().flatten() {
+                        let body =
+                            target["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+                        let body = body.rsplit('/').next().unwrap();
+                        assert!(
+                            spec["components"]["schemas"][body]["properties"].get(field).is_some(),
+                            "{method} {path} link {name}: {body} has no {field}"
+                        );
+                    }
+                    assert!(link.get("parameters").is_some() || link.get("requestBody").is_some(), "{name}");
+                }
+            }
+            assert!(count > 40, "{count} links");
+        }
+        // What the stateful phase starts from: a create links to its object.
+        let spec = spec(Hooks::default());
+        let links = &spec["paths"]["/v1/customers"]["post"]["responses"]["200"]["links"];
+        assert_eq!(links["get_v1_customers_id_by_id"]["parameters"]["path.id"], "$response.body#/id");
+        assert_eq!(
+            links["post_v1_loyalty_accounts_AccountParams_customer"]["requestBody"]["customer"],
+            "$response.body#/id"
+        );
+        for create in [
+            "/v1/payments",
+            "/v1/loyalty/accounts",
+            "/v1/loyalty/rewards",
+            "/v1/loyalty/redemptions",
+            "/v1/refunds",
+            "/v1/webhook_endpoints",
+            "/v1/api_keys",
+            "/v1/loyalty/earning_rules",
+        ] {
+            assert!(
+                spec["paths"][create]["post"]["responses"]["200"]["links"].as_object().is_some_and(|l| !l.is_empty()),
+                "{create}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_id_in_a_path_has_its_kind_and_shape() {
+        let spec = spec(Hooks::ALL);
+        for ep in ENDPOINTS.iter().filter(|ep| ep.path.contains("{id}")) {
+            let kind = path_id_kind(ep.path).unwrap_or_else(|| panic!("{}: no kind for its id", ep.path));
+            let op = &spec["paths"][ep.path][ep.verb.as_str().to_ascii_lowercase()];
+            let id = op["parameters"].as_array().unwrap().iter().find(|p| p["in"] == "path").unwrap();
+            assert_eq!(id["schema"], id_schema(kind), "{}", ep.path);
+        }
+        assert_eq!(path_id_kind("/v1/payments/{id}/complete"), Some(IdKind::Payment));
+        assert_eq!(path_id_kind("/v1/loyalty/accounts/{id}"), Some(IdKind::Account));
+        // Every route filter is typed by a rule, never a bare string.
+        for ep in ENDPOINTS {
+            for f in ep.filters {
+                let op = &spec["paths"][ep.path]["get"];
+                let p = op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == *f).unwrap();
+                let schema = p["schema"].as_object().unwrap();
+                assert!(schema.len() > 1 || schema["type"] == "boolean", "{} {f}: {schema:?}", ep.path);
+            }
+        }
+    }
+
+    /// The JSON file's constraints are all replaced from the server's own
+    /// constants: a number or pattern in it that `constrain` does not set
+    /// would be a second copy of a limit, free to drift.
+    #[test]
+    fn every_limit_in_the_json_comes_from_the_server() {
+        const KEYWORDS: &[&str] =
+            &["minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "maxProperties", "pattern"];
+        fn blank(v: &mut Value, at: &str, found: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, v) in m.iter_mut() {
+                        if KEYWORDS.contains(&k.as_str()) {
+                            *v = json!("FROM_JSON");
+                            found.push(format!("{at}/{k}"));
+                        } else {
+                            blank(v, &format!("{at}/{k}"), found);
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter_mut().enumerate().for_each(|(i, v)| blank(v, &format!("{at}/{i}"), found)),
+                _ => {}
+            }
+        }
+        let mut schemas: Value = serde_json::from_str(COMPONENTS).unwrap();
+        let mut found = Vec::new();
+        blank(&mut schemas, "", &mut found);
+        constrain(&mut schemas);
+        assert!(
+            schemas.get("_unconstrained").is_none(),
+            "constrain names schemas that do not exist: {}",
+            schemas["_unconstrained"]
+        );
+        let left: Vec<&String> = found.iter().filter(|p| schemas.pointer(p) == Some(&json!("FROM_JSON"))).collect();
+        assert!(left.is_empty(), "limits only the JSON file holds: {left:?}");
+        // Spot checks against the constants.
+        let spec = spec(Hooks::default());
+        let s = &spec["components"]["schemas"];
+        assert_eq!(s["CreatePayment"]["properties"]["amount"]["maximum"], AMOUNT_MAX);
+        assert_eq!(s["Metadata"]["maxProperties"], METADATA_KEYS_MAX);
+        assert_eq!(s["CreateCustomer"]["properties"]["email"]["pattern"], text::email_pattern());
+        let list = &spec["paths"]["/v1/payments"]["get"]["parameters"];
+        let limit = list.as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!((&limit["schema"]["minimum"], &limit["schema"]["maximum"]), (&json!(1), &json!(LIST_LIMIT_MAX)));
+        let key = spec["paths"]["/v1/payments"]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["in"] == "header")
+            .unwrap()
+            .clone();
+        assert_eq!(key["schema"]["maxLength"], IDEMPOTENCY_KEY_CHARS_MAX);
+        assert_eq!(key["schema"]["pattern"], idempotency::KEY_PATTERN);
+        let permissions: Vec<&str> = s["CreateApiKey"]["properties"]["permissions"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for p in &permissions {
+            assert!(crate::domain::api_keys::Permissions::parse(p).is_some(), "{p}");
+        }
     }
 }
