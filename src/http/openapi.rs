@@ -1,14 +1,19 @@
 //! `GET /v1/openapi.json`: an OpenAPI 3 description of every route.
 //!
-//! Paths, methods, path parameters, list parameters and filters come from
-//! the route table (`routes::ENDPOINTS`) that the router itself is built
-//! from, so they cannot drift; object and request schemas are written by hand
-//! in `openapi_components.json`. The test hooks' routes (`/v1/test/*`) are
-//! described only when the server runs with them on (`LEDGER_TEST_CLOCK`,
-//! `LEDGER_FAULTS`); otherwise they answer 404 like any unknown route, and a
-//! schema-driven client should not see them. A generator crate (utoipa) would need an
-//! annotation on every handler and type and adds a heavy proc-macro build for
-//! little more than this gives.
+//! Paths, methods, path parameters, list parameters and filters, error
+//! answers and links come from the route table (`routes::ENDPOINTS`) that the
+//! router itself is built from, so they cannot drift. Object and request
+//! shapes are written by hand in `openapi_components.json`; every limit in
+//! them (length, range, pattern, count) is set by `constrain` from the
+//! constant or rule the server checks, and a unit test fails if the file
+//! keeps one of its own. The rules are generic (an `{id}`'s kind, an id
+//! filter's kind, links by kind), so a new route in the table gets them too.
+//! The test hooks' routes (`/v1/test/*`) are described only when the server
+//! runs with them on (`LEDGER_TEST_CLOCK`, `LEDGER_FAULTS`); otherwise they
+//! answer 404 like any unknown route, and a schema-driven client should not
+//! see them. A generator crate (utoipa) would need an annotation on every
+//! handler and type and adds a heavy proc-macro build for little more than
+//! this gives. `.ci/check-spec` runs schemathesis against the real server.
 
 use std::sync::OnceLock;
 
