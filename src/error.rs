@@ -111,6 +111,16 @@ impl ApiError {
         )
     }
 
+    /// 405: the path exists, the method is not one of its `allowed` ones.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
+        Self::new(
+            405,
+            ErrorType::InvalidRequest,
+            "method_not_allowed",
+            format!("{method} is not allowed on {}; it allows {allowed}.", shown(path)),
+        )
+    }
+
     /// 409 for a request that conflicts with the object's current state.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(409, ErrorType::InvalidRequest, code, message)

@@ -50,12 +50,31 @@ fn errors_have_the_contract_shape() {
 }
 
 #[test]
-fn unknown_routes_and_methods_are_404() {
+fn unknown_routes_are_404_and_other_methods_405_with_allow() {
     let s = Server::start();
     let r = s.get("/v1/nothing/here");
     assert_eq!((r.status, r.code()), (404, "route_not_found"));
-    let r = s.request("DELETE", "/v1/customers", None, &[("Authorization", &format!("Bearer {SECRET_KEY}"))]);
-    assert_eq!((r.status, r.code()), (404, "route_not_found"));
+    let auth = format!("Bearer {SECRET_KEY}");
+    for (method, path, allow) in [
+        ("DELETE", "/v1/customers", "POST, GET"),
+        ("PUT", "/v1/customers/cust_x", "GET, POST"),
+        ("OPTIONS", "/v1/payments", "POST, GET"),
+        ("HEAD", "/v1/events/evt_x", "GET"),
+        ("POST", "/healthz", "GET"),
+    ] {
+        let r = s.request(method, path, None, &[("Authorization", &auth)]);
+        assert_eq!(r.status, 405, "{method} {path}");
+        if method != "HEAD" {
+            assert_eq!((r.code(), &r.body["error"]["type"]), ("method_not_allowed", &json!("invalid_request_error")));
+        }
+        assert_eq!(r.allow.as_deref(), Some(allow), "{method} {path}");
+    }
+    // What the spec says of every POST holds on the routes that do not replay too.
+    let r =
+        s.request("POST", "/v1/admin/snapshot", Some("{}"), &[("Authorization", &auth), ("Idempotency-Key", "a b")]);
+    assert_eq!((r.status, r.code()), (400, "idempotency_key_invalid"));
+    let r = s.request("POST", "/v1/admin/snapshot", Some("[]"), &[("Authorization", &auth)]);
+    assert_eq!((r.status, r.code()), (400, "parameter_invalid"));
     let r = s.get("/v1/customers/cust_doesnotexist");
     assert_eq!((r.status, r.code()), (404, "resource_missing"));
     let r = s.get(&format!("/v1/customers/cust_{}", "x".repeat(5000)));

@@ -419,7 +419,8 @@ fn the_openapi_description_lists_every_route_the_router_serves() {
                     }
                 }
             } else {
-                assert_eq!(r.code(), "route_not_found", "{method} {path} is served but not described");
+                assert_eq!(r.code(), "method_not_allowed", "{method} {path} is served but not described");
+                assert_eq!(r.status, 405, "{method} {path}");
             }
         }
     }

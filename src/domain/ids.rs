@@ -70,6 +70,12 @@ impl IdKind {
         id
     }
 
+    /// `accepts` as a regular expression (with `minLength`/`maxLength` beside
+    /// it in `/v1/openapi.json`: more than the prefix, at most `ID_BYTES_MAX`).
+    pub fn pattern(self) -> String {
+        format!("^{}[A-Za-z0-9_]+$", self.prefix())
+    }
+
     /// Whether `s` could be an id of this kind: the prefix, then 1 or more
     /// `[A-Za-z0-9_]`, and not longer than `ID_BYTES_MAX`. Lookups of anything
     /// else fail fast without touching state.

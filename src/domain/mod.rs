@@ -17,6 +17,7 @@ pub mod program;
 pub mod redemptions;
 pub mod refunds;
 pub mod rewards;
+pub mod text;
 pub mod webhooks;
 
 pub use ids::{Id, IdKind};

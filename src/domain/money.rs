@@ -22,6 +22,9 @@ pub fn amount(param: &str, value: i64) -> Result<i64, ApiError> {
     }
 }
 
+/// `currency` as a regular expression, for `/v1/openapi.json`.
+pub const CURRENCY_PATTERN: &str = "^[a-z]{3}$";
+
 /// A currency: three lowercase ASCII letters (`eur`, `usd`, `jpy`).
 pub fn currency(param: &str, value: &str) -> Result<Currency, ApiError> {
     if value.len() == 3 && value.bytes().all(|b| b.is_ascii_lowercase()) {

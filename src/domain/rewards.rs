@@ -23,6 +23,11 @@ pub struct Reward {
     pub created: i64,
 }
 
+/// `valid_client_id` as a regular expression, for `/v1/openapi.json`.
+pub fn client_id_pattern() -> String {
+    format!("^rwd_[a-z0-9_]{{1,{REWARD_ID_TAIL_CHARS_MAX}}}$")
+}
+
 /// Whether `id` is a valid client-chosen reward id: `rwd_` + `[a-z0-9_]{1,60}`.
 pub fn valid_client_id(id: &str) -> bool {
     id.strip_prefix("rwd_").is_some_and(|tail| {

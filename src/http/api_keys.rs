@@ -16,7 +16,7 @@ use crate::config::{
     API_KEYS_MAX, API_KEY_LIFETIME_SECONDS_MAX, API_KEY_NAME_CHARS_MAX, API_KEY_ROLL_EXPIRE_SECONDS_MAX,
 };
 use crate::domain::api_keys::{new_secret, ApiKey, Permissions, PreviousSecret};
-use crate::domain::IdKind;
+use crate::domain::{text, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
@@ -40,7 +40,7 @@ struct RollKey {
 
 fn name(value: String) -> Result<String, ApiError> {
     let chars = value.chars().count();
-    if chars == 0 || chars > API_KEY_NAME_CHARS_MAX || value.trim().is_empty() {
+    if chars == 0 || chars > API_KEY_NAME_CHARS_MAX || !text::not_blank(&value) {
         return Err(ApiError::parameter_invalid(
             "name",
             format!("name must be 1 to {API_KEY_NAME_CHARS_MAX} characters, not only spaces."),

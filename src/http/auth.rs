@@ -50,6 +50,9 @@ fn admit(req: &ServiceRequest) -> Result<(), ApiError> {
     // The path as the router matches it (percent-decoded where that is safe),
     // so `/v1/api%5Fkeys` is the key routes here too.
     permit(permissions, req.method(), req.match_info().as_str())?;
+    if req.method() == actix_web::http::Method::POST {
+        super::idempotency::key(req.headers())?;
+    }
     req.extensions_mut().insert(permissions);
     Ok(())
 }

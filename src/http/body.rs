@@ -58,6 +58,14 @@ impl Body {
 /// `parameter_missing`, `parameter_invalid` (naming the parameter's path).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    // serde takes a struct from an array too (`[]` as `NoParams`, fields by
+    // position): a body is an object, as `/v1/openapi.json` says.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(_) => ApiError::bad_request("parameter_invalid", "The request body must be a JSON object."),
+            Err(e) => classify(".", &e),
+        });
+    }
     // Most bodies are valid: parse once without tracking the path (the tracked
     // parse was 2.5 % of a durable earn's server CPU), and parse again with
     // the path only to name the parameter of a failure. Both parses see the
@@ -169,6 +177,9 @@ mod tests {
         let e = err(r#"{"amount":1.5}"#);
         assert_eq!(e.code, "parameter_invalid");
         assert_eq!(err("[1]").status, 400);
+        assert_eq!(err("[1, null]").code, "parameter_invalid");
+        assert_eq!(parse_json::<Inner>(b" [7]").unwrap_err().code, "parameter_invalid");
+        assert_eq!(parse_json::<Inner>(b"[7").unwrap_err().code, "invalid_json");
         assert!(parse_json::<Req>(br#" {"amount": 3} "#).is_ok());
     }
 }

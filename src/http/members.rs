@@ -18,7 +18,7 @@ use super::respond;
 use crate::accounts::{self, AccountCommand};
 use crate::config::TEXT_FIELD_CHARS_MAX;
 use crate::domain::members::{Account, Customer};
-use crate::domain::{metadata, Id, IdKind, Metadata};
+use crate::domain::{metadata, text, Id, IdKind, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
@@ -54,9 +54,7 @@ fn text(param: &str, value: Option<String>) -> Result<Option<String>, ApiError> 
 fn email(value: Option<String>) -> Result<Option<String>, ApiError> {
     let value = text("email", value)?;
     if let Some(e) = &value {
-        let ok = e.split_once('@').is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
-            && !e.chars().any(char::is_whitespace);
-        if !ok {
+        if !text::looks_like_email(e) {
             return Err(ApiError::parameter_invalid("email", "email must look like an email address."));
         }
     }

@@ -158,13 +158,13 @@ pub async fn get_rule(ledger: web::Data<Ledger>, id: web::Path<String>) -> Resul
 
 pub async fn list_rules(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let q = ListQuery::parse(&req, &["currency", "active"])?;
-    let currency = q.filter("currency");
+    let currency = q.filter("currency").map(|c| money::currency("currency", c)).transpose()?;
     let active = q.bool_filter("active")?;
     let mut data = Vec::new();
     let has_more = ledger.state.page(
         &ledger.state.earning_rules,
         &q.params,
-        |r| currency.is_none_or(|c| r.currency == c) && active.is_none_or(|a| r.active == a),
+        |r| currency.as_ref().is_none_or(|c| r.currency == *c) && active.is_none_or(|a| r.active == a),
         |r| data.push(respond::to_value(&r.view())),
     )?;
     respond::list(data, has_more)

@@ -3,9 +3,24 @@
 
 use actix_web::HttpRequest;
 
-use crate::config::ID_BYTES_MAX;
+use crate::domain::IdKind;
 use crate::error::ApiError;
 use crate::state::ListParams;
+
+/// Query filters that name an object, with the kind of id each takes: the
+/// shape `id_filter` checks and `/v1/openapi.json` declares for them.
+pub const ID_FILTERS: &[(&str, IdKind)] = &[
+    ("customer", IdKind::Customer),
+    ("account", IdKind::Account),
+    ("payment", IdKind::Payment),
+    ("endpoint", IdKind::WebhookEndpoint),
+    ("event", IdKind::Event),
+];
+
+/// The kind of id filter `name` takes, if it names an object.
+pub fn id_filter_kind(name: &str) -> Option<IdKind> {
+    ID_FILTERS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+}
 
 /// A parsed list query: the common parameters and the route filters given.
 pub struct ListQuery {
@@ -42,12 +57,15 @@ impl ListQuery {
         }
     }
 
-    /// The value of an id filter, checked for shape.
+    /// The value of an id filter (one of `ID_FILTERS`), checked for shape:
+    /// its kind's prefix and tail (`IdKind::accepts`).
     pub fn id_filter(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let kind = id_filter_kind(name);
         match self.filter(name) {
-            Some(v) if v.is_empty() || v.len() > ID_BYTES_MAX => {
-                Err(ApiError::parameter_invalid(name, format!("{name} must be an object id.")))
-            }
+            Some(v) if !kind.is_some_and(|k| k.accepts(v)) => Err(ApiError::parameter_invalid(
+                name,
+                format!("{name} must be an object id ({}...).", kind.map_or("", IdKind::prefix)),
+            )),
             other => Ok(other),
         }
     }

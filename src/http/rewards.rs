@@ -9,7 +9,7 @@ use super::query::ListQuery;
 use super::respond;
 use crate::config::TEXT_FIELD_CHARS_MAX;
 use crate::domain::rewards::{valid_client_id, Reward, REWARDS_MAX, REWARD_POINTS_MAX};
-use crate::domain::{money, Id, IdKind};
+use crate::domain::{money, text, Id, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Reply};
 use crate::wal::Change;
@@ -41,7 +41,7 @@ struct UpdateReward {
 }
 
 fn name(value: String) -> Result<String, ApiError> {
-    if value.trim().is_empty() || value.chars().count() > TEXT_FIELD_CHARS_MAX {
+    if !text::not_blank(&value) || value.chars().count() > TEXT_FIELD_CHARS_MAX {
         return Err(ApiError::parameter_invalid(
             "name",
             format!("name must be 1 to {TEXT_FIELD_CHARS_MAX} characters."),

@@ -4,7 +4,10 @@
 //! else, and `openapi::spec` describes exactly the same list, so the
 //! OpenAPI description cannot miss a route or list one that does not exist.
 //! A new route is one more entry here (with its summary and schemas, which
-//! `openapi_components.json` must define; a test checks that).
+//! `openapi_components.json` must define; a test checks that). Its `{id}`'s
+//! shape, its filters' schemas, its error answers and its links follow from
+//! the entry; a limit its body schema has is set in `openapi::constrain` from
+//! the constant the handler checks (a test fails on a limit only the JSON has).
 
 use actix_web::http::Method;
 use actix_web::{web, Route};

@@ -15,6 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
 
+use super::openapi::Hooks;
 use super::routes::{self, V1};
 use super::{auth, metrics};
 use crate::config::Config;
@@ -38,9 +39,38 @@ async fn route_not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, Ap
     Err(ApiError::route_not_found(req.method().as_str(), req.path()))
 }
 
-/// A resource whose other methods answer 404 `route_not_found` like unknown paths.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(route_not_found))
+/// A method the path does not have: 405 `method_not_allowed` with `Allow`
+/// naming the methods it has (`HEAD` and `OPTIONS` included), or 404
+/// `route_not_found` when the path is a test hook's that is off.
+async fn method_not_allowed(
+    req: HttpRequest,
+    ledger: web::Data<Ledger>,
+    path: &'static str,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    let hooks = Hooks::of(&ledger);
+    let allowed: Vec<&str> = routes::ENDPOINTS
+        .iter()
+        .filter(|ep| ep.path == path && hooks.describes(ep))
+        .map(|ep| ep.verb.as_str())
+        .collect();
+    if allowed.is_empty() {
+        return route_not_found(req).await;
+    }
+    let allowed = allowed.join(", ");
+    let err = ApiError::method_not_allowed(req.method().as_str(), req.path(), &allowed);
+    let mut res = actix_web::ResponseError::error_response(&err);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&allowed) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    Ok(res)
+}
+
+/// A resource whose other methods answer 405 (`method_not_allowed`).
+fn resource(path: &'static str) -> actix_web::Resource {
+    let local = path.strip_prefix(V1).filter(|_| path.starts_with("/v1/")).unwrap_or(path);
+    web::resource(local).default_service(web::to(move |req: HttpRequest, ledger: web::Data<Ledger>| {
+        method_not_allowed(req, ledger, path)
+    }))
 }
 
 /// The router, built from the route table (`routes::ENDPOINTS`) and nothing
@@ -48,7 +78,7 @@ fn resource(path: &str) -> actix_web::Resource {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let mut v1 = web::scope(V1).wrap(from_fn(auth::guard));
     for (path, endpoints) in routes::by_path() {
-        let mut r = resource(path.strip_prefix(V1).unwrap_or(path)).app_data(metrics::RoutePattern(path));
+        let mut r = resource(path).app_data(metrics::RoutePattern(path));
         for ep in &endpoints {
             r = r.route(routes::route(ep));
         }

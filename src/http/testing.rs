@@ -23,6 +23,9 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::test_hooks::faults::{Fault, FaultKind, FaultOp, Faults, FAULT_DELAY_MAX};
 
+/// The most `advance_seconds` one call moves the clock: ten years.
+pub const ADVANCE_SECONDS_MAX: i64 = 10 * 365 * 24 * 3600;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Advance {
@@ -34,7 +37,7 @@ pub async fn advance_clock(ledger: web::Data<Ledger>, body: Body) -> Result<Http
         return Err(ApiError::route_not_found("POST", "/v1/test/clock"));
     };
     let p: Advance = body.json()?;
-    if !(0..=10 * 365 * 24 * 3600).contains(&p.advance_seconds) {
+    if !(0..=ADVANCE_SECONDS_MAX).contains(&p.advance_seconds) {
         return Err(ApiError::parameter_invalid("advance_seconds", "advance_seconds must be from 0 to ten years."));
     }
     clock.advance(p.advance_seconds);

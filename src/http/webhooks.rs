@@ -18,7 +18,7 @@ use crate::domain::webhooks::{
     Delivery, DeliveryStatus, EndpointStatus, PreviousSecret, WebhookEndpoint, WEBHOOK_ENDPOINTS_MAX,
     WEBHOOK_URL_BYTES_MAX,
 };
-use crate::domain::IdKind;
+use crate::domain::{text, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 use crate::wal::Change;
@@ -59,23 +59,24 @@ async fn url(ledger: &Ledger, value: String) -> Result<String, ApiError> {
     if value.len() > WEBHOOK_URL_BYTES_MAX {
         return Err(ApiError::parameter_invalid("url", format!("url must be at most {WEBHOOK_URL_BYTES_MAX} bytes.")));
     }
+    // The grammar the OpenAPI document declares (`text::webhook_url`): it
+    // also leaves out https:// with an IPv6 address for a host, which the TLS
+    // connector would take for the certificate's name and fail every time.
     let parsed: Result<awc::http::Uri, _> = value.parse();
     let uri = match parsed {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && host_and_port(&uri).is_some() => uri,
-        _ => return Err(ApiError::parameter_invalid("url", "url must be an absolute http:// or https:// URL.")),
+        Ok(uri) if text::webhook_url(&value) && host_and_port(&uri).is_some() => uri,
+        _ => {
+            return Err(ApiError::parameter_invalid(
+                "url",
+                "url must be an absolute http:// or https:// URL with a host name (or, over http, an IP \
+                 address), an optional port, path and query, and no fragment.",
+            ))
+        }
     };
     let (host, port) = host_and_port(&uri).expect("checked above");
     let policy = &ledger.webhook_net;
     if !policy.allow_private {
         allowed(policy, host, port).await?;
-    }
-    if uri.scheme_str() == Some("https") && host.starts_with('[') {
-        // The TLS connector takes the bracketed host for the certificate's
-        // name and fails every time: refuse it now rather than fail each attempt.
-        return Err(ApiError::parameter_invalid(
-            "url",
-            "https:// URLs with an IPv6 address for a host are not supported; use a host name.",
-        ));
     }
     Ok(value)
 }

@@ -36,6 +36,8 @@ pub struct Resp {
     pub status: u16,
     pub body: Value,
     pub replayed: bool,
+    /// The `Allow` header (405 answers).
+    pub allow: Option<String>,
 }
 
 impl Resp {
@@ -232,10 +234,11 @@ impl Server {
         };
         let status = resp.status();
         let replayed = resp.header("Idempotent-Replayed") == Some("true");
+        let allow = resp.header("Allow").map(String::from);
         let text = resp.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         assert!(status != 500, "{method} {path} answered 500: {body}");
-        Ok(Resp { status, body, replayed })
+        Ok(Resp { status, body, replayed, allow })
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Resp {
