@@ -42,9 +42,12 @@ impl History {
         let mut last_sweep = clock.now();
         while !self.stopping.load(Ordering::Acquire) {
             std::thread::sleep(HISTORY_WRITE_EVERY);
-            let mut healthy = self.write_applied(state);
             let wanted = self.sync_wanted.load(Ordering::Acquire) > self.synced_lsn();
-            if healthy && (wanted || last_sync.elapsed() >= HISTORY_SYNC_EVERY) {
+            let sync_due = wanted || last_sync.elapsed() >= HISTORY_SYNC_EVERY;
+            // Records that left nothing for history move its LSN only when it
+            // syncs: a write every turn would cost the WAL's disk for nothing.
+            let mut healthy = self.write_applied(state, sync_due);
+            if healthy && sync_due {
                 healthy = self.sync_written();
                 last_sync = Instant::now();
             }
@@ -64,13 +67,14 @@ impl History {
             }
         }
         // A clean stop leaves history synced as far as it got.
-        self.write_applied(state);
+        self.write_applied(state, true);
         self.sync_written();
     }
 
     /// Writes what records up to the state's applied LSN left for history,
     /// then lets memory forget it. Returns whether it went well.
-    pub(super) fn write_applied(&self, state: &State) -> bool {
+    /// With nothing to remember, it writes only when `move_lsn` (before a sync).
+    pub(super) fn write_applied(&self, state: &State, move_lsn: bool) -> bool {
         // Every record up to `upto` has stored its response (`State::finish_record`
         // stores it before it moves `applied_lsn`).
         let upto = state.applied_lsn();
@@ -78,6 +82,9 @@ impl History {
             return true;
         }
         let batch = Batch { lsn: upto, remembered: state.idempotency.unwritten(upto) };
+        if batch.remembered.is_empty() && !move_lsn {
+            return true;
+        }
         let started = Instant::now();
         match self.store.write(&batch) {
             Ok(()) => {

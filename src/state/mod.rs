@@ -360,9 +360,8 @@ impl State {
                 self.earning_rules.put(rule)?;
             }
             Change::PutPayment(p) => {
-                let new = !self.payments.contains(&p.id);
                 let customer = p.customer.clone();
-                let position = self.payments.put(p)?;
+                let (position, new) = self.payments.put_telling(p)?;
                 if let (true, Some(customer)) = (new, customer) {
                     self.payments_by_customer.push(&customer, position);
                 }
@@ -373,9 +372,8 @@ impl State {
             }
             Change::PutRedemption(r) => self.apply_redemption(r)?,
             Change::PutEvent(e) => {
-                let new = !self.events.contains(&e.id);
                 let kind = e.kind;
-                let position = self.events.put(e)?;
+                let (position, new) = self.events.put_telling(e)?;
                 if new {
                     self.events_by_type.push(kind.as_str(), position);
                 }
@@ -414,9 +412,8 @@ impl State {
                 self.deliveries.put(d)?;
             }
             Change::PutRefund(r) => {
-                let new = !self.refunds.contains(&r.id);
                 let payment = r.payment.clone();
-                let position = self.refunds.put(r)?;
+                let (position, new) = self.refunds.put_telling(r)?;
                 if new {
                     self.refunds_by_payment.push(&payment, position);
                 }
@@ -463,8 +460,7 @@ impl State {
         let id = r.account.clone();
         let key = (r.expires_at, r.id.clone());
         let open = r.status.is_open();
-        let new = !self.redemptions.contains(&r.id);
-        let position = self.redemptions.put(r)?;
+        let (position, new) = self.redemptions.put_telling(r)?;
         if new {
             self.redemptions_by_account.push(&id, position);
         }

@@ -221,6 +221,12 @@ impl<T: Keyed> Table<T> {
     /// Inserts `value`, or replaces the stored version of its id; returns
     /// its position in the insertion order.
     pub(super) fn put(&self, value: Arc<T>) -> Result<u32, StorageError> {
+        self.put_telling(value).map(|(seq, _)| seq)
+    }
+
+    /// `put`, also telling whether the object is new (for the indexes, which
+    /// take an object once, when it is first inserted).
+    pub(super) fn put_telling(&self, value: Arc<T>) -> Result<(u32, bool), StorageError> {
         let hash = self.hash(value.id());
         let part = in_shard(hash);
         let mut shard = self.shard(hash).write();
@@ -229,12 +235,12 @@ impl<T: Keyed> Table<T> {
                 let slot = slot.get_mut();
                 slot.value = value;
                 self.count_replaced();
-                Ok(slot.seq)
+                Ok((slot.seq, false))
             }
             Entry::Vacant(slot) => {
                 let seq = self.push_order(hash, value.created(), value.id())?;
                 slot.insert(Slot { value, seq, hash: part });
-                Ok(seq)
+                Ok((seq, true))
             }
         }
     }
