@@ -715,12 +715,6 @@ fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|it| it.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
-}
-
 struct Sample {
     server_cpu: Option<f64>,
     client_cpu: f64,
@@ -733,7 +727,7 @@ fn sample(server_pid: Option<u32>, wal_dir: Option<&Path>) -> Sample {
         server_cpu: server_pid.and_then(|p| proc_cpu_seconds(&p.to_string())),
         client_cpu: proc_cpu_seconds("self").unwrap_or(0.0),
         machine: machine_jiffies(),
-        wal: wal_dir.map(dir_bytes),
+        wal: wal_dir.map(tree_bytes),
     }
 }
 
@@ -1307,7 +1301,7 @@ fn main() {
             }
             None => println!("server /metrics: not served by this build"),
         }
-        println!("WAL on disk after the run: {} bytes", dir_bytes(&wal_dir));
+        println!("WAL on disk after the run: {} bytes", tree_bytes(&wal_dir));
         // Replay at startup: kill the server and start it again on the same data.
         drop(server);
         let restarted = ServerChild::start(tmp.path(), opts.workers);

@@ -7,23 +7,15 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{copy_dir, Resp, Server};
+use common::{copy_dir, dir_bytes, wait_until, Resp, Server};
 use serde_json::json;
 
 /// `IDEMPOTENCY_RETENTION_SECONDS` (48 h).
 const RETENTION_SECONDS: i64 = 48 * 3600;
 /// Automatic snapshots at the smallest WAL volume the server accepts.
 const SNAPSHOT_EARLY: (&str, &str) = ("LEDGER_SNAPSHOT_WAL_BYTES", "65536");
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn customer(s: &Server, key: &str, name: &str) -> Resp {
     s.post_idem("/v1/customers", json!({"name": name}), key)
@@ -171,11 +163,6 @@ fn responses_past_retention_are_forgotten_and_free_their_key() {
     assert_ne!(again.id(), first.id());
 }
 
-/// Bytes of every file directly in `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).unwrap().filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
-}
-
 #[test]
 fn automatic_snapshots_keep_the_wal_bounded() {
     const REQUESTS: usize = 6000;
@@ -237,4 +224,32 @@ fn events_are_forgotten_after_the_retention_period_also_across_a_restart() {
     s.restart_with(&[clock]);
     assert_eq!(s.get(&format!("/v1/events/{old_event}")).status, 404);
     assert_eq!(s.get_ok("/v1/events")["data"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_retention_and_snapshot_settings_refuse_to_start_naming_the_variable() {
+    for (name, value) in [
+        ("LEDGER_EVENT_RETENTION_DAYS", "3"),
+        ("LEDGER_EVENT_RETENTION_DAYS", "36501"),
+        ("LEDGER_EVENT_RETENTION_DAYS", "thirty"),
+        ("LEDGER_SNAPSHOT_WAL_BYTES", "100"),
+        ("LEDGER_SNAPSHOT_WAL_BYTES", "-1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        match Server::try_start_in(dir.path(), &[(name, value)]) {
+            Ok(_) => panic!("started with {name}={value}"),
+            Err(f) => {
+                assert!(!f.status.success());
+                assert!(f.log.contains(name), "{name}={value}: {}", f.log);
+            }
+        }
+    }
+    // The edges of what is taken: 0 (keep for ever / no automatic snapshots) and the smallest values.
+    for env in [
+        [("LEDGER_EVENT_RETENTION_DAYS", "0"), ("LEDGER_SNAPSHOT_WAL_BYTES", "0")],
+        [("LEDGER_EVENT_RETENTION_DAYS", "4"), ("LEDGER_SNAPSHOT_WAL_BYTES", "65536")],
+    ] {
+        let s = Server::start_with(&env);
+        assert_eq!(s.get("/readyz").status, 200);
+    }
 }

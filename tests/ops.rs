@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{assert_ledger_consistent, cli, copy_dir, list_all, wal_segments, Server};
+use common::{assert_ledger_consistent, cli, copy_dir, dir_bytes, list_all, wal_segments, Server};
 use serde_json::{json, Value};
 
 /// Small WAL segments, so a few hundred records span many of them.
@@ -93,10 +93,6 @@ fn snapshot_files(data: &Path) -> Vec<PathBuf> {
     files.retain(|p| p.to_string_lossy().ends_with(".snap"));
     files.sort();
     files
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
 }
 
 fn run_ok(args: &[&str]) -> String {

@@ -2,9 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{assert_ledger_consistent, list_all, Server};
+use common::{assert_ledger_consistent, list_all, wait_until, Server};
 use serde_json::{json, Value};
 
 fn id(v: &Value) -> String {
@@ -36,14 +36,6 @@ fn balance(s: &Server, acct: &str) -> i64 {
 
 fn redeem(s: &Server, acct: &str) -> Value {
     s.ok("/v1/loyalty/redemptions", json!({"account": acct, "reward": "rwd_5eur_off"}))
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -249,8 +241,10 @@ fn expiry_through_the_manual_clock() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&loose)))["status"], "pending", "not yet");
     s.ok("/v1/test/clock", json!({"advance_seconds": 1}));
-    wait_for(|| s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&loose)))["status"] == "expired", "expiry");
-    wait_for(|| s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&held)))["status"] == "expired", "attached expiry");
+    wait_until("expiry", || s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&loose)))["status"] == "expired");
+    wait_until("attached expiry", || {
+        s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&held)))["status"] == "expired"
+    });
     assert_eq!(balance(&s, &acct), 300);
     let r = s.post(&format!("/v1/payments/{}/complete", id(&p)), json!({}));
     assert_eq!((r.status, r.code()), (409, "redemption_expired"));
@@ -281,7 +275,7 @@ fn the_ttl_is_a_program_setting() {
     let r = redeem(&s, &acct);
     assert_eq!(r["expires_at"].as_i64().unwrap() - r["created"].as_i64().unwrap(), 120);
     s.ok("/v1/test/clock", json!({"advance_seconds": 120}));
-    wait_for(|| s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&r)))["status"] == "expired", "expiry at 120 s");
+    wait_until("expiry at 120 s", || s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&r)))["status"] == "expired");
     for bad in [json!({"redemption_ttl_seconds": 0}), json!({"redemption_ttl_seconds": 59}), json!({"clawback": {}})] {
         assert_eq!(s.post("/v1/loyalty/program", bad.clone()).status, 400, "{bad}");
     }
@@ -295,10 +289,9 @@ fn a_redemption_due_while_the_server_was_down_expires_right_after_startup() {
     assert_eq!(balance(&s, &acct), 200);
     // Come back an hour later (the manual clock starts one hour ahead).
     s.restart_with(&[("LEDGER_TEST_CLOCK", "3600")]);
-    wait_for(
-        || s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&r)))["status"] == "expired",
-        "expiry after restart",
-    );
+    wait_until("expiry after restart", || {
+        s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&r)))["status"] == "expired"
+    });
     assert_eq!(balance(&s, &acct), 300);
     s.restart();
     assert_eq!(s.get_ok(&format!("/v1/loyalty/redemptions/{}", id(&r)))["status"], "expired");
@@ -380,13 +373,10 @@ fn racing_cancel_expiry_failure_and_completion() {
         });
         if round % 2 == 1 {
             // Let the timer finish whatever fell due.
-            wait_for(
-                || {
-                    list_all(&s, &format!("/v1/loyalty/redemptions?account={acct}&status=pending")).is_empty()
-                        && list_all(&s, &format!("/v1/loyalty/redemptions?account={acct}&status=attached")).is_empty()
-                },
-                "due redemptions to expire",
-            );
+            wait_until("due redemptions to expire", || {
+                list_all(&s, &format!("/v1/loyalty/redemptions?account={acct}&status=pending")).is_empty()
+                    && list_all(&s, &format!("/v1/loyalty/redemptions?account={acct}&status=attached")).is_empty()
+            });
         }
     }
     let txs = list_all(&s, &format!("/v1/loyalty/transactions?account={acct}"));

@@ -224,6 +224,48 @@ mod tests {
         assert!(matches!(store.begin("k", [2; 32], later), Begin::Proceed(_)));
     }
 
+    /// A history whose reads fail (a disk error) and which remembers nothing.
+    struct Unreadable;
+
+    impl HistoryStore for Unreadable {
+        fn lsn(&self) -> Result<u64, crate::error::StorageError> {
+            Ok(0)
+        }
+        fn write(&self, _: &crate::history::Batch) -> Result<(), crate::error::StorageError> {
+            Ok(())
+        }
+        fn sync(&self) -> Result<(), crate::error::StorageError> {
+            Ok(())
+        }
+        fn remembered(&self, _: &str) -> Result<Option<Remembered>, crate::error::StorageError> {
+            Err(crate::error::StorageError::Poisoned)
+        }
+        fn forget_before(&self, _: i64, _: usize) -> Result<usize, crate::error::StorageError> {
+            Ok(0)
+        }
+        fn disk_bytes(&self) -> u64 {
+            0
+        }
+        fn remembered_count(&self) -> Result<usize, crate::error::StorageError> {
+            Ok(0)
+        }
+        fn remembered_view(&self) -> Box<dyn crate::history::RememberedView> {
+            unimplemented!("not read by these tests")
+        }
+    }
+
+    #[test]
+    fn an_unreadable_history_runs_nothing_and_frees_the_key() {
+        let store = IdemStore::default();
+        store.attach_history(Arc::new(Unreadable));
+        // Memory still answers what it holds, without asking history.
+        store.store(entry("held", 1), 10, 1);
+        assert!(matches!(store.begin("held", [1; 32], 11), Begin::Replay(_)));
+        // A key memory does not hold might be in history: unknown, so nothing runs.
+        assert!(matches!(store.begin("new", [1; 32], 11), Begin::Unavailable));
+        assert!(store.inner.lock().in_flight.is_empty(), "the claim is let go");
+    }
+
     #[test]
     fn what_history_took_leaves_memory_in_lsn_order() {
         let store = IdemStore::default();

@@ -336,6 +336,20 @@ pub fn batch_offsets(segment: &[u8]) -> Vec<usize> {
     scan(segment).batches
 }
 
+/// Waits until `done` holds (up to 20 s), or fails the test naming `what`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bytes of the files directly in `dir` (0 when it cannot be read).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
 /// Copies a data directory (for trying many damaged variants of one original).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
