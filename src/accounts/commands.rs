@@ -9,7 +9,8 @@ use crate::domain::{Id, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
 
-use super::{checkout, clawback, earn, link, redeem};
+pub use super::adjust::Adjustment;
+use super::{adjust, checkout, clawback, earn, link, redeem};
 
 #[derive(Debug)]
 pub enum AccountCommand {
@@ -36,6 +37,11 @@ pub enum AccountCommand {
     Cancel { redemption: Id },
     /// Expire a redemption of this account if its deadline has passed (the timer).
     Expire { redemption: Id },
+    /// Credit or debit points by hand (`POST /v1/loyalty/adjustments`).
+    Adjust(Adjustment),
+    /// Do what is due for a lot of this account (the lots timer): it becomes
+    /// available, its expiry warning goes, or it expires.
+    LotDue { lot: Id },
 }
 
 pub async fn execute(ledger: &Ledger, id: &Id, cmd: AccountCommand, m: &Mutation) -> Result<Reply, ApiError> {
@@ -49,5 +55,7 @@ pub async fn execute(ledger: &Ledger, id: &Id, cmd: AccountCommand, m: &Mutation
         AccountCommand::Redeem { reward } => redeem::redeem(ledger, id, reward, m).await,
         AccountCommand::Cancel { redemption } => redeem::cancel(ledger, id, &redemption, m).await,
         AccountCommand::Expire { redemption } => redeem::expire(ledger, id, &redemption, m).await,
+        AccountCommand::Adjust(a) => adjust::adjust(ledger, id, a, m).await,
+        AccountCommand::LotDue { lot } => adjust::lot_due(ledger, id, &lot, m).await,
     }
 }

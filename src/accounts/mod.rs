@@ -5,9 +5,14 @@
 //!   in flight, and lets an idle actor stop (its state stays in the state map).
 //! - `actor`: the actor; it runs one command at a time, start to fsync.
 //! - `commands`: what an account can be asked to do; `link`, `earn`,
-//!   `checkout` (payments with redemptions), `redeem` and `clawback` do it.
+//!   `checkout` (payments with redemptions), `redeem`, `clawback` and
+//!   `adjust` (adjustments, and what is due for a lot) do it.
+//! - `book`: a command's working copy of an account's points and lots, which
+//!   every movement of points goes through (`domain::lots` has the rules).
 
 mod actor;
+mod adjust;
+mod book;
 mod checkout;
 mod clawback;
 pub mod commands;
@@ -16,5 +21,5 @@ pub mod link;
 mod redeem;
 mod registry;
 
-pub use commands::AccountCommand;
+pub use commands::{AccountCommand, Adjustment};
 pub use registry::{ask, Registry};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::payments::Payment;
-use super::points::PointsTransaction;
+use super::lots::PointsLot;
+use super::points::{PointsTransaction, PointsTransactionV1};
 use super::redemptions::Redemption;
 use super::webhooks::WebhookEndpoint;
 use super::Id;
@@ -25,10 +26,14 @@ pub enum EventType {
     RedemptionConsumed,
     /// Appended: variants are encoded by index (WAL records, snapshots).
     WebhookEndpointDisabled,
+    PointsAvailable,
+    PointsExpiring,
+    PointsExpired,
+    PointsAdjusted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 14] = [
         EventType::PaymentCompleted,
         EventType::PaymentFailed,
         EventType::PaymentRefunded,
@@ -39,6 +44,10 @@ impl EventType {
         EventType::RedemptionExpired,
         EventType::RedemptionConsumed,
         EventType::WebhookEndpointDisabled,
+        EventType::PointsAvailable,
+        EventType::PointsExpiring,
+        EventType::PointsExpired,
+        EventType::PointsAdjusted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +62,10 @@ impl EventType {
             EventType::RedemptionExpired => "loyalty.redemption.expired",
             EventType::RedemptionConsumed => "loyalty.redemption.consumed",
             EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
+            EventType::PointsAvailable => "loyalty.points.available",
+            EventType::PointsExpiring => "loyalty.points.expiring",
+            EventType::PointsExpired => "loyalty.points.expired",
+            EventType::PointsAdjusted => "loyalty.points.adjusted",
         }
     }
 
@@ -65,10 +78,14 @@ impl EventType {
 pub enum EventData {
     /// Shared with the state and the record that wrote it: an event costs no copy.
     Payment(Arc<Payment>),
-    Transaction(Arc<PointsTransaction>),
+    /// A transaction of the layout before lots: decoding upgrades it
+    /// (`Event::upgrade`), so nothing else sees this variant.
+    TransactionV1(Arc<PointsTransactionV1>),
     Redemption(Arc<Redemption>),
     /// Appended (encoded by index). Shown without its secret.
     WebhookEndpoint(Arc<WebhookEndpoint>),
+    Transaction(Arc<PointsTransaction>),
+    Lot(Arc<PointsLot>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +104,8 @@ impl Serialize for EventDataView<'_> {
         match self.0 {
             EventData::Payment(p) => p.view().serialize(s),
             EventData::Transaction(t) => t.view().serialize(s),
+            EventData::TransactionV1(t) => PointsTransaction::from(PointsTransactionV1::clone(t)).view().serialize(s),
+            EventData::Lot(l) => l.view().serialize(s),
             EventData::Redemption(r) => r.view().serialize(s),
             EventData::WebhookEndpoint(e) => e.view(false).serialize(s),
         }
@@ -104,6 +123,22 @@ pub struct EventView<'a> {
 }
 
 impl Event {
+    /// Whether its data is of a layout decoding upgrades (`upgrade`).
+    pub fn is_old_layout(&self) -> bool {
+        matches!(self.data, EventData::TransactionV1(_))
+    }
+
+    /// The event with its data in the layout this build writes.
+    pub fn upgrade(self) -> Event {
+        match self.data {
+            EventData::TransactionV1(t) => Event {
+                data: EventData::Transaction(Arc::new(Arc::unwrap_or_clone(t).into())),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     pub fn view(&self) -> EventView<'_> {
         EventView {
             id: &self.id,

@@ -31,6 +31,7 @@ pub enum IdKind {
     WebhookEndpoint,
     WebhookDelivery,
     ApiKey,
+    Lot,
 }
 
 impl IdKind {
@@ -48,6 +49,7 @@ impl IdKind {
             IdKind::WebhookEndpoint => "we_",
             IdKind::WebhookDelivery => "whd_",
             IdKind::ApiKey => "key_",
+            IdKind::Lot => "lot_",
         }
     }
 

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod earning;
 pub mod events;
 pub mod ids;
+pub mod lots;
 pub mod members;
 pub mod metadata;
 pub mod money;

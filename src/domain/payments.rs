@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::money::Currency;
+use crate::error::ApiError;
 use super::{Id, Metadata};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,31 @@ impl Payment {
         self.amount.saturating_sub(self.amount_discount)
     }
 
+    /// pending -> `completed` at `now`.
+    pub fn complete(&mut self, now: i64) -> Result<(), ApiError> {
+        self.leave_pending()?;
+        self.status = PaymentStatus::Completed;
+        self.completed_at = Some(now);
+        Ok(())
+    }
+
+    /// pending -> `failed`.
+    pub fn fail(&mut self) -> Result<(), ApiError> {
+        self.leave_pending()?;
+        self.status = PaymentStatus::Failed;
+        Ok(())
+    }
+
+    fn leave_pending(&self) -> Result<(), ApiError> {
+        if self.status == PaymentStatus::Pending {
+            return Ok(());
+        }
+        Err(ApiError::conflict(
+            "payment_not_pending",
+            format!("Payment {} is {}; only a pending payment can do that.", self.id, self.status.as_str()),
+        ))
+    }
+
     /// Whether the payment has an award (an `earn` transaction). A payment
     /// that completed without one may get it once by `POST /v1/loyalty/awards`.
     pub fn is_awarded(&self) -> bool {
@@ -98,4 +124,42 @@ pub struct PaymentView<'a> {
     pub award: &'a Option<Id>,
     pub created: i64,
     pub completed_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod transition_tests {
+    use super::*;
+
+    fn pending() -> Payment {
+        Payment {
+            id: "pay_1".into(),
+            amount: 100,
+            amount_discount: 0,
+            amount_refunded: 0,
+            currency: "eur".into(),
+            status: PaymentStatus::Pending,
+            customer: None,
+            metadata: Metadata::default(),
+            redemptions: Vec::new(),
+            loyalty_account: None,
+            points_earned: 0,
+            award: None,
+            created: 1,
+            completed_at: None,
+        }
+    }
+
+    #[test]
+    fn only_a_pending_payment_completes_or_fails() {
+        let mut p = pending();
+        p.complete(7).unwrap();
+        assert_eq!((p.status, p.completed_at), (PaymentStatus::Completed, Some(7)));
+        assert_eq!(p.complete(8).unwrap_err().code, "payment_not_pending");
+        assert_eq!(p.fail().unwrap_err().code, "payment_not_pending");
+        assert_eq!(p.completed_at, Some(7), "a refused transition changes nothing");
+        let mut p = pending();
+        p.fail().unwrap();
+        assert_eq!(p.status, PaymentStatus::Failed);
+        assert!(p.complete(9).is_err());
+    }
 }

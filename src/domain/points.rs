@@ -3,8 +3,9 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::lots::LotShare;
 use super::money::Currency;
-use super::Id;
+use super::{Id, Metadata};
 
 /// Largest balance an account may reach, counting the points its open
 /// (pending or attached) redemptions hold: earning beyond it is cut
@@ -32,6 +33,10 @@ pub enum TxType {
     Redeem,
     Release,
     Clawback,
+    /// Appended (encoded by index): a support credit or debit with a reason.
+    Adjustment,
+    /// A lot's remaining points leaving at its `expires_at`.
+    Expire,
 }
 
 impl TxType {
@@ -41,6 +46,8 @@ impl TxType {
             TxType::Redeem => "redeem",
             TxType::Release => "release",
             TxType::Clawback => "clawback",
+            TxType::Adjustment => "adjustment",
+            TxType::Expire => "expire",
         }
     }
 
@@ -50,6 +57,8 @@ impl TxType {
             "redeem" => TxType::Redeem,
             "release" => TxType::Release,
             "clawback" => TxType::Clawback,
+            "adjustment" => TxType::Adjustment,
+            "expire" => TxType::Expire,
             _ => return None,
         })
     }
@@ -61,6 +70,24 @@ pub enum Source {
     Payment { payment: Id, amount: i64, currency: Currency },
     Refund { refund: Id, payment: Id },
     Redemption { redemption: Id, reward: Id },
+    /// Appended (encoded by index): the lot an `expire` transaction empties.
+    Lot { lot: Id },
+    /// An adjustment's reason and metadata.
+    Adjustment { reason: String, metadata: Metadata },
+}
+
+/// A transaction as written before lots (WAL change index 5, event data
+/// index 1, snapshots of format 1 and 2): decoding upgrades it
+/// (`From<PointsTransactionV1>`), so nothing else sees this layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointsTransactionV1 {
+    pub id: Id,
+    pub account: Id,
+    pub points: i64,
+    pub kind: TxType,
+    pub source: Source,
+    pub balance_after: i64,
+    pub created: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +97,37 @@ pub struct PointsTransaction {
     pub points: i64,
     pub kind: TxType,
     pub source: Source,
+    /// The account's spendable `balance` after it (`pending_balance` excluded).
     pub balance_after: i64,
     pub created: i64,
+    /// Of `points`, the part that moved `pending_balance` instead of the
+    /// balance: an earn into a pending lot, a clawback from one.
+    pub pending: i64,
+    /// The lots it made (a credit), took from (a debit) or gave back to (a
+    /// release), with the points of each (`domain::lots`).
+    pub lots: Vec<LotShare>,
+    /// A credit's lot dates (`None` for anything else).
+    pub available_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+impl From<PointsTransactionV1> for PointsTransaction {
+    fn from(old: PointsTransactionV1) -> Self {
+        let PointsTransactionV1 { id, account, points, kind, source, balance_after, created } = old;
+        PointsTransaction {
+            id,
+            account,
+            points,
+            kind,
+            source,
+            balance_after,
+            created,
+            pending: 0,
+            lots: Vec::new(),
+            available_at: None,
+            expires_at: None,
+        }
+    }
 }
 
 /// The JSON form of a source: a flat object (`{"payment":..,"amount":..,"currency":..}`).
@@ -99,6 +155,16 @@ impl Serialize for SourceView<'_> {
                 m.serialize_entry("reward", reward)?;
                 m.end()
             }
+            Source::Lot { lot } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("lot", lot)?;
+                m.end()
+            }
+            Source::Adjustment { reason, .. } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("reason", reason)?;
+                m.end()
+            }
         }
     }
 }
@@ -113,8 +179,22 @@ pub struct PointsTransactionView<'a> {
     pub kind: &'static str,
     pub source: SourceView<'a>,
     pub balance_after: i64,
+    /// The lots it made, took from or gave back to.
+    pub lots: Vec<LotShareView<'a>>,
+    pub available_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    /// An adjustment's metadata (`{}` for every other type).
+    pub metadata: &'a Metadata,
     pub created: i64,
 }
+
+#[derive(Serialize)]
+pub struct LotShareView<'a> {
+    pub lot: &'a Id,
+    pub points: i64,
+}
+
+static NO_METADATA: Metadata = Metadata::new();
 
 impl PointsTransaction {
     pub fn view(&self) -> PointsTransactionView<'_> {
@@ -126,15 +206,61 @@ impl PointsTransaction {
             kind: self.kind.as_str(),
             source: SourceView(&self.source),
             balance_after: self.balance_after,
+            lots: self.lots.iter().map(|s| LotShareView { lot: &s.lot, points: s.points }).collect(),
+            available_at: self.available_at,
+            expires_at: self.expires_at,
+            metadata: match &self.source {
+                Source::Adjustment { metadata, .. } => metadata,
+                _ => &NO_METADATA,
+            },
             created: self.created,
         }
+    }
+
+    /// The lot this transaction names in the CSV export: the one it made (a
+    /// credit) or emptied (`expire`).
+    pub fn lot(&self) -> Option<&Id> {
+        match (&self.source, self.kind) {
+            (Source::Lot { lot }, _) => Some(lot),
+            (_, TxType::Earn | TxType::Adjustment) if self.points > 0 => self.lots.first().map(|s| &s.lot),
+            _ => None,
+        }
+    }
+
+    /// The redemption it names, if any.
+    pub fn redemption(&self) -> Option<&Id> {
+        match &self.source {
+            Source::Redemption { redemption, .. } => Some(redemption),
+            _ => None,
+        }
+    }
+
+    /// The refund it names, if any.
+    pub fn refund(&self) -> Option<&Id> {
+        match &self.source {
+            Source::Refund { refund, .. } => Some(refund),
+            _ => None,
+        }
+    }
+
+    /// An adjustment's reason.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.source {
+            Source::Adjustment { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// How much it moved the spendable balance (its points less the pending part).
+    pub fn balance_points(&self) -> i64 {
+        self.points.saturating_sub(self.pending)
     }
 
     /// The payment this transaction joins to, if any.
     pub fn payment(&self) -> Option<&Id> {
         match &self.source {
             Source::Payment { payment, .. } | Source::Refund { payment, .. } => Some(payment),
-            Source::Redemption { .. } => None,
+            Source::Redemption { .. } | Source::Lot { .. } | Source::Adjustment { .. } => None,
         }
     }
 }
@@ -166,13 +292,18 @@ mod tests {
             source: Source::Payment { payment: "pay_5tNc".into(), amount: 4200, currency: "eur".into() },
             balance_after: 42,
             created: 1717113600,
+            pending: 0,
+            lots: vec![LotShare { lot: "lot_1".into(), points: 42 }],
+            available_at: Some(1717113600),
+            expires_at: None,
         };
         let json = serde_json::to_value(tx.view()).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"id":"ptx_7Qd3","object":"points_transaction","account":"loy_9f2k","points":42,
              "type":"earn","source":{"payment":"pay_5tNc","amount":4200,"currency":"eur"},
-             "balance_after":42,"created":1717113600})
+             "balance_after":42,"lots":[{"lot":"lot_1","points":42}],"available_at":1717113600,
+             "expires_at":null,"metadata":{},"created":1717113600})
         );
     }
 }

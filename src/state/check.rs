@@ -24,6 +24,7 @@
 use super::table::has_room;
 use super::{AccountEntry, State, Table};
 use crate::config::TABLE_CHECK_HEADROOM_DIVISOR;
+use crate::domain::lots::{LotStatus, PointsLot};
 use crate::domain::points::PointsTransaction;
 use crate::domain::redemptions::Redemption;
 use crate::domain::Id;
@@ -67,27 +68,34 @@ impl From<Refusal> for ApiError {
     }
 }
 
-/// What an account's changes are checked against: its balance (the sum of
-/// its transactions' points) and the points its open redemptions hold.
+/// What an account's changes are checked against: its spendable balance
+/// and its pending balance (together the sum of its transactions' points),
+/// and the points its open redemptions hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Figures {
     pub balance: i64,
     pub held: i64,
+    pub pending: i64,
 }
 
 impl AccountEntry {
     pub fn figures(&self) -> Figures {
-        Figures { balance: self.balance, held: self.held }
+        Figures { balance: self.balance, held: self.held, pending: self.pending }
     }
 }
 
 /// The rule for a points transaction: new, on an existing account, whose
-/// balance moves by the transaction's points (checked) and lands on its
+/// pending balance moves by the transaction's `pending` part (never below
+/// zero) and whose balance moves by the rest (checked) and lands on its
 /// `balance_after` (invariants 3 and 5). Returns the account's new figures.
+/// `check_balance_after` is false only while a snapshot loads: its
+/// transactions come without the lots' moves from pending between them
+/// (`State::finish_restore` settles the split).
 pub(super) fn transaction(
     tx: &PointsTransaction,
     already_written: bool,
     account: Option<Figures>,
+    check_balance_after: bool,
 ) -> Result<Figures, Refusal> {
     if already_written {
         return Err(Refusal::Inconsistent(format!("points transaction {} written twice", tx.id)));
@@ -95,20 +103,55 @@ pub(super) fn transaction(
     let Some(figures) = account else {
         return Err(Refusal::Inconsistent(format!("transaction {} names unknown account {}", tx.id, tx.account)));
     };
-    let Some(balance) = figures.balance.checked_add(tx.points) else {
-        return Err(Refusal::BalanceLimit {
-            account: tx.account.clone(),
-            what: "the balance",
-            detail: format!("transaction {} adds {} to {}", tx.id, tx.points, figures.balance),
-        });
+    let limit = |what: &'static str, from: i64| Refusal::BalanceLimit {
+        account: tx.account.clone(),
+        what,
+        detail: format!("transaction {} adds {} ({} pending) to {from}", tx.id, tx.points, tx.pending),
     };
-    if balance != tx.balance_after {
+    let moved = tx.points.checked_sub(tx.pending).ok_or_else(|| limit("the balance", figures.balance))?;
+    let balance = figures.balance.checked_add(moved).ok_or_else(|| limit("the balance", figures.balance))?;
+    let pending =
+        figures.pending.checked_add(tx.pending).ok_or_else(|| limit("the pending balance", figures.pending))?;
+    if pending < 0 {
         return Err(Refusal::Inconsistent(format!(
-            "transaction {} takes account {} from {} by {} to {balance}, but says {}",
-            tx.id, tx.account, figures.balance, tx.points, tx.balance_after
+            "transaction {} takes account {}'s pending balance from {} to {pending}",
+            tx.id, tx.account, figures.pending
         )));
     }
-    Ok(Figures { balance, held: figures.held })
+    if check_balance_after && balance != tx.balance_after {
+        return Err(Refusal::Inconsistent(format!(
+            "transaction {} takes account {} from {} by {moved} to {balance}, but says {}",
+            tx.id, tx.account, figures.balance, tx.balance_after
+        )));
+    }
+    Ok(Figures { balance, held: figures.held, pending })
+}
+
+/// The rule for a lot version `lot` that replaces `previous` (if any): its
+/// account exists and stays the same, and a lot leaving `pending` moves what
+/// it held from the pending balance to the balance (checked). Returns the
+/// account's new figures.
+pub(super) fn lot(lot: &PointsLot, previous: Option<&PointsLot>, account: Option<Figures>) -> Result<Figures, Refusal> {
+    if let Some(p) = previous.filter(|p| p.account != lot.account) {
+        return Err(Refusal::Inconsistent(format!("lot {} moves from account {} to {}", lot.id, p.account, lot.account)));
+    }
+    let Some(figures) = account else {
+        return Err(Refusal::Inconsistent(format!("lot {} names unknown account {}", lot.id, lot.account)));
+    };
+    let Some(previous) = previous.filter(|p| p.status == LotStatus::Pending && lot.status != LotStatus::Pending)
+    else {
+        return Ok(figures);
+    };
+    let moved = previous.remaining;
+    let pending = figures.pending.checked_sub(moved).filter(|p| *p >= 0);
+    let balance = figures.balance.checked_add(moved);
+    match (pending, balance) {
+        (Some(pending), Some(balance)) => Ok(Figures { balance, held: figures.held, pending }),
+        _ => Err(Refusal::Inconsistent(format!(
+            "lot {} moves {moved} points out of account {}'s pending balance of {}",
+            lot.id, lot.account, figures.pending
+        ))),
+    }
 }
 
 /// Points a version of a redemption holds on its account: all of them while
@@ -153,7 +196,7 @@ pub(super) fn redemption(
             r.id, r.account
         )));
     }
-    Ok(Figures { balance: figures.balance, held })
+    Ok(Figures { held, ..figures })
 }
 
 /// The rule for an event still pointing into its record: only encoded
@@ -178,6 +221,7 @@ struct NewObjects {
     webhook_endpoints: usize,
     deliveries: usize,
     api_keys: usize,
+    lots: usize,
 }
 
 /// A record being checked: what its earlier changes did to the accounts,
@@ -189,6 +233,7 @@ struct Simulation<'a> {
     accounts: Vec<(&'a Id, Figures)>,
     transactions: Vec<&'a Id>,
     redemptions: Vec<&'a Redemption>,
+    lots: Vec<&'a PointsLot>,
     new: NewObjects,
 }
 
@@ -233,7 +278,7 @@ impl State {
             }
             Change::PutTransaction(tx) => {
                 let written = sim.transactions.contains(&&tx.id) || self.transactions.contains(&tx.id);
-                let figures = transaction(tx, written, sim.figures(self, &tx.account))?;
+                let figures = transaction(tx, written, sim.figures(self, &tx.account), true)?;
                 sim.set_figures(&tx.account, figures);
                 sim.transactions.push(&tx.id);
                 sim.new.transactions += 1;
@@ -253,6 +298,24 @@ impl State {
                 };
                 sim.set_figures(&r.account, figures);
                 sim.redemptions.push(r);
+            }
+            Change::PutLot(l) => {
+                let account = sim.figures(self, &l.account);
+                let figures = match sim.lots.iter().rev().find(|e| e.id == l.id) {
+                    Some(earlier) => lot(l, Some(earlier), account)?,
+                    None => match self.lots.with(&l.id, |previous| lot(l, Some(previous), account)) {
+                        Some(result) => result?,
+                        None => {
+                            sim.new.lots += 1;
+                            lot(l, None, account)?
+                        }
+                    },
+                };
+                sim.set_figures(&l.account, figures);
+                sim.lots.push(l);
+            }
+            Change::PutTransactionV1(_) | Change::PutProgramV1(_) => {
+                return Err(Refusal::Inconsistent("a change of an old layout was about to be written".into()))
             }
             Change::PutEventOf(of) => return Err(unresolved_event(&of.id)),
             Change::PutProgram(_) => {}
@@ -298,6 +361,7 @@ impl State {
             webhook_endpoints,
             deliveries,
             api_keys,
+            lots,
         } = *new;
         room(&self.customers, "customers", customers)?;
         room(&self.accounts, "accounts", accounts)?;
@@ -310,7 +374,8 @@ impl State {
         room(&self.events, "events", events)?;
         room(&self.webhook_endpoints, "webhook endpoints", webhook_endpoints)?;
         room(&self.deliveries, "webhook deliveries", deliveries)?;
-        room(&self.api_keys, "API keys", api_keys)
+        room(&self.api_keys, "API keys", api_keys)?;
+        room(&self.lots, "points lots", lots)
     }
 }
 
@@ -418,7 +483,7 @@ mod tests {
         let fresh = vec![account("loy_c"), earn("ptx_7", "loy_c", 3, 3, 3)];
         state.check(&fresh).unwrap();
         state.apply(3, record(fresh)).unwrap();
-        assert_eq!(state.figures("loy_c"), Some(Figures { balance: 3, held: 0 }));
+        assert_eq!(state.figures("loy_c"), Some(Figures { balance: 3, held: 0, pending: 0 }));
     }
 
     #[test]
@@ -438,7 +503,7 @@ mod tests {
         for (i, (change, held)) in steps.into_iter().enumerate() {
             state.check(std::slice::from_ref(&change)).unwrap();
             state.apply(3 + i as u64, record(vec![change])).unwrap();
-            assert_eq!(state.figures("loy_a"), Some(Figures { balance: 100, held }), "step {i}");
+            assert_eq!(state.figures("loy_a"), Some(Figures { balance: 100, held, pending: 0 }), "step {i}");
         }
         // Within one record the check follows the versions in order.
         let one_record = vec![redemption("rdm_5", "loy_a", 9, Pending), redemption("rdm_5", "loy_a", 9, Canceled)];

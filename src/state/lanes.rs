@@ -36,7 +36,14 @@ use crate::wal::{Change, Record};
 /// transaction or a redemption reads or writes: both move their account's
 /// figures, so they must meet the account in LSN order).
 fn in_ledger_lane(change: &Change) -> bool {
-    matches!(change, Change::PutAccount(_) | Change::PutTransaction(_) | Change::PutRedemption(_))
+    matches!(
+        change,
+        Change::PutAccount(_)
+            | Change::PutTransaction(_)
+            | Change::PutTransactionV1(_)
+            | Change::PutRedemption(_)
+            | Change::PutLot(_)
+    )
 }
 
 /// The caller's side of the lanes: what `apply_in_lanes` hands to `run`.

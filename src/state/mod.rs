@@ -53,6 +53,7 @@ use crate::config::RETENTION_FORGET_PER_RECORD;
 use crate::domain::api_keys::ApiKey;
 use crate::domain::earning::EarningRule;
 use crate::domain::events::Event;
+use crate::domain::lots::{LotStatus, PointsLot};
 use crate::domain::members::{Account, Customer};
 use crate::domain::money::Currency;
 use crate::domain::payments::Payment;
@@ -82,6 +83,12 @@ pub struct AccountEntry {
     /// in the transactions table's insertion order (4 bytes each, not a
     /// 24-byte id; `account_index.rs` pages over them).
     pub transactions: Vec<u32>,
+    /// Points of its pending lots: earned, not yet spendable. Moved only by
+    /// applying a transaction (its `pending` part) or a lot leaving pending.
+    pub pending: i64,
+    /// Its open (pending or available) lots, as positions in the lots table:
+    /// what spending, clawbacks and `next_expiry` read.
+    pub open_lots: Vec<u32>,
 }
 
 impl Keyed for AccountEntry {
@@ -120,7 +127,8 @@ keyed_by_fields!(
     Event,
     WebhookEndpoint,
     Delivery,
-    ApiKey
+    ApiKey,
+    PointsLot
 );
 
 #[derive(Default)]
@@ -159,6 +167,12 @@ pub struct State {
     pub api_keys: Table<ApiKey>,
     /// Secret hash -> key, and when each key was last used: what auth reads.
     pub api_key_index: ApiKeyIndex,
+    /// Points lots (`domain::lots`), and each account's.
+    pub lots: Table<PointsLot>,
+    pub lots_by_account: Index,
+    /// Lot deadlines the lots timer acts on: pending lots by `available_at`,
+    /// spendable ones by `expires_at` and by `warn_at`.
+    lot_deadlines: parking_lot::Mutex<BTreeSet<(i64, Id)>>,
     /// Events and finished deliveries older than this (by a record's time)
     /// are forgotten as records apply (`forget_expired`); 0 keeps them.
     event_retention_seconds: AtomicI64,
@@ -242,6 +256,28 @@ impl State {
         self.accounts.with(account, |e| e.balance)
     }
 
+    /// Up to `max` lots with a deadline (becoming available, a warning,
+    /// expiry) at or before `now`, soonest first.
+    pub fn due_lots(&self, now: i64, max: usize) -> Vec<Id> {
+        let deadlines = self.lot_deadlines.lock();
+        let mut out: Vec<Id> = Vec::new();
+        for (_, id) in deadlines.iter().take_while(|(at, _)| *at <= now) {
+            if out.len() >= max {
+                break;
+            }
+            if !out.contains(id) {
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// Copies of an account's open lots (pending or available).
+    pub fn open_lots(&self, account: &str) -> Vec<PointsLot> {
+        let positions = self.accounts.with(account, |e| e.open_lots.clone()).unwrap_or_default();
+        positions.into_iter().filter_map(|p| self.lots.with_at(p, PointsLot::clone)).collect()
+    }
+
     /// An account's balance and the points its open redemptions hold, if the account exists.
     pub fn figures(&self, account: &str) -> Option<Figures> {
         self.accounts.with(account, AccountEntry::figures)
@@ -277,6 +313,7 @@ impl State {
         self.webhook_endpoints.shrink_to_fit();
         self.deliveries.shrink_to_fit();
         self.api_keys.shrink_to_fit();
+        self.lots.shrink_to_fit();
     }
 
     /// Tests only: changes an account behind the ledger's back (what damage
@@ -346,10 +383,19 @@ impl State {
                         entry.account = a;
                         None
                     }
-                    None => Some(AccountEntry { account: a, balance: 0, held: 0, transactions: Vec::new() }),
+                    None => Some(AccountEntry {
+                        account: a,
+                        balance: 0,
+                        held: 0,
+                        transactions: Vec::new(),
+                        pending: 0,
+                        open_lots: Vec::new(),
+                    }),
                 })?;
             }
             Change::PutProgram(p) => *self.program.write() = Arc::unwrap_or_clone(p),
+            Change::PutProgramV1(_) | Change::PutTransactionV1(_) => return self.apply_change(change.upgrade()),
+            Change::PutLot(l) => self.apply_lot(l)?,
             Change::PutEarningRule(rule) => {
                 let mut by_currency = self.rules_by_currency.write();
                 let rules = by_currency.entry(rule.currency.clone()).or_default();
@@ -371,6 +417,9 @@ impl State {
                 self.rewards.put(r)?;
             }
             Change::PutRedemption(r) => self.apply_redemption(r)?,
+            Change::PutEvent(e) if e.is_old_layout() => {
+                return self.apply_change(Change::PutEvent(e).upgrade());
+            }
             Change::PutEvent(e) => {
                 let kind = e.kind;
                 let (position, new) = self.events.put_telling(e)?;
@@ -436,16 +485,82 @@ impl State {
     /// must land on the transaction's `balance_after` (invariant 3 checked
     /// live); the rule is `check::transaction`, which `State::check` runs too.
     fn apply_transaction(&self, tx: Arc<PointsTransaction>) -> Result<(), StorageError> {
+        self.put_transaction(tx, true)
+    }
+
+    /// `apply_transaction`; `check_balance_after` is false only for a
+    /// snapshot's transactions (`restore_item`).
+    pub(super) fn put_transaction(&self, tx: Arc<PointsTransaction>, check_balance_after: bool) -> Result<(), StorageError> {
         let written = self.transactions.contains(&tx.id);
-        let figures = check::transaction(&tx, written, self.figures(&tx.account))?;
+        let figures = check::transaction(&tx, written, self.figures(&tx.account), check_balance_after)?;
         let account = tx.account.clone();
         let position = self.transactions.put(tx)?;
         // Only this thread applies to accounts, so nothing moved the balance since the check.
         self.accounts.update(&account, |e| {
             e.balance = figures.balance;
+            e.pending = figures.pending;
             e.transactions.push(position);
         });
         Ok(())
+    }
+
+    /// A new version of a lot: a lot leaving pending moves its points to the
+    /// balance (`check::lot`, which `State::check` runs too); the account's
+    /// open lots and the lot deadlines follow it.
+    fn apply_lot(&self, l: Arc<PointsLot>) -> Result<(), StorageError> {
+        let account = self.figures(&l.account);
+        let previous = self.lots.with(&l.id, PointsLot::clone);
+        let figures = check::lot(&l, previous.as_ref(), account)?;
+        let id = l.account.clone();
+        let open = l.status.is_open();
+        let deadlines_now = lot_deadlines(&l);
+        let lot_id = l.id.clone();
+        let (position, new) = self.lots.put_telling(l)?;
+        if new {
+            self.lots_by_account.push(&id, position);
+        }
+        // Only this thread applies to accounts and lots, so nothing moved them since the check.
+        self.accounts.update(&id, |e| {
+            e.balance = figures.balance;
+            e.pending = figures.pending;
+            match (open, e.open_lots.iter().position(|p| *p == position)) {
+                (true, None) => e.open_lots.push(position),
+                (false, Some(i)) => {
+                    e.open_lots.swap_remove(i);
+                }
+                _ => {}
+            }
+        });
+        let mut deadlines = self.lot_deadlines.lock();
+        if let Some(previous) = &previous {
+            for at in lot_deadlines(previous) {
+                deadlines.remove(&(at, lot_id.clone()));
+            }
+        }
+        for at in deadlines_now {
+            deadlines.insert((at, lot_id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Sum of the accounts' figures: `(balance, pending)` of the spendable
+    /// and pending balances settled after a snapshot load (`finish_restore`):
+    /// its transactions were applied without the lots' moves between them, so
+    /// each account's total is right and the split is not; the pending part
+    /// is what its pending lots hold.
+    pub(super) fn settle_pending_after_restore(&self) {
+        let mut pending_of: HashMap<Id, i64> = HashMap::new();
+        self.lots.for_each(|l| {
+            if l.status == LotStatus::Pending {
+                *pending_of.entry(l.account.clone()).or_default() += l.remaining;
+            }
+        });
+        self.accounts.for_each_mut(|e| {
+            let total = e.balance.saturating_add(e.pending);
+            let pending = pending_of.get(&e.account.id).copied().unwrap_or(0);
+            e.pending = pending;
+            e.balance = total.saturating_sub(pending);
+        });
     }
 
     /// A new version of a redemption: its account's held points follow it
@@ -474,4 +589,17 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The deadlines the lots timer watches for `lot` (`State::due_lots`).
+fn lot_deadlines(lot: &PointsLot) -> Vec<i64> {
+    let mut out = Vec::new();
+    if lot.status == LotStatus::Pending {
+        out.push(lot.available_at);
+    }
+    if lot.is_spendable() {
+        out.extend(lot.expires_at);
+        out.extend(lot.warn_at);
+    }
+    out
 }

@@ -90,6 +90,9 @@ impl State {
         self.redemptions.for_each_in_order(|r| change(Change::PutRedemption(r.clone())));
         // After accounts: each one moves a balance and must land on its `balance_after`.
         self.transactions.for_each_in_order(|t| change(Change::PutTransaction(t.clone())));
+        // After transactions: a lot names its account; its moves out of
+        // pending are settled once all is loaded (`finish_restore`).
+        self.lots.for_each_in_order(|l| change(Change::PutLot(l.clone())));
         self.events.for_each_in_order(|e| change(Change::PutEvent(e.clone())));
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         self.webhook_endpoints.for_each_in_order(|w| change(Change::PutWebhookEndpoint(w.clone())));
@@ -115,6 +118,12 @@ impl State {
     /// Applies one snapshot item (loading a snapshot into an empty state).
     pub fn restore_item(&self, item: SnapshotItem) -> Result<(), StorageError> {
         match item {
+            // A snapshot's transactions meet balances without the lots' moves
+            // out of pending between them: `finish_restore` settles the split.
+            SnapshotItem::Change(Change::PutTransaction(tx)) => self.put_transaction(tx, false),
+            SnapshotItem::Change(Change::PutTransactionV1(tx)) => {
+                self.put_transaction(std::sync::Arc::new(std::sync::Arc::unwrap_or_clone(tx).into()), false)
+            }
             SnapshotItem::Change(change) => self.apply_change(change),
             SnapshotItem::Idempotency { entry, created } => {
                 // Its LSN is not kept: 0 sorts it before the replayed records.
@@ -130,6 +139,7 @@ impl State {
 
     /// After a snapshot taken at `lsn` is loaded: the state is at that LSN.
     pub fn finish_restore(&self, lsn: u64) {
+        self.settle_pending_after_restore();
         self.applied_lsn.store(lsn, std::sync::atomic::Ordering::Release);
     }
 }

@@ -360,6 +360,18 @@ impl<T: Keyed> Table<T> {
         }
     }
 
+    /// Changes every object in place (after a snapshot load, before anything reads).
+    pub(super) fn for_each_mut(&self, mut f: impl FnMut(&mut T))
+    where
+        T: Clone,
+    {
+        for shard in self.shards.iter() {
+            for slot in shard.write().iter_mut() {
+                f(Arc::make_mut(&mut slot.value));
+            }
+        }
+    }
+
     /// Calls `f` for every object in insertion order (oldest first), as
     /// snapshots need so that a restored table lists in the same order.
     ///

@@ -21,8 +21,9 @@ use crate::domain::earning::EarningRule;
 use crate::domain::events::{Event, EventData, EventType};
 use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
-use crate::domain::points::PointsTransaction;
-use crate::domain::program::Program;
+use crate::domain::lots::PointsLot;
+use crate::domain::points::{PointsTransaction, PointsTransactionV1};
+use crate::domain::program::{Program, ProgramV1};
 use crate::domain::redemptions::Redemption;
 use crate::domain::refunds::Refund;
 use crate::domain::rewards::Reward;
@@ -96,12 +97,14 @@ pub enum Change {
     PutCustomer(Arc<Customer>),
     /// Never changes a balance.
     PutAccount(Arc<Account>),
-    PutProgram(Arc<Program>),
+    /// Only in data written before the points lifecycle (index 2): decoding
+    /// turns it into a `PutProgram` (`Change::upgrade`).
+    PutProgramV1(Arc<ProgramV1>),
     PutEarningRule(Arc<EarningRule>),
     PutPayment(Arc<Payment>),
-    /// A new points transaction: adds its points to its account's balance,
-    /// which must then equal its `balance_after`. Transactions are never re-put.
-    PutTransaction(Arc<PointsTransaction>),
+    /// Only in data written before lots (index 5): decoding turns it into a
+    /// `PutTransaction` (`Change::upgrade`).
+    PutTransactionV1(Arc<PointsTransactionV1>),
     PutRefund(Arc<Refund>),
     PutReward(Arc<Reward>),
     PutRedemption(Arc<Redemption>),
@@ -121,6 +124,17 @@ pub enum Change {
     /// A webhook endpoint with its status, rolled secret and run of failures
     /// (index 14; what index 10 held before them).
     PutWebhookEndpoint(Arc<WebhookEndpoint>),
+    /// A new points transaction: adds its points to its account (its
+    /// `pending` part to `pending_balance`, the rest to the balance, which
+    /// must then equal its `balance_after`). Transactions are never re-put.
+    /// Index 15; what index 5 held before lots.
+    PutTransaction(Arc<PointsTransaction>),
+    /// A version of a points lot. A lot leaving `pending` moves its
+    /// remaining points from `pending_balance` to the balance (the one move
+    /// of a balance that is not a transaction: becoming available writes none).
+    PutLot(Arc<PointsLot>),
+    /// The program with the points lifecycle settings (index 17; what index 2 held before them).
+    PutProgram(Arc<Program>),
 }
 
 impl Change {
@@ -131,7 +145,21 @@ impl Change {
             Change::PutWebhookEndpointV1(old) => {
                 Change::PutWebhookEndpoint(Arc::new(WebhookEndpoint::from(Arc::unwrap_or_clone(old))))
             }
+            Change::PutTransactionV1(old) => {
+                Change::PutTransaction(Arc::new(PointsTransaction::from(Arc::unwrap_or_clone(old))))
+            }
+            Change::PutProgramV1(old) => Change::PutProgram(Arc::new(Program::from(Arc::unwrap_or_clone(old)))),
+            Change::PutEvent(e) if e.is_old_layout() => Change::PutEvent(Arc::new(Arc::unwrap_or_clone(e).upgrade())),
             other => other,
+        }
+    }
+
+    /// Whether `upgrade` changes it.
+    pub fn is_old_layout(&self) -> bool {
+        match self {
+            Change::PutWebhookEndpointV1(_) | Change::PutTransactionV1(_) | Change::PutProgramV1(_) => true,
+            Change::PutEvent(e) => e.is_old_layout(),
+            _ => false,
         }
     }
 }
@@ -142,8 +170,8 @@ pub struct EventOf {
     pub id: Id,
     pub kind: EventType,
     pub created: i64,
-    /// Index in the record's `changes` of the `PutPayment`, `PutTransaction`
-    /// or `PutRedemption` that is the event's `data`.
+    /// Index in the record's `changes` of the `PutPayment`, `PutTransaction`,
+    /// `PutRedemption` or `PutLot` that is the event's `data`.
     pub change: u32,
 }
 
@@ -194,6 +222,7 @@ impl Record {
             (Change::PutPayment(p), EventData::Payment(d)) => Arc::ptr_eq(p, d),
             (Change::PutTransaction(t), EventData::Transaction(d)) => Arc::ptr_eq(t, d),
             (Change::PutRedemption(r), EventData::Redemption(d)) => Arc::ptr_eq(r, d),
+            (Change::PutLot(l), EventData::Lot(d)) => Arc::ptr_eq(l, d),
             _ => false,
         });
         match shown {
@@ -213,10 +242,11 @@ impl Record {
         if used != bytes.len() {
             return Err(RecordError::Trailing(bytes.len() - used));
         }
-        rec.resolve_event_references()?;
-        if rec.changes.iter().any(|c| matches!(c, Change::PutWebhookEndpointV1(_))) {
+        // Upgraded first, so an event referring to an old-layout change gets the new one.
+        if rec.changes.iter().any(Change::is_old_layout) {
             rec.changes = std::mem::take(&mut rec.changes).into_iter().map(Change::upgrade).collect();
         }
+        rec.resolve_event_references()?;
         Ok(rec)
     }
 
@@ -228,6 +258,7 @@ impl Record {
                 Some(Change::PutPayment(p)) => EventData::Payment(p.clone()),
                 Some(Change::PutTransaction(t)) => EventData::Transaction(t.clone()),
                 Some(Change::PutRedemption(r)) => EventData::Redemption(r.clone()),
+                Some(Change::PutLot(l)) => EventData::Lot(l.clone()),
                 _ => return Err(RecordError::EventReference { event: of.id.to_string(), change: of.change }),
             };
             let event = Event { id: of.id.clone(), kind: of.kind, created: of.created, data };
@@ -356,6 +387,53 @@ mod tests {
             let err = Record::decode(&rec.encode().unwrap()).unwrap_err();
             assert!(matches!(err, RecordError::EventReference { .. }), "{err}");
         }
+    }
+
+    /// A record written before lots (the program at index 2, a transaction
+    /// at index 5, its event by reference) decodes into today's layout, and
+    /// the event still shares the upgraded transaction.
+    #[test]
+    fn a_record_written_before_lots_still_decodes() {
+        use crate::domain::points::{Source, TxType};
+
+        let old = PointsTransactionV1 {
+            id: "ptx_1".into(),
+            account: "loy_1".into(),
+            points: 42,
+            kind: TxType::Earn,
+            source: Source::Payment { payment: "pay_1".into(), amount: 4200, currency: "eur".into() },
+            balance_after: 42,
+            created: 5,
+        };
+        let then = Record {
+            time: 5,
+            idem: None,
+            changes: vec![
+                Change::PutProgramV1(Arc::new(ProgramV1 { clawback_allow_negative: false, redemption_ttl_seconds: 60 })),
+                Change::PutTransactionV1(Arc::new(old.clone())),
+                Change::PutEventOf(Box::new(EventOf { id: "evt_1".into(), kind: EventType::PointsEarned, created: 5, change: 1 })),
+                Change::PutEvent(Arc::new(Event {
+                    id: "evt_2".into(),
+                    kind: EventType::PointsEarned,
+                    created: 5,
+                    data: EventData::TransactionV1(Arc::new(old.clone())),
+                })),
+            ],
+        };
+        let rec = Record::decode(&then.encode().unwrap()).unwrap();
+        let Change::PutProgram(p) = &rec.changes[0] else { panic!("{:?}", rec.changes[0]) };
+        assert_eq!(
+            Program::clone(p),
+            Program { clawback_allow_negative: false, redemption_ttl_seconds: 60, ..Program::default() }
+        );
+        let Change::PutTransaction(tx) = &rec.changes[1] else { panic!("{:?}", rec.changes[1]) };
+        assert_eq!(PointsTransaction::clone(tx), PointsTransaction::from(old));
+        assert!((tx.pending, tx.lots.is_empty(), tx.available_at) == (0, true, None));
+        let Change::PutEvent(e) = &rec.changes[2] else { panic!("{:?}", rec.changes[2]) };
+        assert!(matches!(&e.data, EventData::Transaction(d) if Arc::ptr_eq(d, tx)));
+        let Change::PutEvent(e) = &rec.changes[3] else { panic!("{:?}", rec.changes[3]) };
+        assert!(matches!(&e.data, EventData::Transaction(d) if **d == **tx));
+        assert!(!rec.changes.iter().any(Change::is_old_layout));
     }
 
     /// A record written before endpoints had a status (the endpoint change

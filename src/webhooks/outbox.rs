@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::domain::events::{Event, EventData, EventType};
+use crate::domain::lots::LotStatus;
 use crate::domain::payments::{Payment, PaymentStatus};
 use crate::domain::points::TxType;
 use crate::domain::redemptions::RedemptionStatus;
@@ -24,7 +25,7 @@ pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
             _ => None,
         })
     };
-    for change in changes {
+    for (at, change) in changes.iter().enumerate() {
         match change {
             Change::PutPayment(p) => {
                 let before = state.payments.with(&p.id, |old| old.status);
@@ -44,9 +45,27 @@ pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
                 let kind = match tx.kind {
                     TxType::Earn => EventType::PointsEarned,
                     TxType::Clawback => EventType::PointsClawedBack,
+                    TxType::Adjustment => EventType::PointsAdjusted,
+                    TxType::Expire => EventType::PointsExpired,
                     TxType::Redeem | TxType::Release => continue,
                 };
                 events.push((kind, EventData::Transaction(tx.clone())));
+            }
+            Change::PutLot(l) => {
+                // The version it replaces: an earlier change of this record, else the state's.
+                let earlier = changes[..at].iter().rev().find_map(|c| match c {
+                    Change::PutLot(e) if e.id == l.id => Some((e.status, e.warn_at)),
+                    _ => None,
+                });
+                let Some((status, warn_at)) = earlier.or_else(|| state.lots.with(&l.id, |old| (old.status, old.warn_at)))
+                else {
+                    continue;
+                };
+                if status == LotStatus::Pending && l.status != LotStatus::Pending {
+                    events.push((EventType::PointsAvailable, EventData::Lot(l.clone())));
+                } else if warn_at.is_some() && l.warn_at.is_none() && l.is_spendable() {
+                    events.push((EventType::PointsExpiring, EventData::Lot(l.clone())));
+                }
             }
             Change::PutWebhookEndpoint(w) => {
                 let before = state.webhook_endpoints.with(&w.id, |old| old.status);
