@@ -104,6 +104,10 @@ fn earn_record(customer: &Id, account: &Id, amount: i64, balance: &mut i64, time
         source: Source::Payment { payment: payment_id, amount, currency: "eur".into() },
         balance_after: *balance,
         created: time,
+        pending: 0,
+        lots: Vec::new(),
+        available_at: None,
+        expires_at: None,
     };
     let mut changes = vec![Change::PutPayment(payment.into()), Change::PutTransaction(tx.into())];
     let derived = EMPTY.with(|state| derive(state, &changes, time));

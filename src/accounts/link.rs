@@ -14,9 +14,9 @@ pub(super) async fn update(
     m: &Mutation,
 ) -> Result<Reply, ApiError> {
     let state = &ledger.state;
-    let (account, balance) = state
+    let (account, balances) = state
         .accounts
-        .with(id, |e| (e.account.clone(), e.balance))
+        .with(id, |e| (e.account.clone(), state.balances(e)))
         .ok_or_else(|| ApiError::not_found("loyalty_account", id))?;
     let mut next: Account = Account::clone(&account);
     let mut changes = Vec::with_capacity(2);
@@ -47,7 +47,7 @@ pub(super) async fn update(
             }
         }
     }
-    let reply = Reply::json(200, &next.view(balance))?;
+    let reply = Reply::json(200, &next.view(balances))?;
     changes.push(Change::PutAccount(next.into()));
     ledger.commit_reply(m, changes, reply).await
 }

@@ -55,24 +55,45 @@ impl Customer {
     }
 }
 
-/// JSON view of a loyalty account with its balance.
+/// The soonest points to expire: how many, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NextExpiry {
+    pub points: i64,
+    pub expires_at: i64,
+}
+
+/// An account's derived figures, as its view shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balances {
+    /// What can be spent now (may be negative).
+    pub balance: i64,
+    /// Earned, still in the return window.
+    pub pending_balance: i64,
+    pub next_expiry: Option<NextExpiry>,
+}
+
+/// JSON view of a loyalty account with its balances.
 #[derive(Serialize)]
 pub struct AccountView<'a> {
     pub id: &'a Id,
     pub object: &'static str,
     pub customer: &'a Option<Id>,
     pub balance: i64,
+    pub pending_balance: i64,
+    pub next_expiry: Option<NextExpiry>,
     pub metadata: &'a Metadata,
     pub created: i64,
 }
 
 impl Account {
-    pub fn view(&self, balance: i64) -> AccountView<'_> {
+    pub fn view(&self, b: Balances) -> AccountView<'_> {
         AccountView {
             id: &self.id,
             object: "loyalty_account",
             customer: &self.customer,
-            balance,
+            balance: b.balance,
+            pending_balance: b.pending_balance,
+            next_expiry: b.next_expiry,
             metadata: &self.metadata,
             created: self.created,
         }

@@ -17,7 +17,7 @@ use super::query::ListQuery;
 use super::respond;
 use crate::accounts::{self, AccountCommand};
 use crate::config::TEXT_FIELD_CHARS_MAX;
-use crate::domain::members::{Account, Customer};
+use crate::domain::members::{Account, Balances, Customer};
 use crate::domain::{metadata, text, Id, IdKind, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
@@ -190,7 +190,7 @@ async fn create_account_for(
 ) -> Result<Reply, ApiError> {
     let account = Account { id: IdKind::Account.generate(), customer: None, metadata, created: ledger.now() };
     let Some(cust_id) = customer else {
-        let reply = Reply::json(200, &account.view(0))?;
+        let reply = Reply::json(200, &account.view(Balances::default()))?;
         return ledger.commit_reply(m, vec![Change::PutAccount(account.into())], reply).await;
     };
     let _held = ledger.locks.lock(&[&cust_id]).await;
@@ -200,7 +200,7 @@ async fn create_account_for(
     }
     cust.loyalty_account = Some(account.id.clone());
     let account = Account { customer: Some(cust.id.clone()), ..account };
-    let reply = Reply::json(200, &account.view(0))?;
+    let reply = Reply::json(200, &account.view(Balances::default()))?;
     ledger.commit_reply(m, vec![Change::PutAccount(account.into()), Change::PutCustomer(cust.into())], reply).await
 }
 
@@ -236,7 +236,7 @@ pub async fn get_account(ledger: web::Data<Ledger>, id: web::Path<String>) -> Re
     let id = id.into_inner();
     let body = IdKind::Account
         .accepts(&id)
-        .then(|| ledger.state.visible(|s| s.accounts.with(&id, |e| serde_json::to_vec(&e.account.view(e.balance)))))
+        .then(|| ledger.state.visible(|s| s.accounts.with(&id, |e| serde_json::to_vec(&e.account.view(s.balances(e))))))
         .flatten()
         .ok_or_else(|| ApiError::not_found("loyalty_account", &id))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -251,7 +251,7 @@ pub async fn list_accounts(ledger: web::Data<Ledger>, req: HttpRequest) -> Resul
         &ledger.state.accounts,
         &q.params,
         |e| customer.is_none_or(|c| e.account.customer.as_deref() == Some(c)),
-        |e| data.push(respond::to_value(&e.account.view(e.balance))),
+        |e| data.push(respond::to_value(&e.account.view(ledger.state.balances(e)))),
     )?;
     respond::list(data, has_more)
 }

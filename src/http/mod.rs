@@ -13,7 +13,8 @@
 //!   (program and earning rules), `payments` (payments, awards), `refunds`,
 //!   `rewards`, `redemptions`, `events`, `webhooks` (endpoints, deliveries),
 //!   `testing` (the manual clock and storage faults, tests only), `api_keys`,
-//!   `transactions` (the points ledger), `health`.
+//!   `transactions` (the points ledger), `lots` (points lots, adjustments),
+//!   `reports` (liability and activity reports, the CSV export), `health`.
 
 mod admin;
 mod api_keys;
@@ -22,6 +23,7 @@ mod body;
 mod events;
 mod health;
 mod idempotency;
+mod lots;
 mod members;
 mod metrics;
 pub mod openapi;
@@ -30,6 +32,7 @@ mod program;
 mod query;
 mod redemptions;
 mod refunds;
+mod reports;
 mod respond;
 mod rewards;
 pub mod routes;

@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::query::id_filter_kind;
 use super::routes::{Answer, Endpoint, TestHook, Verb, ENDPOINTS};
+use super::lots::{ADJUSTMENT_POINTS_MAX, ADJUSTMENT_REASON_CHARS_MAX};
 use super::{idempotency, testing};
 use crate::config::{
     AMOUNT_MAX, API_KEY_NAME_CHARS_MAX, API_KEY_ROLL_EXPIRE_SECONDS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, ID_BYTES_MAX,
@@ -30,7 +31,10 @@ use crate::config::{
 };
 use crate::domain::earning::RULE_POINTS_MAX;
 use crate::domain::events::EventType;
-use crate::domain::program::{REDEMPTION_TTL_SECONDS_MAX, REDEMPTION_TTL_SECONDS_MIN};
+use crate::domain::program::{
+    EXPIRY_DAYS_MAX, EXPIRY_DAYS_MIN, EXPIRY_WARNING_DAYS_MAX, PENDING_DAYS_MAX, REDEMPTION_TTL_SECONDS_MAX,
+    REDEMPTION_TTL_SECONDS_MIN,
+};
 use crate::domain::redemptions::REDEMPTIONS_PER_PAYMENT_MAX;
 use crate::domain::rewards::{client_id_pattern, REWARD_POINTS_MAX};
 use crate::domain::webhooks::WEBHOOK_URL_BYTES_MAX;
@@ -57,6 +61,7 @@ pub const SCHEMA_KINDS: &[(&str, IdKind)] = &[
     ("WebhookEndpoint", IdKind::WebhookEndpoint),
     ("WebhookDelivery", IdKind::WebhookDelivery),
     ("ApiKey", IdKind::ApiKey),
+    ("PointsLot", IdKind::Lot),
 ];
 
 /// Request body fields that name an object: (schema, field, kind). Their
@@ -71,6 +76,7 @@ pub const BODY_ID_FIELDS: &[(&str, &str, IdKind)] = &[
     ("CreateRedemption", "reward", IdKind::Reward),
     ("CreateAward", "payment", IdKind::Payment),
     ("CreateAward", "account", IdKind::Account),
+    ("CreateAdjustment", "account", IdKind::Account),
 ];
 
 fn schema_kind(name: &str) -> Option<IdKind> {
@@ -96,7 +102,7 @@ pub fn path_id_kind(path: &str) -> Option<IdKind> {
     let answered = |p: &str, verb: Verb| {
         ENDPOINTS.iter().filter(|ep| ep.path == p && ep.verb == verb).find_map(|ep| match ep.answer {
             Answer::Object(s) | Answer::List(s) => schema_kind(s),
-            Answer::Text => None,
+            Answer::Text | Answer::Csv => None,
         })
     };
     answered(object_path, Verb::Get)
@@ -157,6 +163,7 @@ fn filter_schema(name: &str, listed: Option<&Value>) -> Value {
         "active" => json!({"type": "boolean"}),
         "email" => json!({"type": "string", "minLength": 1, "maxLength": TEXT_FIELD_CHARS_MAX}),
         "currency" => json!({"type": "string", "pattern": money::CURRENCY_PATTERN}),
+        "created[gte]" | "created[lt]" => json!({"type": "integer", "format": "int64"}),
         _ => match listed.and_then(|s| s["properties"][name]["enum"].as_array()) {
             Some(values) => json!({"type": "string", "enum": values}),
             None => json!({"type": "string"}),
@@ -234,6 +241,10 @@ fn operation(ep: &Endpoint, schemas: &Map<String, Value>) -> Value {
                 "Filter (see docs/api.md, Lists)",
             ));
         }
+    } else {
+        for filter in ep.filters {
+            parameters.push(query_parameter(filter, filter_schema(filter, None), "The period (see docs/api.md, Reports)"));
+        }
     }
     if ep.verb == Verb::Post && ep.is_v1() {
         parameters.push(json!({
@@ -259,6 +270,9 @@ fn operation(ep: &Endpoint, schemas: &Map<String, Value>) -> Value {
         }
         Answer::Text => {
             json!({"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
+        Answer::Csv => {
+            json!({"description": "CSV with a header row (see docs/api.md, Reports)", "content": {"text/csv": {"schema": {"type": "string"}}}})
         }
     };
     if let Answer::Object(name) = ep.answer {
@@ -384,6 +398,31 @@ fn constrain(schemas: &mut Value) {
         schemas,
         "/UpdateProgram/properties/redemption_ttl_seconds",
         json!({"minimum": REDEMPTION_TTL_SECONDS_MIN, "maximum": REDEMPTION_TTL_SECONDS_MAX}),
+    );
+    let days = |max: i64| json!({"type": "integer", "minimum": 0, "maximum": max});
+    set(schemas, "/UpdateProgram/properties/pending_days", days(PENDING_DAYS_MAX));
+    set(schemas, "/UpdateProgram/properties/expiry_warning_days", days(EXPIRY_WARNING_DAYS_MAX));
+    set(
+        schemas,
+        "/UpdateProgram/properties/expiry/properties/days",
+        json!({"minimum": EXPIRY_DAYS_MIN, "maximum": EXPIRY_DAYS_MAX}),
+    );
+    set(
+        schemas,
+        "/UpdateProgram/properties/point_value/properties/points",
+        json!({"minimum": 1, "maximum": RULE_POINTS_MAX}),
+    );
+    set(schemas, "/UpdateProgram/properties/point_value/properties/amount", amount.clone());
+    set(schemas, "/UpdateProgram/properties/point_value/properties/currency", currency.clone());
+    set(
+        schemas,
+        "/CreateAdjustment/properties/points",
+        json!({"minimum": -ADJUSTMENT_POINTS_MAX, "maximum": ADJUSTMENT_POINTS_MAX, "not": {"enum": [0]}}),
+    );
+    set(
+        schemas,
+        "/CreateAdjustment/properties/reason",
+        json!({"minLength": 1, "maxLength": ADJUSTMENT_REASON_CHARS_MAX, "pattern": text::not_blank_pattern()}),
     );
     for rule in ["CreateEarningRule", "UpdateEarningRule"] {
         set(

@@ -13,7 +13,10 @@ use super::query::ListQuery;
 use super::respond;
 use crate::config::AMOUNT_MAX;
 use crate::domain::earning::{EarningRule, EARNING_RULES_MAX, RULE_POINTS_MAX};
-use crate::domain::program::{REDEMPTION_TTL_SECONDS_MAX, REDEMPTION_TTL_SECONDS_MIN};
+use crate::domain::program::{
+    PointValue, EXPIRY_DAYS_MAX, EXPIRY_DAYS_MIN, EXPIRY_WARNING_DAYS_MAX, PENDING_DAYS_MAX,
+    REDEMPTION_TTL_SECONDS_MAX, REDEMPTION_TTL_SECONDS_MIN,
+};
 use crate::domain::{money, IdKind};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Reply};
@@ -32,9 +35,39 @@ struct ClawbackParams {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ExpiryParams {
+    days: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointValueParams {
+    points: i64,
+    amount: i64,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UpdateProgram {
     clawback: Option<ClawbackParams>,
     redemption_ttl_seconds: Option<i64>,
+    pending_days: Option<i64>,
+    /// `null` turns expiry off; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    expiry: Option<Option<ExpiryParams>>,
+    expiry_warning_days: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    point_value: Option<Option<PointValueParams>>,
+}
+
+/// A field that may be `null` (set to nothing) as well as absent (left as it is).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -75,6 +108,28 @@ pub async fn update_program(ledger: web::Data<Ledger>, req: HttpRequest, body: B
             .redemption_ttl_seconds
             .map(|t| in_range("redemption_ttl_seconds", t, REDEMPTION_TTL_SECONDS_MIN, REDEMPTION_TTL_SECONDS_MAX))
             .transpose()?;
+        let pending_days = p.pending_days.map(|d| in_range("pending_days", d, 0, PENDING_DAYS_MAX)).transpose()?;
+        let expiry = p
+            .expiry
+            .map(|e| e.map(|e| in_range("expiry[days]", e.days, EXPIRY_DAYS_MIN, EXPIRY_DAYS_MAX)).transpose())
+            .transpose()?;
+        let warning = p
+            .expiry_warning_days
+            .map(|d| in_range("expiry_warning_days", d, 0, EXPIRY_WARNING_DAYS_MAX))
+            .transpose()?;
+        let point_value = p
+            .point_value
+            .map(|v| {
+                v.map(|v| -> Result<PointValue, ApiError> {
+                    Ok(PointValue {
+                        points: in_range("point_value[points]", v.points, 1, RULE_POINTS_MAX)?,
+                        amount: in_range("point_value[amount]", v.amount, 1, AMOUNT_MAX)?,
+                        currency: money::currency("point_value[currency]", &v.currency)?,
+                    })
+                })
+                .transpose()
+            })
+            .transpose()?;
         let _held = ledger.locks.lock(&[PROGRAM_LOCK]).await;
         let mut program = ledger.state.program();
         if let Some(c) = p.clawback {
@@ -82,6 +137,19 @@ pub async fn update_program(ledger: web::Data<Ledger>, req: HttpRequest, body: B
         }
         if let Some(ttl) = ttl {
             program.redemption_ttl_seconds = ttl;
+        }
+        // Each applies to lots made from now on; existing lots keep their dates.
+        if let Some(days) = pending_days {
+            program.pending_days = days;
+        }
+        if let Some(days) = expiry {
+            program.expiry_days = days;
+        }
+        if let Some(days) = warning {
+            program.expiry_warning_days = days;
+        }
+        if let Some(value) = point_value {
+            program.point_value = value;
         }
         let reply = Reply::json(200, &program.view())?;
         ledger.commit_reply(&m, vec![Change::PutProgram(program.into())], reply).await

@@ -13,8 +13,8 @@ use actix_web::http::Method;
 use actix_web::{web, Route};
 
 use super::{
-    admin, api_keys, events, health, members, metrics, openapi, payments, program, redemptions, refunds, rewards,
-    testing, transactions, webhooks,
+    admin, api_keys, events, health, lots, members, metrics, openapi, payments, program, redemptions, refunds,
+    reports, rewards, testing, transactions, webhooks,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub enum Answer {
     List(&'static str),
     /// Prometheus text.
     Text,
+    /// `text/csv`.
+    Csv,
 }
 
 pub struct Endpoint {
@@ -97,7 +99,7 @@ impl Endpoint {
     }
 }
 
-use Answer::{List, Object, Text};
+use Answer::{Csv, List, Object, Text};
 use Verb::{Delete, Get, Post};
 
 pub static ENDPOINTS: &[Endpoint] = &[
@@ -433,6 +435,60 @@ pub static ENDPOINTS: &[Endpoint] = &[
         answer: Object("PointsTransaction"),
         filters: &[],
         handler: |r| r.to(transactions::get),
+    },
+    Endpoint {
+        verb: Post,
+        path: "/v1/loyalty/adjustments",
+        summary: "Credit or debit an account by hand, with a reason (an adjustment transaction)",
+        body: Some("CreateAdjustment"),
+        answer: Object("PointsTransaction"),
+        filters: &[],
+        handler: |r| r.to(lots::create_adjustment),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/loyalty/lots",
+        summary: "List points lots, soonest to expire first",
+        body: None,
+        answer: List("PointsLot"),
+        filters: &["account", "status"],
+        handler: |r| r.to(lots::list),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/loyalty/lots/{id}",
+        summary: "Retrieve a points lot",
+        body: None,
+        answer: Object("PointsLot"),
+        filters: &[],
+        handler: |r| r.to(lots::get),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/loyalty/reports/liability",
+        summary: "The points liability now: available, pending, negative, expiring soon, and their value",
+        body: None,
+        answer: Object("LiabilityReport"),
+        filters: &[],
+        handler: |r| r.to(reports::liability),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/loyalty/reports/activity",
+        summary: "Points activity over [created[gte], created[lt]): opening, movements by type, closing",
+        body: None,
+        answer: Object("ActivityReport"),
+        filters: &["created[gte]", "created[lt]"],
+        handler: |r| r.to(reports::activity),
+    },
+    Endpoint {
+        verb: Get,
+        path: "/v1/loyalty/exports/transactions",
+        summary: "Every points transaction created in [created[gte], created[lt]) as CSV, oldest first, no page limit",
+        body: None,
+        answer: Csv,
+        filters: &["created[gte]", "created[lt]"],
+        handler: |r| r.to(reports::export_transactions),
     },
     Endpoint {
         verb: Get,

@@ -28,7 +28,7 @@ use crate::storage::lock::lock_data_dir;
 use crate::storage::private::{make_private, PRIVATE_FILE_MODE};
 use crate::test_hooks::faults::{Faults, FaultyFs};
 use crate::test_hooks::ManualClock;
-use crate::timer::{Clock, ExpiryTimer, SnapshotTimer, SystemClock};
+use crate::timer::{Clock, ExpiryTimer, LotTimer, SnapshotTimer, SystemClock};
 use crate::webhooks::WebhookDispatcher;
 use actix::Actor;
 
@@ -196,6 +196,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             ledger.set_ready(wal);
             ExpiryTimer::new(ledger.clone()).start();
+            LotTimer::new(ledger.clone()).start();
             SnapshotTimer::new(ledger.clone()).start();
             WebhookDispatcher::new(ledger.clone(), webhook_tls.clone()).start();
             tracing::info!(data_dir = %dir.display(), "listening on http://{addr}");

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::domain::lots::LotStatus;
 use crate::domain::points::{Source, TxType};
 use crate::domain::Id;
 use crate::recovery;
@@ -186,7 +187,18 @@ pub fn ledger_problems(state: &State) -> Vec<String> {
     let mut clawed: HashMap<Id, i64> = HashMap::new();
     let mut redeemed: HashMap<Id, usize> = HashMap::new();
     let mut released: HashMap<Id, usize> = HashMap::new();
+    // Each lot's movements by the transactions: +credit, -taken, +returned, -expired.
+    let mut lot_moves: HashMap<Id, i64> = HashMap::new();
     state.transactions.for_each(|t| {
+        let sign: i64 = match t.kind {
+            TxType::Earn | TxType::Release => 1,
+            TxType::Adjustment if t.points > 0 => 1,
+            _ => -1,
+        };
+        for share in &t.lots {
+            let m = lot_moves.entry(share.lot.clone()).or_default();
+            *m = m.saturating_add(sign.saturating_mul(share.points));
+        }
         let s = by_account.entry(t.account.clone()).or_default();
         s.points = s.points.saturating_add(t.points);
         s.count += 1;
@@ -205,6 +217,7 @@ pub fn ledger_problems(state: &State) -> Vec<String> {
             (TxType::Release, Source::Redemption { redemption, .. }) => {
                 *released.entry(redemption.clone()).or_default() += 1
             }
+            (TxType::Adjustment, Source::Adjustment { .. }) | (TxType::Expire, Source::Lot { .. }) => {}
             (kind, _) => {
                 problems.push(format!("transaction {}: a {} row with the wrong kind of source", t.id, kind.as_str()))
             }
@@ -213,8 +226,11 @@ pub fn ledger_problems(state: &State) -> Vec<String> {
     state.accounts.for_each(|e| {
         let id = &e.account.id;
         let s = by_account.remove(id).unwrap_or_default();
-        if e.balance != s.points {
-            problems.push(format!("account {id}: balance {} but its transactions sum to {}", e.balance, s.points));
+        if e.balance.saturating_add(e.pending) != s.points {
+            problems.push(format!(
+                "account {id}: balance {} + pending_balance {} but its transactions sum to {}",
+                e.balance, e.pending, s.points
+            ));
         }
         if e.transactions.len() != s.count {
             problems.push(format!(
@@ -296,6 +312,35 @@ pub fn ledger_problems(state: &State) -> Vec<String> {
             ));
         }
     });
+    // Every lot: what is left is its credit less what debits took from it
+    // (and what paid a debt), plus what came back; the pending balance is
+    // what the pending lots hold.
+    let mut pending: HashMap<Id, i64> = HashMap::new();
+    state.lots.for_each(|l| {
+        let moved = lot_moves.remove(&l.id).unwrap_or(0);
+        let expected = moved.saturating_sub(l.debt_paid);
+        if l.remaining != expected {
+            problems.push(format!(
+                "lot {}: remaining {} but its transactions leave {expected} (debt paid {})",
+                l.id, l.remaining, l.debt_paid
+            ));
+        }
+        if l.remaining < 0 || (l.remaining == 0 && l.status == LotStatus::Pending) {
+            problems.push(format!("lot {}: {} with {} points", l.id, l.status.as_str(), l.remaining));
+        }
+        if l.status == LotStatus::Pending {
+            *pending.entry(l.account.clone()).or_default() += l.remaining;
+        }
+    });
+    for (lot, _) in lot_moves {
+        problems.push(format!("transactions name lot {lot}, which does not exist"));
+    }
+    state.accounts.for_each(|e| {
+        let p = pending.get(&e.account.id).copied().unwrap_or(0);
+        if e.pending != p {
+            problems.push(format!("account {}: pending_balance {} but its pending lots hold {p}", e.account.id, e.pending));
+        }
+    });
     problems
 }
 
@@ -318,6 +363,10 @@ mod tests {
             source: Source::Payment { payment: "pay_gone".into(), amount: 1, currency: "eur".into() },
             balance_after: 5,
             created: 1,
+            pending: 0,
+            lots: Vec::new(),
+            available_at: None,
+            expires_at: None,
         };
         state
             .apply(
@@ -333,7 +382,7 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("pay_gone")), "{problems:?}");
         state.tamper_account("loy_1", |e| e.balance = 6);
         let problems = ledger_problems(&state);
-        assert!(problems.iter().any(|p| p.contains("balance 6")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("balance 6 + pending_balance 0")), "{problems:?}");
         assert!(!problems.iter().any(|p| p.contains("open redemptions")), "{problems:?}");
         state.tamper_account("loy_1", |e| e.held = 3);
         let problems = ledger_problems(&state);

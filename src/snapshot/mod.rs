@@ -304,6 +304,10 @@ mod measure {
                 source: Source::Payment { payment: p.as_str().into(), amount: 4200, currency: "eur".into() },
                 balance_after: 42,
                 created: 1_700_000_000,
+                pending: 0,
+                lots: Vec::new(),
+                available_at: None,
+                expires_at: None,
             };
             let payment = Payment {
                 id: p.as_str().into(),

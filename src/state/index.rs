@@ -77,6 +77,12 @@ impl Index {
         }
     }
 
+    /// A copy of `key`'s group (an account's lots: a few hundred at most in
+    /// a program whose lots expire).
+    pub fn positions(&self, key: &str) -> Vec<u32> {
+        self.shard(key).read().get(key).cloned().unwrap_or_default()
+    }
+
     fn len(&self, key: &str) -> usize {
         self.shard(key).read().get(key).map_or(0, Vec::len)
     }

@@ -28,6 +28,7 @@ mod index;
 mod lanes;
 mod list;
 mod order;
+mod reports;
 mod snapshot;
 mod table;
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use index::Index;
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, Cursor, ListParams};
+pub use reports::{Activity, Liability, MoneyValue, EXPIRING_HORIZON_DAYS};
 pub use snapshot::{SnapshotItem, TableSizes};
 pub use table::{Keyed, Table};
 
@@ -54,7 +56,7 @@ use crate::domain::api_keys::ApiKey;
 use crate::domain::earning::EarningRule;
 use crate::domain::events::Event;
 use crate::domain::lots::{LotStatus, PointsLot};
-use crate::domain::members::{Account, Customer};
+use crate::domain::members::{Account, Balances, Customer, NextExpiry};
 use crate::domain::money::Currency;
 use crate::domain::payments::Payment;
 use crate::domain::points::PointsTransaction;
@@ -267,6 +269,40 @@ impl State {
             }
             if !out.contains(id) {
                 out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// An account's balances as its view shows them: `next_expiry` is the
+    /// soonest `expires_at` of its spendable lots, with what they hold.
+    pub fn balances(&self, e: &AccountEntry) -> Balances {
+        let mut next: Option<NextExpiry> = None;
+        for position in &e.open_lots {
+            let Some(Some((points, at))) = self
+                .lots
+                .with_at(*position, |l| l.expires_at.filter(|_| l.is_spendable()).map(|at| (l.remaining, at)))
+            else {
+                continue;
+            };
+            next = match next {
+                Some(n) if n.expires_at < at => Some(n),
+                Some(n) if n.expires_at == at => {
+                    Some(NextExpiry { points: n.points.saturating_add(points), expires_at: at })
+                }
+                _ => Some(NextExpiry { points, expires_at: at }),
+            };
+        }
+        Balances { balance: e.balance, pending_balance: e.pending, next_expiry: next }
+    }
+
+    /// Copies of every lot of `account` that `keep` (its group of
+    /// `lots_by_account`, oldest first).
+    pub fn lots_of_account(&self, account: &str, keep: impl Fn(&PointsLot) -> bool) -> Vec<PointsLot> {
+        let mut out = Vec::new();
+        for position in self.lots_by_account.positions(account) {
+            if let Some(Some(l)) = self.lots.with_at(position, |l| keep(l).then(|| l.clone())) {
+                out.push(l);
             }
         }
         out

@@ -152,7 +152,9 @@ mod tests {
     use crate::domain::events::{Event, EventData, EventType};
     use crate::domain::members::Customer;
     use crate::domain::payments::{Payment, PaymentStatus};
+    use crate::domain::lots::{LotStatus, PointsLot};
     use crate::domain::points::{PointsTransaction, Source, TxType};
+    use crate::domain::Id;
     use crate::domain::program::Program;
     use crate::domain::redemptions::{Redemption, RedemptionStatus};
     use crate::domain::refunds::Refund;
@@ -184,13 +186,26 @@ mod tests {
             // Only in encoded WAL records; a snapshot writes the event itself.
             Change::PutEventOf(_) => "event reference",
             Change::PutApiKey(_) => "api_key",
+            Change::PutLot(_) => "lot",
+            // Only in data written before lots; a snapshot writes the new layouts.
+            Change::PutTransactionV1(_) => "transaction of the old layout",
+            Change::PutProgramV1(_) => "program of the old layout",
         }
     }
 
     /// One object of every table.
     fn one_of_each() -> Vec<Change> {
         vec![
-            Change::PutProgram(Program { clawback_allow_negative: false, redemption_ttl_seconds: 600 }.into()),
+            Change::PutProgram(
+                Program {
+                    clawback_allow_negative: false,
+                    redemption_ttl_seconds: 600,
+                    pending_days: 14,
+                    expiry_days: Some(365),
+                    ..Program::default()
+                }
+                .into(),
+            ),
             Change::PutCustomer(
                 Customer {
                     id: "cust_1".into(),
@@ -285,6 +300,10 @@ mod tests {
                             source: Source::Payment { payment: "pay_1".into(), amount: 100, currency: "eur".into() },
                             balance_after: 1,
                             created: 5,
+                            pending: 0,
+                            lots: Vec::new(),
+                            available_at: None,
+                            expires_at: None,
                         }
                         .into(),
                     ),
@@ -318,6 +337,22 @@ mod tests {
                     last_error: Some("boom".into()),
                     created: 5,
                     delivered_at: None,
+                }
+                .into(),
+            ),
+            Change::PutLot(
+                PointsLot {
+                    id: "lot_1".into(),
+                    account: "loy_a".into(),
+                    transaction: "ptx_0".into(),
+                    points: 2,
+                    remaining: 2,
+                    debt_paid: 0,
+                    available_at: 5,
+                    expires_at: Some(500),
+                    warn_at: None,
+                    status: LotStatus::Available,
+                    created: 5,
                 }
                 .into(),
             ),
@@ -384,6 +419,37 @@ mod tests {
         }
         assert!(snap.iter().any(|i| matches!(i, SnapshotItem::Idempotency { created: 3, .. })));
         assert!(std::mem::size_of::<SnapshotItem>() <= 24, "an item is a few words, its objects behind pointers");
+    }
+
+    /// A lot that left pending between two transactions moved points without
+    /// a transaction: a snapshot's transactions alone would not land on their
+    /// `balance_after`s. The load settles the split from the pending lots.
+    #[test]
+    fn a_restore_settles_balance_and_pending_after_lots_moved() {
+        use crate::state::test_changes::{lot, pending_earn};
+        let state = State::new();
+        let records = vec![
+            vec![account("loy_a")],
+            vec![pending_earn("ptx_p", "loy_a", 10, 0, "lot_p"), lot("lot_p", "loy_a", 10, 10, LotStatus::Pending)],
+            // Another lot stays pending.
+            vec![pending_earn("ptx_q", "loy_a", 7, 0, "lot_q"), lot("lot_q", "loy_a", 7, 7, LotStatus::Pending)],
+            // lot_p becomes available: 10 points move, no transaction.
+            vec![lot("lot_p", "loy_a", 10, 10, LotStatus::Available)],
+            vec![earn("ptx_r", "loy_a", -4, 6, 2)],
+        ];
+        for (i, changes) in records.into_iter().enumerate() {
+            state.apply(i as u64 + 1, Record { time: 2, idem: None, changes }).unwrap();
+        }
+        let figures = state.figures("loy_a").unwrap();
+        assert_eq!((figures.balance, figures.pending), (6, 7));
+        let copy = State::new();
+        for item in items(&state) {
+            copy.restore_item(item).unwrap();
+        }
+        copy.finish_restore(5);
+        assert_eq!(copy.figures("loy_a"), Some(figures));
+        assert_eq!(copy.open_lots("loy_a").len(), 2);
+        assert_eq!(copy.due_lots(50, 10), vec![Id::from("lot_q")], "the pending lot's deadline is back");
     }
 
     /// A snapshot of format 1 or 2 holds endpoints of the old layout (index

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::domain::lots::{LotShare, LotStatus, PointsLot};
 use crate::domain::members::Account;
 use crate::domain::points::{PointsTransaction, Source, TxType};
 use crate::domain::redemptions::{Redemption, RedemptionStatus};
@@ -23,6 +24,10 @@ pub fn earn(id: &str, account: &str, points: i64, balance_after: i64, created: i
         source: Source::Payment { payment: Id::from("pay_1"), amount: 100, currency: "eur".into() },
         balance_after,
         created,
+        pending: 0,
+        lots: Vec::new(),
+        available_at: None,
+        expires_at: None,
     }))
 }
 
@@ -41,3 +46,39 @@ pub fn redemption(id: &str, account: &str, points: i64, status: RedemptionStatus
         created: 2,
     }))
 }
+
+/// A pending `earn` of `points` on `account` into lot `lot` (the whole
+/// earn pending), leaving the balance at `balance`.
+pub fn pending_earn(id: &str, account: &str, points: i64, balance: i64, lot: &str) -> Change {
+    Change::PutTransaction(Arc::new(PointsTransaction {
+        id: Id::from(id),
+        account: Id::from(account),
+        points,
+        kind: TxType::Earn,
+        source: Source::Payment { payment: Id::from("pay_1"), amount: 100, currency: "eur".into() },
+        balance_after: balance,
+        created: 1,
+        pending: points,
+        lots: vec![LotShare { lot: Id::from(lot), points }],
+        available_at: Some(50),
+        expires_at: None,
+    }))
+}
+
+/// A version of lot `id` of `points` on `account` with `remaining` left and `status`.
+pub fn lot(id: &str, account: &str, points: i64, remaining: i64, status: LotStatus) -> Change {
+    Change::PutLot(Arc::new(PointsLot {
+        id: Id::from(id),
+        account: Id::from(account),
+        transaction: Id::from("ptx_x"),
+        points,
+        remaining,
+        debt_paid: points - remaining,
+        available_at: 50,
+        expires_at: None,
+        warn_at: None,
+        status,
+        created: 1,
+    }))
+}
+

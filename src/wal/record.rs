@@ -328,6 +328,10 @@ mod tests {
             source: Source::Payment { payment: "pay_1".into(), amount: 4200, currency: "eur".into() },
             balance_after: 42,
             created: 5,
+            pending: 0,
+            lots: Vec::new(),
+            available_at: None,
+            expires_at: None,
         });
         let event = |id: &str, kind, data| Change::PutEvent(Arc::new(Event { id: id.into(), kind, created: 5, data }));
         Record {
