@@ -128,8 +128,9 @@ pub(super) fn transaction(
 }
 
 /// The rule for a lot version `lot` that replaces `previous` (if any): its
-/// account exists and stays the same, and a lot leaving `pending` moves what
-/// it held from the pending balance to the balance (checked). Returns the
+/// account exists and stays the same, and a lot leaving `pending` for
+/// `available` (or `spent`, when it all paid a debt) moves what it held from
+/// the pending balance to the balance (checked). Returns the
 /// account's new figures.
 pub(super) fn lot(lot: &PointsLot, previous: Option<&PointsLot>, account: Option<Figures>) -> Result<Figures, Refusal> {
     if let Some(p) = previous.filter(|p| p.account != lot.account) {
@@ -138,8 +139,10 @@ pub(super) fn lot(lot: &PointsLot, previous: Option<&PointsLot>, account: Option
     let Some(figures) = account else {
         return Err(Refusal::Inconsistent(format!("lot {} names unknown account {}", lot.id, lot.account)));
     };
-    let Some(previous) = previous.filter(|p| p.status == LotStatus::Pending && lot.status != LotStatus::Pending)
-    else {
+    // Leaving pending by becoming available (`spent` if it all paid a debt);
+    // a clawback of pending points moved them in its own transaction.
+    let becomes_available = matches!(lot.status, LotStatus::Available | LotStatus::Spent);
+    let Some(previous) = previous.filter(|p| p.status == LotStatus::Pending && becomes_available) else {
         return Ok(figures);
     };
     let moved = previous.remaining;

@@ -586,6 +586,7 @@ impl State {
     /// is what its pending lots hold.
     pub(super) fn settle_pending_after_restore(&self) {
         let mut pending_of: HashMap<Id, i64> = HashMap::new();
+        // Pending lots hold exactly the pending balance (`check::lot`).
         self.lots.for_each(|l| {
             if l.status == LotStatus::Pending {
                 *pending_of.entry(l.account.clone()).or_default() += l.remaining;

@@ -61,7 +61,7 @@ pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
                 else {
                     continue;
                 };
-                if status == LotStatus::Pending && l.status != LotStatus::Pending {
+                if status == LotStatus::Pending && matches!(l.status, LotStatus::Available | LotStatus::Spent) {
                     events.push((EventType::PointsAvailable, EventData::Lot(l.clone())));
                 } else if warn_at.is_some() && l.warn_at.is_none() && l.is_spendable() {
                     events.push((EventType::PointsExpiring, EventData::Lot(l.clone())));
