@@ -32,7 +32,8 @@ fn the_seed_example_earns_42_points() {
         tx,
         json!({"id": tx["id"], "object": "points_transaction", "account": acct, "points": 42, "type": "earn",
                "source": {"payment": p["id"], "amount": 4200, "currency": "eur"},
-               "balance_after": 42, "created": tx["created"]})
+               "balance_after": 42, "lots": [{"lot": tx["lots"][0]["lot"], "points": 42}],
+               "available_at": tx["created"], "expires_at": null, "metadata": {}, "created": tx["created"]})
     );
     assert!(tx["id"].as_str().unwrap().starts_with("ptx_"));
     assert_eq!(s.get_ok(&format!("/v1/loyalty/accounts/{acct}"))["balance"], 42);
