@@ -344,7 +344,8 @@ fn adjustments_are_idempotent_need_a_reason_and_refuse_bad_input_changing_nothin
     let r = s.post("/v1/loyalty/adjustments", json!({"account": a, "points": -26, "reason": "x"}));
     assert_eq!((r.status, r.code()), (409, "insufficient_points"));
     assert_eq!(list_all(&s, "/v1/loyalty/transactions").len(), before, "a refused adjustment writes nothing");
-    let neg = s.ok("/v1/loyalty/adjustments", json!({"account": a, "points": -26, "reason": "x", "allow_negative": true}));
+    let neg =
+        s.ok("/v1/loyalty/adjustments", json!({"account": a, "points": -26, "reason": "x", "allow_negative": true}));
     assert_eq!(neg["balance_after"], -1);
     assert_lots_reconcile(&s);
 }
@@ -492,10 +493,7 @@ fn the_reports_and_the_export_agree_with_the_ledger_over_random_sequences() {
     // The export: one row per transaction in the period, oldest first.
     let whole_csv = csv(&s, "");
     let mut lines = whole_csv.split("\r\n").filter(|l| !l.is_empty());
-    assert_eq!(
-        lines.next(),
-        Some("id,account,type,points,balance_after,payment,refund,redemption,lot,reason,created")
-    );
+    assert_eq!(lines.next(), Some("id,account,type,points,balance_after,payment,refund,redemption,lot,reason,created"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let mut listed = list_all(&s, "/v1/loyalty/transactions");
     listed.reverse();
@@ -509,7 +507,12 @@ fn the_reports_and_the_export_agree_with_the_ledger_over_random_sequences() {
     let part = csv(&s, &format!("?created[gte]={a}&created[lt]={b}"));
     let in_period = listed.iter().filter(|t| (a..b).contains(&t["created"].as_i64().unwrap())).count();
     assert_eq!(part.split("\r\n").filter(|l| !l.is_empty()).count(), 1 + in_period);
-    for bad in ["created[gt]=5", "created[gte]=x", "created[gte]=10&created[lt]=5", "limit=3"] {
+    // An end before the start is an empty period at the start.
+    let empty = s.get_ok(&format!("/v1/loyalty/reports/activity?created[gte]={b}&created[lt]={a}"));
+    assert_eq!(empty["opening"], empty["closing"]);
+    assert_eq!((movements(&empty), empty["closing"].as_i64()), (0, Some(closing_at(&listed, b))));
+    assert_eq!(csv(&s, &format!("?created[gte]={b}&created[lt]={a}")).matches("\r\n").count(), 1, "the header alone");
+    for bad in ["created[gt]=5", "created[gte]=x", "created[lt]=", "limit=3"] {
         let r = s.get(&format!("/v1/loyalty/exports/transactions?{bad}"));
         assert_eq!(r.status, 400, "{bad}");
         let r = s.get(&format!("/v1/loyalty/reports/activity?{bad}"));
@@ -549,11 +552,16 @@ fn a_year_of_a_program_with_a_return_window_and_expiry_reconciles_before_and_aft
     }
     settle(&s);
     let before = snapshot_of(&s);
-    assert!(list_all(&s, "/v1/loyalty/transactions?type=expire").len() > 0, "a year in, lots expired");
+    assert!(!list_all(&s, "/v1/loyalty/transactions?type=expire").is_empty(), "a year in, lots expired");
     let t = now(&s);
     s.restart_with(&[("LEDGER_TEST_CLOCK", &(t - real_now()).to_string())]);
     assert_eq!(snapshot_of(&s), before, "the same ledger after a restart");
     assert_lots_reconcile(&s);
+}
+
+/// Sum of the points of `txs` created before `t`.
+fn closing_at(txs: &[Value], t: i64) -> i64 {
+    txs.iter().filter(|tx| tx["created"].as_i64().unwrap() < t).map(|tx| tx["points"].as_i64().unwrap()).sum()
 }
 
 fn real_now() -> i64 {

@@ -40,7 +40,14 @@ impl<'a> Book<'a> {
     /// The account's book, or `None` if there is no such account.
     pub fn open(state: &'a State, account: &Id, now: i64) -> Option<Book<'a>> {
         let figures = state.figures(account)?;
-        Some(Book { state, account: account.clone(), figures, lots: state.open_lots(account), now, changes: Vec::new() })
+        Some(Book {
+            state,
+            account: account.clone(),
+            figures,
+            lots: state.open_lots(account),
+            now,
+            changes: Vec::new(),
+        })
     }
 
     pub fn account(&self) -> &Id {
@@ -151,12 +158,7 @@ impl<'a> Book<'a> {
     /// `shares` took them from. A negative balance is paid first; points
     /// coming back to a lot past its expiry expire at once, in an `expire`
     /// transaction per lot right after the `release`. Returns the release.
-    pub fn release(
-        &mut self,
-        points: i64,
-        source: Source,
-        shares: &[LotShare],
-    ) -> Result<PointsTransaction, ApiError> {
+    pub fn release(&mut self, points: i64, source: Source, shares: &[LotShare]) -> Result<PointsTransaction, ApiError> {
         // The debt takes first, from the shares of lots past expiry first
         // (what would expire anyway), then from the others in order.
         let mut debt = debt_share(self.figures.balance, points);
@@ -219,8 +221,7 @@ impl<'a> Book<'a> {
             .filter(|l| l.status == lots::LotStatus::Pending)
             .map_or(0, |l| l.remaining);
         let pending = lots::pending_part(due, own_pending);
-        let from_balance =
-            crate::domain::refunds::clawback_taken(due - pending, self.figures.balance, allow_negative);
+        let from_balance = crate::domain::refunds::clawback_taken(due - pending, self.figures.balance, allow_negative);
         let taken = pending + from_balance;
         if taken <= 0 {
             return Ok(None);

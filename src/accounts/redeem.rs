@@ -20,9 +20,8 @@ pub(super) fn book_of<'a>(ledger: &'a Ledger, account: &Id) -> Result<Book<'a>, 
 /// from. Earning leaves room under `POINTS_BALANCE_MAX` for the points open
 /// redemptions hold, so this cannot overflow for a ledger this version built.
 pub(super) fn give_back(book: &mut Book, state: &State, r: &Redemption) -> Result<(), ApiError> {
-    let redeem = state.newest_transaction_where(&r.account, |t| {
-        t.kind == TxType::Redeem && t.redemption() == Some(&r.id)
-    });
+    let redeem =
+        state.newest_transaction_where(&r.account, |t| t.kind == TxType::Redeem && t.redemption() == Some(&r.id));
     // A redemption from before lots took from none: its points just come back.
     let shares = redeem.map(|t| t.lots).unwrap_or_default();
     let source = Source::Redemption { redemption: r.id.clone(), reward: r.reward.clone() };

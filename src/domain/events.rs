@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::payments::Payment;
 use super::lots::PointsLot;
+use super::payments::Payment;
 use super::points::{PointsTransaction, PointsTransactionV1};
 use super::redemptions::Redemption;
 use super::webhooks::WebhookEndpoint;
@@ -131,10 +131,9 @@ impl Event {
     /// The event with its data in the layout this build writes.
     pub fn upgrade(self) -> Event {
         match self.data {
-            EventData::TransactionV1(t) => Event {
-                data: EventData::Transaction(Arc::new(Arc::unwrap_or_clone(t).into())),
-                ..self
-            },
+            EventData::TransactionV1(t) => {
+                Event { data: EventData::Transaction(Arc::new(Arc::unwrap_or_clone(t).into())), ..self }
+            }
             _ => self,
         }
     }

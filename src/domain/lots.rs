@@ -113,8 +113,7 @@ pub enum LotError {
 /// The dates a credit made at `now` gets under `program`: `(available_at,
 /// expires_at, warn_at)`. Saturating (a test clock may be far ahead).
 pub fn credit_dates(program: &Program, now: i64, pending: bool) -> (i64, Option<i64>, Option<i64>) {
-    let available_at =
-        if pending { now.saturating_add(program.pending_days.saturating_mul(DAY_SECONDS)) } else { now };
+    let available_at = if pending { now.saturating_add(program.pending_days.saturating_mul(DAY_SECONDS)) } else { now };
     let expires_at = program.expiry_days.map(|days| available_at.saturating_add(days.saturating_mul(DAY_SECONDS)));
     let warn_at = match (expires_at, program.expiry_warning_days) {
         (Some(at), days) if days > 0 => Some(at.saturating_sub(days.saturating_mul(DAY_SECONDS))),
@@ -218,7 +217,7 @@ impl PointsLot {
         if !self.is_spendable() {
             return Err(self.wrong("expire"));
         }
-        if !self.expires_at.is_some_and(|at| at <= now) {
+        if self.expires_at.is_none_or(|at| at > now) {
             return Err(LotError::NotDue { lot: self.id.clone() });
         }
         let points = self.remaining;
@@ -430,7 +429,8 @@ mod tests {
 
     #[test]
     fn pending_points_are_never_spent() {
-        let mut lots = vec![PointsLot::credit("lot_p".into(), "loy_a".into(), "ptx".into(), 10, (99, None, None), 0, 1)];
+        let mut lots =
+            vec![PointsLot::credit("lot_p".into(), "loy_a".into(), "ptx".into(), 10, (99, None, None), 0, 1)];
         let (shares, beyond) = take_in_order(&mut lots, 5, false).unwrap();
         assert!(shares.is_empty());
         assert_eq!(beyond, 5);
@@ -489,7 +489,8 @@ mod tests {
         assert!(l.warning_due(80));
         l.warn_at = None;
         assert!(!l.warning_due(90));
-        let mut spent = PointsLot::credit("lot_s".into(), "loy_a".into(), "ptx".into(), 10, (1, Some(100), Some(80)), 0, 1);
+        let mut spent =
+            PointsLot::credit("lot_s".into(), "loy_a".into(), "ptx".into(), 10, (1, Some(100), Some(80)), 0, 1);
         spent.take(10, false).unwrap();
         assert!(!spent.warning_due(90), "nothing left to warn about");
     }

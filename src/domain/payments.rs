@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::money::Currency;
-use crate::error::ApiError;
 use super::{Id, Metadata};
+use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

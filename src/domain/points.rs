@@ -67,13 +67,28 @@ impl TxType {
 /// What a transaction came from: every row names its payment, refund or redemption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
-    Payment { payment: Id, amount: i64, currency: Currency },
-    Refund { refund: Id, payment: Id },
-    Redemption { redemption: Id, reward: Id },
+    Payment {
+        payment: Id,
+        amount: i64,
+        currency: Currency,
+    },
+    Refund {
+        refund: Id,
+        payment: Id,
+    },
+    Redemption {
+        redemption: Id,
+        reward: Id,
+    },
     /// Appended (encoded by index): the lot an `expire` transaction empties.
-    Lot { lot: Id },
+    Lot {
+        lot: Id,
+    },
     /// An adjustment's reason and metadata.
-    Adjustment { reason: String, metadata: Metadata },
+    Adjustment {
+        reason: String,
+        metadata: Metadata,
+    },
 }
 
 /// A transaction as written before lots (WAL change index 5, event data

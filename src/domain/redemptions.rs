@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::money::Currency;
-use crate::error::ApiError;
 use super::Id;
+use crate::error::ApiError;
 
 /// Most redemptions one payment may carry.
 pub const REDEMPTIONS_PER_PAYMENT_MAX: usize = 20;

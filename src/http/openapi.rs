@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
+use super::lots::{ADJUSTMENT_POINTS_MAX, ADJUSTMENT_REASON_CHARS_MAX};
 use super::query::id_filter_kind;
 use super::routes::{Answer, Endpoint, TestHook, Verb, ENDPOINTS};
-use super::lots::{ADJUSTMENT_POINTS_MAX, ADJUSTMENT_REASON_CHARS_MAX};
 use super::{idempotency, testing};
 use crate::config::{
     AMOUNT_MAX, API_KEY_NAME_CHARS_MAX, API_KEY_ROLL_EXPIRE_SECONDS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, ID_BYTES_MAX,
@@ -243,7 +243,11 @@ fn operation(ep: &Endpoint, schemas: &Map<String, Value>) -> Value {
         }
     } else {
         for filter in ep.filters {
-            parameters.push(query_parameter(filter, filter_schema(filter, None), "The period (see docs/api.md, Reports)"));
+            parameters.push(query_parameter(
+                filter,
+                filter_schema(filter, None),
+                "The period (see docs/api.md, Reports)",
+            ));
         }
     }
     if ep.verb == Verb::Post && ep.is_v1() {

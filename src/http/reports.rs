@@ -28,7 +28,9 @@ struct LiabilityView {
 }
 
 pub async fn liability(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    period(&req, &[])?;
+    if let Some((k, _)) = query_pairs(&req)?.into_iter().next() {
+        return Err(ApiError::parameter_unknown(&k));
+    }
     let now = ledger.now();
     let program = ledger.state.program();
     let l = ledger.state.liability(now);
@@ -62,32 +64,32 @@ struct ActivityView {
     figures: Activity,
 }
 
+fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::bad_request("parameter_invalid", format!("Invalid query string: {e}")))
+}
+
 /// The `[created[gte], created[lt])` period of a report or export: both
-/// optional (from the beginning, to the end); `allowed` other parameters
-/// are returned; anything else is a 400.
-fn period(req: &HttpRequest, allowed: &[&str]) -> Result<(i64, i64), ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::bad_request("parameter_invalid", format!("Invalid query string: {e}")))?;
+/// optional (from the beginning, to the end); any other parameter is a 400.
+fn period(req: &HttpRequest) -> Result<(i64, i64), ApiError> {
     let (mut from, mut to) = (i64::MIN, i64::MAX);
-    for (k, v) in pairs {
+    for (k, v) in query_pairs(req)? {
         let slot = match k.as_str() {
             "created[gte]" => &mut from,
             "created[lt]" => &mut to,
-            other if allowed.contains(&other) => continue,
             other => return Err(ApiError::parameter_unknown(other)),
         };
         *slot = v
             .parse()
             .map_err(|_| ApiError::parameter_invalid(&k, format!("{k} must be an integer (unix seconds).")))?;
     }
-    if from > to {
-        return Err(ApiError::parameter_invalid("created[lt]", "created[lt] must not be before created[gte]."));
-    }
-    Ok((from, to))
+    // An end before the start is an empty period at the start, as a list
+    // with such bounds is empty (docs/api.md, "Reports").
+    Ok((from, to.max(from)))
 }
 
 pub async fn activity(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (from, to) = period(&req, &[])?;
+    let (from, to) = period(&req)?;
     respond::ok(&ActivityView { object: "activity_report", figures: ledger.state.activity(from, to) })
 }
 
@@ -131,7 +133,7 @@ pub fn csv_row(tx: &PointsTransaction) -> String {
 }
 
 pub async fn export_transactions(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (from, to) = period(&req, &[])?;
+    let (from, to) = period(&req)?;
     let ledger = ledger.into_inner();
     let end = ledger.state.transactions_end();
     let header = format!("{}\r\n", EXPORT_COLUMNS.join(","));

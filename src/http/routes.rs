@@ -13,8 +13,8 @@ use actix_web::http::Method;
 use actix_web::{web, Route};
 
 use super::{
-    admin, api_keys, events, health, lots, members, metrics, openapi, payments, program, redemptions, refunds,
-    reports, rewards, testing, transactions, webhooks,
+    admin, api_keys, events, health, lots, members, metrics, openapi, payments, program, redemptions, refunds, reports,
+    rewards, testing, transactions, webhooks,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -338,7 +338,8 @@ pub fn ledger_problems(state: &State) -> Vec<String> {
     state.accounts.for_each(|e| {
         let p = pending.get(&e.account.id).copied().unwrap_or(0);
         if e.pending != p {
-            problems.push(format!("account {}: pending_balance {} but its pending lots hold {p}", e.account.id, e.pending));
+            problems
+                .push(format!("account {}: pending_balance {} but its pending lots hold {p}", e.account.id, e.pending));
         }
     });
     problems

@@ -20,10 +20,15 @@ use crate::wal::format::{scan_frames, Tail};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LLSNP\r\n\x1a";
 pub const TRAILER_MAGIC: [u8; 8] = *b"LLSNPEND";
-/// Written now: items may hold API keys (`Change::PutApiKey`), which a
-/// build that reads only version 1 cannot decode; such a build then gives the
-/// version as the reason it cannot use the file, not an undecodable item.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Written now: items hold lots and the transaction and program layouts of
+/// the points lifecycle (`Change::PutLot`, `PutTransaction`, `PutProgram`),
+/// which a build that reads only versions 1 and 2 cannot decode; such a
+/// build then gives the version as the reason it cannot use the file, not an
+/// undecodable item.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// Written before lots (items may hold API keys); still read: their old
+/// layouts are upgraded as they load (`Change::upgrade`).
+pub const SNAPSHOT_FORMAT_VERSION_BEFORE_LOTS: u32 = 2;
 /// Written before API keys existed; still read (the same layout, no key items).
 pub const SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS: u32 = 1;
 pub const HEADER_BYTES: usize = 48;
@@ -95,10 +100,11 @@ pub fn decode_header(b: &[u8]) -> Result<Header, String> {
         return Err("snapshot header checksum mismatch".into());
     }
     let version = u32_at(b, 8);
-    if version != SNAPSHOT_FORMAT_VERSION && version != SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS {
+    let read = [SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS, SNAPSHOT_FORMAT_VERSION_BEFORE_LOTS, SNAPSHOT_FORMAT_VERSION];
+    if !read.contains(&version) {
         return Err(format!(
             "unsupported snapshot format version {version} (this build reads \
-             {SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS} and {SNAPSHOT_FORMAT_VERSION})"
+             {SNAPSHOT_FORMAT_VERSION_BEFORE_API_KEYS} to {SNAPSHOT_FORMAT_VERSION})"
         ));
     }
     Ok(Header { lsn: u64_at(b, 16), items: u64_at(b, 24), created: u64_at(b, 32) as i64 })
@@ -236,12 +242,13 @@ mod tests {
     }
 
     #[test]
-    fn version_2_is_written_and_version_1_still_read() {
+    fn version_3_is_written_and_versions_1_and_2_still_read() {
         let h = Header { lsn: 9, items: 1, created: 5 };
-        assert_eq!(u32_at(&encode_header(&h), 8), 2);
+        assert_eq!(u32_at(&encode_header(&h), 8), 3);
         assert_eq!(decode_header(&header_of_version(&h, 1)), Ok(h));
-        let err = decode_header(&header_of_version(&h, 3)).unwrap_err();
-        assert!(err.contains("unsupported snapshot format version 3"), "{err}");
+        assert_eq!(decode_header(&header_of_version(&h, 2)), Ok(h));
+        let err = decode_header(&header_of_version(&h, 4)).unwrap_err();
+        assert!(err.contains("unsupported snapshot format version 4"), "{err}");
     }
 
     #[test]

@@ -70,6 +70,31 @@ impl State {
     }
 }
 
+impl State {
+    /// The newest of `account`'s transactions that `matches`, walking back
+    /// from its newest (a redemption's `redeem`, found when it returns its
+    /// points: recent, so the walk is short). Copies `LIST_SCAN_CHUNK`
+    /// positions at a time, as a page does.
+    pub fn newest_transaction_where(
+        &self,
+        account: &str,
+        matches: impl Fn(&PointsTransaction) -> bool,
+    ) -> Option<PointsTransaction> {
+        let mut end = self.accounts.with(account, |e| e.transactions.len())?;
+        while end > 0 {
+            let begin = end.saturating_sub(crate::config::LIST_SCAN_CHUNK);
+            let chunk = self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec))??;
+            for position in chunk.into_iter().rev() {
+                if let Some(tx) = self.transactions.with_at(position, |t| matches(t).then(|| t.clone())).flatten() {
+                    return Some(tx);
+                }
+            }
+            end = begin;
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,30 +195,5 @@ mod tests {
             );
         }
         assert_eq!(state.accounts.with("loy_a", |e| e.transactions.clone()), Some(vec![0, 2, 4]));
-    }
-}
-
-impl State {
-    /// The newest of `account`'s transactions that `matches`, walking back
-    /// from its newest (a redemption's `redeem`, found when it returns its
-    /// points: recent, so the walk is short). Copies `LIST_SCAN_CHUNK`
-    /// positions at a time, as a page does.
-    pub fn newest_transaction_where(
-        &self,
-        account: &str,
-        matches: impl Fn(&PointsTransaction) -> bool,
-    ) -> Option<PointsTransaction> {
-        let mut end = self.accounts.with(account, |e| e.transactions.len())?;
-        while end > 0 {
-            let begin = end.saturating_sub(crate::config::LIST_SCAN_CHUNK);
-            let chunk = self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec))??;
-            for position in chunk.into_iter().rev() {
-                if let Some(tx) = self.transactions.with_at(position, |t| matches(t).then(|| t.clone())).flatten() {
-                    return Some(tx);
-                }
-            }
-            end = begin;
-        }
-        None
     }
 }

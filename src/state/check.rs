@@ -134,7 +134,10 @@ pub(super) fn transaction(
 /// account's new figures.
 pub(super) fn lot(lot: &PointsLot, previous: Option<&PointsLot>, account: Option<Figures>) -> Result<Figures, Refusal> {
     if let Some(p) = previous.filter(|p| p.account != lot.account) {
-        return Err(Refusal::Inconsistent(format!("lot {} moves from account {} to {}", lot.id, p.account, lot.account)));
+        return Err(Refusal::Inconsistent(format!(
+            "lot {} moves from account {} to {}",
+            lot.id, p.account, lot.account
+        )));
     }
     let Some(figures) = account else {
         return Err(Refusal::Inconsistent(format!("lot {} names unknown account {}", lot.id, lot.account)));

@@ -279,9 +279,8 @@ impl State {
     pub fn balances(&self, e: &AccountEntry) -> Balances {
         let mut next: Option<NextExpiry> = None;
         for position in &e.open_lots {
-            let Some(Some((points, at))) = self
-                .lots
-                .with_at(*position, |l| l.expires_at.filter(|_| l.is_spendable()).map(|at| (l.remaining, at)))
+            let Some(Some((points, at))) =
+                self.lots.with_at(*position, |l| l.expires_at.filter(|_| l.is_spendable()).map(|at| (l.remaining, at)))
             else {
                 continue;
             };
@@ -526,7 +525,11 @@ impl State {
 
     /// `apply_transaction`; `check_balance_after` is false only for a
     /// snapshot's transactions (`restore_item`).
-    pub(super) fn put_transaction(&self, tx: Arc<PointsTransaction>, check_balance_after: bool) -> Result<(), StorageError> {
+    pub(super) fn put_transaction(
+        &self,
+        tx: Arc<PointsTransaction>,
+        check_balance_after: bool,
+    ) -> Result<(), StorageError> {
         let written = self.transactions.contains(&tx.id);
         let figures = check::transaction(&tx, written, self.figures(&tx.account), check_balance_after)?;
         let account = tx.account.clone();

@@ -150,11 +150,10 @@ mod tests {
     use crate::domain::api_keys::{secret_hash, ApiKey, Permissions};
     use crate::domain::earning::EarningRule;
     use crate::domain::events::{Event, EventData, EventType};
+    use crate::domain::lots::{LotStatus, PointsLot};
     use crate::domain::members::Customer;
     use crate::domain::payments::{Payment, PaymentStatus};
-    use crate::domain::lots::{LotStatus, PointsLot};
     use crate::domain::points::{PointsTransaction, Source, TxType};
-    use crate::domain::Id;
     use crate::domain::program::Program;
     use crate::domain::redemptions::{Redemption, RedemptionStatus};
     use crate::domain::refunds::Refund;
@@ -162,6 +161,7 @@ mod tests {
     use crate::domain::webhooks::{
         Delivery, DeliveryStatus, EndpointStatus, PreviousSecret, WebhookEndpoint, WebhookEndpointV1,
     };
+    use crate::domain::Id;
     use crate::state::test_changes::{account, earn};
     use crate::wal::Record;
 

@@ -81,4 +81,3 @@ pub fn lot(id: &str, account: &str, points: i64, remaining: i64, status: LotStat
         created: 1,
     }))
 }
-

@@ -19,9 +19,9 @@ use crate::config::WAL_RECORD_BYTES_MAX;
 use crate::domain::api_keys::ApiKey;
 use crate::domain::earning::EarningRule;
 use crate::domain::events::{Event, EventData, EventType};
+use crate::domain::lots::PointsLot;
 use crate::domain::members::{Account, Customer};
 use crate::domain::payments::Payment;
-use crate::domain::lots::PointsLot;
 use crate::domain::points::{PointsTransaction, PointsTransactionV1};
 use crate::domain::program::{Program, ProgramV1};
 use crate::domain::redemptions::Redemption;
@@ -413,9 +413,17 @@ mod tests {
             time: 5,
             idem: None,
             changes: vec![
-                Change::PutProgramV1(Arc::new(ProgramV1 { clawback_allow_negative: false, redemption_ttl_seconds: 60 })),
+                Change::PutProgramV1(Arc::new(ProgramV1 {
+                    clawback_allow_negative: false,
+                    redemption_ttl_seconds: 60,
+                })),
                 Change::PutTransactionV1(Arc::new(old.clone())),
-                Change::PutEventOf(Box::new(EventOf { id: "evt_1".into(), kind: EventType::PointsEarned, created: 5, change: 1 })),
+                Change::PutEventOf(Box::new(EventOf {
+                    id: "evt_1".into(),
+                    kind: EventType::PointsEarned,
+                    created: 5,
+                    change: 1,
+                })),
                 Change::PutEvent(Arc::new(Event {
                     id: "evt_2".into(),
                     kind: EventType::PointsEarned,

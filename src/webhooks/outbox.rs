@@ -57,7 +57,8 @@ pub fn derive(state: &State, changes: &[Change], now: i64) -> Vec<Change> {
                     Change::PutLot(e) if e.id == l.id => Some((e.status, e.warn_at)),
                     _ => None,
                 });
-                let Some((status, warn_at)) = earlier.or_else(|| state.lots.with(&l.id, |old| (old.status, old.warn_at)))
+                let Some((status, warn_at)) =
+                    earlier.or_else(|| state.lots.with(&l.id, |old| (old.status, old.warn_at)))
                 else {
                     continue;
                 };

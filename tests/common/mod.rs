@@ -416,12 +416,7 @@ pub fn assert_ledger_consistent(s: &Server) {
                 exact = false;
             }
             if exact {
-                assert_eq!(
-                    tx["balance_after"].as_i64().unwrap(),
-                    running,
-                    "account {id}: running sum at {}",
-                    tx["id"]
-                );
+                assert_eq!(tx["balance_after"].as_i64().unwrap(), running, "account {id}: running sum at {}", tx["id"]);
             }
             let payment = tx["source"]["payment"].as_str().map(str::to_string);
             match tx["type"].as_str().unwrap() {
