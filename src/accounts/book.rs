@@ -21,9 +21,12 @@ pub(super) struct Book<'a> {
     state: &'a State,
     account: Id,
     pub figures: Figures,
-    /// The lots loaded so far (the open ones, plus any closed one a return
-    /// reached), as this record leaves them.
+    /// The lots loaded so far, as this record leaves them: the ones a step
+    /// named, and every open one once spending or a clawback needed them all
+    /// (`load_open`). A credit loads none: an account with many lots does not
+    /// copy them for every earn.
     lots: Vec<PointsLot>,
+    open_loaded: bool,
     now: i64,
     changes: Vec<Change>,
 }
@@ -44,7 +47,8 @@ impl<'a> Book<'a> {
             state,
             account: account.clone(),
             figures,
-            lots: state.open_lots(account),
+            lots: Vec::new(),
+            open_loaded: false,
             now,
             changes: Vec::new(),
         })
@@ -57,6 +61,20 @@ impl<'a> Book<'a> {
     /// The changes so far, in order; the book keeps none.
     pub fn take_changes(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.changes)
+    }
+
+    /// Loads every open lot of the account not loaded yet (what spending and
+    /// clawbacks choose from).
+    fn load_open(&mut self) {
+        if self.open_loaded {
+            return;
+        }
+        for lot in self.state.open_lots(&self.account) {
+            if !self.lots.iter().any(|l| l.id == lot.id) {
+                self.lots.push(lot);
+            }
+        }
+        self.open_loaded = true;
     }
 
     /// Index of lot `id` in `lots`, loading it from the table if need be.
@@ -135,9 +153,7 @@ impl<'a> Book<'a> {
             PointsLot::credit(lot_id, self.account.clone(), tx.id.clone(), points, dates, balance_before, self.now);
         self.changes.push(Change::PutTransaction(tx.clone().into()));
         self.changes.push(Change::PutLot(lot.clone().into()));
-        if lot.status.is_open() {
-            self.lots.push(lot);
-        }
+        self.lots.push(lot);
         Ok(tx)
     }
 
@@ -146,6 +162,7 @@ impl<'a> Book<'a> {
     /// off the balance alone (points from before lots, or below zero when
     /// the caller allowed it). The caller checked the balance.
     pub fn spend(&mut self, kind: TxType, points: i64, source: Source) -> Result<PointsTransaction, ApiError> {
+        self.load_open();
         let (shares, _beyond) = lots::take_in_order(&mut self.lots, points, false).map_err(lot_bug)?;
         let touched: Vec<Id> = shares.iter().map(|s| s.lot.clone()).collect();
         let tx = self.transaction(kind, -points, 0, source, shares)?;
@@ -215,6 +232,7 @@ impl<'a> Book<'a> {
         allow_negative: bool,
         source: Source,
     ) -> Result<Option<PointsTransaction>, ApiError> {
+        self.load_open();
         let own_index = own.and_then(|id| self.lot_index(id));
         let own_pending = own_index
             .map(|i| &self.lots[i])

@@ -353,6 +353,32 @@ mod tests {
     use crate::wal::Change;
 
     #[test]
+    fn a_lot_or_a_pending_balance_that_does_not_match_the_transactions_is_reported() {
+        use crate::state::test_changes::{account, lot, pending_earn};
+        let state = State::new();
+        let record = |changes| Record { time: 1, idem: None, changes };
+        state.apply(1, record(vec![account("loy_a")])).unwrap();
+        state
+            .apply(
+                2,
+                record(vec![
+                    pending_earn("ptx_p", "loy_a", 10, 0, "lot_p"),
+                    lot("lot_p", "loy_a", 10, 10, LotStatus::Pending),
+                ]),
+            )
+            .unwrap();
+        let lot_problems = |state: &State| -> Vec<String> {
+            ledger_problems(state).into_iter().filter(|p| p.contains("lot") || p.contains("pending")).collect()
+        };
+        assert_eq!(lot_problems(&state), Vec::<String>::new());
+        // A lot version that says 9 of 12 are left, when its transactions made 10 and took none.
+        state.apply(3, record(vec![lot("lot_p", "loy_a", 12, 9, LotStatus::Pending)])).unwrap();
+        let problems = lot_problems(&state);
+        assert!(problems.iter().any(|p| p.contains("lot lot_p: remaining 9")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("pending_balance 10 but its pending lots hold 9")), "{problems:?}");
+    }
+
+    #[test]
     fn a_balance_that_does_not_match_its_rows_is_reported() {
         let state = State::new();
         let account = Account { id: "loy_1".into(), customer: None, metadata: Default::default(), created: 1 };

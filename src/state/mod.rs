@@ -32,7 +32,7 @@ mod reports;
 mod snapshot;
 mod table;
 #[cfg(test)]
-mod test_changes;
+pub(crate) mod test_changes;
 
 pub use api_keys::ApiKeyIndex;
 pub use check::{Figures, Refusal};
@@ -562,7 +562,9 @@ impl State {
         self.accounts.update(&id, |e| {
             e.balance = figures.balance;
             e.pending = figures.pending;
-            match (open, e.open_lots.iter().position(|p| *p == position)) {
+            // A new lot is in no list yet: no search (an account may hold many).
+            let listed = if new { None } else { e.open_lots.iter().position(|p| *p == position) };
+            match (open, listed) {
                 (true, None) => e.open_lots.push(position),
                 (false, Some(i)) => {
                     e.open_lots.swap_remove(i);
