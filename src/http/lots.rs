@@ -1,7 +1,9 @@
 //! Points lots (`/v1/loyalty/lots`) and adjustments (`/v1/loyalty/adjustments`).
 //!
 //! Lots list soonest to expire first (then oldest, never-expiring last): the
-//! order spending takes them in. A cursor pages on in that order.
+//! order spending takes them in. A cursor pages on in that order. A page is
+//! a bounded selection over the account's lots (or every lot), so it holds
+//! one page in memory whatever the ledger's size.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -12,12 +14,12 @@ use super::query::ListQuery;
 use super::respond;
 use crate::accounts::{self, AccountCommand, Adjustment};
 use crate::config::TEXT_FIELD_CHARS_MAX;
-use crate::domain::lots::{spending_order, LotStatus, PointsLot};
+use crate::domain::lots::{LotStatus, PointsLot};
 use crate::domain::points::POINTS_BALANCE_MAX;
 use crate::domain::{metadata, Id, IdKind, Metadata};
 use crate::error::ApiError;
 use crate::ledger::Ledger;
-use crate::state::Cursor;
+use crate::state::{Cursor, State};
 
 /// Largest number of points one adjustment may move either way.
 pub const ADJUSTMENT_POINTS_MAX: i64 = POINTS_BALANCE_MAX;
@@ -90,53 +92,155 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     };
     let account = q.id_filter("account")?;
     let state = &ledger.state;
-    let keep = |l: &PointsLot| status.is_none_or(|s| l.status == s) && q.params.created.contains(l.created);
-    let mut lots: Vec<PointsLot> = match account {
-        Some(account) => {
-            if !state.accounts.contains(account) {
-                return Err(ApiError::missing_reference("account", account));
-            }
-            state.visible(|s| s.lots_of_account(account, keep))
+    if let Some(account) = account {
+        if !state.accounts.contains(account) {
+            return Err(ApiError::missing_reference("account", account));
         }
-        None => state.visible(|s| {
-            let mut all = Vec::new();
-            s.lots.for_each(|l| {
-                if keep(l) {
-                    all.push(l.clone());
-                }
-            });
-            all
-        }),
+    }
+    let cursor = q.params.cursor();
+    let select = |s: &State| {
+        // Where the cursor sits in spending order; the page is what lies after
+        // (or, for `ending_before`, just before) it.
+        let from = match cursor {
+            Cursor::Newest => None,
+            Cursor::After(id) | Cursor::Before(id) => match s.lots.with(id, SortKey::of) {
+                Some(key) => Some(key),
+                None => return Err(ApiError::missing_reference(cursor.param(), id)),
+            },
+        };
+        let backwards = matches!(cursor, Cursor::Before(_));
+        let mut best = Best::new(q.params.limit, backwards);
+        let mut offer = |l: &PointsLot| {
+            if status.is_some_and(|st| l.status != st) || !q.params.created.contains(l.created) {
+                return;
+            }
+            let key = SortKey::of(l);
+            let beyond = match &from {
+                None => true,
+                Some(from) if backwards => key < *from,
+                Some(from) => key > *from,
+            };
+            if beyond {
+                best.offer(key, l);
+            }
+        };
+        match account {
+            Some(account) => s.for_each_lot_of_account(account, &mut offer),
+            None => s.lots.for_each(&mut offer),
+        }
+        Ok(best.page())
     };
-    spending_order(&mut lots);
-    let (page, has_more) = page_in_order(&lots, &q.params.cursor(), q.params.limit)?;
+    // An account's lots are read between two records; every lot is read with
+    // the writes going on (each lot whole), so a long scan never holds them up.
+    let (page, has_more) = match account {
+        Some(_) => state.visible(select)?,
+        None => select(state)?,
+    };
     respond::list(page.iter().map(|l| respond::to_value(&l.view())).collect(), has_more)
 }
 
-/// One page of `sorted` (in list order) from `cursor`: `starting_after` the
-/// ones after it, `ending_before` the ones just before it.
-fn page_in_order<'a>(
-    sorted: &'a [PointsLot],
-    cursor: &Cursor,
+/// A lot's place in spending order (`PointsLot::spending_key`), owned.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SortKey(i64, i64, Id);
+
+impl SortKey {
+    fn of(l: &PointsLot) -> SortKey {
+        let (expires, created, id) = l.spending_key();
+        SortKey(expires, created, Id::from(id))
+    }
+}
+
+/// The `limit` lots nearest the cursor, and whether there are more: a
+/// bounded selection, so a list of every lot holds one page, not every lot.
+struct Best {
     limit: usize,
-) -> Result<(&'a [PointsLot], bool), ApiError> {
-    let find = |id: &str| {
-        sorted.iter().position(|l| l.id == id).ok_or_else(|| ApiError::missing_reference(cursor.param(), id))
-    };
-    Ok(match *cursor {
-        Cursor::Newest => {
-            let end = limit.min(sorted.len());
-            (&sorted[..end], end < sorted.len())
+    /// `ending_before`: the ones just before the cursor (the largest keys).
+    backwards: bool,
+    /// Kept sorted by key; at most `limit + 1` (the extra one says `has_more`).
+    kept: Vec<(SortKey, PointsLot)>,
+}
+
+impl Best {
+    fn new(limit: usize, backwards: bool) -> Best {
+        Best { limit, backwards, kept: Vec::with_capacity(limit + 1) }
+    }
+
+    fn offer(&mut self, key: SortKey, lot: &PointsLot) {
+        let full = self.kept.len() > self.limit;
+        if full {
+            // Only a key nearer the cursor than the farthest kept one gets in.
+            let nearer = if self.backwards { key > self.kept[0].0 } else { key < self.kept[self.limit].0 };
+            if !nearer {
+                return;
+            }
         }
-        Cursor::After(id) => {
-            let begin = find(id)? + 1;
-            let end = begin.saturating_add(limit).min(sorted.len());
-            (&sorted[begin..end], end < sorted.len())
+        let at = self.kept.partition_point(|(k, _)| *k < key);
+        self.kept.insert(at, (key, lot.clone()));
+        if self.kept.len() > self.limit + 1 {
+            if self.backwards {
+                self.kept.remove(0);
+            } else {
+                self.kept.pop();
+            }
         }
-        Cursor::Before(id) => {
-            let end = find(id)?;
-            let begin = end.saturating_sub(limit);
-            (&sorted[begin..end], begin > 0)
+    }
+
+    /// The page in list order, and `has_more`.
+    fn page(mut self) -> (Vec<PointsLot>, bool) {
+        let more = self.kept.len() > self.limit;
+        if more {
+            if self.backwards {
+                self.kept.remove(0);
+            } else {
+                self.kept.pop();
+            }
         }
-    })
+        (self.kept.into_iter().map(|(_, l)| l).collect(), more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lots::PointsLot;
+
+    fn lot(id: &str, expires_at: Option<i64>, created: i64) -> PointsLot {
+        PointsLot::credit(id.into(), "loy_a".into(), "ptx".into(), 1, (created, expires_at, None), 0, created)
+    }
+
+    /// Pages of every size, both ways, from every cursor, agree with a full sort.
+    #[test]
+    fn a_bounded_selection_pages_like_a_sort() {
+        let lots: Vec<PointsLot> =
+            (0..23).map(|i| lot(&format!("lot_{i:02}"), (i % 4 != 0).then_some(100 - i % 7), i % 5)).collect();
+        let mut sorted = lots.clone();
+        sorted.sort_by(|a, b| SortKey::of(a).cmp(&SortKey::of(b)));
+        for limit in [1, 2, 5, 23, 30] {
+            for at in 0..=sorted.len() {
+                let from = (at < sorted.len()).then(|| SortKey::of(&sorted[at]));
+                let mut after = Best::new(limit, false);
+                let mut before = Best::new(limit, true);
+                for l in &lots {
+                    let key = SortKey::of(l);
+                    if from.as_ref().is_none_or(|f| key > *f) {
+                        after.offer(key.clone(), l);
+                    }
+                    if from.as_ref().is_some_and(|f| key < *f) {
+                        before.offer(key, l);
+                    }
+                }
+                let begin = if from.is_some() { at + 1 } else { 0 };
+                let end = (begin + limit).min(sorted.len());
+                let (page, more) = after.page();
+                assert_eq!(page, sorted[begin.min(end)..end].to_vec(), "after {at}, limit {limit}");
+                assert_eq!(more, end < sorted.len());
+                if from.is_some() {
+                    let (page, more) = before.page();
+                    let begin = at.saturating_sub(limit);
+                    assert_eq!(page, sorted[begin..at].to_vec(), "before {at}, limit {limit}");
+                    assert_eq!(more, begin > 0);
+                }
+            }
+        }
+    }
 }

@@ -295,16 +295,12 @@ impl State {
         Balances { balance: e.balance, pending_balance: e.pending, next_expiry: next }
     }
 
-    /// Copies of every lot of `account` that `keep` (its group of
-    /// `lots_by_account`, oldest first).
-    pub fn lots_of_account(&self, account: &str, keep: impl Fn(&PointsLot) -> bool) -> Vec<PointsLot> {
-        let mut out = Vec::new();
+    /// Calls `f` with every lot of `account` (its group of `lots_by_account`,
+    /// oldest first).
+    pub fn for_each_lot_of_account(&self, account: &str, mut f: impl FnMut(&PointsLot)) {
         for position in self.lots_by_account.positions(account) {
-            if let Some(Some(l)) = self.lots.with_at(position, |l| keep(l).then(|| l.clone())) {
-                out.push(l);
-            }
+            self.lots.with_at(position, &mut f);
         }
-        out
     }
 
     /// Copies of an account's open lots (pending or available).
