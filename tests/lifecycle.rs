@@ -181,7 +181,7 @@ fn spending_takes_the_soonest_expiring_lot_first_and_never_expiring_last() {
     let page = s.get_ok(&format!("/v1/loyalty/lots?limit=2&ending_before={l3}"));
     let ids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!((ids, page["has_more"].as_bool()), (vec![&*l2, &*l1], Some(false)));
-    let r = s.get(&format!("/v1/loyalty/lots?starting_after=lot_nothing00000000"));
+    let r = s.get("/v1/loyalty/lots?starting_after=lot_nothing00000000");
     assert_eq!((r.status, r.code()), (400, "resource_missing"));
     let next = &account(&s, &a)["next_expiry"];
     assert_eq!(next["points"], 50);
