@@ -179,15 +179,12 @@ impl<'a> Book<'a> {
         // The debt takes first, from the shares of lots past expiry first
         // (what would expire anyway), then from the others in order.
         let mut debt = debt_share(self.figures.balance, points);
-        let mut order: Vec<&LotShare> = shares.iter().collect();
-        let past: Vec<bool> = order
-            .iter()
-            .map(|s| self.state.lots.with(&s.lot, |l| l.is_past_expiry(self.now)).unwrap_or(false))
-            .collect();
-        let mut keyed: Vec<(bool, &LotShare)> = past.into_iter().zip(order.drain(..)).collect();
-        keyed.sort_by_key(|(past, _)| !*past);
+        let (state, now) = (self.state, self.now);
+        let mut ordered: Vec<&LotShare> = shares.iter().collect();
+        // A stable sort: past expiry first, each group in the order taken.
+        ordered.sort_by_key(|s| !state.lots.with(&s.lot, |l| l.is_past_expiry(now)).unwrap_or(false));
         let mut back: Vec<LotShare> = Vec::new();
-        for (_, share) in keyed {
+        for share in ordered {
             let paid = debt.min(share.points);
             debt -= paid;
             if share.points > paid {

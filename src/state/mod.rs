@@ -580,11 +580,11 @@ impl State {
         Ok(())
     }
 
-    /// Sum of the accounts' figures: `(balance, pending)` of the spendable
-    /// and pending balances settled after a snapshot load (`finish_restore`):
-    /// its transactions were applied without the lots' moves between them, so
-    /// each account's total is right and the split is not; the pending part
-    /// is what its pending lots hold.
+    /// Settles each account's split between balance and pending balance
+    /// after a snapshot load (`finish_restore`). The snapshot's transactions
+    /// were applied without the lots' moves out of pending between them, so
+    /// each account's total (`balance + pending`) is right and its split is
+    /// not; the pending part is what its pending lots hold.
     pub(super) fn settle_pending_after_restore(&self) {
         let mut pending_of: HashMap<Id, i64> = HashMap::new();
         // Pending lots hold exactly the pending balance (`check::lot`).
