@@ -1,7 +1,7 @@
 //! The crash harness (invariants 1-4 of docs/reliability.md):
 //! the server as a child process, concurrent clients doing a mix of earn
-//! (payments with `confirm:true`), redeem, cancel, checkout with a redemption
-//! and refund on a few members (two clients per member, so cancel and checkout
+//! (payments with `confirm:true`), redeem, cancel, checkout with a redemption,
+//! refund and adjustments (credits, and debits that may go below zero) on a few members (two clients per member, so cancel and checkout
 //! race on the same redemptions), the expiry timer racing them (a manual clock
 //! moved forward under the load, past the program's redemption TTL), `kill -9`
 //! at a random moment while requests are in flight, restart, and check:
@@ -14,7 +14,11 @@
 //!   canceled or expired and never otherwise (so none is both canceled and
 //!   consumed), and some did expire;
 //! - an earn whose answer was lost in the crash, retried with its
-//!   Idempotency-Key after the restart, exists exactly once.
+//!   Idempotency-Key after the restart, exists exactly once;
+//! - every acknowledged adjustment is there as answered; points lots expire
+//!   (the program's expiry is one day, and every other restart moves the
+//!   clock a day on, so expiries race the load and the checks), and every
+//!   lot's `remaining` agrees with the transactions' lot shares.
 //!
 //! Linear in the cycles: each check reads what the cycle added (the
 //! acknowledgements since the last check, the objects and transactions listed
@@ -66,6 +70,10 @@ const REWARD: &str = "rwd_crash";
 const REWARD_POINTS: i64 = 10;
 /// The program's redemption TTL: the shortest the API takes.
 const REDEMPTION_TTL_SECONDS: i64 = 60;
+/// The program's lot expiry, in days: the shortest the API takes.
+const EXPIRY_DAYS: i64 = 1;
+/// Every this many cycles the restart moves the clock past every lot's expiry.
+const EXPIRE_LOTS_EVERY: usize = 2;
 /// Under the load the manual clock moves this many seconds ...
 const CLOCK_STEP_SECONDS: i64 = 10;
 /// ... this often, so redemptions expire while clients cancel and spend them.
@@ -114,6 +122,8 @@ struct Acks {
     consumed: HashMap<String, String>,
     /// Earns whose answer was lost in a crash: (idempotency key, body).
     unanswered_earns: Vec<(String, Value)>,
+    /// Adjustments acknowledged: their transactions as answered.
+    adjustments: HashMap<String, Value>,
     /// Ids acknowledged (or canceled, or consumed) since the last check.
     fresh: HashSet<String>,
 }
@@ -147,7 +157,13 @@ fn client(s: &Server, m: &Member, rng: &mut StdRng, acks: &Mutex<Acks>, tally: &
                 let Some(r) = pick(rng, &m.redemptions) else { continue };
                 (format!("/v1/loyalty/redemptions/{r}/cancel"), json!({}), None)
             }
-            70..=84 => {
+            70..=77 => {
+                let points = if rng.gen_bool(0.5) { rng.gen_range(1..50) } else { -rng.gen_range(1..50) };
+                let body = json!({"account": m.account, "points": points, "reason": format!("crash {tag}-{i}"),
+                                  "allow_negative": rng.gen_bool(0.3)});
+                ("/v1/loyalty/adjustments".into(), body, None)
+            }
+            78..=84 => {
                 let Some(r) = pick(rng, &m.redemptions) else { continue };
                 let body = json!({"amount": rng.gen_range(500..5000), "currency": "eur", "customer": m.customer,
                                   "redemptions": [r], "confirm": true});
@@ -212,6 +228,9 @@ fn client(s: &Server, m: &Member, rng: &mut StdRng, acks: &Mutex<Acks>, tally: &
             }
             "/v1/refunds" => {
                 a.refunds.insert(id, r.body);
+            }
+            "/v1/loyalty/adjustments" => {
+                a.adjustments.insert(id, r.body);
             }
             _ => {
                 assert!(!a.consumed.contains_key(&id), "{id} acknowledged as consumed and then canceled");
@@ -325,6 +344,8 @@ struct Books {
     payments: HashMap<String, i64>,
     /// Every refund listed.
     refunds: HashSet<String>,
+    /// `expire` transactions seen.
+    expirations: usize,
     /// Payments listed, by the `metadata.op` key of the earns.
     per_key: HashMap<String, usize>,
     /// Awards of listed payments not yet checked against their transaction:
@@ -482,6 +503,13 @@ impl Books {
                     "release" => {
                         *self.releases.entry(redemption.expect("a release names its redemption")).or_default() += 1
                     }
+                    "adjustment" => {
+                        assert!(tx["source"]["reason"].is_string(), "cycle {cycle}: an adjustment has its reason")
+                    }
+                    "expire" => {
+                        assert!(tx["source"]["lot"].is_string(), "cycle {cycle}: an expiry names its lot");
+                        self.expirations += 1;
+                    }
                     other => panic!("cycle {cycle}: a transaction of type {other}"),
                 }
             }
@@ -526,7 +554,10 @@ impl Books {
 fn verify_acks(s: &Server, acks: &Acks, books: &Books, rng: &mut StdRng, cycle: usize) {
     let refunded = refunded(acks);
     for id in &acks.fresh {
-        let listed = books.payments.contains_key(id) || books.refunds.contains(id) || books.redemptions.contains(id);
+        let listed = books.payments.contains_key(id)
+            || books.refunds.contains(id)
+            || books.redemptions.contains(id)
+            || books.tx_points.contains_key(id);
         assert!(listed, "cycle {cycle}: acknowledged {id} is not listed");
         if acks.canceled.contains(id) || acks.consumed.contains_key(id) {
             check_redemption(&s.get_ok(&format!("/v1/loyalty/redemptions/{id}")), acks, cycle);
@@ -548,6 +579,13 @@ fn verify_acks(s: &Server, acks: &Acks, books: &Books, rng: &mut StdRng, cycle: 
     }
     for id in acks.redemptions.keys().choose_multiple(rng, RECHECK_SAMPLE) {
         check_redemption(&s.get_ok(&format!("/v1/loyalty/redemptions/{id}")), acks, cycle);
+    }
+    for (id, tx) in &acks.adjustments {
+        if acks.fresh.contains(id) || rng.gen_bool(0.1) {
+            assert_eq!(books.tx_points.get(id), tx["points"].as_i64().as_ref(), "cycle {cycle}: adjustment {id}");
+            let got = s.get_ok(&format!("/v1/loyalty/transactions/{id}"));
+            assert_eq!(&got, tx, "cycle {cycle}: acknowledged adjustment {id}");
+        }
     }
 }
 
@@ -571,9 +609,12 @@ fn verify(
     books.sync(s, acks, accounts, cycle);
     verify_acks(s, acks, books, rng, cycle);
     if full {
-        for id in acks.payments.keys().chain(acks.refunds.keys()).chain(acks.redemptions.keys()) {
-            let listed =
-                books.payments.contains_key(id) || books.refunds.contains(id) || books.redemptions.contains(id);
+        let acked = acks.payments.keys().chain(acks.refunds.keys()).chain(acks.redemptions.keys());
+        for id in acked.chain(acks.adjustments.keys()) {
+            let listed = books.payments.contains_key(id)
+                || books.refunds.contains(id)
+                || books.redemptions.contains(id)
+                || books.tx_points.contains_key(id);
             assert!(listed, "cycle {cycle}: acknowledged {id} is not listed");
         }
     }
@@ -619,7 +660,10 @@ fn restart(s: &mut Server, advanced: i64) {
 fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariants() {
     let started = Instant::now();
     let mut s = Server::start_with(&[("LEDGER_TEST_CLOCK", "0")]);
-    s.ok("/v1/loyalty/program", json!({"redemption_ttl_seconds": REDEMPTION_TTL_SECONDS}));
+    s.ok(
+        "/v1/loyalty/program",
+        json!({"redemption_ttl_seconds": REDEMPTION_TTL_SECONDS, "expiry": {"days": EXPIRY_DAYS}}),
+    );
     s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     s.ok(
         "/v1/loyalty/rewards",
@@ -673,9 +717,11 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
         let restarting = Instant::now();
         restart(&mut s, advanced.load(Ordering::Acquire));
         let restarted_in = restarting.elapsed();
-        // Past every open redemption's deadline: the timer expires them while the check reads.
-        s.ok("/v1/test/clock", json!({"advance_seconds": REDEMPTION_TTL_SECONDS}));
-        advanced.fetch_add(REDEMPTION_TTL_SECONDS, Ordering::AcqRel);
+        // Past every open redemption's deadline (and every other time past every
+        // lot's expiry): the timer expires them while the check reads.
+        let step = if cycle % EXPIRE_LOTS_EVERY == 0 { EXPIRY_DAYS * 86_400 } else { REDEMPTION_TTL_SECONDS };
+        s.ok("/v1/test/clock", json!({"advance_seconds": step}));
+        advanced.fetch_add(step, Ordering::AcqRel);
         // The last cycle's full check is the one after the loop.
         let full = (cycle + 1) % FULL_CHECK_EVERY == 0 && cycle + 1 < cycles();
         let checking = Instant::now();
@@ -706,5 +752,7 @@ fn kill_9_under_a_mixed_load_keeps_every_acknowledged_mutation_and_the_invariant
     restart(&mut s, advanced.load(Ordering::Acquire));
     verify(&s, &mut acks, &mut books, &accounts, &mut check_rng, cycles(), true);
     assert!(!books.expired.is_empty(), "the timer expired some redemptions");
+    assert!(books.expirations > 0 && !acks.adjustments.is_empty(), "lots expired and adjustments were made");
+    common::assert_lots_reconcile(&s);
     eprintln!("{} cycles in {:.1?}", cycles(), started.elapsed());
 }

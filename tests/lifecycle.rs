@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use common::{assert_ledger_consistent, list_all, wait_until, Rng, Server};
+use common::{assert_lots_reconcile, list_all, wait_until, Rng, Server};
 use serde_json::{json, Value};
 
 const DAY: i64 = 86_400;
@@ -85,35 +83,6 @@ fn settle(s: &Server) {
         assert!(std::time::Instant::now() < deadline, "{due} lots still due after {SETTLE_SECONDS} s");
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
-}
-
-/// `balance + pending_balance = sum(points)` for every account, and every
-/// lot's `remaining` is its credit less what the transactions took from it
-/// plus what they gave back (`verify`'s lot rule, through the API).
-fn assert_lots_reconcile(s: &Server) {
-    assert_ledger_consistent(s);
-    let mut moved: HashMap<String, i64> = HashMap::new();
-    for tx in list_all(s, "/v1/loyalty/transactions") {
-        let sign = match tx["type"].as_str().unwrap() {
-            "earn" | "release" => 1,
-            "adjustment" if tx["points"].as_i64().unwrap() > 0 => 1,
-            _ => -1,
-        };
-        for share in tx["lots"].as_array().unwrap() {
-            *moved.entry(share["lot"].as_str().unwrap().to_string()).or_default() +=
-                sign * share["points"].as_i64().unwrap();
-        }
-    }
-    for lot in list_all(s, "/v1/loyalty/lots") {
-        let m = moved.remove(lot["id"].as_str().unwrap()).unwrap_or(0);
-        let remaining = lot["remaining"].as_i64().unwrap();
-        // What a lot gave to pay a debt is the only move not in a transaction.
-        assert!(remaining <= m, "lot {}: remaining {remaining} > {m} its transactions leave", lot["id"]);
-        if remaining > 0 {
-            assert!(["pending", "available"].contains(&lot["status"].as_str().unwrap()), "{lot}");
-        }
-    }
-    assert!(moved.is_empty(), "transactions name lots that do not exist: {moved:?}");
 }
 
 #[test]

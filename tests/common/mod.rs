@@ -451,6 +451,35 @@ pub fn assert_ledger_consistent(s: &Server) {
     }
 }
 
+/// `balance + pending_balance = sum(points)` for every account, and every
+/// lot's `remaining` is its credit less what the transactions took from it
+/// plus what they gave back (`verify`'s lot rule, through the API).
+pub fn assert_lots_reconcile(s: &Server) {
+    assert_ledger_consistent(s);
+    let mut moved: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for tx in list_all(s, "/v1/loyalty/transactions") {
+        let sign = match tx["type"].as_str().unwrap() {
+            "earn" | "release" => 1,
+            "adjustment" if tx["points"].as_i64().unwrap() > 0 => 1,
+            _ => -1,
+        };
+        for share in tx["lots"].as_array().unwrap() {
+            *moved.entry(share["lot"].as_str().unwrap().to_string()).or_default() +=
+                sign * share["points"].as_i64().unwrap();
+        }
+    }
+    for lot in list_all(s, "/v1/loyalty/lots") {
+        let m = moved.remove(lot["id"].as_str().unwrap()).unwrap_or(0);
+        let remaining = lot["remaining"].as_i64().unwrap();
+        // What a lot gave to pay a debt is the only move not in a transaction.
+        assert!(remaining <= m, "lot {}: remaining {remaining} > {m} its transactions leave", lot["id"]);
+        if remaining > 0 {
+            assert!(["pending", "available"].contains(&lot["status"].as_str().unwrap()), "{lot}");
+        }
+    }
+    assert!(moved.is_empty(), "transactions name lots that do not exist: {moved:?}");
+}
+
 /// Runs the binary with `args` (an offline command) and waits for it.
 pub fn cli(args: &[&str]) -> std::process::Output {
     Command::new(binary()).args(args).env("RUST_LOG", "info").stdin(Stdio::null()).output().expect("run loyalty-ledger")
