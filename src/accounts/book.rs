@@ -22,11 +22,10 @@ pub(super) struct Book<'a> {
     account: Id,
     pub figures: Figures,
     /// The lots loaded so far, as this record leaves them: the ones a step
-    /// named, and every open one once spending or a clawback needed them all
-    /// (`load_open`). A credit loads none: an account with many lots does not
-    /// copy them for every earn.
+    /// named, and the ones spending or a clawback may take (`load_to_spend`).
+    /// A credit loads none: an account with many lots does not copy them for
+    /// every earn.
     lots: Vec<PointsLot>,
-    open_loaded: bool,
     now: i64,
     changes: Vec<Change>,
 }
@@ -43,15 +42,7 @@ impl<'a> Book<'a> {
     /// The account's book, or `None` if there is no such account.
     pub fn open(state: &'a State, account: &Id, now: i64) -> Option<Book<'a>> {
         let figures = state.figures(account)?;
-        Some(Book {
-            state,
-            account: account.clone(),
-            figures,
-            lots: Vec::new(),
-            open_loaded: false,
-            now,
-            changes: Vec::new(),
-        })
+        Some(Book { state, account: account.clone(), figures, lots: Vec::new(), now, changes: Vec::new() })
     }
 
     pub fn account(&self) -> &Id {
@@ -63,18 +54,14 @@ impl<'a> Book<'a> {
         std::mem::take(&mut self.changes)
     }
 
-    /// Loads every open lot of the account not loaded yet (what spending and
-    /// clawbacks choose from).
-    fn load_open(&mut self) {
-        if self.open_loaded {
-            return;
-        }
-        for lot in self.state.open_lots(&self.account) {
+    /// Loads the lots taking `points` may touch (`State::lots_to_spend`)
+    /// that are not loaded yet. Lots this record made are loaded already.
+    fn load_to_spend(&mut self, points: i64) {
+        for lot in self.state.lots_to_spend(&self.account, points) {
             if !self.lots.iter().any(|l| l.id == lot.id) {
                 self.lots.push(lot);
             }
         }
-        self.open_loaded = true;
     }
 
     /// Index of lot `id` in `lots`, loading it from the table if need be.
@@ -162,7 +149,7 @@ impl<'a> Book<'a> {
     /// off the balance alone (points from before lots, or below zero when
     /// the caller allowed it). The caller checked the balance.
     pub fn spend(&mut self, kind: TxType, points: i64, source: Source) -> Result<PointsTransaction, ApiError> {
-        self.load_open();
+        self.load_to_spend(points);
         let (shares, _beyond) = lots::take_in_order(&mut self.lots, points, false).map_err(lot_bug)?;
         let touched: Vec<Id> = shares.iter().map(|s| s.lot.clone()).collect();
         let tx = self.transaction(kind, -points, 0, source, shares)?;
@@ -229,7 +216,8 @@ impl<'a> Book<'a> {
         allow_negative: bool,
         source: Source,
     ) -> Result<Option<PointsTransaction>, ApiError> {
-        self.load_open();
+        // Enough lots for all of `due`: what the own lot takes only lowers it.
+        self.load_to_spend(due);
         let own_index = own.and_then(|id| self.lot_index(id));
         let own_pending = own_index
             .map(|i| &self.lots[i])

@@ -88,9 +88,14 @@ pub struct AccountEntry {
     /// Points of its pending lots: earned, not yet spendable. Moved only by
     /// applying a transaction (its `pending` part) or a lot leaving pending.
     pub pending: i64,
-    /// Its open (pending or available) lots, as positions in the lots table:
-    /// what spending, clawbacks and `next_expiry` read.
+    /// Its open (pending or available) lots, as positions in the lots table,
+    /// in the order they were made (ascending): what spending and clawbacks
+    /// read (`State::lots_to_spend`).
     pub open_lots: Vec<u32>,
+    /// The open lots that expire (a subset of `open_lots`, ascending): what
+    /// `next_expiry` reads, and what spending takes first. Empty in a program
+    /// without expiry, so an account view costs nothing more there.
+    pub expiring_lots: Vec<u32>,
 }
 
 impl Keyed for AccountEntry {
@@ -278,7 +283,7 @@ impl State {
     /// soonest `expires_at` of its spendable lots, with what they hold.
     pub fn balances(&self, e: &AccountEntry) -> Balances {
         let mut next: Option<NextExpiry> = None;
-        for position in &e.open_lots {
+        for position in &e.expiring_lots {
             let Some(Some((points, at))) =
                 self.lots.with_at(*position, |l| l.expires_at.filter(|_| l.is_spendable()).map(|at| (l.remaining, at)))
             else {
@@ -304,9 +309,47 @@ impl State {
     }
 
     /// Copies of an account's open lots (pending or available).
+    #[cfg(test)]
     pub fn open_lots(&self, account: &str) -> Vec<PointsLot> {
         let positions = self.accounts.with(account, |e| e.open_lots.clone()).unwrap_or_default();
         positions.into_iter().filter_map(|p| self.lots.with_at(p, PointsLot::clone)).collect()
+    }
+
+    /// Copies of the open lots of `account` that spending `points` may take,
+    /// in any order (the caller sorts them, `domain::lots::spending_order`):
+    /// every expiring one (they come first), then the never-expiring ones
+    /// oldest first until their spendable points cover what the expiring
+    /// ones leave, and any made in the same second as the last one taken (the
+    /// order breaks ties by id). An account with many never-expiring lots
+    /// copies a few, not all, for each redemption.
+    pub fn lots_to_spend(&self, account: &str, points: i64) -> Vec<PointsLot> {
+        let Some((open, expiring)) = self.accounts.with(account, |e| (e.open_lots.clone(), e.expiring_lots.clone()))
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<PointsLot> = Vec::new();
+        let mut covered = 0i64;
+        for position in &expiring {
+            if let Some(l) = self.lots.with_at(*position, PointsLot::clone) {
+                if l.is_spendable() {
+                    covered = covered.saturating_add(l.remaining);
+                }
+                out.push(l);
+            }
+        }
+        let mut last_created: Option<i64> = None;
+        for position in open.iter().filter(|p| expiring.binary_search(p).is_err()) {
+            let Some(l) = self.lots.with_at(*position, PointsLot::clone) else { continue };
+            if covered >= points && last_created != Some(l.created) {
+                break;
+            }
+            if l.is_spendable() {
+                covered = covered.saturating_add(l.remaining);
+                last_created = Some(l.created);
+            }
+            out.push(l);
+        }
+        out
     }
 
     /// An account's balance and the points its open redemptions hold, if the account exists.
@@ -421,6 +464,7 @@ impl State {
                         transactions: Vec::new(),
                         pending: 0,
                         open_lots: Vec::new(),
+                        expiring_lots: Vec::new(),
                     }),
                 })?;
             }
@@ -548,6 +592,7 @@ impl State {
         let figures = check::lot(&l, previous.as_ref(), account)?;
         let id = l.account.clone();
         let open = l.status.is_open();
+        let expires = l.expires_at.is_some();
         let deadlines_now = lot_deadlines(&l);
         let lot_id = l.id.clone();
         let (position, new) = self.lots.put_telling(l)?;
@@ -558,15 +603,8 @@ impl State {
         self.accounts.update(&id, |e| {
             e.balance = figures.balance;
             e.pending = figures.pending;
-            // A new lot is in no list yet: no search (an account may hold many).
-            let listed = if new { None } else { e.open_lots.iter().position(|p| *p == position) };
-            match (open, listed) {
-                (true, None) => e.open_lots.push(position),
-                (false, Some(i)) => {
-                    e.open_lots.swap_remove(i);
-                }
-                _ => {}
-            }
+            keep_listed(&mut e.open_lots, position, open, new);
+            keep_listed(&mut e.expiring_lots, position, open && expires, new);
         });
         let mut deadlines = self.lot_deadlines.lock();
         if let Some(previous) = &previous {
@@ -640,4 +678,81 @@ fn lot_deadlines(lot: &PointsLot) -> Vec<i64> {
         out.extend(lot.warn_at);
     }
     out
+}
+
+/// Keeps `position` in the ascending `list` exactly when `listed`. A new
+/// lot's position is the table's newest, so it goes at the end with no search
+/// (an account may hold many lots); another is found by binary search.
+fn keep_listed(list: &mut Vec<u32>, position: u32, listed: bool, new: bool) {
+    if new {
+        if listed {
+            list.push(position);
+        }
+        return;
+    }
+    match (listed, list.binary_search(&position)) {
+        (true, Err(at)) => list.insert(at, position),
+        (false, Ok(at)) => {
+            list.remove(at);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod lot_tests {
+    use super::*;
+    use crate::domain::lots::take_in_order;
+    use crate::state::test_changes::account;
+
+    fn lot(id: &str, remaining: i64, expires_at: Option<i64>, created: i64, status: LotStatus) -> Change {
+        Change::PutLot(Arc::new(PointsLot {
+            id: Id::from(id),
+            account: Id::from("loy_a"),
+            transaction: Id::from("ptx_x"),
+            points: remaining,
+            remaining,
+            debt_paid: 0,
+            available_at: created,
+            expires_at,
+            warn_at: None,
+            status,
+            created,
+        }))
+    }
+
+    /// Spending from the lots `lots_to_spend` picks takes exactly what
+    /// spending from every open lot would, for every amount.
+    #[test]
+    fn the_lots_picked_to_spend_spend_like_all_of_them() {
+        let state = State::new();
+        let record = |changes| Record { time: 1, idem: None, changes };
+        state.apply(1, record(vec![account("loy_a")])).unwrap();
+        let mut changes = Vec::new();
+        for i in 0..40i64 {
+            // Never-expiring ones, several made in the same second; some expiring; a pending one.
+            let expires = (i % 5 == 0).then_some(1000 - i);
+            let status = if i == 7 { LotStatus::Pending } else { LotStatus::Available };
+            changes.push(lot(&format!("lot_{:02}", 39 - i), 1 + i % 3, expires, i / 3, status));
+        }
+        // One spent to nothing, and one that comes back: the lists stay in order.
+        changes.push(lot("lot_20", 0, None, 6, LotStatus::Spent));
+        changes.push(lot("lot_20", 2, None, 6, LotStatus::Available));
+        changes.push(lot("lot_21", 0, None, 6, LotStatus::Spent));
+        state.apply(2, record(changes)).unwrap();
+        let (open, expiring) =
+            state.accounts.with("loy_a", |e| (e.open_lots.clone(), e.expiring_lots.clone())).unwrap();
+        assert!(open.is_sorted() && expiring.is_sorted());
+        assert_eq!((open.len(), expiring.len()), (39, 8));
+        let total: i64 = state.open_lots("loy_a").iter().filter(|l| l.is_spendable()).map(|l| l.remaining).sum();
+        for points in 0..=total + 2 {
+            let mut all = state.open_lots("loy_a");
+            let mut picked = state.lots_to_spend("loy_a", points);
+            assert!(picked.len() <= all.len());
+            let expected = take_in_order(&mut all, points, false).unwrap();
+            let got = take_in_order(&mut picked, points, false).unwrap();
+            assert_eq!(got, expected, "spending {points}");
+        }
+        assert!(state.lots_to_spend("loy_a", 1).len() < 20, "a small spend copies a few lots");
+    }
 }
