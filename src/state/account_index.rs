@@ -73,16 +73,20 @@ impl State {
 impl State {
     /// The newest of `account`'s transactions that `matches`, walking back
     /// from its newest (a redemption's `redeem`, found when it returns its
-    /// points: recent, so the walk is short). Copies `LIST_SCAN_CHUNK`
-    /// positions at a time, as a page does.
+    /// points: recent, so the walk is short). Copies a few positions at a
+    /// time, then more, up to `LIST_SCAN_CHUNK` as a page does.
     pub fn newest_transaction_where(
         &self,
         account: &str,
         matches: impl Fn(&PointsTransaction) -> bool,
     ) -> Option<PointsTransaction> {
         let mut end = self.accounts.with(account, |e| e.transactions.len())?;
+        // The one sought is usually among the newest: a short first chunk,
+        // then chunks that double up to a page scan's.
+        let mut chunk_len = 8;
         while end > 0 {
-            let begin = end.saturating_sub(crate::config::LIST_SCAN_CHUNK);
+            let begin = end.saturating_sub(chunk_len);
+            chunk_len = (chunk_len * 2).min(crate::config::LIST_SCAN_CHUNK);
             let chunk = self.accounts.with(account, |e| e.transactions.get(begin..end).map(<[u32]>::to_vec))??;
             for position in chunk.into_iter().rev() {
                 if let Some(tx) = self.transactions.with_at(position, |t| matches(t).then(|| t.clone())).flatten() {

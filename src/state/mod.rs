@@ -588,8 +588,12 @@ impl State {
     /// open lots and the lot deadlines follow it.
     fn apply_lot(&self, l: Arc<PointsLot>) -> Result<(), StorageError> {
         let account = self.figures(&l.account);
-        let previous = self.lots.with(&l.id, PointsLot::clone);
-        let figures = check::lot(&l, previous.as_ref(), account)?;
+        // The rule and the deadlines the version it replaces had, read in place (no copy).
+        let (figures, deadlines_before) =
+            match self.lots.with(&l.id, |previous| (check::lot(&l, Some(previous), account), lot_deadlines(previous))) {
+                Some((checked, before)) => (checked?, before),
+                None => (check::lot(&l, None, account)?, Vec::new()),
+            };
         let id = l.account.clone();
         let open = l.status.is_open();
         let expires = l.expires_at.is_some();
@@ -606,14 +610,14 @@ impl State {
             keep_listed(&mut e.open_lots, position, open, new);
             keep_listed(&mut e.expiring_lots, position, open && expires, new);
         });
-        let mut deadlines = self.lot_deadlines.lock();
-        if let Some(previous) = &previous {
-            for at in lot_deadlines(previous) {
+        if deadlines_before != deadlines_now {
+            let mut deadlines = self.lot_deadlines.lock();
+            for at in deadlines_before {
                 deadlines.remove(&(at, lot_id.clone()));
             }
-        }
-        for at in deadlines_now {
-            deadlines.insert((at, lot_id.clone()));
+            for at in deadlines_now {
+                deadlines.insert((at, lot_id.clone()));
+            }
         }
         Ok(())
     }
