@@ -2,7 +2,7 @@
 //! of docs/reliability.md: every record that is written can be applied).
 //!
 //! The rules a change must satisfy live here once, as functions of the
-//! state a change meets (`transaction`, `redemption`, and the tables' room,
+//! state a change meets (`transaction`, `redemption`, `lot`, and the tables' room,
 //! `table::has_room`). `State::apply_change` runs them on the live tables
 //! and turns a refusal into `StorageError::Inconsistent` (the log
 //! contradicts itself); `State::check` runs the very same functions on a
@@ -12,9 +12,10 @@
 //! into an answer (`From<Refusal> for ApiError`) with nothing written.
 //!
 //! Why a record that passed the check cannot fail to apply: the figures a
-//! change of an account depends on (its balance and held points) move only
-//! by points transactions and redemptions of that account, and only the
-//! account's actor writes those, one record at a time, waiting for each to
+//! change of an account depends on (its balance, pending balance and held
+//! points) move only by points transactions, redemptions and lots of that
+//! account, and only the account's actor writes those (the lots timer asks
+//! it too), one record at a time, waiting for each to
 //! be applied before it reads the state for the next; so nothing moves them
 //! between the check and the apply. A transaction id is random and new. The
 //! tables are shared, so the check keeps `1/TABLE_CHECK_HEADROOM_DIVISOR` of
@@ -561,6 +562,35 @@ mod tests {
         let past = earn("ptx_past", "loy_a", 1, balance + headroom as i64 + 3, 3);
         assert!(state.check(std::slice::from_ref(&past)).is_err());
         assert!(state.apply(2000, record(vec![past])).is_err());
+    }
+
+    #[test]
+    fn a_lot_leaving_pending_moves_its_points_and_a_bad_one_is_refused_alike() {
+        use crate::domain::lots::LotStatus::{Available, ClawedBack, Pending};
+        use crate::state::test_changes::{lot, pending_earn};
+        let state = state_at(0);
+        let earn = vec![pending_earn("ptx_p", "loy_a", 10, 0, "lot_p"), lot("lot_p", "loy_a", 10, 10, Pending)];
+        state.check(&earn).unwrap();
+        state.apply(3, record(earn)).unwrap();
+        assert_eq!(state.figures("loy_a"), Some(Figures { balance: 0, held: 0, pending: 10 }));
+        // Another account's lot, or more than is pending, is refused by both.
+        let moved = refused_alike(&state, vec![lot("lot_p", "loy_b", 10, 10, Available)]);
+        assert!(moved.to_string().contains("moves from account loy_a to loy_b"), "{moved}");
+        let before = snapshot(&state);
+        let state2 = state_at(0);
+        let too_much =
+            refused_alike(&state2, vec![lot("lot_x", "loy_a", 5, 5, Pending), lot("lot_x", "loy_a", 5, 5, Available)]);
+        assert!(too_much.to_string().contains("pending balance of 0"), "{too_much}");
+        assert_eq!(snapshot(&state), before);
+        // Becoming available moves what it held; a clawed-back one moves nothing more.
+        let available = vec![lot("lot_p", "loy_a", 10, 10, Available)];
+        state.check(&available).unwrap();
+        state.apply(4, record(available)).unwrap();
+        assert_eq!(state.figures("loy_a"), Some(Figures { balance: 10, held: 0, pending: 0 }));
+        state
+            .apply(5, record(vec![lot("lot_q", "loy_a", 3, 3, Pending), lot("lot_q", "loy_a", 3, 0, ClawedBack)]))
+            .unwrap();
+        assert_eq!(state.figures("loy_a"), Some(Figures { balance: 10, held: 0, pending: 0 }));
     }
 
     #[test]

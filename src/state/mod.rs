@@ -589,11 +589,13 @@ impl State {
     fn apply_lot(&self, l: Arc<PointsLot>) -> Result<(), StorageError> {
         let account = self.figures(&l.account);
         // The rule and the deadlines the version it replaces had, read in place (no copy).
-        let (figures, deadlines_before) =
-            match self.lots.with(&l.id, |previous| (check::lot(&l, Some(previous), account), lot_deadlines(previous))) {
-                Some((checked, before)) => (checked?, before),
-                None => (check::lot(&l, None, account)?, Vec::new()),
-            };
+        let (figures, deadlines_before) = match self
+            .lots
+            .with(&l.id, |previous| (check::lot(&l, Some(previous), account), lot_deadlines(previous)))
+        {
+            Some((checked, before)) => (checked?, before),
+            None => (check::lot(&l, None, account)?, Vec::new()),
+        };
         let id = l.account.clone();
         let open = l.status.is_open();
         let expires = l.expires_at.is_some();
