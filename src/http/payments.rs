@@ -71,8 +71,7 @@ async fn complete(ledger: &Arc<Ledger>, mut payment: Payment, m: &Mutation) -> R
     match member {
         Some(account) => accounts::ask(ledger, &account, AccountCommand::Complete { payment }, m.clone()).await,
         None => {
-            payment.status = PaymentStatus::Completed;
-            payment.completed_at = Some(ledger.now());
+            payment.complete(ledger.now())?;
             let reply = Reply::json(200, &payment.view())?;
             ledger.commit_reply(m, vec![Change::PutPayment(payment.into())], reply).await
         }
@@ -203,7 +202,7 @@ pub async fn fail_route(
         if let (false, Some(account)) = (payment.redemptions.is_empty(), payment.loyalty_account.clone()) {
             return accounts::ask(ledger, &account, AccountCommand::Fail { payment }, m).await;
         }
-        payment.status = PaymentStatus::Failed;
+        payment.fail()?;
         let reply = Reply::json(200, &payment.view())?;
         ledger.commit_reply(&m, vec![Change::PutPayment(payment.into())], reply).await
     })
