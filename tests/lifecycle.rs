@@ -572,3 +572,43 @@ fn csv(s: &Server, query: &str) -> String {
     assert_eq!(r.status, 200, "{}", r.body);
     r.body.as_str().expect("CSV, not JSON").to_string()
 }
+
+/// A snapshot taken with a lot that became available and was spent, one
+/// still pending and one available restores to the same balances and lots
+/// (the load settles the balance/pending split); the restored server then
+/// makes the pending one available and expires the other on time, and
+/// `verify` passes on its directory.
+#[test]
+fn a_snapshot_with_pending_and_expired_lots_restores_and_carries_on() {
+    let s = Server::start_with(&[MANUAL_CLOCK]);
+    setup(&s, json!({"pending_days": 2, "expiry": {"days": 3}}));
+    let (c, a) = member(&s);
+    buy(&s, &c, 100); // available at 2 days, expires at 5
+    advance(&s, 2 * DAY);
+    wait_until("available", || balances(&s, &a) == (100, 0));
+    s.ok("/v1/loyalty/adjustments", json!({"account": a, "points": -100, "reason": "spent in store"}));
+    buy(&s, &c, 40); // pending until 4 days
+    s.ok("/v1/loyalty/adjustments", json!({"account": a, "points": 30, "reason": "goodwill"})); // expires at 5 days
+    advance(&s, DAY);
+    assert_eq!(balances(&s, &a), (30, 40));
+    let snap = s.ok("/v1/admin/snapshot", json!({}));
+    let before = (list_all(&s, "/v1/loyalty/accounts"), list_all(&s, "/v1/loyalty/lots"));
+    let t = now(&s);
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::cli(&["restore", snap["path"].as_str().unwrap(), "--data", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offset = (t - real_now()).to_string();
+    let r = Server::try_start_in(dir.path(), &[("LEDGER_TEST_CLOCK", &offset)]).unwrap_or_else(|f| panic!("{}", f.log));
+    assert_eq!((list_all(&r, "/v1/loyalty/accounts"), list_all(&r, "/v1/loyalty/lots")), before);
+    // Day 4: the 40 become available; day 5: the adjustment's 30 expire.
+    advance(&r, DAY);
+    wait_until("available after restore", || balances(&r, &a) == (70, 0));
+    advance(&r, DAY);
+    wait_until("expired after restore", || balances(&r, &a) == (40, 0));
+    assert_eq!(txs_of_type(&r, &a, "expire").len(), 1);
+    assert_lots_reconcile(&r);
+    drop(r);
+    let out = common::cli(&["verify", "--data", dir.path().to_str().unwrap()]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "verify:\n{text}");
+}
