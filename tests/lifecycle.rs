@@ -152,6 +152,16 @@ fn spending_takes_the_soonest_expiring_lot_first_and_never_expiring_last() {
     assert_eq!((ids, page["has_more"].as_bool()), (vec![&*l2, &*l1], Some(false)));
     let r = s.get("/v1/loyalty/lots?starting_after=lot_nothing00000000");
     assert_eq!((r.status, r.code()), (400, "resource_missing"));
+    for (query, code) in [
+        ("status=bogus", "parameter_invalid"),
+        ("account=loy_nobody000000000", "resource_missing"),
+        ("account=cust_x", "parameter_invalid"),
+        ("colour=red", "parameter_unknown"),
+    ] {
+        let r = s.get(&format!("/v1/loyalty/lots?{query}"));
+        assert_eq!((r.status, r.code()), (400, code), "{query}: {}", r.body);
+    }
+    assert_eq!(s.get("/v1/loyalty/lots/lot_nothing00000000").status, 404);
     let next = &account(&s, &a)["next_expiry"];
     assert_eq!(next["points"], 50);
     let r = s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_100"}));
@@ -501,6 +511,8 @@ fn the_reports_and_the_export_agree_with_the_ledger_over_random_sequences() {
     assert_eq!(empty["opening"], empty["closing"]);
     assert_eq!((movements(&empty), empty["closing"].as_i64()), (0, Some(closing_at(&listed, b))));
     assert_eq!(csv(&s, &format!("?created[gte]={b}&created[lt]={a}")).matches("\r\n").count(), 1, "the header alone");
+    let r = s.get("/v1/loyalty/reports/liability?created[gte]=5");
+    assert_eq!((r.status, r.code()), (400, "parameter_unknown"), "the liability report takes no parameters");
     for bad in ["created[gt]=5", "created[gte]=x", "created[lt]=", "limit=3"] {
         let r = s.get(&format!("/v1/loyalty/exports/transactions?{bad}"));
         assert_eq!(r.status, 400, "{bad}");

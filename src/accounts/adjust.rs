@@ -8,7 +8,7 @@
 use super::book::Book;
 use super::redeem::book_of;
 use crate::domain::lots::PointsLot;
-use crate::domain::points::{earning_room, Source, TxType, POINTS_BALANCE_MIN};
+use crate::domain::points::{Source, TxType, POINTS_BALANCE_MIN};
 use crate::domain::{Id, Metadata};
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
@@ -30,7 +30,7 @@ pub(super) async fn adjust(ledger: &Ledger, account: &Id, a: Adjustment, m: &Mut
     let figures = book.figures;
     let source = Source::Adjustment { reason: a.reason, metadata: a.metadata };
     let tx = if a.points > 0 {
-        if a.points > earning_room(figures.balance.saturating_add(figures.pending), figures.held) {
+        if a.points > figures.earning_room() {
             return Err(ApiError::balance_limit(account, "the balance").with_param("points"));
         }
         book.credit(TxType::Adjustment, a.points, source, &state.program(), false)?

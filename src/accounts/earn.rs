@@ -5,7 +5,7 @@
 use super::book::Book;
 use crate::domain::earning::points_earned;
 use crate::domain::payments::Payment;
-use crate::domain::points::{earning_room, Source, TxType};
+use crate::domain::points::{Source, TxType};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::ledger::{Ledger, Mutation, Reply};
@@ -15,13 +15,13 @@ use crate::wal::Change;
 /// Earns for `payment` into `book` (the member's), if its rules give
 /// anything, and points the payment at its member and award. Earning is cut
 /// to the account's room under `POINTS_BALANCE_MAX`, counting pending and
-/// held points (`earning_room`), so returning those later cannot pass the
+/// held points (`Figures::earning_room`), so returning those later cannot pass the
 /// cap either. The lot is pending for the program's return window.
 pub(super) fn earn(book: &mut Book, state: &State, payment: &mut Payment) -> Result<(), ApiError> {
     payment.loyalty_account = Some(book.account().clone());
     let charged = payment.amount_charged();
     let figures = book.figures;
-    let room = earning_room(figures.balance.saturating_add(figures.pending), figures.held);
+    let room = figures.earning_room();
     let points = points_earned(charged, &state.active_rules(&payment.currency)).min(room);
     if points <= 0 {
         return Ok(());

@@ -266,11 +266,6 @@ impl PointsTransaction {
         }
     }
 
-    /// How much it moved the spendable balance (its points less the pending part).
-    pub fn balance_points(&self) -> i64 {
-        self.points.saturating_sub(self.pending)
-    }
-
     /// The payment this transaction joins to, if any.
     pub fn payment(&self) -> Option<&Id> {
         match &self.source {

@@ -72,13 +72,13 @@ impl From<ProgramV1> for Program {
 }
 
 impl PointValue {
-    /// What `points` are worth, rounded down (toward minus infinity), saturating.
-    pub fn value_of(&self, points: i64) -> i64 {
+    /// What `points` are worth in minor units, rounded down (toward minus
+    /// infinity), saturating. `points` is a sum over accounts (`i128`).
+    pub fn value_of(&self, points: i128) -> i128 {
         if self.points <= 0 {
             return 0;
         }
-        let v = (points as i128 * self.amount as i128).div_euclid(self.points as i128);
-        v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        points.saturating_mul(i128::from(self.amount)).div_euclid(i128::from(self.points))
     }
 }
 
@@ -114,5 +114,19 @@ impl Program {
             expiry_warning_days: self.expiry_warning_days,
             point_value: &self.point_value,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_point_value_rounds_down_and_never_overflows() {
+        let v = PointValue { points: 100, amount: 50, currency: "eur".into() };
+        assert_eq!(v.value_of(199), 99);
+        assert_eq!(v.value_of(0), 0);
+        assert_eq!(v.value_of(-1), -1, "toward minus infinity");
+        assert_eq!(v.value_of(i128::MAX), i128::MAX / 100, "saturates instead of wrapping");
     }
 }

@@ -39,12 +39,8 @@ pub async fn liability(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<Ht
         .zip(l.expiring)
         .map(|(days, points)| (days.to_string(), serde_json::Value::from(points as i64)))
         .collect();
-    let value = program.point_value.map(|v| {
-        let points = l.available + l.pending;
-        // Rounded down; points per unit are at least 1.
-        let amount = (points * i128::from(v.amount)).div_euclid(i128::from(v.points.max(1)));
-        MoneyValue { amount, currency: v.currency }
-    });
+    let value =
+        program.point_value.map(|v| MoneyValue { amount: v.value_of(l.available + l.pending), currency: v.currency });
     respond::ok(&LiabilityView {
         object: "liability_report",
         as_of: now,

@@ -79,6 +79,15 @@ pub struct Figures {
     pub pending: i64,
 }
 
+impl Figures {
+    /// Points the account may still be credited: the room under
+    /// `POINTS_BALANCE_MAX` counting pending and held points
+    /// (`domain::points::earning_room`), so returning them later cannot pass it.
+    pub fn earning_room(&self) -> i64 {
+        crate::domain::points::earning_room(self.balance.saturating_add(self.pending), self.held)
+    }
+}
+
 impl AccountEntry {
     pub fn figures(&self) -> Figures {
         Figures { balance: self.balance, held: self.held, pending: self.pending }
