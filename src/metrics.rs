@@ -70,6 +70,7 @@ pub struct Metrics {
     pub webhook_failures: Counter,
     /// Idempotent responses in memory, waiting for history (set when scraped).
     pub idempotency_in_memory: Gauge,
+    pub objects_cold: Gauge,
 }
 
 impl Default for Metrics {
@@ -102,6 +103,7 @@ impl Metrics {
             webhook_pending: Gauge::default(),
             webhook_failures: Counter::default(),
             idempotency_in_memory: Gauge::default(),
+            objects_cold: Gauge::default(),
         };
         let r = &mut m.registry;
         let p = "ledger";
@@ -137,6 +139,12 @@ impl Metrics {
         let h = &m.history;
         r.register(format!("{p}_history_batches"), "Batches written to history", h.batches.clone());
         r.register(format!("{p}_history_remembered"), "Idempotent responses written to history", h.remembered.clone());
+        r.register(format!("{p}_history_objects"), "Versions of cold objects written to history", h.objects.clone());
+        r.register(
+            format!("{p}_objects_cold"),
+            "Objects whose body is in history only (memory keeps their id and position)",
+            m.objects_cold.clone(),
+        );
         r.register(
             format!("{p}_history_forgotten"),
             "Idempotent responses history forgot past retention",

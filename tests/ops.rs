@@ -366,6 +366,7 @@ fn offline_snapshot_restore_and_their_refusals() {
             ..Default::default()
         }))],
         None,
+        None,
     )
     .unwrap();
     let before = snapshot_files(target.path());

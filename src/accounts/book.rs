@@ -57,8 +57,9 @@ impl<'a> Book<'a> {
     /// Loads the lots taking `points` may touch (`State::lots_to_spend`)
     /// that are not loaded yet. Lots this record made are loaded already.
     fn load_to_spend(&mut self, points: i64) {
+        let loaded: std::collections::HashSet<Id> = self.lots.iter().map(|l| l.id.clone()).collect();
         for lot in self.state.lots_to_spend(&self.account, points) {
-            if !self.lots.iter().any(|l| l.id == lot.id) {
+            if !loaded.contains(&lot.id) {
                 self.lots.push(lot);
             }
         }

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::store::Batch;
-use super::History;
+use super::{encode_cold, History};
 use crate::config::{
     HISTORY_RETENTION_SWEEP_EVERY, HISTORY_RETRY_AFTER, HISTORY_SWEEP_BATCH_MAX, HISTORY_SYNC_EVERY,
     HISTORY_WRITE_EVERY, IDEMPOTENCY_RETENTION_SECONDS,
@@ -71,26 +71,37 @@ impl History {
         self.sync_written();
     }
 
-    /// Writes what records up to the state's applied LSN left for history,
-    /// then lets memory forget it. Returns whether it went well.
-    /// With nothing to remember, it writes only when `move_lsn` (before a sync).
-    pub(super) fn write_applied(&self, state: &State, move_lsn: bool) -> bool {
-        // Every record up to `upto` has stored its response (`State::finish_record`
-        // stores it before it moves `applied_lsn`).
+    /// Writes what records up to the state's applied LSN left for history
+    /// (idempotent responses, cold objects, objects forgotten past
+    /// retention), then lets memory forget it. Returns whether it went well.
+    /// With nothing to write, it writes only when `move_lsn` (before a sync).
+    pub(crate) fn write_applied(&self, state: &State, move_lsn: bool) -> bool {
+        // Every record up to `upto` has stored its response and queued its
+        // objects (`State::finish_record` runs after its changes, and moves
+        // `applied_lsn` last).
         let upto = state.applied_lsn();
         if upto <= self.written_lsn() {
             return true;
         }
-        let batch = Batch { lsn: upto, remembered: state.idempotency.unwritten(upto) };
-        if batch.remembered.is_empty() && !move_lsn {
+        let remembered = state.idempotency.unwritten(upto);
+        let cold = state.cold_through(upto);
+        if remembered.is_empty() && cold.is_empty() && !move_lsn {
             return true;
         }
         let started = Instant::now();
-        match self.store.write(&batch) {
-            Ok(()) => {
+        let written = encode_cold(&cold).and_then(|(objects, deleted)| {
+            let batch = Batch { lsn: upto, remembered, objects, deleted, holds_objects: false };
+            self.store.write(&batch).map(|()| (batch.remembered.len(), batch.objects.len()))
+        });
+        match written {
+            Ok((remembered, objects)) => {
                 self.written.store(upto, Ordering::Release);
                 state.idempotency.forget_through(upto);
-                self.stats.observe_write(batch.remembered.len(), started.elapsed());
+                for (_, object) in &cold.written {
+                    state.evict(object);
+                }
+                state.drop_cold_through(upto);
+                self.stats.observe_write(remembered, objects, started.elapsed());
                 true
             }
             Err(e) => {

@@ -18,6 +18,22 @@ pub const IDEMPOTENCY: &str = "idempotency";
 /// Partition: `age_key(created, lsn)` -> idempotency key, for retention.
 pub const IDEMPOTENCY_BY_AGE: &str = "idempotency_by_age";
 
+/// Partition: `object_key(table, id)` -> the object's current version, as
+/// the WAL change that puts it (`Change::encode_alone`, bincode).
+pub const OBJECTS: &str = "objects";
+/// Key in `META` present once history holds every cold object of the
+/// records up to its LSN (a history made before objects went there has
+/// none until its first catch-up writes them all).
+pub const OBJECTS_KEY: &[u8] = b"objects";
+
+/// An object's key: its table's byte (`state::ColdTable`), then its id.
+pub fn object_key(table: u8, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(table);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
 /// Bytes before the response body in a remembered value: LSN (8), created
 /// (8), status (2), fingerprint (32).
 const REMEMBERED_HEADER_BYTES: usize = 8 + 8 + 2 + 32;

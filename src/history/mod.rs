@@ -32,14 +32,44 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 pub use layout::Remembered;
-pub use store::{Batch, FjallHistory, HistoryStore, RememberedView};
+pub use store::{Batch, FjallHistory, HistoryStore, ObjectsView, RememberedView};
 
 use crate::config::{HISTORY_CATCH_UP_BATCH_MAX, HISTORY_WRITE_EVERY};
 use crate::error::StorageError;
-use crate::state::State;
+use crate::state::{ColdBatch, ColdLoad, SnapshotItem, State};
 use crate::storage::fs::FileSystem;
 use crate::wal::reader::{read_log, Mode, ReadFrom};
-use crate::wal::{Lsn, Record};
+use crate::wal::{Change, Lsn, Record};
+
+/// `cold`'s objects as history writes them (`layout::object_key`, the
+/// encoded change), and the keys of its forgotten ones.
+/// A key and its value, as history writes them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// An object both written and deleted in one batch is only deleted, and
+/// one written twice is written once, at its newest version: the engine
+/// gives a batch's entries one sequence number, so two for a key would leave
+/// it to chance which stays.
+pub(crate) fn encode_cold(cold: &ColdBatch) -> Result<(Vec<KeyValue>, Vec<Vec<u8>>), StorageError> {
+    let deleted: Vec<Vec<u8>> =
+        cold.forgotten.iter().map(|(_, table, id)| layout::object_key(*table as u8, id)).collect();
+    let mut seen: std::collections::HashSet<Vec<u8>> = deleted.iter().cloned().collect();
+    let mut objects = Vec::with_capacity(cold.written.len());
+    // Newest first, so the first version of a key met is the one kept.
+    for (_, object) in cold.written.iter().rev() {
+        let key = layout::object_key(object.table() as u8, object.id());
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let value = object
+            .change()
+            .encode_alone()
+            .map_err(|e| StorageError::Inconsistent(format!("encoding {} for history: {e}", object.id())))?;
+        objects.push((key, value));
+    }
+    objects.reverse();
+    Ok((objects, deleted))
+}
 
 /// Sub-directory of the data directory that holds history.
 pub const HISTORY_DIR: &str = "history";
@@ -49,6 +79,7 @@ pub const HISTORY_DIR: &str = "history";
 pub struct HistoryStats {
     pub batches: Counter,
     pub remembered: Counter,
+    pub objects: Counter,
     pub forgotten: Counter,
     pub errors: Counter,
     pub synced_lsn: Gauge,
@@ -61,6 +92,7 @@ impl Default for HistoryStats {
         HistoryStats {
             batches: Counter::default(),
             remembered: Counter::default(),
+            objects: Counter::default(),
             forgotten: Counter::default(),
             errors: Counter::default(),
             synced_lsn: Gauge::default(),
@@ -72,9 +104,10 @@ impl Default for HistoryStats {
 }
 
 impl HistoryStats {
-    fn observe_write(&self, remembered: usize, elapsed: Duration) {
+    fn observe_write(&self, remembered: usize, objects: usize, elapsed: Duration) {
         self.batches.inc();
         self.remembered.inc_by(remembered as u64);
+        self.objects.inc_by(objects as u64);
         self.write_seconds.observe(elapsed.as_secs_f64());
     }
 }
@@ -104,6 +137,10 @@ pub struct CaughtUp {
     /// ... of which read back from the WAL: what history lost in a crash
     /// and no snapshot kept.
     pub from_wal: usize,
+    /// Cold objects written (history did not have their versions yet).
+    pub objects: usize,
+    /// Objects memory let go of, history holding them.
+    pub evicted: usize,
     pub elapsed: Duration,
 }
 
@@ -167,6 +204,10 @@ impl History {
     /// was taken, history had then, and if it lost it since, the WAL still
     /// has it (segments are kept from history's synced LSN on): read back
     /// from there. Writing a response again writes the same bytes.
+    ///
+    /// Cold objects the same way: what the snapshot and the replay put is in
+    /// memory; history gets the versions it does not have, then memory lets
+    /// go of them all (`state::cold`).
     pub fn catch_up(
         &self,
         fs: &dyn FileSystem,
@@ -179,12 +220,11 @@ impl History {
         let from_lsn = self.store.lsn()?;
         let lsn = end_lsn.max(from_lsn);
         let mut remembered = 0;
-        let mut write = |batch: &mut Vec<Remembered>, final_lsn: bool| -> Result<(), StorageError> {
-            // Until the last batch, history's LSN stays where it was: a crash in
-            // between starts this again.
-            let batch_lsn = if final_lsn { lsn } else { from_lsn };
+        // Until the last batch, history's LSN stays where it was: a crash in
+        // between starts this again.
+        let mut write = |batch: &mut Vec<Remembered>| -> Result<(), StorageError> {
             remembered += batch.len();
-            self.store.write(&Batch { lsn: batch_lsn, remembered: std::mem::take(batch) })
+            self.store.write(&Batch { lsn: from_lsn, remembered: std::mem::take(batch), ..Batch::default() })
         };
         let mut pending = Vec::new();
         let mut from_wal = 0;
@@ -199,7 +239,7 @@ impl History {
                     from_wal += 1;
                     pending.push(Remembered { lsn: at.get(), created: record.time, entry });
                     if pending.len() >= HISTORY_CATCH_UP_BATCH_MAX {
-                        write(&mut pending, false)?;
+                        write(&mut pending)?;
                     }
                 }
                 Ok(())
@@ -208,10 +248,30 @@ impl History {
         for r in state.idempotency.unwritten(u64::MAX) {
             pending.push(r);
             if pending.len() >= HISTORY_CATCH_UP_BATCH_MAX {
-                write(&mut pending, false)?;
+                write(&mut pending)?;
             }
         }
-        write(&mut pending, true)?;
+        write(&mut pending)?;
+        // Cold objects: what the snapshot and the replay queued. History has
+        // those of records up to its LSN already (a snapshot's are the
+        // snapshot's versions), if it holds objects at all: a history made
+        // before objects went there gets every one once.
+        let holds_objects = self.store.holds_objects()?;
+        let has = |at: u64| holds_objects && (if at == 0 { snapshot_lsn } else { at }) <= from_lsn;
+        let cold = state.cold_through(u64::MAX);
+        let missing = ColdBatch {
+            written: cold.written.iter().filter(|(at, _)| !has(*at)).cloned().collect(),
+            forgotten: cold.forgotten.iter().filter(|(at, _, _)| !has(*at)).cloned().collect(),
+        };
+        let (objects, deleted) = encode_cold(&missing)?;
+        let written_objects = objects.len();
+        let mut objects = objects.into_iter().peekable();
+        while objects.peek().is_some() {
+            let chunk: Vec<_> = objects.by_ref().take(HISTORY_CATCH_UP_BATCH_MAX).collect();
+            self.store.write(&Batch { lsn: from_lsn, objects: chunk, ..Batch::default() })?;
+        }
+        // The last batch moves history's LSN: a crash before it starts all this again.
+        self.store.write(&Batch { lsn, deleted, holds_objects: true, ..Batch::default() })?;
         self.store.sync()?;
         self.written.store(lsn, Ordering::Release);
         self.synced.store(lsn, Ordering::Release);
@@ -219,6 +279,42 @@ impl History {
         self.stats.disk_bytes.set(self.store.disk_bytes() as i64);
         state.idempotency.forget_through(u64::MAX);
         state.idempotency.attach_history(self.store.clone());
-        Ok(CaughtUp { from_lsn, lsn, remembered, from_wal, elapsed: started.elapsed() })
+        state.attach_cold_loader(cold_loader(self.store.clone()));
+        let mut evicted = 0;
+        for (_, object) in &cold.written {
+            evicted += usize::from(state.evict(object));
+        }
+        state.drop_cold_through(u64::MAX);
+        Ok(CaughtUp {
+            from_lsn,
+            lsn,
+            remembered,
+            from_wal,
+            objects: written_objects,
+            evicted,
+            elapsed: started.elapsed(),
+        })
     }
+}
+
+/// How a table reads its cold objects from `store` (`State::attach_cold_loader`).
+fn cold_loader(store: Arc<dyn HistoryStore>) -> ColdLoad {
+    Arc::new(move |table, id| {
+        let Some(bytes) = store.object(&layout::object_key(table as u8, id))? else { return Ok(None) };
+        Change::decode_alone(&bytes)
+            .map(Some)
+            .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))
+    })
+}
+
+/// Reads the snapshot items that were cold at a capture (`SnapshotItem::Cold`)
+/// from the view of history taken then.
+pub fn resolve_cold(view: &dyn ObjectsView, item: SnapshotItem) -> Result<SnapshotItem, StorageError> {
+    let SnapshotItem::Cold { table, id } = item else { return Ok(item) };
+    let bytes = view
+        .object(&layout::object_key(table as u8, &id))?
+        .ok_or_else(|| StorageError::Inconsistent(format!("{id} was cold at the snapshot and is not in history")))?;
+    Change::decode_alone(&bytes)
+        .map(SnapshotItem::Change)
+        .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))
 }

@@ -24,6 +24,12 @@ pub struct Batch {
     pub lsn: u64,
     /// Responses of idempotent requests to remember.
     pub remembered: Vec<Remembered>,
+    /// Objects to write, as `(layout::object_key, encoded change)`, then
+    /// keys of objects to delete (forgotten past retention), in that order.
+    pub objects: Vec<(Vec<u8>, Vec<u8>)>,
+    pub deleted: Vec<Vec<u8>>,
+    /// Marks history as holding every cold object up to `lsn` (`OBJECTS_KEY`).
+    pub holds_objects: bool,
 }
 
 /// The operations the server needs from a history engine.
@@ -41,11 +47,25 @@ pub trait HistoryStore: Send + Sync {
     fn forget_before(&self, before: i64, max: usize) -> Result<usize, StorageError>;
     /// Bytes the store takes on disk.
     fn disk_bytes(&self) -> u64;
+    /// Whether history holds every cold object up to its LSN (`Batch::holds_objects`).
+    fn holds_objects(&self) -> Result<bool, StorageError>;
+    /// An object's current version (`layout::object_key`), encoded.
+    fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The objects as they are now, however long they are read from it (a
+    /// snapshot reads the objects that were cold when it was captured).
+    fn objects_view(&self) -> Box<dyn ObjectsView>;
+    /// How many objects history holds (counts every entry: for tests).
+    fn objects_count(&self) -> Result<usize, StorageError>;
     /// How many responses are remembered (counts every entry: for operators and tests).
     fn remembered_count(&self) -> Result<usize, StorageError>;
     /// The remembered responses as they are now, however long the walk takes
     /// and however often it is walked (the engine's read snapshot).
     fn remembered_view(&self) -> Box<dyn RememberedView>;
+}
+
+/// A fixed view of the objects (`HistoryStore::objects_view`).
+pub trait ObjectsView: Send {
+    fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 }
 
 /// A fixed view of the remembered responses (`HistoryStore::remembered_view`).
@@ -64,6 +84,8 @@ pub struct FjallHistory {
     idempotency: PartitionHandle,
     /// (created, LSN) -> idempotency key: what retention walks, oldest first.
     idempotency_by_age: PartitionHandle,
+    /// Cold objects (`layout::OBJECTS`).
+    objects: PartitionHandle,
 }
 
 impl FjallHistory {
@@ -84,6 +106,7 @@ impl FjallHistory {
             meta: partition(layout::META)?,
             idempotency: partition(layout::IDEMPOTENCY)?,
             idempotency_by_age: partition(layout::IDEMPOTENCY_BY_AGE)?,
+            objects: partition(layout::OBJECTS)?,
             keyspace,
             dir: dir.to_path_buf(),
         })
@@ -119,6 +142,15 @@ impl HistoryStore for FjallHistory {
         for r in &batch.remembered {
             out.insert(&self.idempotency, r.entry.key.as_bytes(), layout::encode_remembered(r));
             out.insert(&self.idempotency_by_age, layout::age_key(r.created, r.lsn), r.entry.key.as_bytes());
+        }
+        for (key, value) in &batch.objects {
+            out.insert(&self.objects, key.as_slice(), value.as_slice());
+        }
+        for key in &batch.deleted {
+            out.remove(&self.objects, key.as_slice());
+        }
+        if batch.holds_objects {
+            out.insert(&self.meta, layout::OBJECTS_KEY, [1u8]);
         }
         out.insert(&self.meta, layout::LSN_KEY, batch.lsn.to_be_bytes());
         out.commit().map_err(|e| self.error(e))
@@ -163,12 +195,39 @@ impl HistoryStore for FjallHistory {
         self.keyspace.disk_space()
     }
 
+    fn holds_objects(&self) -> Result<bool, StorageError> {
+        Ok(self.meta.get(layout::OBJECTS_KEY).map_err(|e| self.error(e))?.is_some())
+    }
+
+    fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.objects.get(key).map_err(|e| self.error(e))?.map(|v| v.to_vec()))
+    }
+
+    fn objects_view(&self) -> Box<dyn ObjectsView> {
+        Box::new(FjallObjects { snapshot: self.objects.snapshot(), dir: self.dir.clone() })
+    }
+
+    fn objects_count(&self) -> Result<usize, StorageError> {
+        self.objects.len().map_err(|e| self.error(e))
+    }
+
     fn remembered_count(&self) -> Result<usize, StorageError> {
         self.idempotency.len().map_err(|e| self.error(e))
     }
 
     fn remembered_view(&self) -> Box<dyn RememberedView> {
         Box::new(FjallView { snapshot: self.idempotency.snapshot(), dir: self.dir.clone() })
+    }
+}
+
+struct FjallObjects {
+    snapshot: fjall::Snapshot,
+    dir: PathBuf,
+}
+
+impl ObjectsView for FjallObjects {
+    fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.snapshot.get(key).map_err(|e| engine_error(&self.dir, e.into()))?.map(|v| v.to_vec()))
     }
 }
 
@@ -224,8 +283,13 @@ mod tests {
         {
             let h = FjallHistory::open(dir.path()).unwrap();
             assert_eq!(h.lsn().unwrap(), 0);
-            h.write(&Batch { lsn: 3, remembered: vec![remembered("a", 2, 100), remembered("b", 3, 101)] }).unwrap();
-            h.write(&Batch { lsn: 5, remembered: vec![] }).unwrap();
+            h.write(&Batch {
+                lsn: 3,
+                remembered: vec![remembered("a", 2, 100), remembered("b", 3, 101)],
+                ..Batch::default()
+            })
+            .unwrap();
+            h.write(&Batch { lsn: 5, remembered: vec![], ..Batch::default() }).unwrap();
             h.sync().unwrap();
         }
         let h = FjallHistory::open(dir.path()).unwrap();
@@ -234,7 +298,7 @@ mod tests {
         assert_eq!(h.remembered("nope").unwrap(), None);
         let mut seen = Vec::new();
         let view = h.remembered_view();
-        h.write(&Batch { lsn: 6, remembered: vec![remembered("c", 6, 102)] }).unwrap();
+        h.write(&Batch { lsn: 6, remembered: vec![remembered("c", 6, 102)], ..Batch::default() }).unwrap();
         view.for_each(&mut |r| {
             seen.push(r.entry.key);
             Ok(())
@@ -248,9 +312,19 @@ mod tests {
     fn retention_forgets_the_old_use_of_a_key_not_its_new_one() {
         let dir = tempfile::tempdir().unwrap();
         let h = FjallHistory::open(dir.path()).unwrap();
-        h.write(&Batch { lsn: 2, remembered: vec![remembered("k", 1, 10), remembered("old", 2, 11)] }).unwrap();
+        h.write(&Batch {
+            lsn: 2,
+            remembered: vec![remembered("k", 1, 10), remembered("old", 2, 11)],
+            ..Batch::default()
+        })
+        .unwrap();
         // "k" used again (after it expired) by record 9.
-        h.write(&Batch { lsn: 9, remembered: vec![remembered("k", 9, 500), remembered("new", 9, 500)] }).unwrap();
+        h.write(&Batch {
+            lsn: 9,
+            remembered: vec![remembered("k", 9, 500), remembered("new", 9, 500)],
+            ..Batch::default()
+        })
+        .unwrap();
         assert_eq!(h.forget_before(100, 1).unwrap(), 1, "at most `max` per call");
         assert_eq!(h.forget_before(100, 10).unwrap(), 1);
         assert_eq!(h.forget_before(100, 10).unwrap(), 0);

@@ -47,5 +47,6 @@ pub async fn metrics(ledger: web::Data<Ledger>) -> HttpResponse {
     m.live_actors.set(ledger.accounts.live() as i64);
     m.webhook_pending.set(ledger.state.pending_deliveries() as i64);
     m.idempotency_in_memory.set(ledger.state.idempotency.len() as i64);
+    m.objects_cold.set(ledger.state.cold_objects() as i64);
     HttpResponse::Ok().content_type(crate::metrics::CONTENT_TYPE).body(m.render())
 }

@@ -115,6 +115,8 @@ pub fn log_recovery(summary: &recovery::RecoverySummary) {
             lsn = h.lsn,
             remembered = h.remembered,
             from_wal = h.from_wal,
+            objects = h.objects,
+            evicted = h.evicted,
             elapsed_ms = h.elapsed.as_millis() as u64,
             "history caught up"
         );

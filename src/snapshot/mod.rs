@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 pub use load::{list_snapshots, load_snapshot};
-pub use write::{compact, write_snapshot, Compacted, Extra, ExtraItems, SnapshotInfo};
+pub use write::{compact, write_snapshot, Compacted, Extra, ExtraItems, Resolve, SnapshotInfo};
 
 use crate::config::{
     HISTORY_SNAPSHOT_WAIT, IDEMPOTENCY_RETENTION_SECONDS, SNAPSHOT_ITEMS_SLACK, SNAPSHOT_ITEMS_SLACK_DIVISOR,
 };
 use crate::error::{ApiError, StorageError};
-use crate::history::{History, Remembered};
+use crate::history::{resolve_cold, History, ObjectsView, Remembered};
 use crate::ledger::Ledger;
 use crate::state::{SnapshotItem, State};
 use crate::storage::fs::FileSystem;
@@ -46,6 +46,9 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 pub struct Captured {
     pub lsn: u64,
     pub items: Vec<SnapshotItem>,
+    /// History's objects as they were at the capture: where the items that
+    /// were cold then are read from as the file is written.
+    pub cold: Option<Box<dyn ObjectsView>>,
     /// How long the copy held up the WAL writer.
     pub stall: Duration,
 }
@@ -69,9 +72,17 @@ fn touched_buffer(state: &State) -> Vec<SnapshotItem> {
 
 /// Asks the WAL writer for a copy of the state exactly at its current LSN,
 /// into `items` (from `touched_buffer`).
-fn capture(wal: &Wal, state: Arc<State>, mut items: Vec<SnapshotItem>) -> Result<Capturing, ApiError> {
+/// History's view of its objects is taken at the same moment: a cold object
+/// is in it at the version memory let go of, and no later one is.
+fn capture(
+    wal: &Wal,
+    state: Arc<State>,
+    history: Arc<History>,
+    mut items: Vec<SnapshotItem>,
+) -> Result<Capturing, ApiError> {
     let capturing = wal.barrier(move |lsn| {
         let started = Instant::now();
+        let cold = history.store().objects_view();
         state.snapshot_changes(|item| items.push(item));
         let stall = started.elapsed();
         if state.applied_lsn() != lsn {
@@ -82,7 +93,7 @@ fn capture(wal: &Wal, state: Arc<State>, mut items: Vec<SnapshotItem>) -> Result
                 state.applied_lsn()
             )));
         }
-        Ok(Captured { lsn, items, stall })
+        Ok(Captured { lsn, items, cold: Some(cold), stall })
     })?;
     Ok(capturing)
 }
@@ -128,7 +139,9 @@ pub fn persist(
         Scope::Portable => Some(remembered_items(history, &captured, created)?),
         Scope::Local => None,
     };
-    let info = write_snapshot(fs, data_dir, captured.lsn, created, captured.items, extra)?;
+    let resolve = captured.cold.map(|view| move |item| resolve_cold(view.as_ref(), item));
+    let resolve = resolve.as_ref().map(|r| r as Resolve);
+    let info = write_snapshot(fs, data_dir, captured.lsn, created, captured.items, resolve, extra)?;
     let compacted = compact(fs, data_dir, history.synced_lsn()).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "storage fault while deleting old snapshots or WAL segments; retried after the next snapshot");
         Compacted::default()
@@ -205,13 +218,14 @@ pub async fn take(
     let items = actix_web::rt::task::spawn_blocking(move || touched_buffer(&for_items))
         .await
         .map_err(|_| ApiError::snapshot_failed("the snapshot thread stopped"))?;
-    let captured =
-        capture(wal, state, items)?.await.map_err(|_| ApiError::storage_unavailable())?.and_then(|r| r).map_err(
-            |e| match e {
-                StorageError::Poisoned => ApiError::storage_unavailable(),
-                other => failed(other),
-            },
-        )?;
+    let captured = capture(wal, state, history.clone(), items)?
+        .await
+        .map_err(|_| ApiError::storage_unavailable())?
+        .and_then(|r| r)
+        .map_err(|e| match e {
+            StorageError::Poisoned => ApiError::storage_unavailable(),
+            other => failed(other),
+        })?;
     actix_web::rt::task::spawn_blocking(move || {
         persist(fs.as_ref(), &data_dir, created, captured, started, &history, scope)
     })
@@ -253,12 +267,12 @@ pub fn take_blocking(
     data_dir: &Path,
     wal: &Wal,
     state: Arc<State>,
-    history: &History,
+    history: &Arc<History>,
     created: i64,
 ) -> Result<Taken, anyhow::Error> {
     let started = Instant::now();
     let items = touched_buffer(&state);
-    let captured = capture(wal, state, items)
+    let captured = capture(wal, state, history.clone(), items)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .blocking_recv()
         .map_err(|_| anyhow::anyhow!("the WAL writer stopped"))?
@@ -378,7 +392,7 @@ mod measure {
 
         let dir = tempfile::tempdir().unwrap();
         let t = Instant::now();
-        let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, items, None).unwrap();
+        let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, items, None, None).unwrap();
         let write = t.elapsed();
 
         let t = Instant::now();

@@ -41,13 +41,19 @@ pub struct Extra<'a> {
 pub type ExtraItems<'a> =
     Box<dyn FnOnce(&mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>) -> Result<(), StorageError> + 'a>;
 
-/// Writes `items` (the state exactly at `lsn`), then `extra`'s, as the snapshot `<lsn>.snap`.
+/// How the writer reads an item that was cold at the capture from history
+/// (`history::resolve_cold`), one at a time as it writes.
+pub type Resolve<'a> = &'a dyn Fn(SnapshotItem) -> Result<SnapshotItem, StorageError>;
+
+/// Writes `items` (the state exactly at `lsn`; cold ones through `resolve`),
+/// then `extra`'s, as the snapshot `<lsn>.snap`.
 pub fn write_snapshot(
     fs: &dyn FileSystem,
     data_dir: &Path,
     lsn: u64,
     created: i64,
     items: Vec<SnapshotItem>,
+    resolve: Option<Resolve>,
     extra: Option<Extra>,
 ) -> Result<SnapshotInfo, StorageError> {
     let dir = data_dir.join(SNAPSHOT_DIR);
@@ -63,7 +69,7 @@ pub fn write_snapshot(
     let file = fs.create_new(&tmp).map_err(|e| StorageError::io(&tmp, e))?;
     let extra_count = extra.as_ref().map_or(0, |e| e.count);
     let header = Header { lsn, items: items.len() as u64 + extra_count, created };
-    let written = write_body(file, &tmp, &header, items, extra).and_then(|bytes| {
+    let written = write_body(file, &tmp, &header, items, resolve, extra).and_then(|bytes| {
         fs.rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))?;
         fs.sync_dir(&dir).map_err(|e| StorageError::io(&dir, e))?;
         Ok(bytes)
@@ -85,6 +91,7 @@ fn write_body(
     path: &Path,
     header: &Header,
     items: Vec<SnapshotItem>,
+    resolve: Option<Resolve>,
     extra: Option<Extra>,
 ) -> Result<u64, StorageError> {
     let started = Instant::now();
@@ -136,7 +143,10 @@ fn write_body(
         Ok(())
     };
     for item in items {
-        put(item)?;
+        match (&item, resolve) {
+            (SnapshotItem::Cold { .. }, Some(resolve)) => put(resolve(item)?)?,
+            _ => put(item)?,
+        }
     }
     if let Some(extra) = extra {
         (extra.push_all)(&mut put)?;

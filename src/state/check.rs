@@ -48,6 +48,10 @@ pub enum Refusal {
     /// built it (live), or a log that contradicts itself (replay).
     #[error("{0}")]
     Inconsistent(String),
+    /// History could not give the version a change replaces (a disk error):
+    /// nothing is written, and the request may be tried again.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 impl From<Refusal> for StorageError {
@@ -64,6 +68,10 @@ impl From<Refusal> for ApiError {
             Refusal::Inconsistent(reason) => {
                 tracing::error!(%reason, "a change was refused before it was written: a bug in the code that built it");
                 ApiError::internal(format!("refused before it was written: {reason}"))
+            }
+            Refusal::Unreadable(reason) => {
+                tracing::error!(%reason, "history could not give what a change replaces; nothing was written");
+                ApiError::storage_unavailable()
             }
         }
     }
@@ -304,7 +312,11 @@ impl State {
                 // The version it replaces: an earlier change of this record, else the table's.
                 let figures = match sim.redemptions.iter().rev().find(|e| e.id == r.id) {
                     Some(earlier) => redemption(r, Some(earlier), account)?,
-                    None => match self.redemptions.with(&r.id, |previous| redemption(r, Some(previous), account)) {
+                    None => match self
+                        .redemptions
+                        .try_with(&r.id, |previous| redemption(r, Some(previous), account))
+                        .map_err(|e| Refusal::Unreadable(e.to_string()))?
+                    {
                         Some(result) => result?,
                         None => {
                             sim.new.redemptions += 1;
@@ -319,7 +331,11 @@ impl State {
                 let account = sim.figures(self, &l.account);
                 let figures = match sim.lots.iter().rev().find(|e| e.id == l.id) {
                     Some(earlier) => lot(l, Some(earlier), account)?,
-                    None => match self.lots.with(&l.id, |previous| lot(l, Some(previous), account)) {
+                    None => match self
+                        .lots
+                        .try_with(&l.id, |previous| lot(l, Some(previous), account))
+                        .map_err(|e| Refusal::Unreadable(e.to_string()))?
+                    {
                         Some(result) => result?,
                         None => {
                             sim.new.lots += 1;

@@ -252,6 +252,18 @@ mod tests {
         fn remembered_view(&self) -> Box<dyn crate::history::RememberedView> {
             unimplemented!("not read by these tests")
         }
+        fn holds_objects(&self) -> Result<bool, crate::error::StorageError> {
+            Ok(false)
+        }
+        fn object(&self, _: &[u8]) -> Result<Option<Vec<u8>>, crate::error::StorageError> {
+            Err(crate::error::StorageError::Poisoned)
+        }
+        fn objects_view(&self) -> Box<dyn crate::history::ObjectsView> {
+            unimplemented!("not read by these tests")
+        }
+        fn objects_count(&self) -> Result<usize, crate::error::StorageError> {
+            Ok(0)
+        }
     }
 
     #[test]

@@ -254,12 +254,12 @@ mod tests {
     fn retention_trims_the_oldest_positions() {
         let state = State::new();
         let (table, index) = filled(10);
-        assert_eq!(table.forget_oldest(|i| i.created < 5, 100), 5);
+        assert_eq!(table.forget_oldest(|_, created| created < 5, 100, |_| {}), 5);
         index.trim_before(table.first_live());
         assert_eq!(index.len("a"), 2, "6 and 8 are left of group a");
         assert_eq!(page(&state, &table, &index, "a", &ListParams::default()), (vec![8, 6], false));
         assert_eq!(page(&state, &table, &index, "b", &ListParams::default()), (vec![9, 7, 5], false));
-        assert!(table.forget_oldest(|i| i.created < 100, 100) == 5);
+        assert!(table.forget_oldest(|_, created| created < 100, 100, |_| {}) == 5);
         index.trim_before(table.first_live());
         assert_eq!((index.len("a"), index.len("b")), (0, 0));
     }

@@ -61,7 +61,7 @@ impl Lanes<'_> {
     /// queues; its error, if any, comes out of `apply_in_lanes`.
     fn change(&mut self, lsn: u64, change: Change) -> Result<(), StorageError> {
         if !in_ledger_lane(&change) {
-            return self.state.apply_change(change).inspect_err(|_| self.objects_failed_at = Some(lsn));
+            return self.state.apply_change(lsn, change).inspect_err(|_| self.objects_failed_at = Some(lsn));
         }
         self.pending.push((lsn, change));
         if self.pending.len() >= LANE_CHUNK_CHANGES {
@@ -98,7 +98,7 @@ pub fn apply_in_lanes<R>(
             .spawn_scoped(scope, move || -> Result<(), (u64, StorageError)> {
                 for chunk in rx {
                     for (lsn, change) in chunk {
-                        state.apply_change(change).map_err(|e| (lsn, e))?;
+                        state.apply_change(lsn, change).map_err(|e| (lsn, e))?;
                     }
                 }
                 Ok(())

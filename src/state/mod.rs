@@ -22,6 +22,7 @@
 mod account_index;
 mod api_keys;
 mod check;
+mod cold;
 mod gate;
 mod idempotency;
 mod index;
@@ -36,6 +37,7 @@ pub(crate) mod test_changes;
 
 pub use api_keys::ApiKeyIndex;
 pub use check::{Figures, Refusal};
+pub use cold::{ColdBatch, ColdLoad, ColdObject, ColdTable};
 pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
 pub use index::Index;
@@ -43,7 +45,7 @@ pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, Cursor, ListParams};
 pub use reports::{Activity, Liability, MoneyValue, EXPIRING_HORIZON_DAYS};
 pub use snapshot::{SnapshotItem, TableSizes};
-pub use table::{Keyed, Table};
+pub use table::{Keyed, Stored, Table};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -183,6 +185,8 @@ pub struct State {
     /// Events and finished deliveries older than this (by a record's time)
     /// are forgotten as records apply (`forget_expired`); 0 keeps them.
     event_retention_seconds: AtomicI64,
+    /// What history has not taken yet (`cold.rs`).
+    cold: cold::ColdQueue,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
     /// Held by `apply` for one record, by readers for one read (`gate.rs`).
@@ -403,7 +407,7 @@ impl State {
     pub fn apply(&self, lsn: u64, record: Record) -> Result<(), StorageError> {
         let _whole_record = self.gate.apply();
         for change in record.changes {
-            self.apply_change(change)?;
+            self.apply_change(lsn, change)?;
         }
         self.finish_record(lsn, record.time, record.idem);
         Ok(())
@@ -416,7 +420,7 @@ impl State {
         if let Some(idem) = idem {
             self.idempotency.store(idem, time, lsn);
         }
-        self.forget_expired(time);
+        self.forget_expired(lsn, time);
         self.applied_lsn.store(lsn, Ordering::Release);
     }
 
@@ -432,20 +436,33 @@ impl State {
     /// stalls, and a backlog goes within a few records since each earn makes
     /// two events). Driven by the record's time, so replay forgets exactly
     /// what the live server forgot (docs/decisions.md, "Retention").
-    fn forget_expired(&self, time: i64) {
+    fn forget_expired(&self, lsn: u64, time: i64) {
         let retention = self.event_retention_seconds.load(Ordering::Relaxed);
         if retention <= 0 {
             return;
         }
         let cutoff = time.saturating_sub(retention);
-        if self.events.forget_oldest(|e| e.created < cutoff, RETENTION_FORGET_PER_RECORD) > 0 {
+        let forgotten = |table| move |id| self.queue_forgotten(lsn, table, id);
+        if self.events.forget_oldest(
+            |_, created| created < cutoff,
+            RETENTION_FORGET_PER_RECORD,
+            forgotten(ColdTable::Events),
+        ) > 0
+        {
             self.events_by_type.trim_before(self.events.first_live());
         }
-        self.deliveries
-            .forget_oldest(|d| d.created < cutoff && d.status != DeliveryStatus::Pending, RETENTION_FORGET_PER_RECORD);
+        // A cold delivery is one no longer pending (`ColdObject::of`).
+        self.deliveries.forget_oldest(
+            |d, created| created < cutoff && d.is_none_or(|d| d.status != DeliveryStatus::Pending),
+            RETENTION_FORGET_PER_RECORD,
+            forgotten(ColdTable::Deliveries),
+        );
     }
 
-    fn apply_change(&self, change: Change) -> Result<(), StorageError> {
+    /// Applies one change of record `lsn` (0: an item of a snapshot), and
+    /// queues the version it puts for history if that one goes cold.
+    fn apply_change(&self, lsn: u64, change: Change) -> Result<(), StorageError> {
+        self.queue_cold(lsn, &change);
         match change {
             Change::PutCustomer(c) => {
                 self.customers.put(c)?;
@@ -469,7 +486,7 @@ impl State {
                 })?;
             }
             Change::PutProgram(p) => *self.program.write() = Arc::unwrap_or_clone(p),
-            Change::PutProgramV1(_) | Change::PutTransactionV1(_) => return self.apply_change(change.upgrade()),
+            Change::PutProgramV1(_) | Change::PutTransactionV1(_) => return self.apply_change(lsn, change.upgrade()),
             Change::PutLot(l) => self.apply_lot(l)?,
             Change::PutEarningRule(rule) => {
                 let mut by_currency = self.rules_by_currency.write();
@@ -493,7 +510,7 @@ impl State {
             }
             Change::PutRedemption(r) => self.apply_redemption(r)?,
             Change::PutEvent(e) if e.is_old_layout() => {
-                return self.apply_change(Change::PutEvent(e).upgrade());
+                return self.apply_change(lsn, Change::PutEvent(e).upgrade());
             }
             Change::PutEvent(e) => {
                 let kind = e.kind;
@@ -505,7 +522,7 @@ impl State {
             Change::PutWebhookEndpointV1(old) => {
                 // From a snapshot written before endpoints had a status (WAL
                 // records are upgraded when decoded): applied as it reads today.
-                return self.apply_change(Change::PutWebhookEndpointV1(old).upgrade());
+                return self.apply_change(lsn, Change::PutWebhookEndpointV1(old).upgrade());
             }
             Change::PutWebhookEndpoint(w) => {
                 {
@@ -519,7 +536,7 @@ impl State {
                 self.webhook_endpoints.put(w)?;
             }
             Change::PutDelivery(d) => {
-                let previous = self.deliveries.with(&d.id, |old| old.next_attempt_at);
+                let previous = self.deliveries.try_with(&d.id, |old| old.next_attempt_at)?;
                 {
                     let mut due = self.due_deliveries.lock();
                     let set = due.entry(d.endpoint.clone()).or_default();
@@ -591,7 +608,7 @@ impl State {
         // The rule and the deadlines the version it replaces had, read in place (no copy).
         let (figures, deadlines_before) = match self
             .lots
-            .with(&l.id, |previous| (check::lot(&l, Some(previous), account), lot_deadlines(previous)))
+            .try_with(&l.id, |previous| (check::lot(&l, Some(previous), account), lot_deadlines(previous)))?
         {
             Some((checked, before)) => (checked?, before),
             None => (check::lot(&l, None, account)?, Vec::new()),
@@ -650,10 +667,11 @@ impl State {
     /// index keeps the open ones.
     fn apply_redemption(&self, r: Arc<Redemption>) -> Result<(), StorageError> {
         let account = self.figures(&r.account);
-        let figures = match self.redemptions.with(&r.id, |previous| check::redemption(&r, Some(previous), account)) {
-            Some(checked) => checked?,
-            None => check::redemption(&r, None, account)?,
-        };
+        let figures =
+            match self.redemptions.try_with(&r.id, |previous| check::redemption(&r, Some(previous), account))? {
+                Some(checked) => checked?,
+                None => check::redemption(&r, None, account)?,
+            };
         let id = r.account.clone();
         let key = (r.expires_at, r.id.clone());
         let open = r.status.is_open();
@@ -674,7 +692,7 @@ impl State {
 }
 
 /// The deadlines the lots timer watches for `lot` (`State::due_lots`).
-fn lot_deadlines(lot: &PointsLot) -> Vec<i64> {
+pub(super) fn lot_deadlines(lot: &PointsLot) -> Vec<i64> {
     let mut out = Vec::new();
     if lot.status == LotStatus::Pending {
         out.push(lot.available_at);

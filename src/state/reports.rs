@@ -94,7 +94,9 @@ impl State {
                 }
                 out.pending += i128::from(e.pending);
             });
-            s.lots.for_each(|l| {
+            // A lot that expires stays in memory while it is open (a cold lot
+            // has no deadline left: `ColdObject::of`), so history is not read.
+            s.lots.for_each_hot(|l| {
                 let Some(at) = l.expires_at.filter(|_| l.status.is_open() && l.remaining > 0) else { return };
                 for (i, days) in EXPIRING_HORIZON_DAYS.iter().enumerate() {
                     if at <= now.saturating_add(days * DAY_SECONDS) {

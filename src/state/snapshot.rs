@@ -15,7 +15,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::State;
+use std::sync::Arc;
+
+use super::{ColdTable, State, Stored};
+use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, IdemEntry};
 
@@ -34,6 +37,11 @@ pub enum SnapshotItem {
     /// doubling rehashes the whole table). Only a hint: an older snapshot
     /// has none, and a wrong count only costs time.
     Sizes(Box<TableSizes>),
+    /// Never in a file: between the capture and the write, an object that
+    /// was cold at the capture. The writer replaces it with the object as
+    /// history's view of that moment holds it (`snapshot::persist`).
+    #[serde(skip)]
+    Cold { table: ColdTable, id: Id },
 }
 
 /// Object counts of the tables that grow with the ledger (`SnapshotItem::Sizes`).
@@ -78,27 +86,48 @@ impl State {
             redemptions: self.redemptions.len() as u64,
             deliveries: self.deliveries.len() as u64,
         })));
-        let mut change = |c: Change| f(SnapshotItem::Change(c));
-        change(Change::PutProgram(self.program().into()));
-        self.customers.for_each_in_order(|c| change(Change::PutCustomer(c.clone())));
+        // A cold object is its id here: the writer reads it from history's
+        // view of this moment (`SnapshotItem::Cold`). Tables without a
+        // `ColdTable` never go cold.
+        macro_rules! table {
+            ($table:ident, $variant:ident) => {
+                self.$table.for_each_in_order(|stored| {
+                    if let Stored::Hot(o) = stored {
+                        f(SnapshotItem::Change(Change::$variant(o.clone())))
+                    }
+                })
+            };
+            ($table:ident, $variant:ident, $kind:ident) => {
+                self.$table.for_each_in_order(|stored| match stored {
+                    Stored::Hot(o) => f(SnapshotItem::Change(Change::$variant(o.clone()))),
+                    Stored::Cold(id) => f(SnapshotItem::Cold { table: ColdTable::$kind, id: id.clone() }),
+                })
+            };
+        }
+        f(SnapshotItem::Change(Change::PutProgram(self.program().into())));
+        table!(customers, PutCustomer);
         // Accounts without balances: transactions below rebuild them.
-        self.accounts.for_each_in_order(|e| change(Change::PutAccount(e.account.clone())));
-        self.earning_rules.for_each_in_order(|r| change(Change::PutEarningRule(r.clone())));
-        self.rewards.for_each_in_order(|r| change(Change::PutReward(r.clone())));
-        self.payments.for_each_in_order(|p| change(Change::PutPayment(p.clone())));
-        self.refunds.for_each_in_order(|r| change(Change::PutRefund(r.clone())));
-        self.redemptions.for_each_in_order(|r| change(Change::PutRedemption(r.clone())));
+        self.accounts.for_each_in_order(|stored| {
+            if let Stored::Hot(e) = stored {
+                f(SnapshotItem::Change(Change::PutAccount(e.account.clone())))
+            }
+        });
+        table!(earning_rules, PutEarningRule);
+        table!(rewards, PutReward);
+        table!(payments, PutPayment, Payments);
+        table!(refunds, PutRefund, Refunds);
+        table!(redemptions, PutRedemption, Redemptions);
         // After accounts: each one moves a balance and must land on its `balance_after`.
-        self.transactions.for_each_in_order(|t| change(Change::PutTransaction(t.clone())));
+        table!(transactions, PutTransaction, Transactions);
         // After transactions: a lot names its account; its moves out of
         // pending are settled once all is loaded (`finish_restore`).
-        self.lots.for_each_in_order(|l| change(Change::PutLot(l.clone())));
-        self.events.for_each_in_order(|e| change(Change::PutEvent(e.clone())));
+        table!(lots, PutLot, Lots);
+        table!(events, PutEvent, Events);
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
-        self.webhook_endpoints.for_each_in_order(|w| change(Change::PutWebhookEndpoint(w.clone())));
-        self.deliveries.for_each_in_order(|d| change(Change::PutDelivery(d.clone())));
+        table!(webhook_endpoints, PutWebhookEndpoint);
+        table!(deliveries, PutDelivery, Deliveries);
         // Revoked keys too: a key's id stays taken, and the table is small.
-        self.api_keys.for_each_in_order(|k| change(Change::PutApiKey(k.clone())));
+        table!(api_keys, PutApiKey);
         // Only the responses history does not have yet: history keeps the rest.
         self.idempotency
             .for_each_in_order(|entry, created, _| f(SnapshotItem::Idempotency { entry: Box::new(entry), created }));
@@ -120,11 +149,11 @@ impl State {
         match item {
             // A snapshot's transactions meet balances without the lots' moves
             // out of pending between them: `finish_restore` settles the split.
-            SnapshotItem::Change(Change::PutTransaction(tx)) => self.put_transaction(tx, false),
+            SnapshotItem::Change(Change::PutTransaction(tx)) => self.restore_transaction(tx),
             SnapshotItem::Change(Change::PutTransactionV1(tx)) => {
-                self.put_transaction(std::sync::Arc::new(std::sync::Arc::unwrap_or_clone(tx).into()), false)
+                self.restore_transaction(Arc::new(Arc::unwrap_or_clone(tx).into()))
             }
-            SnapshotItem::Change(change) => self.apply_change(change),
+            SnapshotItem::Change(change) => self.apply_change(0, change),
             SnapshotItem::Idempotency { entry, created } => {
                 // Its LSN is not kept: 0 sorts it before the replayed records.
                 self.idempotency.store(*entry, created, 0);
@@ -134,7 +163,19 @@ impl State {
                 self.reserve(&sizes);
                 Ok(())
             }
+            SnapshotItem::Cold { id, .. } => {
+                Err(StorageError::Inconsistent(format!("a snapshot item for {id} was never read from history")))
+            }
         }
+    }
+
+    /// A snapshot's transaction: applied without its `balance_after` check
+    /// (see `restore_item`), and queued for history like any other.
+    fn restore_transaction(&self, tx: Arc<crate::domain::points::PointsTransaction>) -> Result<(), StorageError> {
+        let change = Change::PutTransaction(tx);
+        self.queue_cold(0, &change);
+        let Change::PutTransaction(tx) = change else { unreachable!("built above") };
+        self.put_transaction(tx, false)
     }
 
     /// After a snapshot taken at `lsn` is loaded: the state is at that LSN.
@@ -408,7 +449,7 @@ mod tests {
             .iter()
             .filter_map(|i| match i {
                 SnapshotItem::Change(c) => Some(kind(c)),
-                SnapshotItem::Idempotency { .. } | SnapshotItem::Sizes(_) => None,
+                SnapshotItem::Idempotency { .. } | SnapshotItem::Sizes(_) | SnapshotItem::Cold { .. } => None,
             })
             .collect();
         kinds.dedup();
@@ -418,7 +459,8 @@ mod tests {
             assert!(kinds.contains(&k), "snapshots lose the {k} table: add it to State::snapshot_changes");
         }
         assert!(snap.iter().any(|i| matches!(i, SnapshotItem::Idempotency { created: 3, .. })));
-        assert!(std::mem::size_of::<SnapshotItem>() <= 24, "an item is a few words, its objects behind pointers");
+        // A cold object's id is inline (no allocation on the apply thread during the copy).
+        assert!(std::mem::size_of::<SnapshotItem>() <= 32, "an item is a few words, its objects behind pointers");
     }
 
     /// A lot that left pending between two transactions moved points without
@@ -501,7 +543,11 @@ mod tests {
         assert!(!copy.program().clawback_allow_negative);
         // Insertion order survives: loy_b was applied first.
         let mut order = Vec::new();
-        copy.accounts.for_each_in_order(|e| order.push(e.account.id.to_string()));
+        copy.accounts.for_each_in_order(|e| {
+            if let Stored::Hot(e) = e {
+                order.push(e.account.id.to_string())
+            }
+        });
         assert_eq!(order, vec!["loy_b", "loy_a"]);
     }
 

@@ -24,7 +24,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use foldhash::fast::RandomState;
 use hashbrown::hash_table::Entry;
@@ -37,7 +37,7 @@ use super::order::Order;
 use crate::config::{
     LIST_HOLD_CHUNKS_LAST, LIST_LIMIT_MAX, LIST_PAGE_ATTEMPTS, LIST_SCAN_CHUNK, STATE_SHARDS, TABLE_OBJECTS_MAX,
 };
-use crate::domain::IdKind;
+use crate::domain::{Id, IdKind};
 use crate::error::{ApiError, StorageError};
 
 /// Whether a table holding `len` objects, of at most `max`, has room for
@@ -55,8 +55,35 @@ pub trait Keyed {
     fn created(&self) -> i64;
 }
 
+/// A stored object: in memory (hot), or only its id while history holds
+/// it (cold: `Table::evict`). Reads of a cold object load it from history
+/// (`Table::attach_history`) and do not keep it.
+enum Body<T> {
+    Hot(Arc<T>),
+    Cold(Id),
+}
+
+impl<T: Keyed> Body<T> {
+    fn id(&self) -> &str {
+        match self {
+            Body::Hot(value) => value.id(),
+            Body::Cold(id) => id,
+        }
+    }
+}
+
+/// An object as a walk over the whole table sees it (`Table::for_each_in_order`).
+pub enum Stored<'a, T> {
+    Hot(&'a Arc<T>),
+    /// In history only: its id.
+    Cold(&'a Id),
+}
+
+/// Loads a cold object's current version from history by its id.
+pub type ColdLoader<T> = Box<dyn Fn(&str) -> Result<Option<Arc<T>>, StorageError> + Send + Sync>;
+
 struct Slot<T> {
-    value: Arc<T>,
+    body: Body<T>,
     /// Position in `order`: lists walk `order` backwards (newest first).
     seq: u32,
     /// The high half of the id's hash (`in_shard`).
@@ -93,6 +120,11 @@ pub struct Table<T> {
     /// one moment's table (`page`). Written by the one thread that applies
     /// to this table, read by list scans under the gate.
     replaced: AtomicU64,
+    /// Where cold objects are read from (`attach_history`); a table that is
+    /// never evicted has none.
+    cold: OnceLock<ColdLoader<T>>,
+    /// How many objects are cold now.
+    cold_count: AtomicUsize,
 }
 
 /// How one attempt at a list page ended (`Table::scan`).
@@ -114,6 +146,8 @@ impl<T> Default for Table<T> {
             objects_max: TABLE_OBJECTS_MAX,
             first_live: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
+            cold: OnceLock::new(),
+            cold_count: AtomicUsize::new(0),
         }
     }
 }
@@ -139,7 +173,7 @@ impl<T: Keyed> Table<T> {
     /// hash bits are compared first, so a wrong candidate is nearly never read).
     fn holds(hash: u64, id: &str) -> impl Fn(&Slot<T>) -> bool + '_ {
         let part = in_shard(hash);
-        move |slot| slot.hash == part && slot.value.id() == id
+        move |slot| slot.hash == part && slot.body.id() == id
     }
 
     /// Where a shard's map places a bucket, from the hash bits it keeps.
@@ -163,9 +197,56 @@ impl<T: Keyed> Table<T> {
         Self::slot(&self.shard(hash).read(), hash, id).map(f)
     }
 
-    /// Calls `f` with the object, if there is one.
+    /// Lets history's reads of cold objects in (before anything is evicted).
+    pub fn attach_history(&self, load: ColdLoader<T>) {
+        let _ = self.cold.set(load);
+    }
+
+    /// A cold object's current version, from history.
+    fn load(&self, id: &str) -> Result<Arc<T>, StorageError> {
+        let load = self
+            .cold
+            .get()
+            .ok_or_else(|| StorageError::Inconsistent(format!("{id} is in history, which is not attached")))?;
+        load(id)?.ok_or_else(|| StorageError::Inconsistent(format!("{id} is missing from history")))
+    }
+
+    /// Calls `f` with the object in the bucket `find` picks from the id's
+    /// shard (hashed `hash`): under the shard's lock when it is in memory,
+    /// after loading it from history (the lock let go) when it is cold.
+    fn read_slot<R>(
+        &self,
+        hash: u64,
+        find: impl for<'a> FnOnce(&'a HashTable<Slot<T>>) -> Option<&'a Slot<T>>,
+        f: impl FnOnce(&T) -> R,
+    ) -> Result<Option<R>, StorageError> {
+        let cold = {
+            let shard = self.shard(hash).read();
+            match find(&shard).map(|slot| &slot.body) {
+                None => return Ok(None),
+                Some(Body::Hot(value)) => return Ok(Some(f(value))),
+                Some(Body::Cold(id)) => id.clone(),
+            }
+        };
+        let value = self.load(&cold)?;
+        Ok(Some(f(&value)))
+    }
+
+    /// Calls `f` with the object, if there is one; an error if it is cold
+    /// and history cannot give it (what the apply path and its checks use,
+    /// where a missing version must not pass for a new object).
+    pub fn try_with<R>(&self, id: &str, f: impl FnOnce(&T) -> R) -> Result<Option<R>, StorageError> {
+        let hash = self.hash(id);
+        self.read_slot(hash, |map| Self::slot(map, hash, id), f)
+    }
+
+    /// Calls `f` with the object, if there is one. A cold object history
+    /// cannot give is logged and read as missing.
     pub fn with<R>(&self, id: &str, f: impl FnOnce(&T) -> R) -> Option<R> {
-        self.with_slot(id, |slot| f(&slot.value))
+        self.try_with(id, f).unwrap_or_else(|e| {
+            tracing::error!(error = %e, id, "history could not give an object");
+            None
+        })
     }
 
     /// A copy of the object `id`, if `id` has the shape of `kind` and exists
@@ -181,8 +262,52 @@ impl<T: Keyed> Table<T> {
         }
     }
 
+    /// Whether the object exists (in memory or in history: no load).
     pub fn contains(&self, id: &str) -> bool {
-        self.with(id, |_| ()).is_some()
+        self.with_slot(id, |_| ()).is_some()
+    }
+
+    /// How many objects are cold (in history only).
+    pub fn cold_len(&self) -> usize {
+        self.cold_count.load(Ordering::Relaxed)
+    }
+
+    /// Lets go of the object's body once history holds exactly this version:
+    /// only if `value` is still the stored version (a newer one stays until
+    /// history has it too). Returns whether it did.
+    pub(super) fn evict(&self, value: &Arc<T>) -> bool {
+        let id = value.id();
+        let hash = self.hash(id);
+        let mut shard = self.shard(hash).write();
+        let Some(slot) = shard.find_mut(spread(in_shard(hash)), Self::holds(hash, id)) else { return false };
+        match &slot.body {
+            Body::Hot(stored) if Arc::ptr_eq(stored, value) => {
+                slot.body = Body::Cold(Id::from(id));
+                self.cold_count.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes the slot's body hot with `value`, counting a cold one that warms.
+    fn set_hot(&self, slot: &mut Slot<T>, value: Arc<T>) {
+        if matches!(slot.body, Body::Cold(_)) {
+            self.cold_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        slot.body = Body::Hot(value);
+    }
+
+    /// The slot's body made hot (loaded from history if it was cold), to change in place.
+    fn warm<'a>(&self, slot: &'a mut Slot<T>) -> Result<&'a mut Arc<T>, StorageError> {
+        if let Body::Cold(id) = &slot.body {
+            let value = self.load(id)?;
+            self.set_hot(slot, value);
+        }
+        match &mut slot.body {
+            Body::Hot(value) => Ok(value),
+            Body::Cold(_) => unreachable!("made hot above"),
+        }
     }
 
     /// Makes room for `additional` more objects, spread over the shards
@@ -233,13 +358,13 @@ impl<T: Keyed> Table<T> {
         match shard.entry(spread(part), Self::holds(hash, value.id()), Self::placed) {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
-                slot.value = value;
+                self.set_hot(slot, value);
                 self.count_replaced();
                 Ok((slot.seq, false))
             }
             Entry::Vacant(slot) => {
                 let seq = self.push_order(hash, value.created(), value.id())?;
-                slot.insert(Slot { value, seq, hash: part });
+                slot.insert(Slot { body: Body::Hot(value), seq, hash: part });
                 Ok((seq, true))
             }
         }
@@ -258,15 +383,15 @@ impl<T: Keyed> Table<T> {
         match shard.entry(spread(part), Self::holds(hash, id), Self::placed) {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
-                if let Some(value) = f(Some(Arc::make_mut(&mut slot.value))) {
-                    slot.value = Arc::new(value);
+                if let Some(value) = f(Some(Arc::make_mut(self.warm(slot)?))) {
+                    slot.body = Body::Hot(Arc::new(value));
                 }
                 self.count_replaced();
             }
             Entry::Vacant(slot) => {
                 if let Some(value) = f(None) {
                     let seq = self.push_order(hash, value.created(), id)?;
-                    slot.insert(Slot { value: Arc::new(value), seq, hash: part });
+                    slot.insert(Slot { body: Body::Hot(Arc::new(value)), seq, hash: part });
                 }
             }
         }
@@ -304,34 +429,58 @@ impl<T: Keyed> Table<T> {
         let hash = self.hash(id);
         let mut shard = self.shard(hash).write();
         let slot = shard.find_mut(spread(in_shard(hash)), Self::holds(hash, id))?;
+        let value = match self.warm(slot) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!(error = %e, id, "history could not give an object to change");
+                return None;
+            }
+        };
+        let changed = f(Arc::make_mut(value));
         self.count_replaced();
-        Some(f(Arc::make_mut(&mut slot.value)))
+        Some(changed)
     }
 
     /// Forgets objects from the oldest on while `expired` says so, at most
-    /// `max` of them: retention (`State::forget_expired`). Stops at the first
-    /// object that is not expired, so one that lingers (created out of order)
-    /// holds back the ones after it until it goes too. An object's order entry
-    /// (16 bytes) stays; lists and lookups skip it as if it never was.
+    /// `max` of them: retention (`State::forget_expired`). `expired` gets the
+    /// object when it is in memory (`None` when it is cold: history has it)
+    /// and its `created`; `gone` gets the id of each one forgotten. Stops at
+    /// the first object that is not expired, so one that lingers (created out
+    /// of order) holds back the ones after it until it goes too. An object's
+    /// order entry (16 bytes) stays; lists and lookups skip it as if it never was.
     ///
     /// Not counted as a replacement (`replaced`): what goes is the old end of
     /// every list, which a page reaches last, and a page that still showed
     /// an object forgotten meanwhile showed it whole.
-    pub(super) fn forget_oldest(&self, expired: impl Fn(&T) -> bool, max: usize) -> usize {
+    pub(super) fn forget_oldest(
+        &self,
+        expired: impl Fn(Option<&T>, i64) -> bool,
+        max: usize,
+        mut gone: impl FnMut(Id),
+    ) -> usize {
         let mut at = self.first_live.load(Ordering::Relaxed);
         let mut forgotten = 0;
         while forgotten < max {
-            let Some((hash, _)) = self.order.read().get(at) else { break };
+            let Some((hash, created)) = self.order.read().get(at) else { break };
             let mut shard = self.shard(hash).write();
             let seq = at as u32;
-            match shard.find_entry(spread(in_shard(hash)), |slot| slot.seq == seq) {
-                Ok(entry) if expired(&entry.get().value) => {
-                    entry.remove();
-                    forgotten += 1;
+            // Already gone (it cannot be, but a gap must not stop retention): skipped.
+            if let Ok(entry) = shard.find_entry(spread(in_shard(hash)), |slot| slot.seq == seq) {
+                let value = match &entry.get().body {
+                    Body::Hot(value) => Some(&**value),
+                    Body::Cold(_) => None,
+                };
+                if !expired(value, created) {
+                    break;
                 }
-                Ok(_) => break,
-                // Already gone (it cannot be, but a gap must not stop retention).
-                Err(_) => {}
+                let (slot, _) = entry.remove();
+                if let Body::Cold(id) = slot.body {
+                    self.cold_count.fetch_sub(1, Ordering::Relaxed);
+                    gone(id);
+                } else {
+                    gone(Id::from(slot.body.id()));
+                }
+                forgotten += 1;
             }
             at += 1;
         }
@@ -351,47 +500,78 @@ impl<T: Keyed> Table<T> {
         self.replaced.store(self.replaced.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Calls `f` for every object, in no particular order (used by checks).
+    /// Calls `f` for every object, in no particular order (used by checks
+    /// and reports); cold ones are loaded from history, a shard at a time
+    /// with its lock let go. One history cannot give is logged and skipped.
     pub fn for_each(&self, mut f: impl FnMut(&T)) {
         for shard in self.shards.iter() {
+            let mut cold = Vec::new();
             for slot in shard.read().iter() {
-                f(&slot.value);
+                match &slot.body {
+                    Body::Hot(value) => f(value),
+                    Body::Cold(id) => cold.push(id.clone()),
+                }
+            }
+            for id in cold {
+                match self.load(&id) {
+                    Ok(value) => f(&value),
+                    Err(e) => tracing::error!(error = %e, id = %id, "history could not give an object"),
+                }
             }
         }
     }
 
-    /// Changes every object in place (after a snapshot load, before anything reads).
+    /// Calls `f` for every object in memory, in no particular order: for a
+    /// reader that knows the cold ones cannot matter to it.
+    pub fn for_each_hot(&self, mut f: impl FnMut(&T)) {
+        for shard in self.shards.iter() {
+            for slot in shard.read().iter() {
+                if let Body::Hot(value) = &slot.body {
+                    f(value)
+                }
+            }
+        }
+    }
+
+    /// Changes every object in memory in place (after a snapshot load,
+    /// before anything reads; only tables that are never evicted use it).
     pub(super) fn for_each_mut(&self, mut f: impl FnMut(&mut T))
     where
         T: Clone,
     {
         for shard in self.shards.iter() {
             for slot in shard.write().iter_mut() {
-                f(Arc::make_mut(&mut slot.value));
+                if let Body::Hot(value) = &mut slot.body {
+                    f(Arc::make_mut(value));
+                }
             }
         }
     }
 
     /// Calls `f` for every object in insertion order (oldest first), as
-    /// snapshots need so that a restored table lists in the same order.
+    /// snapshots need so that a restored table lists in the same order: a
+    /// cold object as its id, for the caller to read from history later.
     ///
     /// For snapshots, on the WAL's apply thread (nothing else writes): it
     /// holds every shard's read lock at once (in shard order, so it cannot
     /// deadlock with a writer, which takes one at a time) and places each
     /// object by its `seq`, with no per-object hashing or locking.
-    pub fn for_each_in_order(&self, mut f: impl FnMut(&Arc<T>)) {
+    pub fn for_each_in_order(&self, mut f: impl FnMut(Stored<'_, T>)) {
         let len = self.order.read().len();
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
-        let mut in_order: Vec<Option<&Arc<T>>> = vec![None; len];
+        let mut in_order: Vec<Option<&Body<T>>> = vec![None; len];
         for guard in &guards {
             for slot in guard.iter() {
                 if let Some(place) = in_order.get_mut(slot.seq as usize) {
-                    *place = Some(&slot.value);
+                    *place = Some(&slot.body);
                 }
             }
         }
-        for value in in_order.into_iter().flatten() {
-            f(value);
+        for body in in_order.into_iter().flatten() {
+            f(match body {
+                Body::Hot(value) => Stored::Hot(value),
+                Body::Cold(id) => Stored::Cold(id),
+            });
         }
     }
 
@@ -510,19 +690,30 @@ impl<T: Keyed> Table<T> {
                 };
                 let chunk = self.order.read().copy_range(begin, end);
                 at = if forwards { end } else { begin };
+                let mut failed = None;
                 let mut offer = |offset: usize, (hash, created): &(u64, i64)| {
                     if !params.created.contains(*created) {
                         return false;
                     }
-                    let shard = self.shard(*hash).read();
-                    let Some(slot) = Self::slot_at(&shard, *hash, (begin + offset) as u32) else { return false };
-                    page.offer(&slot.value, *created)
+                    let seq = (begin + offset) as u32;
+                    match self.value_at(*hash, seq) {
+                        Ok(Some(value)) => page.offer(&value, *created),
+                        Ok(None) => false,
+                        Err(e) => {
+                            failed = Some(e);
+                            true
+                        }
+                    }
                 };
                 let full = if forwards {
                     chunk.iter().enumerate().any(|(offset, entry)| offer(offset, entry))
                 } else {
                     chunk.iter().enumerate().rev().any(|(offset, entry)| offer(offset, entry))
                 };
+                if let Some(e) = failed {
+                    tracing::error!(error = %e, "history could not give an object of a list");
+                    return Err(ApiError::storage_unavailable());
+                }
                 if full {
                     return Ok(Scan::Whole(true));
                 }
@@ -538,9 +729,27 @@ impl<T: Keyed> Table<T> {
 
     /// Calls `f` with the object at `position` of the insertion order, if
     /// there is one (found by the hash the order keeps, without its id).
+    /// A cold object history cannot give is logged and read as missing.
     pub fn with_at<R>(&self, position: u32, f: impl FnOnce(&T) -> R) -> Option<R> {
         let (hash, _) = self.order.read().get(position as usize)?;
-        Self::slot_at(&self.shard(hash).read(), hash, position).map(|slot| f(&slot.value))
+        self.read_slot(hash, |map| Self::slot_at(map, hash, position), f).unwrap_or_else(|e| {
+            tracing::error!(error = %e, position, "history could not give an object");
+            None
+        })
+    }
+
+    /// The object at `seq` of the insertion order, whose id hashes to `hash`
+    /// (a pointer copy when it is in memory, a load when it is cold).
+    fn value_at(&self, hash: u64, seq: u32) -> Result<Option<Arc<T>>, StorageError> {
+        let cold = {
+            let shard = self.shard(hash).read();
+            match Self::slot_at(&shard, hash, seq).map(|slot| &slot.body) {
+                None => return Ok(None),
+                Some(Body::Hot(value)) => return Ok(Some(value.clone())),
+                Some(Body::Cold(id)) => id.clone(),
+            }
+        };
+        self.load(&cold).map(Some)
     }
 }
 
@@ -601,8 +810,12 @@ mod tests {
         for i in [1, 2, 3, 9, 4, 5] {
             table.put(thing(i, 1)).unwrap();
         }
-        assert_eq!(table.forget_oldest(|t| t.created < 5, 2), 2, "at most `max`");
-        assert_eq!(table.forget_oldest(|t| t.created < 5, 10), 1, "stops at the first one kept (created 9)");
+        assert_eq!(table.forget_oldest(|_, created| created < 5, 2, |_| {}), 2, "at most `max`");
+        assert_eq!(
+            table.forget_oldest(|_, created| created < 5, 10, |_| {}),
+            1,
+            "stops at the first one kept (created 9)"
+        );
         assert!(!table.contains("thg_1") && !table.contains("thg_3") && table.contains("thg_9"));
         let all = ListParams { limit: 100, ..Default::default() };
         assert_eq!(ids(&table, &all).0, vec!["thg_5", "thg_4", "thg_9"]);
@@ -610,7 +823,7 @@ mod tests {
         let at_gone = ListParams { starting_after: Some(Id::from("thg_2")), ..Default::default() };
         assert!(table.page(&Gate::default(), &at_gone, |_| true, |_| {}).is_err());
         // Later, once 9 expires too, what it held back goes with it.
-        assert_eq!(table.forget_oldest(|t| t.created < 10, 10), 3);
+        assert_eq!(table.forget_oldest(|_, created| created < 10, 10, |_| {}), 3);
         assert_eq!(ids(&table, &all).0, Vec::<String>::new());
         assert_eq!(table.len(), 6, "the order keeps its entries; only objects go");
         table.put(thing(7, 1)).unwrap();
@@ -660,7 +873,10 @@ mod tests {
         assert!(table.page(&Gate::default(), &unknown, |_| true, |_| {}).is_err());
 
         let mut in_order = Vec::new();
-        table.for_each_in_order(|t| in_order.push((t.created, t.version)));
+        table.for_each_in_order(|t| match t {
+            Stored::Hot(t) => in_order.push((t.created, t.version)),
+            Stored::Cold(id) => panic!("{id} is not cold"),
+        });
         assert_eq!(in_order.len(), n);
         assert!(in_order.iter().enumerate().all(|(i, (created, _))| *created == i as i64));
         assert_eq!(in_order[3].1, 2);

@@ -154,6 +154,22 @@ impl Change {
         }
     }
 
+    /// One change on its own, as history stores an object (docs/formats.md,
+    /// "History"): the same bincode as inside a record.
+    pub fn encode_alone(&self) -> Result<Vec<u8>, RecordError> {
+        Ok(bincode::serde::encode_to_vec(self, config())?)
+    }
+
+    /// Decodes `encode_alone`'s bytes (upgraded to this build's layout).
+    /// Trailing bytes are an error. Never panics.
+    pub fn decode_alone(bytes: &[u8]) -> Result<Change, RecordError> {
+        let (change, used): (Change, usize) = bincode::serde::decode_from_slice(bytes, config())?;
+        if used != bytes.len() {
+            return Err(RecordError::Trailing(bytes.len() - used));
+        }
+        Ok(change.upgrade())
+    }
+
     /// Whether `upgrade` changes it.
     pub fn is_old_layout(&self) -> bool {
         match self {

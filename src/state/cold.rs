@@ -1,0 +1,340 @@
+//! Cold objects: what memory lets go of once history holds it.
+//!
+//! An object that is only read from now on (a points transaction, an
+//! event, a finished payment, a closed redemption, a lot with no deadline
+//! left, a delivery no longer pending, a refund) is queued here as its
+//! record applies, with the record's LSN. The history thread writes each
+//! queued version (`History::write_applied`), and then `evict` lets its body
+//! go: the table keeps its slot (its id and position, for lookups, lists
+//! and indexes) and reads it back from history when asked
+//! (`Table::attach_history`). A version that changed meanwhile stays in
+//! memory until history has that one too (`Table::evict` compares the
+//! pointers), so a read never sees an older version than memory had.
+//!
+//! An object that changes again (a refund of a payment completed long ago,
+//! a release that reopens a lot) is loaded from history by whoever reads it
+//! and put back whole by its record: the result is what it would have been
+//! with everything in memory (docs/architecture.md, "History").
+//!
+//! Objects forgotten past retention (events, finished deliveries) are queued
+//! too, so that history deletes them as well.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::State;
+use crate::domain::events::Event;
+use crate::domain::lots::PointsLot;
+use crate::domain::payments::{Payment, PaymentStatus};
+use crate::domain::points::PointsTransaction;
+use crate::domain::redemptions::Redemption;
+use crate::domain::refunds::Refund;
+use crate::domain::webhooks::{Delivery, DeliveryStatus};
+use crate::domain::Id;
+use crate::error::StorageError;
+use crate::wal::Change;
+
+/// The tables whose objects go cold, as history's keys name them (one
+/// byte, docs/formats.md, "History"). Never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ColdTable {
+    Payments = 1,
+    Refunds = 2,
+    Redemptions = 3,
+    Transactions = 4,
+    Lots = 5,
+    Events = 6,
+    Deliveries = 7,
+}
+
+/// A version of an object for history to hold.
+#[derive(Debug, Clone)]
+pub enum ColdObject {
+    Payment(Arc<Payment>),
+    Refund(Arc<Refund>),
+    Redemption(Arc<Redemption>),
+    Transaction(Arc<PointsTransaction>),
+    Lot(Arc<PointsLot>),
+    Event(Arc<Event>),
+    Delivery(Arc<Delivery>),
+}
+
+impl ColdObject {
+    /// The version `change` puts, if it is one memory lets go of once
+    /// history has it: final, or with nothing left for a timer to do.
+    pub fn of(change: &Change) -> Option<ColdObject> {
+        Some(match change {
+            Change::PutPayment(p) if p.status != PaymentStatus::Pending => ColdObject::Payment(p.clone()),
+            Change::PutRefund(r) => ColdObject::Refund(r.clone()),
+            Change::PutRedemption(r) if !r.status.is_open() => ColdObject::Redemption(r.clone()),
+            Change::PutTransaction(t) => ColdObject::Transaction(t.clone()),
+            Change::PutLot(l) if super::lot_deadlines(l).is_empty() => ColdObject::Lot(l.clone()),
+            Change::PutEvent(e) => ColdObject::Event(e.clone()),
+            Change::PutDelivery(d) if d.status != DeliveryStatus::Pending => ColdObject::Delivery(d.clone()),
+            _ => return None,
+        })
+    }
+
+    pub fn table(&self) -> ColdTable {
+        match self {
+            ColdObject::Payment(_) => ColdTable::Payments,
+            ColdObject::Refund(_) => ColdTable::Refunds,
+            ColdObject::Redemption(_) => ColdTable::Redemptions,
+            ColdObject::Transaction(_) => ColdTable::Transactions,
+            ColdObject::Lot(_) => ColdTable::Lots,
+            ColdObject::Event(_) => ColdTable::Events,
+            ColdObject::Delivery(_) => ColdTable::Deliveries,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            ColdObject::Payment(o) => &o.id,
+            ColdObject::Refund(o) => &o.id,
+            ColdObject::Redemption(o) => &o.id,
+            ColdObject::Transaction(o) => &o.id,
+            ColdObject::Lot(o) => &o.id,
+            ColdObject::Event(o) => &o.id,
+            ColdObject::Delivery(o) => &o.id,
+        }
+    }
+
+    /// The object as history stores it: the WAL's change that puts it.
+    pub fn change(&self) -> Change {
+        match self {
+            ColdObject::Payment(o) => Change::PutPayment(o.clone()),
+            ColdObject::Refund(o) => Change::PutRefund(o.clone()),
+            ColdObject::Redemption(o) => Change::PutRedemption(o.clone()),
+            ColdObject::Transaction(o) => Change::PutTransaction(o.clone()),
+            ColdObject::Lot(o) => Change::PutLot(o.clone()),
+            ColdObject::Event(o) => Change::PutEvent(o.clone()),
+            ColdObject::Delivery(o) => Change::PutDelivery(o.clone()),
+        }
+    }
+}
+
+/// History's lookup of a table's cold object by id, as the change that puts it.
+pub type ColdLoad = Arc<dyn Fn(ColdTable, &str) -> Result<Option<Change>, StorageError> + Send + Sync>;
+
+/// What history has not taken yet, oldest first: versions to write and
+/// objects to delete, each with the LSN of the record that made it so
+/// (0: loaded from a snapshot).
+#[derive(Default)]
+pub struct ColdQueue {
+    written: Mutex<Vec<(u64, ColdObject)>>,
+    forgotten: Mutex<Vec<(u64, ColdTable, Id)>>,
+}
+
+/// What `State::cold_through` hands to history.
+#[derive(Default)]
+pub struct ColdBatch {
+    pub written: Vec<(u64, ColdObject)>,
+    pub forgotten: Vec<(u64, ColdTable, Id)>,
+}
+
+impl ColdBatch {
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty() && self.forgotten.is_empty()
+    }
+}
+
+/// Copies of the entries up to `upto` (`u64::MAX`: all of them).
+fn copy_through<E: Clone>(queue: &Mutex<Vec<E>>, upto: u64, lsn: impl Fn(&E) -> u64) -> Vec<E> {
+    queue.lock().iter().filter(|e| lsn(e) <= upto).cloned().collect()
+}
+
+/// Drops the entries up to `upto`, once history has them.
+fn drop_through<E>(queue: &Mutex<Vec<E>>, upto: u64, lsn: impl Fn(&E) -> u64) {
+    queue.lock().retain(|e| lsn(e) > upto);
+}
+
+impl State {
+    /// Queues the version `change` puts for history, if it is one that goes
+    /// cold (called as the change applies, with its record's LSN).
+    pub(super) fn queue_cold(&self, lsn: u64, change: &Change) {
+        if let Some(object) = ColdObject::of(change) {
+            self.cold.written.lock().push((lsn, object));
+        }
+    }
+
+    /// Queues an object forgotten past retention, for history to delete.
+    pub(super) fn queue_forgotten(&self, lsn: u64, table: ColdTable, id: Id) {
+        self.cold.forgotten.lock().push((lsn, table, id));
+    }
+
+    /// What records up to `upto` left for history, still queued until
+    /// `drop_cold_through` (a failed write loses nothing).
+    pub fn cold_through(&self, upto: u64) -> ColdBatch {
+        ColdBatch {
+            written: copy_through(&self.cold.written, upto, |(lsn, _)| *lsn),
+            forgotten: copy_through(&self.cold.forgotten, upto, |(lsn, _, _)| *lsn),
+        }
+    }
+
+    /// Drops what records up to `upto` left for history, which has it now.
+    pub fn drop_cold_through(&self, upto: u64) {
+        drop_through(&self.cold.written, upto, |(lsn, _)| *lsn);
+        drop_through(&self.cold.forgotten, upto, |(lsn, _, _)| *lsn);
+    }
+
+    /// Lets go of `object`'s body, if it is still the version memory holds
+    /// (history holds it now). Returns whether it did.
+    pub fn evict(&self, object: &ColdObject) -> bool {
+        match object {
+            ColdObject::Payment(o) => self.payments.evict(o),
+            ColdObject::Refund(o) => self.refunds.evict(o),
+            ColdObject::Redemption(o) => self.redemptions.evict(o),
+            ColdObject::Transaction(o) => self.transactions.evict(o),
+            ColdObject::Lot(o) => self.lots.evict(o),
+            ColdObject::Event(o) => self.events.evict(o),
+            ColdObject::Delivery(o) => self.deliveries.evict(o),
+        }
+    }
+
+    /// Objects in history only, over every table.
+    pub fn cold_objects(&self) -> usize {
+        self.payments.cold_len()
+            + self.refunds.cold_len()
+            + self.redemptions.cold_len()
+            + self.transactions.cold_len()
+            + self.lots.cold_len()
+            + self.events.cold_len()
+            + self.deliveries.cold_len()
+    }
+
+    /// Lets every table read its cold objects through `load` (history's
+    /// lookup of a table's object by id, as the change that puts it).
+    pub fn attach_cold_loader(&self, load: ColdLoad) {
+        macro_rules! attach {
+            ($table:ident, $kind:ident, $variant:ident) => {{
+                let load = load.clone();
+                self.$table.attach_history(Box::new(move |id| match load(ColdTable::$kind, id)? {
+                    None => Ok(None),
+                    Some(Change::$variant(object)) => Ok(Some(object)),
+                    Some(_) => Err(StorageError::Inconsistent(format!(
+                        "history holds something else than a {} under {id}",
+                        stringify!($table)
+                    ))),
+                }));
+            }};
+        }
+        attach!(payments, Payments, PutPayment);
+        attach!(refunds, Refunds, PutRefund);
+        attach!(redemptions, Redemptions, PutRedemption);
+        attach!(transactions, Transactions, PutTransaction);
+        attach!(lots, Lots, PutLot);
+        attach!(events, Events, PutEvent);
+        attach!(deliveries, Deliveries, PutDelivery);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lots::LotStatus;
+    use crate::domain::redemptions::RedemptionStatus;
+    use crate::history::{FjallHistory, History, HistoryStats};
+    use crate::state::list::CreatedRange;
+    use crate::state::test_changes::{account, earn, lot, redemption};
+    use crate::state::ListParams;
+    use crate::storage::fs::RealFs;
+    use crate::wal::Record;
+
+    const N: usize = 700;
+
+    /// An account with `N` earns, each with its lot (never expiring: it goes
+    /// cold), and a redemption every third earn, open or canceled (an open
+    /// one stays in memory): lists mix memory and history.
+    fn ledger() -> State {
+        let state = State::new();
+        let record = |changes| Record { time: 1, idem: None, changes };
+        state.apply(1, record(vec![account("loy_a")])).unwrap();
+        for i in 0..N {
+            let mut changes = vec![
+                earn(&format!("ptx_{i:04}"), "loy_a", 1, i as i64 + 1, (i / 7) as i64),
+                lot(&format!("lot_{i:04}"), "loy_a", 1, 1, LotStatus::Available),
+            ];
+            if i % 3 == 0 {
+                let status = if i % 2 == 0 { RedemptionStatus::Pending } else { RedemptionStatus::Canceled };
+                changes.push(redemption(&format!("rdm_{i:04}"), "loy_a", 1, status));
+            }
+            state.apply(i as u64 + 2, record(changes)).unwrap();
+        }
+        state
+    }
+
+    /// Everything a reader can ask of the tables the test fills, as text.
+    fn reads(state: &State) -> Vec<String> {
+        let mut out = Vec::new();
+        let params = [
+            ListParams::default(),
+            ListParams { limit: 100, starting_after: Some(Id::from("ptx_0300")), ..Default::default() },
+            ListParams { limit: 5, ending_before: Some(Id::from("ptx_0010")), ..Default::default() },
+            ListParams {
+                limit: 100,
+                created: CreatedRange { gte: Some(20), lt: Some(40), ..Default::default() },
+                ..Default::default()
+            },
+        ];
+        for p in &params {
+            let more = state.page(&state.transactions, p, |_| true, |t| out.push(format!("{t:?}"))).unwrap();
+            let more_of_account =
+                state.account_transactions("loy_a", p, |t| t.created % 2 == 0, |t| out.push(format!("{t:?}"))).unwrap();
+            out.push(format!("{more} {more_of_account:?}"));
+        }
+        let canceled = |r: &Redemption| r.status == RedemptionStatus::Canceled;
+        let more = state.page(&state.redemptions, &ListParams::default(), canceled, |r| out.push(format!("{r:?}")));
+        out.push(format!("{more:?}"));
+        state.for_each_lot_of_account("loy_a", |l| out.push(format!("{l:?}")));
+        out.extend(state.lots_to_spend("loy_a", 30).iter().map(|l| format!("{l:?}")));
+        out.push(format!("{:?}", state.transactions.with("ptx_0123", Clone::clone)));
+        out.push(format!("{:?}", state.redemptions.with("rdm_0009", Clone::clone)));
+        out.push(format!("{:?}", state.figures("loy_a")));
+        out
+    }
+
+    #[test]
+    fn reads_are_the_same_before_and_after_history_takes_the_objects() {
+        let state = ledger();
+        let before = reads(&state);
+        assert_eq!(state.cold_objects(), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::with_store(Arc::new(FjallHistory::open(dir.path()).unwrap()), HistoryStats::default());
+        let end = state.applied_lsn();
+        let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
+        // Transactions, lots and canceled redemptions went; open redemptions stay.
+        let canceled = (0..N).filter(|i| i % 3 == 0 && i % 2 == 1).count();
+        assert_eq!(caught_up.objects, 2 * N + canceled);
+        assert_eq!(state.cold_objects(), 2 * N + canceled);
+        assert_eq!(history.store().objects_count().unwrap(), 2 * N + canceled);
+        assert_eq!(reads(&state), before, "lists, cursors, filters and lookups read history as they read memory");
+
+        // A cold lot changes again: its record reads the version it replaces
+        // from history, and the new one stays in memory until history has it.
+        let spent = lot("lot_0005", "loy_a", 1, 0, LotStatus::Spent);
+        state.apply(end + 1, Record { time: 2, idem: None, changes: vec![spent] }).unwrap();
+        assert_eq!(state.lots.with("lot_0005", |l| l.status), Some(LotStatus::Spent));
+        assert_eq!(state.cold_objects(), 2 * N + canceled - 1);
+        assert!(history.write_applied(&state, true));
+        assert_eq!(state.cold_objects(), 2 * N + canceled, "written, so let go again");
+        assert_eq!(state.lots.with("lot_0005", |l| l.status), Some(LotStatus::Spent), "read back from history");
+    }
+
+    #[test]
+    fn a_version_that_changed_after_it_was_queued_stays_until_history_has_it() {
+        let state = ledger();
+        let queued = state.cold_through(u64::MAX);
+        let first = queued.written.iter().find(|(_, o)| o.id() == "rdm_0003").unwrap().1.clone();
+        // A newer version of the redemption replaces it in memory before history writes the old one.
+        let record = Record {
+            time: 1,
+            idem: None,
+            changes: vec![redemption("rdm_0003", "loy_a", 1, RedemptionStatus::Expired)],
+        };
+        state.apply(state.applied_lsn() + 1, record).unwrap();
+        assert!(!state.evict(&first), "the old version is not what memory holds");
+        assert_eq!(state.redemptions.with("rdm_0003", |r| r.status), Some(RedemptionStatus::Expired));
+    }
+}

@@ -1,0 +1,140 @@
+//! Cold objects (docs/architecture.md, "History"): once history holds a
+//! points transaction, an event, a finished payment, a refund, a closed
+//! redemption or a lot with no deadline left, memory lets go of its body
+//! and every read answers from history: the same objects, order, cursors and
+//! filters, across a kill -9 and in a snapshot restored elsewhere. A cold
+//! object that changes again (a refund of a payment whose body is only in
+//! history, a redemption spending cold lots) changes exactly as a hot one.
+
+mod common;
+
+use common::{assert_lots_reconcile, list_all, wait_until, Server};
+use serde_json::{json, Value};
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// A server with "1 point per EUR 1", a EUR 5 reward for 100 points, and a linked member.
+fn setup() -> (Server, String, String) {
+    let s = Server::start();
+    s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
+    s.ok(
+        "/v1/loyalty/rewards",
+        json!({"id": "rwd_5eur_off", "name": "EUR 5 off", "points": 100, "discount": {"amount": 500, "currency": "eur"}}),
+    );
+    let c = id(&s.ok("/v1/customers", json!({})));
+    let a = id(&s.ok("/v1/loyalty/accounts", json!({"customer": c})));
+    (s, c, a)
+}
+
+/// History has every record so far and memory let go of every cold object.
+fn wait_cold(s: &Server, at_least: f64) {
+    wait_until("history holds the cold objects and memory let go of them", || {
+        s.metric("ledger_objects_cold") >= at_least
+            && s.metric("ledger_history_synced_lsn") >= s.metric("ledger_wal_last_lsn")
+    });
+}
+
+/// Every list a client can read of this ledger, each walked with small pages
+/// (cursors land on cold and hot objects alike), and some filters.
+fn everything(s: &Server, customer: &str, account: &str) -> Vec<Vec<Value>> {
+    let walk = |path: &str| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let page = match out.last() {
+                Some(last) => s.get_ok(&format!("{path}{sep}limit=3&starting_after={}", id(last))),
+                None => s.get_ok(&format!("{path}{sep}limit=3")),
+            };
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            if page["has_more"] != true {
+                return out;
+            }
+        }
+    };
+    vec![
+        walk("/v1/payments"),
+        walk(&format!("/v1/payments?customer={customer}")),
+        walk("/v1/refunds"),
+        walk("/v1/loyalty/transactions"),
+        walk(&format!("/v1/loyalty/transactions?account={account}")),
+        walk(&format!("/v1/loyalty/redemptions?account={account}")),
+        walk("/v1/events"),
+        walk("/v1/events?type=payment.refunded"),
+        list_all(s, &format!("/v1/loyalty/lots?account={account}")),
+        vec![s.get_ok(&format!("/v1/loyalty/accounts/{account}"))],
+    ]
+}
+
+#[test]
+fn cold_objects_read_as_they_were_written_also_after_a_kill_and_a_restore() {
+    let (mut s, c, a) = setup();
+    let mut payments = Vec::new();
+    for i in 0..24 {
+        let confirm = i % 5 != 4; // every fifth stays pending: in memory, between cold ones
+        payments.push(
+            s.ok("/v1/payments", json!({"amount": 1000 + i, "currency": "eur", "customer": c, "confirm": confirm})),
+        );
+    }
+    wait_cold(&s, 1.0);
+    // Changed again once cold: refunds of completed payments.
+    for p in payments.iter().filter(|p| p["status"] == "completed").take(4) {
+        s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 300}));
+    }
+    let r = s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_5eur_off"}));
+    s.ok(&format!("/v1/loyalty/redemptions/{}/cancel", id(&r)), json!({}));
+    s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_5eur_off"})); // open: stays in memory
+    wait_cold(&s, 60.0);
+    // A payment nobody changed since reads back exactly as it was answered.
+    for p in payments.iter().skip(10) {
+        assert_eq!(&s.get_ok(&format!("/v1/payments/{}", id(p))), p, "a cold payment as it was created");
+    }
+    let before = everything(&s, &c, &a);
+    assert!(before[3].len() >= 20 && before[6].len() >= 40, "{:?}", before.iter().map(Vec::len).collect::<Vec<_>>());
+    assert_lots_reconcile(&s);
+
+    s.kill9();
+    s.restart();
+    assert_eq!(everything(&s, &c, &a), before, "the same after a kill -9");
+    assert!(s.metric("ledger_objects_cold") >= 60.0, "a restart lets go of what history holds");
+
+    let snap = s.ok("/v1/admin/snapshot", json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::cli(&["restore", snap["path"].as_str().unwrap(), "--data", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = Server::try_start_in(dir.path(), &[]).unwrap_or_else(|f| panic!("{}", f.log));
+    assert_eq!(everything(&restored, &c, &a), before, "a snapshot holds the cold objects too");
+    drop(restored);
+    let out = common::cli(&["verify", "--data", dir.path().to_str().unwrap()]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "verify:\n{text}");
+}
+
+#[test]
+fn a_cold_payment_refunds_and_cold_lots_spend_exactly_as_hot_ones() {
+    let (s, c, a) = setup();
+    let p = s.ok("/v1/payments", json!({"amount": 42_000, "currency": "eur", "customer": c, "confirm": true}));
+    let q = s.ok("/v1/payments", json!({"amount": 10_000, "currency": "eur", "customer": c, "confirm": true}));
+    // The payments, their transactions, lots and events.
+    wait_cold(&s, 8.0);
+    let balance = |s: &Server| s.get_ok(&format!("/v1/loyalty/accounts/{a}"))["balance"].as_i64().unwrap();
+    assert_eq!(balance(&s), 520);
+    let refund = s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 10_500}));
+    assert_eq!(refund["points_clawed_back"], 105);
+    assert_eq!(balance(&s), 415);
+    assert_eq!(s.get_ok(&format!("/v1/payments/{}", id(&p)))["amount_refunded"], 10_500);
+    // More than is left is refused, and changes nothing.
+    let over = s.post("/v1/refunds", json!({"payment": p["id"], "amount": 40_000}));
+    assert_eq!(over.status, 400, "{:?}", over.body);
+    wait_cold(&s, 10.0);
+    // Four redemptions take 400 points from lots whose bodies are in history.
+    for _ in 0..4 {
+        s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_5eur_off"}));
+    }
+    assert_eq!(balance(&s), 15);
+    let full = s.ok("/v1/refunds", json!({"payment": q["id"]}));
+    assert_eq!(full["points_clawed_back"], 100);
+    assert_eq!(balance(&s), -85);
+    assert_lots_reconcile(&s);
+}
