@@ -51,7 +51,7 @@ const SECRET_KEY: &str = "sk_bench_load_0123456789abcdefghij";
 /// No single request may take longer than this; a slower one counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server may take to say it is listening.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// Setup (earning rule and members) must be done within this.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -138,8 +138,13 @@ impl ServerChild {
             let mut seen = Vec::new();
             let mut recovery = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("recovery done") {
-                    recovery = Some(line.clone());
+                // What a restart spent its time on: the load and replay, then history's catch-up.
+                if ["recovery done", "history opened", "history caught up", "spare memory given back"]
+                    .iter()
+                    .any(|m| line.contains(m))
+                {
+                    let before: Option<String> = recovery.take();
+                    recovery = Some(before.map_or(line.clone(), |b| format!("{b}\n  {line}")));
                 }
                 if let Some(t) = &tx {
                     if let Some(i) = line.find("listening on http://") {

@@ -61,6 +61,16 @@ pub const HISTORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// request path needs them (docs/performance.md, "History").
 pub const HISTORY_FLUSH_WORKERS: usize = 1;
 pub const HISTORY_COMPACTION_WORKERS: usize = 1;
+/// The engine's journals (fjall's default): past half of this, it flushes
+/// memtables to disk files; past all of it, writes halt until they shrink.
+pub const HISTORY_JOURNAL_BYTES: u64 = 512 * 1024 * 1024;
+/// The engine's limit on all memtables together is off: past it fjall halts
+/// writes until flushes bring it down, and after a crash the memtables its
+/// journals rebuilt can hold it past the limit with nothing that wakes a
+/// flush, halting the start for good (seen with fjall 2.11 after a kill -9
+/// during a soak). Memtables are bounded by the journal limit above instead
+/// (docs/performance.md, "History").
+pub const HISTORY_WRITE_BUFFER_BYTES: u64 = u64::MAX;
 
 /// Lists copy this many ids at a time out of a table's order, so a long scan
 /// never holds a lock the WAL writer needs.

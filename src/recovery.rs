@@ -219,7 +219,9 @@ fn set_aside(fs: &dyn FileSystem, path: &Path) -> Result<(), StorageError> {
 pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
     let mut loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair)?;
     let dir = ledger.data_dir.join(WAL_DIR);
+    let opening = std::time::Instant::now();
     let history = History::open(&ledger.data_dir, ledger.metrics.history.clone())?;
+    tracing::info!(elapsed_ms = opening.elapsed().as_millis() as u64, "history opened");
     let snapshot_lsn = loaded.summary.snapshot.as_ref().map_or(0, |s| s.lsn);
     let end_lsn = loaded.end.next_lsn.get().saturating_sub(1);
     let caught_up = history.catch_up(ledger.fs.as_ref(), &dir, &ledger.state, snapshot_lsn, end_lsn)?;
@@ -228,8 +230,10 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
         .start_feed(ledger.state.clone(), ledger.clock.clone())
         .map_err(|e| StorageError::io(ledger.data_dir.join(HISTORY_DIR), e))?;
     ledger.set_history(history);
+    let shrinking = std::time::Instant::now();
     ledger.state.shrink_to_fit();
     crate::memory::release_free_memory();
+    tracing::info!(elapsed_ms = shrinking.elapsed().as_millis() as u64, "spare memory given back");
     // Loading is done: from here memory grows a little at a time, on the request path.
     crate::memory::no_transparent_huge_pages();
     let live_state = ledger.state.clone();

@@ -245,7 +245,14 @@ impl History {
                 Ok(())
             })?;
         }
+        // History holds every record up to its LSN wholly: what memory holds
+        // of those (a snapshot's items have LSN 0 and are the snapshot's) is
+        // in history already, and writing it again would only cost the start.
+        let history_has = |at: u64| (if at == 0 { snapshot_lsn } else { at }) <= from_lsn;
         for r in state.idempotency.unwritten(u64::MAX) {
+            if history_has(r.lsn) {
+                continue;
+            }
             pending.push(r);
             if pending.len() >= HISTORY_CATCH_UP_BATCH_MAX {
                 write(&mut pending)?;
@@ -257,7 +264,7 @@ impl History {
         // snapshot's versions), if it holds objects at all: a history made
         // before objects went there gets every one once.
         let holds_objects = self.store.holds_objects()?;
-        let has = |at: u64| holds_objects && (if at == 0 { snapshot_lsn } else { at }) <= from_lsn;
+        let has = |at: u64| holds_objects && history_has(at);
         let cold = state.cold_through(u64::MAX);
         let missing = ColdBatch {
             written: cold.written.iter().filter(|(at, _)| !has(*at)).cloned().collect(),

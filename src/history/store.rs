@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use super::layout::{self, Remembered};
-use crate::config::{HISTORY_CACHE_BYTES, HISTORY_COMPACTION_WORKERS, HISTORY_FLUSH_WORKERS};
+use crate::config::{
+    HISTORY_CACHE_BYTES, HISTORY_COMPACTION_WORKERS, HISTORY_FLUSH_WORKERS, HISTORY_JOURNAL_BYTES,
+    HISTORY_WRITE_BUFFER_BYTES,
+};
 use crate::error::StorageError;
 
 /// What one write brings to history: every record up to `lsn` is then in it.
@@ -96,6 +99,8 @@ impl FjallHistory {
             .cache_size(HISTORY_CACHE_BYTES)
             .flush_workers(HISTORY_FLUSH_WORKERS)
             .compaction_workers(HISTORY_COMPACTION_WORKERS)
+            .max_journaling_size(HISTORY_JOURNAL_BYTES)
+            .max_write_buffer_size(HISTORY_WRITE_BUFFER_BYTES)
             // Durability is ours to ask for (`sync`), after the LSN is written with the data.
             .fsync_ms(None)
             .manual_journal_persist(true)

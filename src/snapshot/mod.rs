@@ -72,8 +72,9 @@ fn touched_buffer(state: &State) -> Vec<SnapshotItem> {
 
 /// Asks the WAL writer for a copy of the state exactly at its current LSN,
 /// into `items` (from `touched_buffer`).
-/// History's view of its objects is taken at the same moment: a cold object
-/// is in it at the version memory let go of, and no later one is.
+/// History's view of its objects is taken right after the copy: every object
+/// cold in the copy is in it at the version memory let go of, and no later
+/// version is (the apply thread waits at the barrier).
 fn capture(
     wal: &Wal,
     state: Arc<State>,
@@ -82,8 +83,11 @@ fn capture(
 ) -> Result<Capturing, ApiError> {
     let capturing = wal.barrier(move |lsn| {
         let started = Instant::now();
-        let cold = history.store().objects_view();
         state.snapshot_changes(|item| items.push(item));
+        // After the copy: the history thread may let go of an object while
+        // it runs, and history holds that version by then. Nothing newer is
+        // in history either way: it holds only records up to this barrier's LSN.
+        let cold = history.store().objects_view();
         let stall = started.elapsed();
         if state.applied_lsn() != lsn {
             // Every record before a barrier is applied before it runs; anything
