@@ -82,6 +82,7 @@ fn a_response_only_history_has_replays_byte_for_byte() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(summary["lsn"].as_u64() > Some(0) && summary["idempotency_responses"].as_u64() >= Some(40), "{summary}");
+    assert!(summary["objects"].as_u64().is_some(), "{summary}");
     let (key, first) = &firsts[7];
     let out = common::cli(&["history", "--data", dir, "--idempotency-key", key]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -3,7 +3,7 @@
 //! (docs/operations.md, "History on disk").
 //!
 //! Without a key it prints history's LSN (every record up to it is in
-//! history), how many responses it remembers and its size on disk; with one,
+//! history), how many responses and cold objects it holds and its size on disk; with one,
 //! the response remembered for that key (its status, the LSN and time of the
 //! record that stored it, and the body as it was answered).
 
@@ -25,6 +25,7 @@ pub fn run(data_dir: &Path, idempotency_key: Option<&str>) -> anyhow::Result<()>
             "object": "history",
             "lsn": store.lsn()?,
             "idempotency_responses": store.remembered_count()?,
+            "objects": store.objects_count()?,
             "disk_bytes": store.disk_bytes(),
         }),
         Some(key) => match store.remembered(key)? {
