@@ -159,7 +159,7 @@ impl ServerChild {
                         seen.push(line.clone());
                     }
                 }
-                if line.contains("ERROR") || line.contains("WARN") {
+                if line.contains("ERROR") || line.contains("WARN") || line.contains("snapshot written") {
                     eprintln!("server: {line}");
                 }
             }

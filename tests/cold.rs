@@ -1,10 +1,11 @@
 //! Cold objects (docs/architecture.md, "History"): once history holds a
 //! points transaction, an event, a finished payment, a refund, a closed
-//! redemption or a lot with no deadline left, memory lets go of its body
+//! redemption or a spent lot, memory lets go of its body
 //! and every read answers from history: the same objects, order, cursors and
 //! filters, across a kill -9 and in a snapshot restored elsewhere. A cold
 //! object that changes again (a refund of a payment whose body is only in
-//! history, a redemption spending cold lots) changes exactly as a hot one.
+//! history, a cancel giving points back to a spent lot) changes exactly as a
+//! hot one.
 
 mod common;
 
@@ -112,11 +113,11 @@ fn cold_objects_read_as_they_were_written_also_after_a_kill_and_a_restore() {
 }
 
 #[test]
-fn a_cold_payment_refunds_and_cold_lots_spend_exactly_as_hot_ones() {
+fn a_cold_payment_refunds_and_a_spent_lot_comes_back_exactly_as_hot_ones() {
     let (s, c, a) = setup();
     let p = s.ok("/v1/payments", json!({"amount": 42_000, "currency": "eur", "customer": c, "confirm": true}));
     let q = s.ok("/v1/payments", json!({"amount": 10_000, "currency": "eur", "customer": c, "confirm": true}));
-    // The payments, their transactions, lots and events.
+    // The payments, their transactions and events.
     wait_cold(&s, 8.0);
     let balance = |s: &Server| s.get_ok(&format!("/v1/loyalty/accounts/{a}"))["balance"].as_i64().unwrap();
     assert_eq!(balance(&s), 520);
@@ -127,14 +128,23 @@ fn a_cold_payment_refunds_and_cold_lots_spend_exactly_as_hot_ones() {
     // More than is left is refused, and changes nothing.
     let over = s.post("/v1/refunds", json!({"payment": p["id"], "amount": 40_000}));
     assert_eq!(over.status, 400, "{:?}", over.body);
-    wait_cold(&s, 10.0);
-    // Four redemptions take 400 points from lots whose bodies are in history.
-    for _ in 0..4 {
-        s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_5eur_off"}));
-    }
+    // Four redemptions spend the first lot to nothing: spent, it goes cold,
+    // with the four redeem transactions.
+    wait_cold(&s, 12.0);
+    let cold_before = s.metric("ledger_objects_cold");
+    let redemptions: Vec<Value> =
+        (0..4).map(|_| s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_5eur_off"}))).collect();
     assert_eq!(balance(&s), 15);
+    let lots = list_all(&s, &format!("/v1/loyalty/lots?account={a}"));
+    assert!(lots.iter().any(|l| l["status"] == "spent"), "{lots:?}");
+    wait_cold(&s, cold_before + 5.0);
+    // A cancel gives points back to the lots it took them from, the spent one among them.
+    for r in &redemptions[2..] {
+        s.ok(&format!("/v1/loyalty/redemptions/{}/cancel", id(r)), json!({}));
+    }
+    assert_eq!(balance(&s), 215);
     let full = s.ok("/v1/refunds", json!({"payment": q["id"]}));
     assert_eq!(full["points_clawed_back"], 100);
-    assert_eq!(balance(&s), -85);
+    assert_eq!(balance(&s), 115);
     assert_lots_reconcile(&s);
 }

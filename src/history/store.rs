@@ -107,11 +107,21 @@ impl FjallHistory {
             .open()
             .map_err(failed)?;
         let partition = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default()).map_err(failed);
+        // Objects are most of what history writes, under random keys: size-tiered
+        // compaction rewrites each far fewer times than leveled
+        // (docs/performance.md, "History's write cost").
+        let objects = keyspace
+            .open_partition(
+                layout::OBJECTS,
+                PartitionCreateOptions::default()
+                    .compaction_strategy(fjall::compaction::Strategy::SizeTiered(Default::default())),
+            )
+            .map_err(failed)?;
         Ok(FjallHistory {
             meta: partition(layout::META)?,
             idempotency: partition(layout::IDEMPOTENCY)?,
             idempotency_by_age: partition(layout::IDEMPOTENCY_BY_AGE)?,
-            objects: partition(layout::OBJECTS)?,
+            objects,
             keyspace,
             dir: dir.to_path_buf(),
         })

@@ -1,8 +1,8 @@
 //! Cold objects: what memory lets go of once history holds it.
 //!
 //! An object that is only read from now on (a points transaction, an
-//! event, a finished payment, a closed redemption, a lot with no deadline
-//! left, a delivery no longer pending, a refund) is queued here as its
+//! event, a finished payment, a closed redemption, a spent or expired lot,
+//! a delivery no longer pending, a refund) is queued here as its
 //! record applies, with the record's LSN. The history thread writes each
 //! queued version (`History::write_applied`), and then `evict` lets its body
 //! go: the table keeps its slot (its id and position, for lookups, lists
@@ -70,7 +70,8 @@ impl ColdObject {
             Change::PutRefund(r) => ColdObject::Refund(r.clone()),
             Change::PutRedemption(r) if !r.status.is_open() => ColdObject::Redemption(r.clone()),
             Change::PutTransaction(t) => ColdObject::Transaction(t.clone()),
-            Change::PutLot(l) if super::lot_deadlines(l).is_empty() => ColdObject::Lot(l.clone()),
+            // An open lot is live state: every spend and release reads it.
+            Change::PutLot(l) if !l.status.is_open() => ColdObject::Lot(l.clone()),
             Change::PutEvent(e) => ColdObject::Event(e.clone()),
             Change::PutDelivery(d) if d.status != DeliveryStatus::Pending => ColdObject::Delivery(d.clone()),
             _ => return None,
@@ -244,17 +245,18 @@ mod tests {
 
     const N: usize = 700;
 
-    /// An account with `N` earns, each with its lot (never expiring: it goes
-    /// cold), and a redemption every third earn, open or canceled (an open
-    /// one stays in memory): lists mix memory and history.
+    /// An account with `N` earns, each with its lot (every fourth spent: it
+    /// goes cold), and a redemption every third earn, open or canceled (an
+    /// open one stays in memory): lists mix memory and history.
     fn ledger() -> State {
         let state = State::new();
         let record = |changes| Record { time: 1, idem: None, changes };
         state.apply(1, record(vec![account("loy_a")])).unwrap();
         for i in 0..N {
+            let (remaining, status) = if i % 4 == 0 { (0, LotStatus::Spent) } else { (1, LotStatus::Available) };
             let mut changes = vec![
                 earn(&format!("ptx_{i:04}"), "loy_a", 1, i as i64 + 1, (i / 7) as i64),
-                lot(&format!("lot_{i:04}"), "loy_a", 1, 1, LotStatus::Available),
+                lot(&format!("lot_{i:04}"), "loy_a", 1, remaining, status),
             ];
             if i % 3 == 0 {
                 let status = if i % 2 == 0 { RedemptionStatus::Pending } else { RedemptionStatus::Canceled };
@@ -304,22 +306,28 @@ mod tests {
         let history = History::with_store(Arc::new(FjallHistory::open(dir.path()).unwrap()), HistoryStats::default());
         let end = state.applied_lsn();
         let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
-        // Transactions, lots and canceled redemptions went; open redemptions stay.
+        // Transactions, spent lots and canceled redemptions went; open ones stay.
         let canceled = (0..N).filter(|i| i % 3 == 0 && i % 2 == 1).count();
-        assert_eq!(caught_up.objects, 2 * N + canceled);
-        assert_eq!(state.cold_objects(), 2 * N + canceled);
-        assert_eq!(history.store().objects_count().unwrap(), 2 * N + canceled);
+        let cold = N + N.div_ceil(4) + canceled;
+        assert_eq!(caught_up.objects, cold);
+        assert_eq!(state.cold_objects(), cold);
+        assert_eq!(history.store().objects_count().unwrap(), cold);
         assert_eq!(reads(&state), before, "lists, cursors, filters and lookups read history as they read memory");
 
-        // A cold lot changes again: its record reads the version it replaces
-        // from history, and the new one stays in memory until history has it.
-        let spent = lot("lot_0005", "loy_a", 1, 0, LotStatus::Spent);
-        state.apply(end + 1, Record { time: 2, idem: None, changes: vec![spent] }).unwrap();
-        assert_eq!(state.lots.with("lot_0005", |l| l.status), Some(LotStatus::Spent));
-        assert_eq!(state.cold_objects(), 2 * N + canceled - 1);
+        // A spent lot comes back (a release): its record reads the version it
+        // replaces from history, and the new one stays in memory until history
+        // has it, then goes again once spent.
+        let back = lot("lot_0004", "loy_a", 1, 1, LotStatus::Available);
+        state.apply(end + 1, Record { time: 2, idem: None, changes: vec![back] }).unwrap();
+        assert_eq!(state.lots.with("lot_0004", |l| l.status), Some(LotStatus::Available));
+        assert_eq!(state.cold_objects(), cold - 1);
         assert!(history.write_applied(&state, true));
-        assert_eq!(state.cold_objects(), 2 * N + canceled, "written, so let go again");
-        assert_eq!(state.lots.with("lot_0005", |l| l.status), Some(LotStatus::Spent), "read back from history");
+        assert_eq!(state.cold_objects(), cold - 1, "an open lot stays in memory");
+        let spent = lot("lot_0004", "loy_a", 1, 0, LotStatus::Spent);
+        state.apply(end + 2, Record { time: 2, idem: None, changes: vec![spent] }).unwrap();
+        assert!(history.write_applied(&state, true));
+        assert_eq!(state.cold_objects(), cold, "spent again, so let go again");
+        assert_eq!(state.lots.with("lot_0004", |l| l.status), Some(LotStatus::Spent), "read back from history");
     }
 
     #[test]
