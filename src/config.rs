@@ -69,7 +69,7 @@ pub const HISTORY_JOURNAL_BYTES: u64 = 512 * 1024 * 1024;
 /// journals rebuilt can hold it past the limit with nothing that wakes a
 /// flush, halting the start for good (seen with fjall 2.11 after a kill -9
 /// during a soak). Memtables are bounded by the journal limit above instead
-/// (docs/performance.md, "History").
+/// (docs/performance.md, "Soak").
 pub const HISTORY_WRITE_BUFFER_BYTES: u64 = u64::MAX;
 
 /// Lists copy this many ids at a time out of a table's order, so a long scan

@@ -109,7 +109,7 @@ impl FjallHistory {
         let partition = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default()).map_err(failed);
         // Objects are most of what history writes, under random keys: size-tiered
         // compaction rewrites each far fewer times than leveled
-        // (docs/performance.md, "History's write cost").
+        // (docs/performance.md, "Before and after cold objects").
         let objects = keyspace
             .open_partition(
                 layout::OBJECTS,

@@ -6,11 +6,13 @@
 //! place (`upsert`, `update`) goes through `Arc::make_mut`, so a value someone
 //! still holds (an event, a snapshot) keeps the version it had.
 //!
-//! An id is stored once, in its object (`Keyed`). A map bucket holds the
-//! value's pointer, its position in the insertion order and 32 bits of its
-//! id's hash (16 bytes), and the order holds each object's whole hash and
-//! its `created` (16 bytes). Before, the map key and the order each held a
-//! copy of the id (a bucket of 40 bytes, an order entry of 32): the tables
+//! An id is stored once, in its object (`Keyed`), or, once the object is
+//! cold (its body only in history, `state/cold.rs`), inline in its bucket in
+//! place of the pointer. A map bucket holds the body (the value's pointer or
+//! the id), its position in the insertion order and 32 bits of its id's hash
+//! (32 bytes), and the order holds each object's whole hash and its
+//! `created` (16 bytes). Before, the map key and the order each held a copy
+//! of the id (a bucket of 40 bytes, an order entry of 32): the tables
 //! are most of the memory a replay touches for the first time, and first
 //! touches are what replay spends its time on (docs/performance.md, "Replay").
 //! The kept hash bits re-place a bucket when its map grows without reading
