@@ -41,11 +41,12 @@ use crate::storage::fs::FileSystem;
 use crate::wal::reader::{read_log, Mode, ReadFrom};
 use crate::wal::{Change, Lsn, Record};
 
-/// `cold`'s objects as history writes them (`layout::object_key`, the
-/// encoded change), and the keys of its forgotten ones.
 /// A key and its value, as history writes them.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// `cold`'s objects as history writes them (`layout::object_key`, the
+/// encoded change), and the keys of its forgotten ones.
+///
 /// An object both written and deleted in one batch is only deleted, and
 /// one written twice is written once, at its newest version: the engine
 /// gives a batch's entries one sequence number, so two for a key would leave

@@ -77,43 +77,6 @@ impl ColdObject {
             _ => return None,
         })
     }
-
-    pub fn table(&self) -> ColdTable {
-        match self {
-            ColdObject::Payment(_) => ColdTable::Payments,
-            ColdObject::Refund(_) => ColdTable::Refunds,
-            ColdObject::Redemption(_) => ColdTable::Redemptions,
-            ColdObject::Transaction(_) => ColdTable::Transactions,
-            ColdObject::Lot(_) => ColdTable::Lots,
-            ColdObject::Event(_) => ColdTable::Events,
-            ColdObject::Delivery(_) => ColdTable::Deliveries,
-        }
-    }
-
-    pub fn id(&self) -> &str {
-        match self {
-            ColdObject::Payment(o) => &o.id,
-            ColdObject::Refund(o) => &o.id,
-            ColdObject::Redemption(o) => &o.id,
-            ColdObject::Transaction(o) => &o.id,
-            ColdObject::Lot(o) => &o.id,
-            ColdObject::Event(o) => &o.id,
-            ColdObject::Delivery(o) => &o.id,
-        }
-    }
-
-    /// The object as history stores it: the WAL's change that puts it.
-    pub fn change(&self) -> Change {
-        match self {
-            ColdObject::Payment(o) => Change::PutPayment(o.clone()),
-            ColdObject::Refund(o) => Change::PutRefund(o.clone()),
-            ColdObject::Redemption(o) => Change::PutRedemption(o.clone()),
-            ColdObject::Transaction(o) => Change::PutTransaction(o.clone()),
-            ColdObject::Lot(o) => Change::PutLot(o.clone()),
-            ColdObject::Event(o) => Change::PutEvent(o.clone()),
-            ColdObject::Delivery(o) => Change::PutDelivery(o.clone()),
-        }
-    }
 }
 
 /// History's lookup of a table's cold object by id, as the change that puts it.
@@ -179,57 +142,76 @@ impl State {
         drop_through(&self.cold.written, upto, |(lsn, _)| *lsn);
         drop_through(&self.cold.forgotten, upto, |(lsn, _, _)| *lsn);
     }
-
-    /// Lets go of `object`'s body, if it is still the version memory holds
-    /// (history holds it now). Returns whether it did.
-    pub fn evict(&self, object: &ColdObject) -> bool {
-        match object {
-            ColdObject::Payment(o) => self.payments.evict(o),
-            ColdObject::Refund(o) => self.refunds.evict(o),
-            ColdObject::Redemption(o) => self.redemptions.evict(o),
-            ColdObject::Transaction(o) => self.transactions.evict(o),
-            ColdObject::Lot(o) => self.lots.evict(o),
-            ColdObject::Event(o) => self.events.evict(o),
-            ColdObject::Delivery(o) => self.deliveries.evict(o),
-        }
-    }
-
-    /// Objects in history only, over every table.
-    pub fn cold_objects(&self) -> usize {
-        self.payments.cold_len()
-            + self.refunds.cold_len()
-            + self.redemptions.cold_len()
-            + self.transactions.cold_len()
-            + self.lots.cold_len()
-            + self.events.cold_len()
-            + self.deliveries.cold_len()
-    }
-
-    /// Lets every table read its cold objects through `load` (history's
-    /// lookup of a table's object by id, as the change that puts it).
-    pub fn attach_cold_loader(&self, load: ColdLoad) {
-        macro_rules! attach {
-            ($table:ident, $kind:ident, $variant:ident) => {{
-                let load = load.clone();
-                self.$table.attach_history(Box::new(move |id| match load(ColdTable::$kind, id)? {
-                    None => Ok(None),
-                    Some(Change::$variant(object)) => Ok(Some(object)),
-                    Some(_) => Err(StorageError::Inconsistent(format!(
-                        "history holds something else than a {} under {id}",
-                        stringify!($table)
-                    ))),
-                }));
-            }};
-        }
-        attach!(payments, Payments, PutPayment);
-        attach!(refunds, Refunds, PutRefund);
-        attach!(redemptions, Redemptions, PutRedemption);
-        attach!(transactions, Transactions, PutTransaction);
-        attach!(lots, Lots, PutLot);
-        attach!(events, Events, PutEvent);
-        attach!(deliveries, Deliveries, PutDelivery);
-    }
 }
+
+/// Everything that follows the list of cold tables, written once: each is
+/// (its `ColdObject` variant, its `State` field, its `ColdTable`, the
+/// `Change` that puts it).
+macro_rules! cold_tables {
+    ($(($object:ident, $field:ident, $table:ident, $put:ident)),* $(,)?) => {
+        impl ColdObject {
+            pub fn table(&self) -> ColdTable {
+                match self {
+                    $(ColdObject::$object(_) => ColdTable::$table,)*
+                }
+            }
+
+            pub fn id(&self) -> &str {
+                match self {
+                    $(ColdObject::$object(o) => &o.id,)*
+                }
+            }
+
+            /// The object as history stores it: the WAL's change that puts it.
+            pub fn change(&self) -> Change {
+                match self {
+                    $(ColdObject::$object(o) => Change::$put(o.clone()),)*
+                }
+            }
+        }
+
+        impl State {
+            /// Lets go of `object`'s body, if it is still the version memory
+            /// holds (history holds it now). Returns whether it did.
+            pub fn evict(&self, object: &ColdObject) -> bool {
+                match object {
+                    $(ColdObject::$object(o) => self.$field.evict(o),)*
+                }
+            }
+
+            /// Objects in history only, over every table.
+            pub fn cold_objects(&self) -> usize {
+                0 $(+ self.$field.cold_len())*
+            }
+
+            /// Lets every table read its cold objects through `load` (history's
+            /// lookup of a table's object by id, as the change that puts it).
+            pub fn attach_cold_loader(&self, load: ColdLoad) {
+                $({
+                    let load = load.clone();
+                    self.$field.attach_history(Box::new(move |id| match load(ColdTable::$table, id)? {
+                        None => Ok(None),
+                        Some(Change::$put(object)) => Ok(Some(object)),
+                        Some(_) => Err(StorageError::Inconsistent(format!(
+                            "history holds something else than a {} under {id}",
+                            stringify!($field)
+                        ))),
+                    }));
+                })*
+            }
+        }
+    };
+}
+
+cold_tables!(
+    (Payment, payments, Payments, PutPayment),
+    (Refund, refunds, Refunds, PutRefund),
+    (Redemption, redemptions, Redemptions, PutRedemption),
+    (Transaction, transactions, Transactions, PutTransaction),
+    (Lot, lots, Lots, PutLot),
+    (Event, events, Events, PutEvent),
+    (Delivery, deliveries, Deliveries, PutDelivery),
+);
 
 #[cfg(test)]
 mod tests {
