@@ -266,7 +266,7 @@ impl History {
         // before objects went there gets every one once.
         let holds_objects = self.store.holds_objects()?;
         let has = |at: u64| holds_objects && history_has(at);
-        let cold = state.cold_through(u64::MAX);
+        let cold = state.take_cold();
         let missing = ColdBatch {
             written: cold.written.iter().filter(|(at, _)| !has(*at)).cloned().collect(),
             forgotten: cold.forgotten.iter().filter(|(at, _, _)| !has(*at)).cloned().collect(),
@@ -292,7 +292,6 @@ impl History {
         for (_, object) in &cold.written {
             evicted += usize::from(state.evict(object));
         }
-        state.drop_cold_through(u64::MAX);
         Ok(CaughtUp {
             from_lsn,
             lsn,
@@ -325,4 +324,34 @@ pub fn resolve_cold(view: &dyn ObjectsView, item: SnapshotItem) -> Result<Snapsh
     Change::decode_alone(&bytes)
         .map(SnapshotItem::Change)
         .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lots::LotStatus;
+    use crate::state::test_changes::{earn, lot};
+    use crate::state::{ColdObject, ColdTable};
+
+    fn object(change: Change) -> ColdObject {
+        ColdObject::of(&change).unwrap()
+    }
+
+    /// One batch never holds two entries for a key: a key written twice is
+    /// written once, at its newest version, and one also deleted is only deleted.
+    #[test]
+    fn a_batch_writes_each_key_once_at_its_newest_version_and_deletes_win() {
+        let first = object(lot("lot_1", "loy_a", 2, 0, LotStatus::Spent));
+        let newest = object(lot("lot_1", "loy_a", 2, 0, LotStatus::Expired));
+        let gone = object(earn("ptx_1", "loy_a", 1, 1, 1));
+        let cold = ColdBatch {
+            written: vec![(1, first), (2, newest.clone()), (2, gone)],
+            forgotten: vec![(3, ColdTable::Transactions, "ptx_1".into())],
+        };
+        let (objects, deleted) = encode_cold(&cold).unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].0, layout::object_key(ColdTable::Lots as u8, "lot_1"));
+        assert_eq!(Change::decode_alone(&objects[0].1).unwrap(), newest.change());
+        assert_eq!(deleted, vec![layout::object_key(ColdTable::Transactions as u8, "ptx_1")]);
+    }
 }

@@ -137,6 +137,15 @@ impl State {
         }
     }
 
+    /// Everything queued for history, taken out of the queue (at startup,
+    /// before the history thread runs: a failed catch-up fails the start).
+    pub fn take_cold(&self) -> ColdBatch {
+        ColdBatch {
+            written: std::mem::take(&mut *self.cold.written.lock()),
+            forgotten: std::mem::take(&mut *self.cold.forgotten.lock()),
+        }
+    }
+
     /// Drops what records up to `upto` left for history, which has it now.
     pub fn drop_cold_through(&self, upto: u64) {
         drop_through(&self.cold.written, upto, |(lsn, _)| *lsn);
@@ -326,5 +335,77 @@ mod tests {
         state.apply(state.applied_lsn() + 1, record).unwrap();
         assert!(!state.evict(&first), "the old version is not what memory holds");
         assert_eq!(state.redemptions.with("rdm_0003", |r| r.status), Some(RedemptionStatus::Expired));
+    }
+
+    fn fjall_history(dir: &std::path::Path) -> Arc<History> {
+        History::with_store(Arc::new(FjallHistory::open(dir).unwrap()), HistoryStats::default())
+    }
+
+    /// A history read that fails (a disk error) never passes for a new
+    /// object: the record replacing a cold lot is refused before it is
+    /// written, and applying it fails.
+    #[test]
+    fn a_history_read_error_refuses_the_change_and_fails_its_apply() {
+        let state = ledger();
+        state.attach_cold_loader(Arc::new(|_, _| Err(StorageError::Poisoned)));
+        let queued = state.cold_through(u64::MAX);
+        let spent = queued.written.iter().find(|(_, o)| o.id() == "lot_0000").unwrap().1.clone();
+        assert!(state.evict(&spent));
+        let back = vec![lot("lot_0000", "loy_a", 1, 1, LotStatus::Available)];
+        assert!(matches!(state.check(&back), Err(crate::state::Refusal::Unreadable(_))));
+        let applied = state.apply(state.applied_lsn() + 1, Record { time: 2, idem: None, changes: back });
+        assert!(applied.is_err(), "{applied:?}");
+        assert_eq!(state.lots.with("lot_0000", |l| l.status), None, "read as missing, logged");
+    }
+
+    /// A history made before cold objects (no `meta/objects`) gets every
+    /// object once, however far its LSN is.
+    #[test]
+    fn a_history_from_before_cold_objects_gets_every_object_once() {
+        let state = ledger();
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        let end = state.applied_lsn();
+        history.store().write(&crate::history::Batch { lsn: end, ..Default::default() }).unwrap();
+        let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
+        let canceled = (0..N).filter(|i| i % 3 == 0 && i % 2 == 1).count();
+        assert_eq!(caught_up.objects, N + N.div_ceil(4) + canceled);
+        assert!(history.store().holds_objects().unwrap());
+        // A second start with the same memory writes nothing: history has it all.
+        let again = ledger();
+        let caught_up = history.catch_up(&RealFs, dir.path(), &again, 0, end).unwrap();
+        assert_eq!((caught_up.objects, caught_up.evicted), (0, N + N.div_ceil(4) + canceled));
+    }
+
+    /// Retention forgets cold events in memory and deletes them from history.
+    #[test]
+    fn retention_deletes_forgotten_events_from_history() {
+        use crate::domain::events::{Event, EventData, EventType};
+        let state = State::new();
+        state.set_event_retention_seconds(100);
+        let record = |time, changes| Record { time, idem: None, changes };
+        state.apply(1, record(1, vec![account("loy_a"), earn("ptx_1", "loy_a", 1, 1, 1)])).unwrap();
+        let tx = state.transactions.with("ptx_1", |t| Arc::new(t.clone())).unwrap();
+        let events: Vec<Change> = (0..10)
+            .map(|i| {
+                let data = EventData::Transaction(tx.clone());
+                Change::PutEvent(Arc::new(Event {
+                    id: Id::from(format!("evt_{i}").as_str()),
+                    kind: EventType::PointsEarned,
+                    created: 1,
+                    data,
+                }))
+            })
+            .collect();
+        state.apply(2, record(1, events)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        history.catch_up(&RealFs, dir.path(), &state, 0, 2).unwrap();
+        assert_eq!((state.cold_objects(), history.store().objects_count().unwrap()), (11, 11));
+        // A record past retention forgets the events.
+        state.apply(3, record(1_000, vec![account("loy_b")])).unwrap();
+        assert_eq!(state.cold_objects(), 1);
+        assert!(history.write_applied(&state, true));
+        assert_eq!(history.store().objects_count().unwrap(), 1, "only the transaction is left");
     }
 }

@@ -172,9 +172,7 @@ impl State {
     /// A snapshot's transaction: applied without its `balance_after` check
     /// (see `restore_item`), and queued for history like any other.
     fn restore_transaction(&self, tx: Arc<crate::domain::points::PointsTransaction>) -> Result<(), StorageError> {
-        let change = Change::PutTransaction(tx);
-        self.queue_cold(0, &change);
-        let Change::PutTransaction(tx) = change else { unreachable!("built above") };
+        self.queue_cold(0, &Change::PutTransaction(tx.clone()));
         self.put_transaction(tx, false)
     }
 

@@ -220,7 +220,7 @@ impl<T: Keyed> Table<T> {
         &self,
         hash: u64,
         find: impl for<'a> FnOnce(&'a HashTable<Slot<T>>) -> Option<&'a Slot<T>>,
-        f: impl FnOnce(&T) -> R,
+        f: impl FnOnce(&Arc<T>) -> R,
     ) -> Result<Option<R>, StorageError> {
         let cold = {
             let shard = self.shard(hash).read();
@@ -239,7 +239,7 @@ impl<T: Keyed> Table<T> {
     /// where a missing version must not pass for a new object).
     pub fn try_with<R>(&self, id: &str, f: impl FnOnce(&T) -> R) -> Result<Option<R>, StorageError> {
         let hash = self.hash(id);
-        self.read_slot(hash, |map| Self::slot(map, hash, id), f)
+        self.read_slot(hash, |map| Self::slot(map, hash, id), |value| f(value))
     }
 
     /// Calls `f` with the object, if there is one. A cold object history
@@ -308,7 +308,7 @@ impl<T: Keyed> Table<T> {
         }
         match &mut slot.body {
             Body::Hot(value) => Ok(value),
-            Body::Cold(_) => unreachable!("made hot above"),
+            Body::Cold(id) => Err(StorageError::Inconsistent(format!("{id} stayed cold after it was loaded"))),
         }
     }
 
@@ -734,7 +734,7 @@ impl<T: Keyed> Table<T> {
     /// A cold object history cannot give is logged and read as missing.
     pub fn with_at<R>(&self, position: u32, f: impl FnOnce(&T) -> R) -> Option<R> {
         let (hash, _) = self.order.read().get(position as usize)?;
-        self.read_slot(hash, |map| Self::slot_at(map, hash, position), f).unwrap_or_else(|e| {
+        self.read_slot(hash, |map| Self::slot_at(map, hash, position), |value| f(value)).unwrap_or_else(|e| {
             tracing::error!(error = %e, position, "history could not give an object");
             None
         })
@@ -743,15 +743,7 @@ impl<T: Keyed> Table<T> {
     /// The object at `seq` of the insertion order, whose id hashes to `hash`
     /// (a pointer copy when it is in memory, a load when it is cold).
     fn value_at(&self, hash: u64, seq: u32) -> Result<Option<Arc<T>>, StorageError> {
-        let cold = {
-            let shard = self.shard(hash).read();
-            match Self::slot_at(&shard, hash, seq).map(|slot| &slot.body) {
-                None => return Ok(None),
-                Some(Body::Hot(value)) => return Ok(Some(value.clone())),
-                Some(Body::Cold(id)) => id.clone(),
-            }
-        };
-        self.load(&cold).map(Some)
+        self.read_slot(hash, |map| Self::slot_at(map, hash, seq), Arc::clone)
     }
 }
 
