@@ -364,7 +364,8 @@ fn offline_snapshot_restore_and_their_refusals() {
         vec![loyalty_ledger::state::SnapshotItem::Sizes(Box::new(loyalty_ledger::state::TableSizes {
             customers: 1_000,
             ..Default::default()
-        }))],
+        }))]
+        .into_iter(),
         None,
         None,
     )

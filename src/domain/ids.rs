@@ -12,7 +12,6 @@ use crate::config::ID_BYTES_MAX;
 /// An object id as stored and rendered.
 pub type Id = CompactString;
 
-
 /// Time digits at the start of an ordered id's tail: 62^7 milliseconds
 /// reach past the year 2080.
 pub const ID_TIME_CHARS: usize = 7;

@@ -139,7 +139,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let items =
             vec![SnapshotItem::Sizes(Box::new(sizes)), SnapshotItem::Change(Change::PutProgram(Default::default()))];
-        let info = super::super::write_snapshot(&RealFs, dir.path(), 1, 0, items, None, None).unwrap();
+        let info = super::super::write_snapshot(&RealFs, dir.path(), 1, 0, items.into_iter(), None, None).unwrap();
         (dir, info.path)
     }
 

@@ -9,7 +9,7 @@
 //!
 //! Taking one (`take` online, `take_blocking` offline) goes through a WAL
 //! barrier: on the WAL's apply thread, between two batches, the state is exactly
-//! at LSN N; it is copied there as a list of items (`State::snapshot_changes`)
+//! at LSN N; it is copied there as a list of items (`State::snapshot_placed`)
 //! and written to disk on another thread, so appends stall only for the copy.
 //! The list's memory is made and touched before the barrier (`touched_buffer`),
 //! so the kernel's page faults and zeroing are not part of that stall.
@@ -35,7 +35,7 @@ use crate::config::{
 use crate::error::{ApiError, StorageError};
 use crate::history::{resolve_cold, History, ObjectsView, Remembered};
 use crate::ledger::Ledger;
-use crate::state::{SnapshotItem, State};
+use crate::state::{in_place, Placed, SnapshotItem, State};
 use crate::storage::fs::FileSystem;
 use crate::wal::Wal;
 
@@ -45,7 +45,9 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 /// The state as copied at a barrier.
 pub struct Captured {
     pub lsn: u64,
-    pub items: Vec<SnapshotItem>,
+    /// In bucket order with their places (`State::snapshot_placed`): the
+    /// writer puts them in order (`state::in_place`).
+    pub items: Vec<Placed>,
     /// History's objects as they were at the capture: where the items that
     /// were cold then are read from as the file is written.
     pub cold: Option<Box<dyn ObjectsView>>,
@@ -59,7 +61,7 @@ type Capturing = oneshot::Receiver<Result<Result<Captured, StorageError>, Storag
 /// for what is applied before the barrier, with every page of it touched.
 /// Filling fresh memory costs the kernel a fault and a zeroing per page: done
 /// here, not in the writer's stall (docs/performance.md, "Why the code is the way it is").
-fn touched_buffer(state: &State) -> Vec<SnapshotItem> {
+fn touched_buffer(state: &State) -> Vec<Placed> {
     let capacity = state.snapshot_items_hint();
     let mut items = Vec::with_capacity(capacity + capacity / SNAPSHOT_ITEMS_SLACK_DIVISOR + SNAPSHOT_ITEMS_SLACK);
     for slot in items.spare_capacity_mut() {
@@ -75,15 +77,10 @@ fn touched_buffer(state: &State) -> Vec<SnapshotItem> {
 /// History's view of its objects is taken right after the copy: every object
 /// cold in the copy is in it at the version memory let go of, and no later
 /// version is (the apply thread waits at the barrier).
-fn capture(
-    wal: &Wal,
-    state: Arc<State>,
-    history: Arc<History>,
-    mut items: Vec<SnapshotItem>,
-) -> Result<Capturing, ApiError> {
+fn capture(wal: &Wal, state: Arc<State>, history: Arc<History>, mut items: Vec<Placed>) -> Result<Capturing, ApiError> {
     let capturing = wal.barrier(move |lsn| {
         let started = Instant::now();
-        state.snapshot_changes(|item| items.push(item));
+        state.snapshot_placed(|placed| items.push(placed));
         // After the copy: the history thread may let go of an object while
         // it runs, and history holds that version by then. Nothing newer is
         // in history either way: it holds only records up to this barrier's LSN.
@@ -145,7 +142,8 @@ pub fn persist(
     };
     let resolve = captured.cold.map(|view| move |item| resolve_cold(view.as_ref(), item));
     let resolve = resolve.as_ref().map(|r| r as Resolve);
-    let info = write_snapshot(fs, data_dir, captured.lsn, created, captured.items, resolve, extra)?;
+    let items = in_place(captured.items);
+    let info = write_snapshot(fs, data_dir, captured.lsn, created, items, resolve, extra)?;
     let compacted = compact(fs, data_dir, history.synced_lsn()).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "storage fault while deleting old snapshots or WAL segments; retried after the next snapshot");
         Compacted::default()
@@ -174,7 +172,7 @@ fn remembered_items(history: &History, captured: &Captured, now: i64) -> Result<
     let in_memory: HashSet<String> = captured
         .items
         .iter()
-        .filter_map(|item| match item {
+        .filter_map(|(_, item)| match item {
             SnapshotItem::Idempotency { entry, .. } => Some(entry.key.clone()),
             _ => None,
         })
@@ -385,18 +383,32 @@ mod measure {
             state.apply(i as u64 + 1, Record { time: 1_700_000_000, idem, changes }).unwrap();
         }
         println!("built {n} accounts (5 objects each) in {:?}", started.elapsed());
+        // `LEDGER_MEASURE_COLD=1`: memory lets go of what goes cold (the
+        // event, payment and transaction), as if history had them; only the
+        // copy is timed then, since the writer would read them from history.
+        let cold = std::env::var("LEDGER_MEASURE_COLD").is_ok_and(|v| v == "1");
+        if cold {
+            let evicted = state.take_cold().written.iter().filter(|(_, o)| state.evict(o)).count();
+            println!("{evicted} objects let go of");
+        }
 
         let t = Instant::now();
         let mut items = touched_buffer(&state);
         let prepare = t.elapsed();
         let t = Instant::now();
-        state.snapshot_changes(|i| items.push(i));
+        state.snapshot_placed(|i| items.push(i));
         let stall = t.elapsed();
         let count = items.len();
+        if cold {
+            println!(
+                "{n} accounts, {count} items, cold ones as ids: buffer {prepare:?}; writer stall (copy) {stall:?}"
+            );
+            return;
+        }
 
         let dir = tempfile::tempdir().unwrap();
         let t = Instant::now();
-        let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, items, None, None).unwrap();
+        let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, in_place(items), None, None).unwrap();
         let write = t.elapsed();
 
         let t = Instant::now();

@@ -52,7 +52,7 @@ pub fn write_snapshot(
     data_dir: &Path,
     lsn: u64,
     created: i64,
-    items: Vec<SnapshotItem>,
+    items: impl ExactSizeIterator<Item = SnapshotItem>,
     resolve: Option<Resolve>,
     extra: Option<Extra>,
 ) -> Result<SnapshotInfo, StorageError> {
@@ -90,7 +90,7 @@ fn write_body(
     mut file: Box<dyn AppendFile>,
     path: &Path,
     header: &Header,
-    items: Vec<SnapshotItem>,
+    items: impl Iterator<Item = SnapshotItem>,
     resolve: Option<Resolve>,
     extra: Option<Extra>,
 ) -> Result<u64, StorageError> {

@@ -44,7 +44,7 @@ pub use index::Index;
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, Cursor, ListParams};
 pub use reports::{Activity, Liability, MoneyValue, EXPIRING_HORIZON_DAYS};
-pub use snapshot::{SnapshotItem, TableSizes};
+pub use snapshot::{in_place, Placed, SnapshotItem, TableSizes};
 pub use table::{Keyed, Stored, Table};
 
 use std::collections::{BTreeSet, HashMap};

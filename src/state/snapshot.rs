@@ -8,7 +8,7 @@
 //! per-account index and re-checks every `balance_after` on load). Tables are
 //! walked in insertion order, so lists come back in the same order.
 //!
-//! `State::snapshot_changes` is the one place that knows every table: a new
+//! `State::snapshot_placed` is the one place that knows every table: a new
 //! table must be added there (and to `restore_item` if it is not a `Change`),
 //! or snapshots silently lose it. The round-trip test below catches a table
 //! whose contents do not survive a snapshot.
@@ -44,6 +44,17 @@ pub enum SnapshotItem {
     Cold { table: ColdTable, id: Id },
 }
 
+/// A snapshot item and its place: its part of the snapshot (a table, or a
+/// single item) in the high 32 bits, its place in that part (a table's
+/// insertion order) in the low 32.
+pub type Placed = (u64, SnapshotItem);
+
+/// `items` in their places, by a sort (off the barrier: `State::snapshot_placed`).
+pub fn in_place(mut items: Vec<Placed>) -> impl ExactSizeIterator<Item = SnapshotItem> {
+    items.sort_unstable_by_key(|(place, _)| *place);
+    items.into_iter().map(|(_, item)| item)
+}
+
 /// Object counts of the tables that grow with the ledger (`SnapshotItem::Sizes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TableSizes {
@@ -73,43 +84,70 @@ impl State {
     /// Callers must keep the state still while this runs (the WAL writer
     /// thread between two batches, or a process that is not serving), so the
     /// items are exactly the state at one LSN.
+    pub fn snapshot_changes(&self, mut f: impl FnMut(SnapshotItem)) {
+        let mut items = Vec::with_capacity(self.snapshot_items_hint());
+        self.snapshot_placed(|placed| items.push(placed));
+        in_place(items).for_each(&mut f);
+    }
+
+    /// Calls `f` with every item of the state and its place (`Placed`):
+    /// `in_place` puts them in an order `restore_item` accepts. Each table's
+    /// objects come in the order of its buckets, which is what keeps the copy
+    /// at a snapshot's barrier short (`Table::for_each_placed`).
+    ///
+    /// Same conditions as `snapshot_changes`.
     ///
     /// EVERY TABLE MUST BE LISTED HERE. A table added to `State` and not to
     /// this method is lost by snapshot, restore and compaction.
-    pub fn snapshot_changes(&self, mut f: impl FnMut(SnapshotItem)) {
-        f(SnapshotItem::Sizes(Box::new(TableSizes {
-            customers: self.customers.len() as u64,
-            accounts: self.accounts.len() as u64,
-            payments: self.payments.len() as u64,
-            transactions: self.transactions.len() as u64,
-            events: self.events.len() as u64,
-            redemptions: self.redemptions.len() as u64,
-            deliveries: self.deliveries.len() as u64,
-        })));
+    pub fn snapshot_placed(&self, mut f: impl FnMut(Placed)) {
+        // Each part of the snapshot (a table, a single item) in turn.
+        let mut part = 0u64;
+        let mut next_part = || {
+            part += 1;
+            part << 32
+        };
+        f((
+            next_part(),
+            SnapshotItem::Sizes(Box::new(TableSizes {
+                customers: self.customers.len() as u64,
+                accounts: self.accounts.len() as u64,
+                payments: self.payments.len() as u64,
+                transactions: self.transactions.len() as u64,
+                events: self.events.len() as u64,
+                redemptions: self.redemptions.len() as u64,
+                deliveries: self.deliveries.len() as u64,
+            })),
+        ));
         // A cold object is its id here: the writer reads it from history's
         // view of this moment (`SnapshotItem::Cold`). Tables without a
         // `ColdTable` never go cold.
         macro_rules! table {
-            ($table:ident, $variant:ident) => {
-                self.$table.for_each_in_order(|stored| {
+            ($table:ident, $variant:ident) => {{
+                let part = next_part();
+                self.$table.for_each_placed(|seq, stored| {
                     if let Stored::Hot(o) = stored {
-                        f(SnapshotItem::Change(Change::$variant(o.clone())))
+                        f((part | u64::from(seq), SnapshotItem::Change(Change::$variant(o.clone()))))
                     }
                 })
-            };
-            ($table:ident, $variant:ident, $kind:ident) => {
-                self.$table.for_each_in_order(|stored| match stored {
-                    Stored::Hot(o) => f(SnapshotItem::Change(Change::$variant(o.clone()))),
-                    Stored::Cold(id) => f(SnapshotItem::Cold { table: ColdTable::$kind, id: id.clone() }),
+            }};
+            ($table:ident, $variant:ident, $kind:ident) => {{
+                let part = next_part();
+                self.$table.for_each_placed(|seq, stored| {
+                    let item = match stored {
+                        Stored::Hot(o) => SnapshotItem::Change(Change::$variant(o.clone())),
+                        Stored::Cold(id) => SnapshotItem::Cold { table: ColdTable::$kind, id: id.clone() },
+                    };
+                    f((part | u64::from(seq), item))
                 })
-            };
+            }};
         }
-        f(SnapshotItem::Change(Change::PutProgram(self.program().into())));
+        f((next_part(), SnapshotItem::Change(Change::PutProgram(self.program().into()))));
         table!(customers, PutCustomer);
         // Accounts without balances: transactions below rebuild them.
-        self.accounts.for_each_in_order(|stored| {
+        let part = next_part();
+        self.accounts.for_each_placed(|seq, stored| {
             if let Stored::Hot(e) = stored {
-                f(SnapshotItem::Change(Change::PutAccount(e.account.clone())))
+                f((part | u64::from(seq), SnapshotItem::Change(Change::PutAccount(e.account.clone()))))
             }
         });
         table!(earning_rules, PutEarningRule);
@@ -129,8 +167,12 @@ impl State {
         // Revoked keys too: a key's id stays taken, and the table is small.
         table!(api_keys, PutApiKey);
         // Only the responses history does not have yet: history keeps the rest.
-        self.idempotency
-            .for_each_in_order(|entry, created, _| f(SnapshotItem::Idempotency { entry: Box::new(entry), created }));
+        let part = next_part();
+        let mut seq = 0u64;
+        self.idempotency.for_each_in_order(|entry, created, _| {
+            f((part | seq, SnapshotItem::Idempotency { entry: Box::new(entry), created }));
+            seq += 1;
+        });
     }
 
     /// About how many items `snapshot_changes` gives (to size a buffer once;
@@ -454,7 +496,7 @@ mod tests {
         let mut expected: Vec<&str> = one_of_each().iter().map(kind).collect();
         expected.extend(["account", "transaction"]);
         for k in expected {
-            assert!(kinds.contains(&k), "snapshots lose the {k} table: add it to State::snapshot_changes");
+            assert!(kinds.contains(&k), "snapshots lose the {k} table: add it to State::snapshot_placed");
         }
         assert!(snap.iter().any(|i| matches!(i, SnapshotItem::Idempotency { created: 3, .. })));
         // A cold object's id is inline (no allocation on the apply thread during the copy).
@@ -541,12 +583,13 @@ mod tests {
         assert!(!copy.program().clawback_allow_negative);
         // Insertion order survives: loy_b was applied first.
         let mut order = Vec::new();
-        copy.accounts.for_each_in_order(|e| {
+        copy.accounts.for_each_placed(|seq, e| {
             if let Stored::Hot(e) = e {
-                order.push(e.account.id.to_string())
+                order.push((seq, e.account.id.to_string()))
             }
         });
-        assert_eq!(order, vec!["loy_b", "loy_a"]);
+        order.sort_unstable();
+        assert_eq!(order, vec![(0, "loy_b".to_string()), (1, "loy_a".to_string())]);
     }
 
     /// `held` (the points open redemptions hold) is rebuilt by a snapshot

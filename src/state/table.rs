@@ -74,7 +74,7 @@ impl<T: Keyed> Body<T> {
     }
 }
 
-/// An object as a walk over the whole table sees it (`Table::for_each_in_order`).
+/// An object as a walk over the whole table sees it (`Table::for_each_placed`).
 pub enum Stored<'a, T> {
     Hot(&'a Arc<T>),
     /// In history only: its id.
@@ -550,30 +550,31 @@ impl<T: Keyed> Table<T> {
         }
     }
 
-    /// Calls `f` for every object in insertion order (oldest first), as
-    /// snapshots need so that a restored table lists in the same order: a
-    /// cold object as its id, for the caller to read from history later.
+    /// Calls `f` with every object and its place in the insertion order (a
+    /// cold one as its id, for the caller to read from history later), in
+    /// no particular order: the snapshot's copy at the WAL barrier, which
+    /// sorts by place once the writer has gone on (`state::in_place`), so
+    /// that a restored table lists in the same order. Reading the buckets one
+    /// after another touches each once; placing each object first and then
+    /// walking the places costs a second cache miss per object while every
+    /// request waits (docs/performance.md, "The snapshot's copy").
     ///
     /// For snapshots, on the WAL's apply thread (nothing else writes): it
     /// holds every shard's read lock at once (in shard order, so it cannot
-    /// deadlock with a writer, which takes one at a time) and places each
-    /// object by its `seq`, with no per-object hashing or locking.
-    pub fn for_each_in_order(&self, mut f: impl FnMut(Stored<'_, T>)) {
-        let len = self.order.read().len();
+    /// deadlock with a writer, which takes one at a time), with no
+    /// per-object hashing or locking.
+    pub fn for_each_placed(&self, mut f: impl FnMut(u32, Stored<'_, T>)) {
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
-        let mut in_order: Vec<Option<&Body<T>>> = vec![None; len];
         for guard in &guards {
             for slot in guard.iter() {
-                if let Some(place) = in_order.get_mut(slot.seq as usize) {
-                    *place = Some(&slot.body);
-                }
+                f(
+                    slot.seq,
+                    match &slot.body {
+                        Body::Hot(value) => Stored::Hot(value),
+                        Body::Cold(id) => Stored::Cold(id),
+                    },
+                );
             }
-        }
-        for body in in_order.into_iter().flatten() {
-            f(match body {
-                Body::Hot(value) => Stored::Hot(value),
-                Body::Cold(id) => Stored::Cold(id),
-            });
         }
     }
 
@@ -867,10 +868,13 @@ mod tests {
         assert!(table.page(&Gate::default(), &unknown, |_| true, |_| {}).is_err());
 
         let mut in_order = Vec::new();
-        table.for_each_in_order(|t| match t {
-            Stored::Hot(t) => in_order.push((t.created, t.version)),
+        table.for_each_placed(|seq, t| match t {
+            Stored::Hot(t) => in_order.push((seq, t.created, t.version)),
             Stored::Cold(id) => panic!("{id} is not cold"),
         });
+        in_order.sort_unstable();
+        assert!(in_order.iter().enumerate().all(|(i, (seq, ..))| *seq == i as u32));
+        let in_order: Vec<(i64, u32)> = in_order.into_iter().map(|(_, created, version)| (created, version)).collect();
         assert_eq!(in_order.len(), n);
         assert!(in_order.iter().enumerate().all(|(i, (created, _))| *created == i as i64));
         assert_eq!(in_order[3].1, 2);
