@@ -557,7 +557,7 @@ impl<T: Keyed> Table<T> {
     /// that a restored table lists in the same order. Reading the buckets one
     /// after another touches each once; placing each object first and then
     /// walking the places costs a second cache miss per object while every
-    /// request waits (docs/performance.md, "The snapshot's copy").
+    /// request waits (docs/performance.md, "The snapshot's writer stall").
     ///
     /// For snapshots, on the WAL's apply thread (nothing else writes): it
     /// holds every shard's read lock at once (in shard order, so it cannot
