@@ -54,7 +54,8 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 pub(crate) fn encode_cold(cold: &ColdBatch) -> Result<(Vec<KeyValue>, Vec<Vec<u8>>), StorageError> {
     let deleted: Vec<Vec<u8>> =
         cold.forgotten.iter().map(|(_, table, id)| layout::object_key(*table as u8, id)).collect();
-    let mut seen: std::collections::HashSet<Vec<u8>> = deleted.iter().cloned().collect();
+    // foldhash, not SipHash: the keys are ours (it was 0.4 % of the server's samples).
+    let mut seen: std::collections::HashSet<Vec<u8>, foldhash::fast::RandomState> = deleted.iter().cloned().collect();
     let mut objects = Vec::with_capacity(cold.written.len());
     // Newest first, so the first version of a key met is the one kept.
     for (_, object) in cold.written.iter().rev() {
