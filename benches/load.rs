@@ -24,7 +24,9 @@
 //! resident memory, WAL records and WAL and history bytes on disk sampled
 //! every `SOAK_SAMPLE_SECONDS`, then kill -9 and the time until it is ready
 //! again; it reports non-2xx answers, memory growth per earn after warm-up
-//! and the restart time against the targets.
+//! and the restart time against the targets. `LOAD_SOAK_KEEP=DIR` copies the
+//! killed server's data directory to DIR first, so that another build can
+//! be timed restarting on the very same data.
 //!
 //! Options (environment): `LOAD_SECONDS` (10), `LOAD_CONNECTIONS` (64),
 //! `LOAD_MEMBERS` (10000), `LOAD_WARMUP_SECONDS` (2, per workload, not
@@ -1179,6 +1181,10 @@ fn soak(rt: &tokio::runtime::Runtime, opts: Options, seconds: f64) {
     };
     // Restart after kill -9 at the end of the soak.
     drop(server);
+    if let Ok(keep) = std::env::var("LOAD_SOAK_KEEP") {
+        let copied = std::process::Command::new("cp").arg("-a").arg(tmp.path()).arg(&keep).status();
+        println!("data directory copied to {keep}: {copied:?}");
+    }
     let t = Instant::now();
     let restarted = ServerChild::start(tmp.path(), opts.workers);
     let ready = t.elapsed().as_secs_f64();

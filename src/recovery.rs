@@ -75,6 +75,18 @@ pub struct Loaded {
 /// files are removed and damaged snapshots that were skipped are set aside;
 /// without it nothing on disk changes (`verify`).
 pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> Result<Loaded, StorageError> {
+    load_beside(fs, data_dir, state, mode, None)
+}
+
+/// `load`, with history's `History::objects_lsn`: a snapshot at or before
+/// it lets its cold items go as they load (`State::load_cold_from_history`).
+fn load_beside(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+    state: &State,
+    mode: Mode,
+    history_objects_lsn: Option<u64>,
+) -> Result<Loaded, StorageError> {
     let started = Instant::now();
     let marker = data_dir.join(RESTORING_FILE);
     if fs.read(&marker).is_ok() {
@@ -109,7 +121,10 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
     let mut from_lsn = Lsn::FIRST;
     if let Some((lsn, path, (bytes, checked))) = chosen {
         tracing::info!(file = %path.display(), lsn, items = checked.header.items, "loading snapshot");
-        let items = snapshot::load_snapshot(state, &path, &bytes, &checked)?;
+        state.load_cold_from_history(history_objects_lsn.is_some_and(|h| h >= lsn));
+        let items = snapshot::load_snapshot(state, &path, &bytes, &checked);
+        state.load_cold_from_history(false);
+        let items = items?;
         // The state is after record `lsn` (0: before the first).
         from_lsn = Lsn::new(lsn.saturating_add(1));
         used = Some(LoadedSnapshot { path, lsn, items, created: checked.header.created });
@@ -217,11 +232,12 @@ fn set_aside(fs: &dyn FileSystem, path: &Path) -> Result<(), StorageError> {
 /// Loads `ledger.state` from disk, brings history up to the WAL's end and
 /// starts its thread, then starts the WAL writer after it.
 pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> {
-    let mut loaded = load(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair)?;
-    let dir = ledger.data_dir.join(WAL_DIR);
     let opening = std::time::Instant::now();
     let history = History::open(&ledger.data_dir, ledger.metrics.history.clone())?;
     tracing::info!(elapsed_ms = opening.elapsed().as_millis() as u64, "history opened");
+    let objects_lsn = history.objects_lsn()?;
+    let mut loaded = load_beside(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair, objects_lsn)?;
+    let dir = ledger.data_dir.join(WAL_DIR);
     let snapshot_lsn = loaded.summary.snapshot.as_ref().map_or(0, |s| s.lsn);
     let end_lsn = loaded.end.next_lsn.get().saturating_sub(1);
     let caught_up = history.catch_up(ledger.fs.as_ref(), &dir, &ledger.state, snapshot_lsn, end_lsn)?;

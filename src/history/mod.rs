@@ -196,6 +196,13 @@ impl History {
         self.stopping.store(true, Ordering::Release);
     }
 
+    /// The LSN through which history holds every cold object, as it is on
+    /// disk before `catch_up` (`None`: a history made before objects went
+    /// there holds none).
+    pub fn objects_lsn(&self) -> Result<Option<u64>, StorageError> {
+        Ok(if self.store.holds_objects()? { Some(self.store.lsn()?) } else { None })
+    }
+
     /// Brings history up to `end_lsn`, the WAL's end, with `state` rebuilt
     /// up to there from the snapshot at `snapshot_lsn` (0: none) and the WAL
     /// after it; then memory forgets what history has.

@@ -79,6 +79,21 @@ impl ColdObject {
     }
 }
 
+impl ColdObject {
+    /// Whether applying a record never reads the version of this object it
+    /// replaces (a payment, a refund, a points transaction and an event are
+    /// put as they are; a lot, a redemption and a delivery move balances or
+    /// timers by what their previous version was). Only such an object may
+    /// leave memory before the records that follow its snapshot are
+    /// replayed: history may already hold what they made of it.
+    pub fn replaced_unread(&self) -> bool {
+        matches!(
+            self,
+            ColdObject::Payment(_) | ColdObject::Refund(_) | ColdObject::Transaction(_) | ColdObject::Event(_)
+        )
+    }
+}
+
 /// History's lookup of a table's cold object by id, as the change that puts it.
 pub type ColdLoad = Arc<dyn Fn(ColdTable, &str) -> Result<Option<Change>, StorageError> + Send + Sync>;
 
@@ -119,8 +134,29 @@ impl State {
     /// cold (called as the change applies, with its record's LSN).
     pub(super) fn queue_cold(&self, lsn: u64, change: &Change) {
         if let Some(object) = ColdObject::of(change) {
+            if lsn == 0 && self.cold_at_load(&object) {
+                // A snapshot's item that history already holds: `restore_item`
+                // lets it go as soon as it is in its table.
+                return;
+            }
             self.cold.written.lock().push((lsn, object));
         }
+    }
+
+    /// While a snapshot loads (`on`): whether history already holds every
+    /// object in it (its LSN is at or past the snapshot's, and it holds
+    /// objects at all). Then the items that go cold and whose records never
+    /// read them back (`ColdObject::replaced_unread`) leave memory as they
+    /// load, instead of being queued and let go of after the catch-up: a
+    /// restart does not hold the whole ledger at once, nor walk it twice
+    /// (docs/performance.md, "Restart").
+    pub fn load_cold_from_history(&self, on: bool) {
+        self.snapshot_in_history.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a snapshot item that goes cold leaves memory as it loads.
+    pub(super) fn cold_at_load(&self, object: &ColdObject) -> bool {
+        object.replaced_unread() && self.snapshot_in_history.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Queues an object forgotten past retention, for history to delete.

@@ -48,7 +48,7 @@ pub use snapshot::{in_place, Placed, SnapshotItem, TableSizes};
 pub use table::{Keyed, Stored, Table};
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -187,6 +187,9 @@ pub struct State {
     event_retention_seconds: AtomicI64,
     /// What history has not taken yet (`cold.rs`).
     cold: cold::ColdQueue,
+    /// While a snapshot loads: history already holds every object in it
+    /// (`State::load_cold_from_history`).
+    snapshot_in_history: AtomicBool,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
     /// Held by `apply` for one record, by readers for one read (`gate.rs`).

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::{ColdTable, State, Stored};
+use super::{ColdObject, ColdTable, State, Stored};
 use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, IdemEntry};
@@ -195,7 +195,16 @@ impl State {
             SnapshotItem::Change(Change::PutTransactionV1(tx)) => {
                 self.restore_transaction(Arc::new(Arc::unwrap_or_clone(tx).into()))
             }
-            SnapshotItem::Change(change) => self.apply_change(0, change),
+            SnapshotItem::Change(change) => {
+                // In today's layout first, so that what is let go of is what the table holds.
+                let change = change.upgrade();
+                let cold = ColdObject::of(&change).filter(|o| self.cold_at_load(o));
+                self.apply_change(0, change)?;
+                if let Some(object) = cold {
+                    self.evict(&object);
+                }
+                Ok(())
+            }
             SnapshotItem::Idempotency { entry, created } => {
                 // Its LSN is not kept: 0 sorts it before the replayed records.
                 self.idempotency.store(*entry, created, 0);
@@ -214,6 +223,12 @@ impl State {
     /// A snapshot's transaction: applied without its `balance_after` check
     /// (see `restore_item`), and queued for history like any other.
     fn restore_transaction(&self, tx: Arc<crate::domain::points::PointsTransaction>) -> Result<(), StorageError> {
+        let object = ColdObject::Transaction(tx.clone());
+        if self.cold_at_load(&object) {
+            self.put_transaction(tx, false)?;
+            self.evict(&object);
+            return Ok(());
+        }
         self.queue_cold(0, &Change::PutTransaction(tx.clone()));
         self.put_transaction(tx, false)
     }
