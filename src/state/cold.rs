@@ -149,7 +149,7 @@ impl State {
     /// read them back (`ColdObject::replaced_unread`) leave memory as they
     /// load, instead of being queued and let go of after the catch-up: a
     /// restart does not hold the whole ledger at once, nor walk it twice
-    /// (docs/performance.md, "Restart").
+    /// (docs/performance.md, "Restart: cold snapshot items let go of as they load").
     pub fn load_cold_from_history(&self, on: bool) {
         self.snapshot_in_history.store(on, std::sync::atomic::Ordering::Release);
     }
