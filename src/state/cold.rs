@@ -77,9 +77,7 @@ impl ColdObject {
             _ => return None,
         })
     }
-}
 
-impl ColdObject {
     /// Whether applying a record never reads the version of this object it
     /// replaces (a payment, a refund, a points transaction and an event are
     /// put as they are; a lot, a redemption and a delivery move balances or

@@ -221,7 +221,8 @@ impl State {
     }
 
     /// A snapshot's transaction: applied without its `balance_after` check
-    /// (see `restore_item`), and queued for history like any other.
+    /// (see `restore_item`), and queued for history like any other, or let
+    /// go of at once when history holds it already (`State::load_cold_from_history`).
     fn restore_transaction(&self, tx: Arc<crate::domain::points::PointsTransaction>) -> Result<(), StorageError> {
         let object = ColdObject::Transaction(tx.clone());
         if self.cold_at_load(&object) {
