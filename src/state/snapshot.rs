@@ -79,23 +79,14 @@ impl TableSizes {
 }
 
 impl State {
-    /// Calls `f` with every item of the state, in an order `restore_item` accepts.
-    ///
-    /// Callers must keep the state still while this runs (the WAL writer
-    /// thread between two batches, or a process that is not serving), so the
-    /// items are exactly the state at one LSN.
-    pub fn snapshot_changes(&self, mut f: impl FnMut(SnapshotItem)) {
-        let mut items = Vec::with_capacity(self.snapshot_items_hint());
-        self.snapshot_placed(|placed| items.push(placed));
-        in_place(items).for_each(&mut f);
-    }
-
     /// Calls `f` with every item of the state and its place (`Placed`):
     /// `in_place` puts them in an order `restore_item` accepts. Each table's
     /// objects come in the order of its buckets, which is what keeps the copy
     /// at a snapshot's barrier short (`Table::for_each_placed`).
     ///
-    /// Same conditions as `snapshot_changes`.
+    /// Callers must keep the state still while this runs (the WAL writer
+    /// thread between two batches, or a process that is not serving), so the
+    /// items are exactly the state at one LSN.
     ///
     /// EVERY TABLE MUST BE LISTED HERE. A table added to `State` and not to
     /// this method is lost by snapshot, restore and compaction.
@@ -175,7 +166,7 @@ impl State {
         });
     }
 
-    /// About how many items `snapshot_changes` gives (to size a buffer once;
+    /// About how many items `snapshot_placed` gives (to size a buffer once;
     /// a table missing here only costs a reallocation).
     pub fn snapshot_items_hint(&self) -> usize {
         2 + self.customers.len()
@@ -198,12 +189,7 @@ impl State {
             SnapshotItem::Change(change) => {
                 // In today's layout first, so that what is let go of is what the table holds.
                 let change = change.upgrade();
-                let cold = ColdObject::of(&change).filter(|o| self.cold_at_load(o));
-                self.apply_change(0, change)?;
-                if let Some(object) = cold {
-                    self.evict(&object);
-                }
-                Ok(())
+                self.restore_put(&change.clone(), || self.apply_change(0, change))
             }
             SnapshotItem::Idempotency { entry, created } => {
                 // Its LSN is not kept: 0 sorts it before the replayed records.
@@ -224,14 +210,23 @@ impl State {
     /// (see `restore_item`), and queued for history like any other, or let
     /// go of at once when history holds it already (`State::load_cold_from_history`).
     fn restore_transaction(&self, tx: Arc<crate::domain::points::PointsTransaction>) -> Result<(), StorageError> {
-        let object = ColdObject::Transaction(tx.clone());
-        if self.cold_at_load(&object) {
-            self.put_transaction(tx, false)?;
+        let change = Change::PutTransaction(tx.clone());
+        self.restore_put(&change, || {
+            self.queue_cold(0, &change);
+            self.put_transaction(tx, false)
+        })
+    }
+
+    /// Puts a snapshot's `change` with `put` (which queues it for history,
+    /// `queue_cold`); one that history already holds is not queued there and
+    /// leaves memory as soon as it is in its table (`State::load_cold_from_history`).
+    fn restore_put(&self, change: &Change, put: impl FnOnce() -> Result<(), StorageError>) -> Result<(), StorageError> {
+        let cold = ColdObject::of(change).filter(|o| self.cold_at_load(o));
+        put()?;
+        if let Some(object) = cold {
             self.evict(&object);
-            return Ok(());
         }
-        self.queue_cold(0, &Change::PutTransaction(tx.clone()));
-        self.put_transaction(tx, false)
+        Ok(())
     }
 
     /// After a snapshot taken at `lsn` is loaded: the state is at that LSN.
@@ -470,9 +465,9 @@ mod tests {
     }
 
     fn items(state: &State) -> Vec<SnapshotItem> {
-        let mut out = Vec::new();
-        state.snapshot_changes(|i| out.push(i));
-        out
+        let mut placed = Vec::new();
+        state.snapshot_placed(|p| placed.push(p));
+        in_place(placed).collect()
     }
 
     fn state_with_everything() -> State {
