@@ -78,6 +78,20 @@ pub fn load(fs: &dyn FileSystem, data_dir: &Path, state: &State, mode: Mode) -> 
     load_beside(fs, data_dir, state, mode, None)
 }
 
+/// `load` beside the data directory's history, which `state` then reads its
+/// cold objects from (changing nothing in it: `verify`). A local checkpoint
+/// (`snapshot::Scope::Local`) loads only this way.
+pub fn load_reading_history(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+    state: &State,
+    mode: Mode,
+    history: &History,
+) -> Result<Loaded, StorageError> {
+    history.attach_reads(state);
+    load_beside(fs, data_dir, state, mode, history.objects_lsn()?)
+}
+
 /// `load`, with history's `History::objects_lsn`: a snapshot at or before
 /// it lets its cold items go as they load (`State::load_cold_from_history`).
 fn load_beside(

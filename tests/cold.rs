@@ -18,7 +18,12 @@ fn id(v: &Value) -> String {
 
 /// A server with "1 point per EUR 1", a EUR 5 reward for 100 points, and a linked member.
 fn setup() -> (Server, String, String) {
-    let s = Server::start();
+    setup_with(&[])
+}
+
+/// `setup`, with extra environment.
+fn setup_with(env: &[(&str, &str)]) -> (Server, String, String) {
+    let s = Server::start_with(env);
     s.ok("/v1/loyalty/earning_rules", json!({"currency": "eur", "points": 1, "per_amount": 100}));
     s.ok(
         "/v1/loyalty/rewards",
@@ -185,4 +190,67 @@ fn a_restart_from_a_snapshot_history_is_ahead_of_reads_the_same() {
     assert!(evicted < cold / 2.0, "{evicted} of {cold} let go of after the load: {caught_up}");
     assert_lots_reconcile(&s);
     common::assert_ledger_consistent(&s);
+}
+
+/// An automatic snapshot is a local checkpoint: it names the cold payments,
+/// refunds, transactions and events that history holds instead of holding
+/// them, and carries each account's figures. A restart from one, with
+/// records after it that change some of those objects again, reads the same;
+/// `verify` reads what it names from history; and `restore`, which makes a
+/// directory without that history, refuses it and says what to use instead.
+#[test]
+fn a_restart_from_an_automatic_checkpoint_reads_the_same() {
+    let env = [("LEDGER_SNAPSHOT_WAL_BYTES", "65536")];
+    let (mut s, c, a) = setup_with(&env);
+    let payments: Vec<Value> = (0..12)
+        .map(|i| {
+            let confirm = i % 5 != 4; // pending ones stay in memory
+            s.ok("/v1/payments", json!({"amount": 5_000 + i, "currency": "eur", "customer": c, "confirm": confirm}))
+        })
+        .collect();
+    wait_cold(&s, 30.0);
+    // WAL enough for an automatic snapshot, taken while those are cold.
+    let taken = s.metric("ledger_snapshots_total");
+    let mut rounds = 0;
+    while s.metric("ledger_snapshots_total") <= taken {
+        for _ in 0..10 {
+            s.ok("/v1/payments", json!({"amount": 900, "currency": "eur", "customer": c, "confirm": true}));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        rounds += 1;
+        assert!(rounds < 100, "no automatic snapshot after {} payments", rounds * 10);
+    }
+    // After it: payments cold in it change again, a lot is spent and given back.
+    for p in payments.iter().filter(|p| p["status"] == "completed").take(3) {
+        s.ok("/v1/refunds", json!({"payment": p["id"], "amount": 1_000}));
+    }
+    let r = s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_5eur_off"}));
+    s.ok(&format!("/v1/loyalty/redemptions/{}/cancel", id(&r)), json!({}));
+    s.ok("/v1/payments", json!({"amount": 7_000, "currency": "eur", "customer": c, "confirm": true}));
+    wait_cold(&s, 60.0);
+    let before = everything(&s, &c, &a);
+    let cold = s.metric("ledger_objects_cold");
+
+    s.restart_with(&env);
+    assert!(s.log().contains("loading snapshot"), "{}", s.log());
+    assert_eq!(everything(&s, &c, &a), before, "the same after a kill -9");
+    assert_eq!(s.metric("ledger_objects_cold"), cold, "memory holds what it held");
+    assert_lots_reconcile(&s);
+    common::assert_ledger_consistent(&s);
+
+    s.kill9();
+    let out = common::cli(&["verify", "--data", s.data.to_str().unwrap()]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "verify:\n{text}");
+    let newest = std::fs::read_dir(s.data.join("snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .max()
+        .expect("an automatic snapshot");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = common::cli(&["restore", newest.to_str().unwrap(), "--data", elsewhere.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an automatic checkpoint does not restore elsewhere");
+    assert!(text.contains("automatic checkpoint") && text.contains("/v1/admin/snapshot"), "{text}");
 }

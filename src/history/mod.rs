@@ -203,6 +203,12 @@ impl History {
         Ok(if self.store.holds_objects()? { Some(self.store.lsn()?) } else { None })
     }
 
+    /// Lets `state` read what only history holds: remembered responses and cold objects.
+    pub fn attach_reads(&self, state: &State) {
+        state.idempotency.attach_history(self.store.clone());
+        state.attach_cold_loader(cold_loader(self.store.clone()));
+    }
+
     /// Brings history up to `end_lsn`, the WAL's end, with `state` rebuilt
     /// up to there from the snapshot at `snapshot_lsn` (0: none) and the WAL
     /// after it; then memory forgets what history has.
@@ -294,8 +300,7 @@ impl History {
         self.stats.synced_lsn.set(lsn as i64);
         self.stats.disk_bytes.set(self.store.disk_bytes() as i64);
         state.idempotency.forget_through(u64::MAX);
-        state.idempotency.attach_history(self.store.clone());
-        state.attach_cold_loader(cold_loader(self.store.clone()));
+        self.attach_reads(state);
         let mut evicted = 0;
         for (_, object) in &cold.written {
             evicted += usize::from(state.evict(object));

@@ -4,7 +4,9 @@
 //! 2. Every WAL segment: headers, LSN chain, every frame's checksum, every
 //!    record decoded (a torn tail is a warning: the next start cuts it).
 //! 3. A full replay exactly as a start would do it (newest valid snapshot,
-//!    then the WAL), changing nothing on disk.
+//!    then the WAL), changing nothing in `wal/` or `snapshots/`. History is
+//!    opened to read the cold objects an automatic snapshot names (which
+//!    may let the store tidy its own files, as the `history` command does).
 //! 4. The ledger invariants on the replayed state (invariants 3 and 4, docs/reliability.md):
 //!    every balance equals the sum of its transactions, a payment earns at
 //!    most once and its clawbacks never exceed its award, no redemption is
@@ -19,6 +21,7 @@ use std::path::Path;
 use crate::domain::lots::LotStatus;
 use crate::domain::points::{Source, TxType};
 use crate::domain::Id;
+use crate::history::{History, HistoryStats, HISTORY_DIR};
 use crate::recovery;
 use crate::snapshot::{self, format, SNAPSHOT_DIR};
 use crate::state::State;
@@ -71,10 +74,26 @@ pub fn run(data_dir: &Path) -> anyhow::Result<bool> {
 /// Every check of the module doc, on a directory nobody else is using.
 pub fn check(fs: &dyn FileSystem, data_dir: &Path) -> Report {
     let mut r = Report::default();
-    check_snapshots(fs, data_dir, &mut r);
+    // Automatic snapshots name the cold objects history holds: read them there.
+    let history = match data_dir.join(HISTORY_DIR).is_dir() {
+        true => match History::open(data_dir, HistoryStats::default()) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                r.problems.push(format!("history cannot be opened: {e}"));
+                None
+            }
+        },
+        false => None,
+    };
+    let history_lsn = history.as_ref().and_then(|h| h.objects_lsn().ok().flatten());
+    check_snapshots(fs, data_dir, history_lsn, &mut r);
     check_segments(fs, data_dir, &mut r);
     let state = State::new();
-    match recovery::load(fs, data_dir, &state, Mode::ReadOnly) {
+    let loaded = match &history {
+        Some(history) => recovery::load_reading_history(fs, data_dir, &state, Mode::ReadOnly, history),
+        None => recovery::load(fs, data_dir, &state, Mode::ReadOnly),
+    };
+    match loaded {
         Ok(loaded) => {
             let s = &loaded.summary;
             let from = match &s.snapshot {
@@ -98,7 +117,7 @@ pub fn check(fs: &dyn FileSystem, data_dir: &Path) -> Report {
     r
 }
 
-fn check_snapshots(fs: &dyn FileSystem, data_dir: &Path, r: &mut Report) {
+fn check_snapshots(fs: &dyn FileSystem, data_dir: &Path, history_lsn: Option<u64>, r: &mut Report) {
     let dir = data_dir.join(SNAPSHOT_DIR);
     if let Ok(names) = fs.list(&dir) {
         for name in names {
@@ -118,7 +137,7 @@ fn check_snapshots(fs: &dyn FileSystem, data_dir: &Path, r: &mut Report) {
     match snapshot::list_snapshots(fs, data_dir) {
         Ok(list) => {
             for (_, path) in list {
-                match snapshot::load::load_file(fs, &path) {
+                match snapshot::load::load_file(fs, &path, history_lsn) {
                     Ok((_, h, bytes)) => r.notes.push(format!(
                         "snapshot {}: LSN {}, {} items, {} bytes, checksums good",
                         path.display(),

@@ -121,10 +121,18 @@ pub fn load_snapshot(state: &State, path: &Path, bytes: &[u8], checked: &Checked
 
 /// Reads, checks and decodes a snapshot into a scratch state: what `restore`
 /// and `verify` use to prove a file good before trusting it.
-pub fn load_file(fs: &dyn FileSystem, path: &Path) -> Result<(State, format::Header, Vec<u8>), StorageError> {
+/// Loads one snapshot file into a new state. `history_lsn`: the LSN of the
+/// history beside it (what a local checkpoint's references need; `None`: no history).
+pub fn load_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    history_lsn: Option<u64>,
+) -> Result<(State, format::Header, Vec<u8>), StorageError> {
     let (bytes, checked) = read_checked(fs, path)?;
     let state = State::new();
+    state.load_cold_from_history(history_lsn.is_some_and(|h| h >= checked.header.lsn));
     load_snapshot(&state, path, &bytes, &checked)?;
+    state.load_cold_from_history(false);
     Ok((state, checked.header, bytes))
 }
 
@@ -146,11 +154,11 @@ mod tests {
     #[test]
     fn table_sizes_make_room_but_never_more_than_the_file_holds() {
         let (_dir, path) = file_with(TableSizes { customers: 1, ..Default::default() });
-        let (state, header, _) = load_file(&RealFs, &path).unwrap();
+        let (state, header, _) = load_file(&RealFs, &path, None).unwrap();
         assert_eq!((header.items, state.customers.len()), (2, 0), "a size is a hint, not an object");
 
         let (_dir, path) = file_with(TableSizes { events: u64::MAX, customers: 5, ..Default::default() });
-        let err = load_file(&RealFs, &path).err().unwrap().to_string();
+        let err = load_file(&RealFs, &path, None).err().unwrap().to_string();
         assert!(err.contains("table sizes count"), "{err}");
     }
 }

@@ -50,6 +50,32 @@ impl Index {
         &self.shards[(self.hasher.hash_one(key) as usize) % self.shards.len()]
     }
 
+    /// Every key with a group (a copy: the groups are read a chunk at a time, `for_each_position`).
+    pub fn keys(&self) -> Vec<Id> {
+        self.shards.iter().flat_map(|shard| shard.read().keys().cloned().collect::<Vec<_>>()).collect()
+    }
+
+    /// Calls `f` with every position of `key`'s group, oldest first, copied
+    /// out a `LIST_SCAN_CHUNK` at a time (the apply thread never waits
+    /// behind it). Each chunk starts after the last position seen, not at an
+    /// offset, so retention trimming the group's old end meanwhile skips nothing.
+    pub fn for_each_position(&self, key: &str, mut f: impl FnMut(u32)) {
+        let mut after = None;
+        while let Some(chunk) = self.chunk_after(key, after) {
+            after = chunk.last().copied();
+            chunk.into_iter().for_each(&mut f);
+        }
+    }
+
+    /// Up to `LIST_SCAN_CHUNK` positions of `key`'s group after `after`; `None` past its end.
+    fn chunk_after(&self, key: &str, after: Option<u32>) -> Option<Vec<u32>> {
+        let shard = self.shard(key).read();
+        let group = shard.get(key)?;
+        let begin = after.map_or(0, |a| group.partition_point(|p| *p <= a));
+        let end = group.len().min(begin + LIST_SCAN_CHUNK);
+        (begin < end).then(|| group[begin..end].to_vec())
+    }
+
     /// Adds the object at `position` (newer than every position already in
     /// `key`'s group) to the group.
     pub(super) fn push(&self, key: &str, position: u32) {

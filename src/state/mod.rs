@@ -22,6 +22,7 @@
 mod account_index;
 mod api_keys;
 mod check;
+mod checkpoint;
 mod cold;
 mod gate;
 mod idempotency;
@@ -37,6 +38,7 @@ pub(crate) mod test_changes;
 
 pub use api_keys::ApiKeyIndex;
 pub use check::{Figures, Refusal};
+pub use checkpoint::{AccountFigures, ColdRef, Referencer};
 pub use cold::{ColdBatch, ColdLoad, ColdObject, ColdTable};
 pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};
@@ -190,6 +192,8 @@ pub struct State {
     /// While a snapshot loads: history already holds every object in it
     /// (`State::load_cold_from_history`).
     snapshot_in_history: AtomicBool,
+    /// While a local checkpoint loads (`checkpoint.rs`).
+    checkpoint_load: AtomicBool,
     /// LSN of the last record applied.
     applied_lsn: AtomicU64,
     /// Held by `apply` for one record, by readers for one read (`gate.rs`).

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::{ColdObject, ColdTable, State, Stored};
+use super::{AccountFigures, ColdObject, ColdRef, ColdTable, State, Stored};
 use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, IdemEntry};
@@ -37,6 +37,16 @@ pub enum SnapshotItem {
     /// doubling rehashes the whole table). Only a hint: an older snapshot
     /// has none, and a wrong count only costs time.
     Sizes(Box<TableSizes>),
+    /// First in a local checkpoint (`checkpoint.rs`): accounts come with
+    /// their figures (`Account`), and transactions do not move them.
+    Checkpoint,
+    /// A local checkpoint's account, with its balance and pending balance.
+    Account(Box<AccountFigures>),
+    /// A local checkpoint's cold object: history holds its body.
+    ColdRef(Box<ColdRef>),
+    // Variants written to files go above: serde numbers a skipped variant
+    // on the way out and not on the way in, so one above them would shift
+    // every index after it when read.
     /// Never in a file: between the capture and the write, an object that
     /// was cold at the capture. The writer replaces it with the object as
     /// history's view of that moment holds it (`snapshot::persist`).
@@ -50,9 +60,9 @@ pub enum SnapshotItem {
 pub type Placed = (u64, SnapshotItem);
 
 /// `items` in their places, by a sort (off the barrier: `State::snapshot_placed`).
-pub fn in_place(mut items: Vec<Placed>) -> impl ExactSizeIterator<Item = SnapshotItem> {
+pub fn in_place(mut items: Vec<Placed>) -> impl ExactSizeIterator<Item = Placed> {
     items.sort_unstable_by_key(|(place, _)| *place);
-    items.into_iter().map(|(_, item)| item)
+    items.into_iter()
 }
 
 /// Object counts of the tables that grow with the ledger (`SnapshotItem::Sizes`).
@@ -88,9 +98,12 @@ impl State {
     /// thread between two batches, or a process that is not serving), so the
     /// items are exactly the state at one LSN.
     ///
+    /// `checkpoint`: a local checkpoint (`checkpoint.rs`), whose accounts
+    /// carry their figures, so its cold objects may be written as references.
+    ///
     /// EVERY TABLE MUST BE LISTED HERE. A table added to `State` and not to
     /// this method is lost by snapshot, restore and compaction.
-    pub fn snapshot_placed(&self, mut f: impl FnMut(Placed)) {
+    pub fn snapshot_placed(&self, checkpoint: bool, mut f: impl FnMut(Placed)) {
         // Each part of the snapshot (a table, a single item) in turn.
         let mut part = 0u64;
         let mut next_part = || {
@@ -132,13 +145,26 @@ impl State {
                 })
             }};
         }
+        if checkpoint {
+            f((next_part(), SnapshotItem::Checkpoint));
+        }
         f((next_part(), SnapshotItem::Change(Change::PutProgram(self.program().into()))));
         table!(customers, PutCustomer);
-        // Accounts without balances: transactions below rebuild them.
+        // Accounts without balances: transactions below rebuild them (in a
+        // checkpoint, with them: its transactions may be references).
         let part = next_part();
         self.accounts.for_each_placed(|seq, stored| {
             if let Stored::Hot(e) = stored {
-                f((part | u64::from(seq), SnapshotItem::Change(Change::PutAccount(e.account.clone()))))
+                let item = if checkpoint {
+                    SnapshotItem::Account(Box::new(AccountFigures {
+                        account: e.account.clone(),
+                        balance: e.balance,
+                        pending: e.pending,
+                    }))
+                } else {
+                    SnapshotItem::Change(Change::PutAccount(e.account.clone()))
+                };
+                f((part | u64::from(seq), item))
             }
         });
         table!(earning_rules, PutEarningRule);
@@ -203,6 +229,15 @@ impl State {
             SnapshotItem::Cold { id, .. } => {
                 Err(StorageError::Inconsistent(format!("a snapshot item for {id} was never read from history")))
             }
+            SnapshotItem::Checkpoint => {
+                if !self.accounts.is_empty() {
+                    return Err(StorageError::Inconsistent("a checkpoint's mark comes after its accounts".into()));
+                }
+                self.begin_checkpoint_load(true);
+                Ok(())
+            }
+            SnapshotItem::Account(a) => self.restore_account_figures(*a),
+            SnapshotItem::ColdRef(r) => self.restore_cold_ref(*r),
         }
     }
 
@@ -213,7 +248,11 @@ impl State {
         let change = Change::PutTransaction(tx.clone());
         self.restore_put(&change, || {
             self.queue_cold(0, &change);
-            self.put_transaction(tx, false)
+            if self.loading_checkpoint() {
+                self.list_transaction(tx)
+            } else {
+                self.put_transaction(tx, false)
+            }
         })
     }
 
@@ -231,6 +270,7 @@ impl State {
 
     /// After a snapshot taken at `lsn` is loaded: the state is at that LSN.
     pub fn finish_restore(&self, lsn: u64) {
+        self.begin_checkpoint_load(false);
         self.settle_pending_after_restore();
         self.applied_lsn.store(lsn, std::sync::atomic::Ordering::Release);
     }
@@ -466,8 +506,8 @@ mod tests {
 
     fn items(state: &State) -> Vec<SnapshotItem> {
         let mut placed = Vec::new();
-        state.snapshot_placed(|p| placed.push(p));
-        in_place(placed).collect()
+        state.snapshot_placed(false, |p| placed.push(p));
+        in_place(placed).map(|(_, item)| item).collect()
     }
 
     fn state_with_everything() -> State {
@@ -500,7 +540,12 @@ mod tests {
             .iter()
             .filter_map(|i| match i {
                 SnapshotItem::Change(c) => Some(kind(c)),
-                SnapshotItem::Idempotency { .. } | SnapshotItem::Sizes(_) | SnapshotItem::Cold { .. } => None,
+                SnapshotItem::Idempotency { .. }
+                | SnapshotItem::Sizes(_)
+                | SnapshotItem::Cold { .. }
+                | SnapshotItem::Checkpoint
+                | SnapshotItem::Account(_)
+                | SnapshotItem::ColdRef(_) => None,
             })
             .collect();
         kinds.dedup();
@@ -512,6 +557,88 @@ mod tests {
         assert!(snap.iter().any(|i| matches!(i, SnapshotItem::Idempotency { created: 3, .. })));
         // A cold object's id is inline (no allocation on the apply thread during the copy).
         assert!(std::mem::size_of::<SnapshotItem>() <= 32, "an item is a few words, its objects behind pointers");
+    }
+
+    /// A local checkpoint: cold payments, refunds, transactions and events
+    /// as references, accounts with their figures. Loaded beside history, it
+    /// lists the same objects in the same places under the same keys, with
+    /// the same balances, though some transactions are in memory and some
+    /// are not; without history it is refused, saying what it is.
+    #[test]
+    fn a_checkpoint_names_cold_objects_and_loads_to_the_same_state() {
+        use crate::state::test_changes::{lot, pending_earn};
+        use crate::state::Referencer;
+        let state = Arc::new(state_with_everything());
+        // A pending lot, so a checkpoint's figures are more than a sum of points.
+        let more =
+            vec![pending_earn("ptx_p", "loy_b", 10, -2, "lot_p"), lot("lot_p", "loy_b", 10, 10, LotStatus::Pending)];
+        state.apply(5, Record { time: 4, idem: None, changes: more }).unwrap();
+        // Every other object of the four tables leaves memory (history would hold it).
+        let cold = state.take_cold().written;
+        let evicted =
+            cold.iter().filter(|(_, o)| o.replaced_unread()).step_by(2).filter(|(_, o)| state.evict(o)).count();
+        assert!(evicted >= 4, "{evicted}");
+        let mut placed = Vec::new();
+        state.snapshot_placed(true, |p| placed.push(p));
+        let refer = Referencer::new(state.clone());
+        // Through the file's encoding, as a load reads them.
+        let encoded = |item: SnapshotItem| {
+            let mut bytes = Vec::new();
+            crate::snapshot::format::encode_item(&item, &mut bytes).unwrap();
+            let (back, _): (SnapshotItem, usize) =
+                bincode::serde::borrow_decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+            assert_eq!(back, item);
+            back
+        };
+        let checkpoint: Vec<SnapshotItem> =
+            in_place(placed).map(|(place, item)| encoded(refer.refer(place, item))).collect();
+        assert!(matches!(checkpoint[1], SnapshotItem::Checkpoint), "{:?}", &checkpoint[..2]);
+        let refs = checkpoint.iter().filter(|i| matches!(i, SnapshotItem::ColdRef(_))).count();
+        assert_eq!(refs, evicted, "every cold object of the four tables is named");
+        assert!(checkpoint.iter().all(|i| !matches!(i, SnapshotItem::Cold { .. })));
+
+        let refused = State::new();
+        let err = checkpoint.iter().cloned().try_for_each(|i| refused.restore_item(i)).unwrap_err();
+        assert!(err.to_string().contains("automatic checkpoint"), "{err}");
+
+        let copy = State::new();
+        copy.load_cold_from_history(true);
+        for item in checkpoint {
+            copy.restore_item(item).unwrap();
+        }
+        copy.finish_restore(5);
+        copy.load_cold_from_history(false);
+        // History holds the rest of the four tables' objects too, so the
+        // load let them go as well (`State::load_cold_from_history`).
+        let as_cold = |items: Vec<SnapshotItem>| -> Vec<SnapshotItem> {
+            items
+                .into_iter()
+                .map(|item| match &item {
+                    SnapshotItem::Change(c) => match ColdObject::of(c).filter(ColdObject::replaced_unread) {
+                        Some(o) => SnapshotItem::Cold { table: o.table(), id: o.id().into() },
+                        None => item,
+                    },
+                    _ => item,
+                })
+                .collect()
+        };
+        assert_eq!(items(&copy), as_cold(items(&state)), "the same objects in the same places");
+        assert_eq!(copy.cold_objects(), 7, "a payment, a refund, four transactions and an event");
+        for account in ["loy_a", "loy_b"] {
+            assert_eq!(copy.figures(account), state.figures(account), "{account}");
+            let listed = |s: &State| s.accounts.with(account, |e| e.transactions.clone()).unwrap();
+            assert_eq!(listed(&copy), listed(&state), "{account}'s transactions");
+        }
+        assert_eq!(copy.figures("loy_b").map(|f| f.pending), Some(10));
+        for (index, key, copied) in [
+            (&state.payments_by_customer, "cust_1", &copy.payments_by_customer),
+            (&state.refunds_by_payment, "pay_1", &copy.refunds_by_payment),
+            (&state.events_by_type, "payment.completed", &copy.events_by_type),
+        ] {
+            assert!(!index.positions(key).is_empty(), "{key}");
+            assert_eq!(copied.positions(key), index.positions(key), "{key}");
+        }
+        assert_eq!(copy.payments.created_at(0), state.payments.created_at(0));
     }
 
     /// A lot that left pending between two transactions moved points without

@@ -372,6 +372,31 @@ impl<T: Keyed> Table<T> {
         }
     }
 
+    /// Inserts an object that only history holds, by its id and `created`
+    /// (a local checkpoint's reference, `state/checkpoint.rs`): a cold slot
+    /// and an order entry, no body. Returns its position; an error if the
+    /// id is already here.
+    pub(super) fn put_cold(&self, id: Id, created: i64) -> Result<u32, StorageError> {
+        let hash = self.hash(&id);
+        let part = in_shard(hash);
+        let mut shard = self.shard(hash).write();
+        match shard.entry(spread(part), Self::holds(hash, &id), Self::placed) {
+            Entry::Occupied(_) => Err(StorageError::Inconsistent(format!("{id} is in the snapshot twice"))),
+            Entry::Vacant(slot) => {
+                let seq = self.push_order(hash, created, &id)?;
+                slot.insert(Slot { body: Body::Cold(id), seq, hash: part });
+                self.cold_count.fetch_add(1, Ordering::Relaxed);
+                Ok(seq)
+            }
+        }
+    }
+
+    /// The `created` of the object at `position` of the insertion order
+    /// (kept in the order, so a cold object's needs no history read).
+    pub fn created_at(&self, position: u32) -> Option<i64> {
+        self.order.read().get(position as usize).map(|(_, created)| created)
+    }
+
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
     /// returning `None`) or `None` for a new one (returning the object to insert,
     /// which must have the id `id`, or a replacement).
