@@ -412,6 +412,13 @@ mod measure {
             println!("{evicted} objects let go of");
         }
 
+        if cold {
+            // The copy a portable snapshot makes of the same state, for comparison.
+            let mut items = touched_buffer(&state);
+            let t = Instant::now();
+            state.snapshot_placed(false, |i| items.push(i));
+            println!("writer stall of a portable snapshot's copy {:?}", t.elapsed());
+        }
         let t = Instant::now();
         let mut items = touched_buffer(&state);
         let prepare = t.elapsed();

@@ -20,7 +20,7 @@
 //! A transaction as a reference has no points, so balances cannot be rebuilt
 //! by re-applying every transaction as a portable snapshot's load does: a
 //! checkpoint carries each account's balance and pending balance
-//! (`AccountFigures`), and says so first (`SnapshotItem::Checkpoint`), so its
+//! (`SnapshotItem::Account`), and says so first (`SnapshotItem::Checkpoint`), so its
 //! transactions are listed under their accounts without moving balances.
 
 use std::sync::atomic::Ordering;
@@ -46,15 +46,6 @@ pub struct ColdRef {
     /// The key it is listed under: a payment's customer, a refund's payment,
     /// a transaction's account, an event's type (`None`: a payment without a customer).
     pub key: Option<Id>,
-}
-
-/// An account with its figures, in a local checkpoint (whose transactions
-/// may be references, which cannot rebuild them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccountFigures {
-    pub account: Arc<Account>,
-    pub balance: i64,
-    pub pending: i64,
 }
 
 /// No key (`Keys::of`).
@@ -159,24 +150,29 @@ impl State {
     }
 
     /// A checkpoint's account: put, then given its figures.
-    pub(super) fn restore_account_figures(&self, a: AccountFigures) -> Result<(), StorageError> {
+    pub(super) fn restore_account_figures(
+        &self,
+        account: Arc<Account>,
+        balance: i64,
+        pending: i64,
+    ) -> Result<(), StorageError> {
         if !self.loading_checkpoint() {
             return Err(StorageError::Inconsistent(format!(
                 "account {} comes with figures outside a checkpoint",
-                a.account.id
+                account.id
             )));
         }
-        let id = a.account.id.clone();
-        self.apply_change(0, crate::wal::Change::PutAccount(a.account))?;
+        let id = account.id.clone();
+        self.apply_change(0, crate::wal::Change::PutAccount(account))?;
         self.accounts.update(&id, |e| {
-            e.balance = a.balance;
-            e.pending = a.pending;
+            e.balance = balance;
+            e.pending = pending;
         });
         Ok(())
     }
 
     /// A checkpoint's transaction in memory: listed under its account, its
-    /// figures already given (`AccountFigures`).
+    /// figures already given (`SnapshotItem::Account`).
     pub(super) fn list_transaction(&self, tx: Arc<PointsTransaction>) -> Result<(), StorageError> {
         if self.transactions.contains(&tx.id) {
             return Err(StorageError::Inconsistent(format!("points transaction {} written twice", tx.id)));

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::{AccountFigures, ColdObject, ColdRef, ColdTable, State, Stored};
+use super::{ColdObject, ColdRef, ColdTable, State, Stored};
+use crate::domain::members::Account;
 use crate::domain::Id;
 use crate::error::StorageError;
 use crate::wal::{Change, IdemEntry};
@@ -40,8 +41,9 @@ pub enum SnapshotItem {
     /// First in a local checkpoint (`checkpoint.rs`): accounts come with
     /// their figures (`Account`), and transactions do not move them.
     Checkpoint,
-    /// A local checkpoint's account, with its balance and pending balance.
-    Account(Box<AccountFigures>),
+    /// A local checkpoint's account, with its balance and pending balance
+    /// (inline, not boxed: the copy at the barrier allocates nothing per account).
+    Account { account: Arc<Account>, balance: i64, pending: i64 },
     /// A local checkpoint's cold object: history holds its body.
     ColdRef(Box<ColdRef>),
     // Variants written to files go above: serde numbers a skipped variant
@@ -156,11 +158,7 @@ impl State {
         self.accounts.for_each_placed(|seq, stored| {
             if let Stored::Hot(e) = stored {
                 let item = if checkpoint {
-                    SnapshotItem::Account(Box::new(AccountFigures {
-                        account: e.account.clone(),
-                        balance: e.balance,
-                        pending: e.pending,
-                    }))
+                    SnapshotItem::Account { account: e.account.clone(), balance: e.balance, pending: e.pending }
                 } else {
                     SnapshotItem::Change(Change::PutAccount(e.account.clone()))
                 };
@@ -236,7 +234,9 @@ impl State {
                 self.begin_checkpoint_load(true);
                 Ok(())
             }
-            SnapshotItem::Account(a) => self.restore_account_figures(*a),
+            SnapshotItem::Account { account, balance, pending } => {
+                self.restore_account_figures(account, balance, pending)
+            }
             SnapshotItem::ColdRef(r) => self.restore_cold_ref(*r),
         }
     }
@@ -544,7 +544,7 @@ mod tests {
                 | SnapshotItem::Sizes(_)
                 | SnapshotItem::Cold { .. }
                 | SnapshotItem::Checkpoint
-                | SnapshotItem::Account(_)
+                | SnapshotItem::Account { .. }
                 | SnapshotItem::ColdRef(_) => None,
             })
             .collect();
