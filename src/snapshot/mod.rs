@@ -35,7 +35,7 @@ use crate::config::{
 use crate::error::{ApiError, StorageError};
 use crate::history::{resolve_cold, History, ObjectsView, Remembered};
 use crate::ledger::Ledger;
-use crate::state::{in_place, Placed, Referencer, SnapshotItem, State};
+use crate::state::{in_place, CheckpointItems, Placed, SnapshotItem, State};
 use crate::storage::fs::FileSystem;
 use crate::wal::Wal;
 
@@ -51,7 +51,7 @@ pub struct Captured {
     /// History's objects as they were at the capture: where the items that
     /// were cold then are read from as the file is written.
     pub cold: Option<Box<dyn ObjectsView>>,
-    /// The state copied (a local checkpoint reads its indexes, `Referencer`).
+    /// The state copied (a local checkpoint names its cold objects from it, `CheckpointItems`).
     pub state: Arc<State>,
     /// Whether the items are a local checkpoint's (`State::snapshot_placed`).
     pub checkpoint: bool,
@@ -129,7 +129,7 @@ pub enum Scope {
     /// its history (the automatic snapshots, which must stay cheap however
     /// much history there is). Cold payments, refunds, transactions and
     /// events are named, not written, once history has synced through the
-    /// snapshot (`state::Referencer`); such a file loads only beside that history.
+    /// snapshot (`state::CheckpointItems`); such a file loads only beside that history.
     Local,
 }
 
@@ -154,15 +154,14 @@ pub fn persist(
         Scope::Portable => Some(remembered_items(history, &captured, created)?),
         Scope::Local => None,
     };
-    // A checkpoint names its cold objects only once history has them for
-    // good; otherwise it reads them like any snapshot (and still loads as a checkpoint).
-    let refer = (captured.checkpoint && synced).then(|| Referencer::new(captured.state.clone()));
     let resolve = captured.cold.map(|view| move |item| resolve_cold(view.as_ref(), item));
     let resolve = resolve.as_ref().map(|r| r as Resolve);
-    let items = in_place(captured.items).map(|(place, item)| match &refer {
-        Some(refer) => refer.refer(place, item),
-        None => item,
-    });
+    // A checkpoint refers to its cold objects only once history has them for
+    // good; otherwise it reads them like any snapshot (and still loads as a checkpoint).
+    let items: Box<dyn ExactSizeIterator<Item = SnapshotItem>> = match captured.checkpoint {
+        true => Box::new(CheckpointItems::new(captured.state, captured.items, synced)),
+        false => Box::new(in_place(captured.items).map(|(_, item)| item)),
+    };
     let info = write_snapshot(fs, data_dir, captured.lsn, created, items, resolve, extra)?;
     let compacted = compact(fs, data_dir, history.synced_lsn()).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "storage fault while deleting old snapshots or WAL segments; retried after the next snapshot");
@@ -405,7 +404,7 @@ mod measure {
         println!("built {n} accounts (5 objects each) in {:?}", started.elapsed());
         // `LEDGER_MEASURE_COLD=1`: memory lets go of what goes cold (the
         // event, payment and transaction), as if history had them, and the
-        // snapshot is a local checkpoint that names them (`Referencer`).
+        // snapshot is a local checkpoint that names them (`CheckpointItems`).
         let cold = std::env::var("LEDGER_MEASURE_COLD").is_ok_and(|v| v == "1");
         if cold {
             let evicted = state.take_cold().written.iter().filter(|(_, o)| state.evict(o)).count();
@@ -431,10 +430,9 @@ mod measure {
             // A local checkpoint: the cold objects as references, then a load
             // beside history (nothing reads the bodies, so none is needed here).
             let t = Instant::now();
-            let refer = Referencer::new(state.clone());
+            let items = CheckpointItems::new(state.clone(), items, true);
             let keys = t.elapsed();
             let t = Instant::now();
-            let items = in_place(items).map(|(place, item)| refer.refer(place, item));
             let info = write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, items, None, None).unwrap();
             let write = t.elapsed();
             let t = Instant::now();
@@ -446,9 +444,9 @@ mod measure {
             assert_eq!(fresh.balance(&format!("loy_{:016}", n - 1)), Some(42));
             assert_eq!(fresh.cold_objects(), state.cold_objects());
             println!(
-                "{n} accounts, {count} items, a local checkpoint of cold ones: buffer {prepare:?}; writer stall \
-                 (copy) {stall:?}; keys {keys:?}; sort+encode+write+fsync {write:?}; {} bytes ({} per account); \
-                 check+load {load:?}",
+                "{n} accounts, {count} items copied, a local checkpoint: buffer {prepare:?}; writer stall \
+                 (copy) {stall:?}; sort and keys {keys:?}; name+encode+write+fsync {write:?}; {} bytes ({} per \
+                 account); check+load {load:?}",
                 info.bytes,
                 info.bytes / n as u64
             );

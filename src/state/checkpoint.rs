@@ -29,8 +29,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::index::Index;
-use super::{ColdTable, SnapshotItem, State, Table};
-use crate::domain::events::EventType;
+use super::{ColdTable, Placed, SnapshotItem, State, Table};
 use crate::domain::members::Account;
 use crate::domain::points::PointsTransaction;
 use crate::domain::Id;
@@ -91,52 +90,139 @@ impl Keys {
     }
 }
 
-/// Turns a local checkpoint's cold items into references (`ColdRef`).
-pub struct Referencer {
-    state: Arc<State>,
+/// The index keys of the four tables' objects (`ColdRef::key`).
+struct IndexKeys {
     payments: Keys,
     refunds: Keys,
     transactions: Keys,
     events: Keys,
 }
 
-impl Referencer {
-    /// Reads the index keys of the four tables (after the barrier).
-    pub fn new(state: Arc<State>) -> Referencer {
+impl IndexKeys {
+    /// Read after the barrier.
+    fn of(state: &State) -> IndexKeys {
         let mut transactions = Keys::default();
         state.accounts.for_each_hot(|e| {
             transactions.add(e.account.id.clone(), |f| e.transactions.iter().copied().for_each(f));
         });
-        Referencer {
+        IndexKeys {
             payments: Keys::from_index(&state.payments_by_customer),
             refunds: Keys::from_index(&state.refunds_by_payment),
             events: Keys::from_index(&state.events_by_type),
             transactions,
-            state,
         }
     }
 
-    /// `item`, at `place` (`Placed`), as the checkpoint writes it: a cold
-    /// object of the four tables as a reference; anything else as it is
-    /// (a cold one is then read from history, `history::resolve_cold`).
-    pub fn refer(&self, place: u64, item: SnapshotItem) -> SnapshotItem {
-        let SnapshotItem::Cold { table, id } = item else { return item };
-        let seq = place as u32;
-        let s = &self.state;
-        let (created, key) = match table {
-            ColdTable::Payments => (s.payments.created_at(seq), self.payments.get(seq)),
-            ColdTable::Refunds => (s.refunds.created_at(seq), self.refunds.get(seq)),
-            ColdTable::Transactions => (s.transactions.created_at(seq), self.transactions.get(seq)),
-            ColdTable::Events => (s.events.created_at(seq), self.events.get(seq)),
-            _ => None.unzip(),
-        };
-        match created {
-            Some(created) => SnapshotItem::ColdRef(Box::new(ColdRef { table: table as u8, id, created, key })),
-            // Every placed object has its order entry: this is only a guard.
-            None => SnapshotItem::Cold { table, id },
+    fn get(&self, table: ColdTable, position: u32) -> Option<Id> {
+        match table {
+            ColdTable::Payments => self.payments.get(position),
+            ColdTable::Refunds => self.refunds.get(position),
+            ColdTable::Transactions => self.transactions.get(position),
+            ColdTable::Events => self.events.get(position),
+            _ => None,
         }
     }
 }
+
+/// The items of a local checkpoint as the writer writes them: the captured
+/// ones in their places, each run of positions that were cold at the
+/// barrier (`SnapshotItem::ColdRun`) expanded in place, between the objects
+/// of that table that were in memory. A cold object is named by its id and
+/// `created`, read after the barrier from its table (`Table::id_at`): as a
+/// reference once history has synced through the checkpoint (`refer`), else
+/// as `SnapshotItem::Cold`, which the writer reads from history's view of
+/// the barrier. One forgotten past retention since the barrier is `Gone`.
+pub struct CheckpointItems<I: Iterator<Item = Placed>> {
+    sorted: std::iter::Peekable<I>,
+    state: Arc<State>,
+    keys: Option<IndexKeys>,
+    run: Option<Run>,
+    left: usize,
+}
+
+/// A `ColdRun` being expanded.
+struct Run {
+    table: ColdTable,
+    at: u32,
+    to: u32,
+    /// The place of the table's first object: its objects that were in memory sort there.
+    part: u64,
+}
+
+impl CheckpointItems<std::vec::IntoIter<Placed>> {
+    /// `items` as captured for a checkpoint (`State::snapshot_placed`), sorted here.
+    pub fn new(state: Arc<State>, mut items: Vec<Placed>, refer: bool) -> Self {
+        items.sort_unstable_by_key(|(place, _)| *place);
+        let left = items.iter().fold(0usize, |n, (_, item)| match item {
+            SnapshotItem::ColdRun { from, to, hot, .. } => {
+                n + (to.saturating_sub(*from) as usize).saturating_sub(*hot as usize)
+            }
+            _ => n + 1,
+        });
+        let keys = refer.then(|| IndexKeys::of(&state));
+        CheckpointItems { sorted: items.into_iter().peekable(), state, keys, run: None, left }
+    }
+}
+
+impl<I: Iterator<Item = Placed>> CheckpointItems<I> {
+    /// The object that was cold at position `at` of `table` at the barrier.
+    fn name(&self, table: ColdTable, at: u32) -> SnapshotItem {
+        let s = &self.state;
+        let found = match table {
+            ColdTable::Payments => s.payments.id_at(at),
+            ColdTable::Refunds => s.refunds.id_at(at),
+            ColdTable::Transactions => s.transactions.id_at(at),
+            ColdTable::Events => s.events.id_at(at),
+            _ => None,
+        };
+        match (found, &self.keys) {
+            (None, _) => SnapshotItem::Gone,
+            (Some((id, created)), Some(keys)) => {
+                SnapshotItem::ColdRef(Box::new(ColdRef { table: table as u8, id, created, key: keys.get(table, at) }))
+            }
+            (Some((id, _)), None) => SnapshotItem::Cold { table, id },
+        }
+    }
+
+    fn take(&mut self, item: SnapshotItem) -> Option<SnapshotItem> {
+        self.left = self.left.saturating_sub(1);
+        Some(item)
+    }
+}
+
+impl<I: Iterator<Item = Placed>> Iterator for CheckpointItems<I> {
+    type Item = SnapshotItem;
+
+    fn next(&mut self) -> Option<SnapshotItem> {
+        loop {
+            if let Some(Run { table, at, to, part }) = self.run {
+                if at < to {
+                    self.run = Some(Run { table, at: at + 1, to, part });
+                    // In memory at the barrier: copied then.
+                    if self.sorted.peek().is_some_and(|(place, _)| *place == part | u64::from(at)) {
+                        let (_, item) = self.sorted.next()?;
+                        return self.take(item);
+                    }
+                    let named = self.name(table, at);
+                    return self.take(named);
+                }
+                self.run = None;
+            }
+            let (place, item) = self.sorted.next()?;
+            if let SnapshotItem::ColdRun { table, from, to, .. } = item {
+                self.run = Some(Run { table, at: from, to, part: place + (1 << 32) });
+                continue;
+            }
+            return self.take(item);
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<I: Iterator<Item = Placed>> ExactSizeIterator for CheckpointItems<I> {}
 
 impl State {
     /// While a checkpoint loads: its accounts come with their figures, and
@@ -201,27 +287,23 @@ impl State {
         fn put<T: super::Keyed>(table: &Table<T>, r: &ColdRef) -> Result<u32, StorageError> {
             table.put_cold(r.id.clone(), r.created)
         }
-        let no_key = || StorageError::Inconsistent(format!("{} comes without the key it is listed under", r.id));
+        // Listed under its key as memory had it; none (an event whose index
+        // entry retention trimmed after the barrier) leaves it unlisted, as
+        // the records replayed after the checkpoint forget it anyway.
+        let listed = |index: &Index, position: u32| {
+            if let Some(key) = &r.key {
+                index.push(key, position);
+            }
+        };
         match r.table {
-            t if t == ColdTable::Payments as u8 => {
-                let position = put(&self.payments, &r)?;
-                if let Some(customer) = &r.key {
-                    self.payments_by_customer.push(customer, position);
-                }
-            }
-            t if t == ColdTable::Refunds as u8 => {
-                let position = put(&self.refunds, &r)?;
-                self.refunds_by_payment.push(r.key.as_ref().ok_or_else(no_key)?, position);
-            }
+            t if t == ColdTable::Payments as u8 => listed(&self.payments_by_customer, put(&self.payments, &r)?),
+            t if t == ColdTable::Refunds as u8 => listed(&self.refunds_by_payment, put(&self.refunds, &r)?),
+            t if t == ColdTable::Events as u8 => listed(&self.events_by_type, put(&self.events, &r)?),
             t if t == ColdTable::Transactions as u8 => {
-                let account = r.key.as_ref().ok_or_else(no_key)?;
                 let position = put(&self.transactions, &r)?;
-                self.list_under_account(account, position)?;
-            }
-            t if t == ColdTable::Events as u8 => {
-                let kind = r.key.as_deref().and_then(EventType::parse).ok_or_else(no_key)?;
-                let position = put(&self.events, &r)?;
-                self.events_by_type.push(kind.as_str(), position);
+                if let Some(account) = &r.key {
+                    self.list_under_account(account, position)?;
+                }
             }
             other => return Err(StorageError::Inconsistent(format!("{} names table {other}", r.id))),
         }

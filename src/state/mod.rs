@@ -38,7 +38,7 @@ pub(crate) mod test_changes;
 
 pub use api_keys::ApiKeyIndex;
 pub use check::{Figures, Refusal};
-pub use checkpoint::{ColdRef, Referencer};
+pub use checkpoint::{CheckpointItems, ColdRef};
 pub use cold::{ColdBatch, ColdLoad, ColdObject, ColdTable};
 pub use gate::Gate;
 pub use idempotency::{Begin, IdemGuard, IdemStore, StoredResponse};

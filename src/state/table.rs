@@ -603,6 +603,35 @@ impl<T: Keyed> Table<T> {
         }
     }
 
+    /// `for_each_placed` for a local checkpoint: only the objects in memory,
+    /// with their places. A cold one costs a look at its bucket, not a copy
+    /// of its id (the writer names it after the barrier, `id_at`), which is
+    /// most of the copy when most objects are cold (docs/performance.md,
+    /// "Local checkpoints"). Returns the positions that hold an object now,
+    /// `first_live..len`, and how many of them were given to `f`.
+    pub fn for_each_hot_placed(&self, mut f: impl FnMut(u32, &Arc<T>)) -> (u32, u32, u32) {
+        let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
+        let mut hot = 0;
+        for guard in &guards {
+            for slot in guard.iter() {
+                if let Body::Hot(value) = &slot.body {
+                    f(slot.seq, value);
+                    hot += 1;
+                }
+            }
+        }
+        let len = self.order.read().len();
+        (self.first_live(), u32::try_from(len).unwrap_or(u32::MAX), hot)
+    }
+
+    /// The id and `created` of the object at `position` of the insertion
+    /// order, in memory or not (no history read); `None` once forgotten.
+    pub fn id_at(&self, position: u32) -> Option<(Id, i64)> {
+        let (hash, created) = self.order.read().get(position as usize)?;
+        let shard = self.shard(hash).read();
+        Self::slot_at(&shard, hash, position).map(|slot| (Id::from(slot.body.id()), created))
+    }
+
     /// One page of a list, newest first: `emit` is called for each object that
     /// passes `params` and `keep`. Returns `has_more`.
     ///
