@@ -119,10 +119,9 @@ pub fn load_snapshot(state: &State, path: &Path, bytes: &[u8], checked: &Checked
     Ok(items)
 }
 
-/// Reads, checks and decodes a snapshot into a scratch state: what `restore`
-/// and `verify` use to prove a file good before trusting it.
-/// Loads one snapshot file into a new state. `history_lsn`: the LSN of the
-/// history beside it (what a local checkpoint's references need; `None`: no history).
+/// Reads, checks and decodes a snapshot into a scratch state: what `verify`
+/// uses to prove a file good. `history_lsn`: the LSN of the history beside
+/// it (what a local checkpoint's references need; `None`: no history).
 pub fn load_file(
     fs: &dyn FileSystem,
     path: &Path,

@@ -38,7 +38,7 @@ pub enum SnapshotItem {
     /// doubling rehashes the whole table). Only a hint: an older snapshot
     /// has none, and a wrong count only costs time.
     Sizes(Box<TableSizes>),
-    /// First in a local checkpoint (`checkpoint.rs`): accounts come with
+    /// Right after `Sizes` in a local checkpoint (`checkpoint.rs`): accounts come with
     /// their figures (`Account`), and transactions do not move them.
     Checkpoint,
     /// A local checkpoint's account, with its balance and pending balance
@@ -691,7 +691,7 @@ mod tests {
             assert!(!index.positions(key).is_empty(), "{key}");
             assert_eq!(copied.positions(key), index.positions(key), "{key}");
         }
-        assert_eq!(copy.payments.created_at(0), state.payments.created_at(0));
+        assert_eq!(copy.payments.id_at(0), state.payments.id_at(0), "a reference keeps its `created`");
         assert!(copy.events_by_type.positions("payment.completed").is_empty(), "the forgotten event is gone");
     }
 

@@ -391,12 +391,6 @@ impl<T: Keyed> Table<T> {
         }
     }
 
-    /// The `created` of the object at `position` of the insertion order
-    /// (kept in the order, so a cold object's needs no history read).
-    pub fn created_at(&self, position: u32) -> Option<i64> {
-        self.order.read().get(position as usize).map(|(_, created)| created)
-    }
-
     /// Inserts or updates `id`: `f` gets the current object (to change in place,
     /// returning `None`) or `None` for a new one (returning the object to insert,
     /// which must have the id `id`, or a replacement).
