@@ -145,6 +145,11 @@ fn write_body(
     for item in items {
         match (&item, resolve) {
             (SnapshotItem::Cold { .. }, Some(resolve)) => put(resolve(item)?)?,
+            (SnapshotItem::ColdRun { table, from, .. }, _) => {
+                return Err(StorageError::Inconsistent(format!(
+                    "the object at position {from} of {table:?} was cold at the snapshot and is gone"
+                )))
+            }
             _ => put(item)?,
         }
     }

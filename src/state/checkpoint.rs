@@ -131,7 +131,7 @@ impl IndexKeys {
 /// `created`, read after the barrier from its table (`Table::id_at`): as a
 /// reference once history has synced through the checkpoint (`refer`), else
 /// as `SnapshotItem::Cold`, which the writer reads from history's view of
-/// the barrier. One forgotten past retention since the barrier is `Gone`.
+/// the barrier. An event forgotten past retention since the barrier is `Gone`.
 pub struct CheckpointItems<I: Iterator<Item = Placed>> {
     sorted: std::iter::Peekable<I>,
     state: Arc<State>,
@@ -176,7 +176,10 @@ impl<I: Iterator<Item = Placed>> CheckpointItems<I> {
             _ => None,
         };
         match (found, &self.keys) {
-            (None, _) => SnapshotItem::Gone,
+            (None, _) if table == ColdTable::Events => SnapshotItem::Gone,
+            // Only events are ever forgotten: anything else missing is a bug,
+            // and this run, left unnamed, fails the write (`write_snapshot`).
+            (None, _) => SnapshotItem::ColdRun { table, from: at, to: at + 1, hot: 0 },
             (Some((id, created)), Some(keys)) => {
                 SnapshotItem::ColdRef(Box::new(ColdRef { table: table as u8, id, created, key: keys.get(table, at) }))
             }
