@@ -135,10 +135,7 @@ fn load_beside(
     let mut from_lsn = Lsn::FIRST;
     if let Some((lsn, path, (bytes, checked))) = chosen {
         tracing::info!(file = %path.display(), lsn, items = checked.header.items, "loading snapshot");
-        state.load_cold_from_history(history_objects_lsn.is_some_and(|h| h >= lsn));
-        let items = snapshot::load_snapshot(state, &path, &bytes, &checked);
-        state.load_cold_from_history(false);
-        let items = items?;
+        let items = snapshot::load_snapshot(state, &path, &bytes, &checked, history_objects_lsn)?;
         // The state is after record `lsn` (0: before the first).
         from_lsn = Lsn::new(lsn.saturating_add(1));
         used = Some(LoadedSnapshot { path, lsn, items, created: checked.header.created });

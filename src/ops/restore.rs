@@ -54,7 +54,7 @@ pub fn run(file: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
     let (proved, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| write_synced(&fs, &tmp, &bytes));
         let state = State::new();
-        let proved = load::load_snapshot(&state, file, &bytes, &checked).map(|_| state.accounts.len());
+        let proved = load::load_snapshot(&state, file, &bytes, &checked, None).map(|_| state.accounts.len());
         // The scratch state only proves the file good. Freeing its objects one
         // by one takes about as long as loading them, and this command ends
         // right after: the OS takes the memory back at exit.

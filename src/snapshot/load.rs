@@ -78,8 +78,25 @@ fn corrupt(path: &Path, bad: format::Invalid) -> StorageError {
 
 /// Applies a checked snapshot to `state` (which must be empty) and returns
 /// the number of items. An error here leaves the state half-loaded: the
-/// caller must not use it.
-pub fn load_snapshot(state: &State, path: &Path, bytes: &[u8], checked: &Checked) -> Result<u64, StorageError> {
+/// caller must not use it. `history_lsn`: how far the history beside the
+/// file holds objects (`History::objects_lsn`; `None`: no history): at or
+/// past the snapshot, its cold items leave memory as they load
+/// (`State::load_cold_from_history`), and a local checkpoint's references
+/// load at all.
+pub fn load_snapshot(
+    state: &State,
+    path: &Path,
+    bytes: &[u8],
+    checked: &Checked,
+    history_lsn: Option<u64>,
+) -> Result<u64, StorageError> {
+    state.load_cold_from_history(history_lsn.is_some_and(|h| h >= checked.header.lsn));
+    let loaded = apply_items(state, path, bytes, checked);
+    state.load_cold_from_history(false);
+    loaded
+}
+
+fn apply_items(state: &State, path: &Path, bytes: &[u8], checked: &Checked) -> Result<u64, StorageError> {
     let started = Instant::now();
     let total = checked.header.items;
     let mut done = 0u64;
@@ -129,9 +146,7 @@ pub fn load_file(
 ) -> Result<(State, format::Header, Vec<u8>), StorageError> {
     let (bytes, checked) = read_checked(fs, path)?;
     let state = State::new();
-    state.load_cold_from_history(history_lsn.is_some_and(|h| h >= checked.header.lsn));
-    load_snapshot(&state, path, &bytes, &checked)?;
-    state.load_cold_from_history(false);
+    load_snapshot(&state, path, &bytes, &checked, history_lsn)?;
     Ok((state, checked.header, bytes))
 }
 

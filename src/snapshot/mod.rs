@@ -438,8 +438,7 @@ mod measure {
             let t = Instant::now();
             let (bytes, checked) = load::read_checked(&RealFs, &info.path).unwrap();
             let fresh = State::new();
-            fresh.load_cold_from_history(true);
-            load_snapshot(&fresh, &info.path, &bytes, &checked).unwrap();
+            load_snapshot(&fresh, &info.path, &bytes, &checked, Some(n as u64)).unwrap();
             let load = t.elapsed();
             assert_eq!(fresh.balance(&format!("loy_{:016}", n - 1)), Some(42));
             assert_eq!(fresh.cold_objects(), state.cold_objects());
@@ -462,7 +461,7 @@ mod measure {
         let t = Instant::now();
         let (bytes, checked) = load::read_checked(&RealFs, &info.path).unwrap();
         let fresh = State::new();
-        load_snapshot(&fresh, &info.path, &bytes, &checked).unwrap();
+        load_snapshot(&fresh, &info.path, &bytes, &checked, None).unwrap();
         let load = t.elapsed();
         assert_eq!(fresh.accounts.len(), n);
         assert_eq!(fresh.balance(&format!("loy_{:016}", n - 1)), Some(42));

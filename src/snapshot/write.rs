@@ -222,3 +222,25 @@ pub fn compact(fs: &dyn FileSystem, data_dir: &Path, history_lsn: u64) -> Result
     }
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ColdTable;
+    use crate::storage::fs::RealFs;
+
+    /// A checkpoint's run of cold objects that was not named (an object gone
+    /// that only retention may take) fails the write and leaves no file.
+    #[test]
+    fn an_unnamed_run_fails_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let items = vec![
+            SnapshotItem::Checkpoint,
+            SnapshotItem::ColdRun { table: ColdTable::Payments, from: 3, to: 4, hot: 0 },
+        ];
+        let err = write_snapshot(&RealFs, dir.path(), 7, 1, items.into_iter(), None, None).unwrap_err();
+        assert!(err.to_string().contains("position 3 of Payments"), "{err}");
+        assert!(list_snapshots(&RealFs, dir.path()).unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(dir.path().join(SNAPSHOT_DIR)).unwrap().count(), 0, "no temp file left");
+    }
+}

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::index::Index;
-use super::{ColdTable, Placed, SnapshotItem, State, Table};
+use super::{in_place, ColdTable, Placed, SnapshotItem, State};
 use crate::domain::members::Account;
 use crate::domain::points::PointsTransaction;
 use crate::domain::Id;
@@ -132,8 +132,8 @@ impl IndexKeys {
 /// reference once history has synced through the checkpoint (`refer`), else
 /// as `SnapshotItem::Cold`, which the writer reads from history's view of
 /// the barrier. An event forgotten past retention since the barrier is `Gone`.
-pub struct CheckpointItems<I: Iterator<Item = Placed>> {
-    sorted: std::iter::Peekable<I>,
+pub struct CheckpointItems {
+    sorted: std::iter::Peekable<std::vec::IntoIter<Placed>>,
     state: Arc<State>,
     keys: Option<IndexKeys>,
     run: Option<Run>,
@@ -149,10 +149,9 @@ struct Run {
     part: u64,
 }
 
-impl CheckpointItems<std::vec::IntoIter<Placed>> {
-    /// `items` as captured for a checkpoint (`State::snapshot_placed`), sorted here.
-    pub fn new(state: Arc<State>, mut items: Vec<Placed>, refer: bool) -> Self {
-        items.sort_unstable_by_key(|(place, _)| *place);
+impl CheckpointItems {
+    /// `items` as captured for a checkpoint (`State::snapshot_placed`), put in their places here.
+    pub fn new(state: Arc<State>, items: Vec<Placed>, refer: bool) -> Self {
         let left = items.iter().fold(0usize, |n, (_, item)| match item {
             SnapshotItem::ColdRun { from, to, hot, .. } => {
                 n + (to.saturating_sub(*from) as usize).saturating_sub(*hot as usize)
@@ -160,11 +159,9 @@ impl CheckpointItems<std::vec::IntoIter<Placed>> {
             _ => n + 1,
         });
         let keys = refer.then(|| IndexKeys::of(&state));
-        CheckpointItems { sorted: items.into_iter().peekable(), state, keys, run: None, left }
+        CheckpointItems { sorted: in_place(items).peekable(), state, keys, run: None, left }
     }
-}
 
-impl<I: Iterator<Item = Placed>> CheckpointItems<I> {
     /// The object that was cold at position `at` of `table` at the barrier.
     fn name(&self, table: ColdTable, at: u32) -> SnapshotItem {
         let s = &self.state;
@@ -193,7 +190,7 @@ impl<I: Iterator<Item = Placed>> CheckpointItems<I> {
     }
 }
 
-impl<I: Iterator<Item = Placed>> Iterator for CheckpointItems<I> {
+impl Iterator for CheckpointItems {
     type Item = SnapshotItem;
 
     fn next(&mut self) -> Option<SnapshotItem> {
@@ -225,7 +222,7 @@ impl<I: Iterator<Item = Placed>> Iterator for CheckpointItems<I> {
     }
 }
 
-impl<I: Iterator<Item = Placed>> ExactSizeIterator for CheckpointItems<I> {}
+impl ExactSizeIterator for CheckpointItems {}
 
 impl State {
     /// While a checkpoint loads: its accounts come with their figures, and
@@ -287,9 +284,6 @@ impl State {
                 r.id
             )));
         }
-        fn put<T: super::Keyed>(table: &Table<T>, r: &ColdRef) -> Result<u32, StorageError> {
-            table.put_cold(r.id.clone(), r.created)
-        }
         // Listed under its key as memory had it; none (an event whose index
         // entry retention trimmed after the barrier) leaves it unlisted, as
         // the records replayed after the checkpoint forget it anyway.
@@ -299,11 +293,17 @@ impl State {
             }
         };
         match r.table {
-            t if t == ColdTable::Payments as u8 => listed(&self.payments_by_customer, put(&self.payments, &r)?),
-            t if t == ColdTable::Refunds as u8 => listed(&self.refunds_by_payment, put(&self.refunds, &r)?),
-            t if t == ColdTable::Events as u8 => listed(&self.events_by_type, put(&self.events, &r)?),
+            t if t == ColdTable::Payments as u8 => {
+                listed(&self.payments_by_customer, self.payments.put_cold(r.id.clone(), r.created)?)
+            }
+            t if t == ColdTable::Refunds as u8 => {
+                listed(&self.refunds_by_payment, self.refunds.put_cold(r.id.clone(), r.created)?)
+            }
+            t if t == ColdTable::Events as u8 => {
+                listed(&self.events_by_type, self.events.put_cold(r.id.clone(), r.created)?)
+            }
             t if t == ColdTable::Transactions as u8 => {
-                let position = put(&self.transactions, &r)?;
+                let position = self.transactions.put_cold(r.id.clone(), r.created)?;
                 if let Some(account) = &r.key {
                     self.list_under_account(account, position)?;
                 }

@@ -71,7 +71,7 @@ pub enum SnapshotItem {
 pub type Placed = (u64, SnapshotItem);
 
 /// `items` in their places, by a sort (off the barrier: `State::snapshot_placed`).
-pub fn in_place(mut items: Vec<Placed>) -> impl ExactSizeIterator<Item = Placed> {
+pub fn in_place(mut items: Vec<Placed>) -> std::vec::IntoIter<Placed> {
     items.sort_unstable_by_key(|(place, _)| *place);
     items.into_iter()
 }
@@ -615,6 +615,9 @@ mod tests {
         let mut placed = Vec::new();
         state.snapshot_placed(true, |p| placed.push(p));
         assert_eq!(placed.iter().filter(|(_, i)| matches!(i, SnapshotItem::ColdRun { .. })).count(), 4);
+        // The same capture, for a checkpoint written before history synced through it.
+        let mut unsynced = Vec::new();
+        state.snapshot_placed(true, |p| unsynced.push(p));
         // Between the barrier and the write: a cold payment changes (history
         // had the version of the barrier) and the event is forgotten past retention.
         let mut payment = one_of_each()
@@ -648,6 +651,22 @@ mod tests {
         assert_eq!(refs + gone, evicted, "every cold object of the four tables is named");
         assert_eq!((refs, gone), (4, 1), "the event was forgotten before it was named");
         assert!(checkpoint.iter().all(|i| !matches!(i, SnapshotItem::Cold { .. })));
+        // Unsynced, it names the same objects in the same places for the
+        // writer to read from history's view of the barrier instead.
+        let read_instead: Vec<SnapshotItem> = checkpoint
+            .iter()
+            .map(|item| match item {
+                SnapshotItem::ColdRef(r) => {
+                    let table = [ColdTable::Payments, ColdTable::Refunds, ColdTable::Transactions, ColdTable::Events]
+                        .into_iter()
+                        .find(|t| *t as u8 == r.table)
+                        .unwrap();
+                    SnapshotItem::Cold { table, id: r.id.clone() }
+                }
+                other => other.clone(),
+            })
+            .collect();
+        assert_eq!(CheckpointItems::new(state.clone(), unsynced, false).collect::<Vec<_>>(), read_instead);
 
         let refused = State::new();
         let err = checkpoint.iter().cloned().try_for_each(|i| refused.restore_item(i)).unwrap_err();
