@@ -8,22 +8,41 @@
 //! - `loyalty-ledger restore FILE --data NEW` and a start from the snapshot: time
 //!   to ready and RSS per account again;
 //! - `POST /v1/admin/snapshot` on that running server (online snapshot): time,
-//!   size, and how long the WAL writer was held up copying the state.
+//!   size, and how long the WAL writer was held up copying the state;
+//! - history at scale: a data directory holding the same number of members and
+//!   `SCALE_HISTORY_ROWS` history rows (default 10,000,000: earn records of
+//!   random members, each a completed payment, its points transaction and two
+//!   events), built by a child process of this bench through the library
+//!   (records applied to a `State`, written to history in batches as the
+//!   history thread writes them, then a local checkpoint, as an automatic
+//!   snapshot writes one): a ledger that size cannot be replayed from a WAL in
+//!   memory. Then the release server starts on it: time to ready, resident
+//!   memory, history on disk, and `GET /v1/loyalty/transactions?account=`
+//!   (a list by account, newest 10) of random members one after another: p50, p99.
 //!
 //! `cargo bench --bench scale`. It reports against the targets (1M accounts in
-//! <= 1 KiB each; snapshot and restore-and-start <= 3 s each); it never fails on a number.
+//! <= 1 KiB each; snapshot and restore-and-start <= 3 s each; 10M members and
+//! 100M history rows in <= 8 GiB with a list by account p99 <= 20 ms, which
+//! `SCALE_MEMBERS=10000000 SCALE_HISTORY_ROWS=100000000` measures;
+//! `SCALE_HISTORY_ONLY=1` skips the member-only part); it never fails on a number.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use loyalty_ledger::domain::members::{Account, Customer};
-use loyalty_ledger::domain::IdKind;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use loyalty_ledger::history::{History, HistoryStats};
+use loyalty_ledger::snapshot::write_checkpoint;
+use loyalty_ledger::state::State;
+use loyalty_ledger::storage::fs::RealFs;
+
 use loyalty_ledger::wal::format::{segment_file_name, SegmentBuilder};
-use loyalty_ledger::wal::{Change, Record};
 
 /// Segment size the writer rolls at (config::WAL_SEGMENT_BYTES_MAX).
 const SEGMENT_BYTES: usize = 64 * 1024 * 1024;
@@ -34,6 +53,21 @@ const IDLE_ACCOUNT_BYTES_TARGET: f64 = 1024.0;
 /// Snapshot and restore-and-start targets, in seconds.
 const SNAPSHOT_SECONDS_TARGET: f64 = 3.0;
 const T0: i64 = 1_717_113_600;
+/// History rows one earn record makes: its payment, its points transaction and two events.
+const ROWS_PER_EARN: usize = 4;
+/// Earn records applied between two history writes while building (the
+/// history thread writes what applied every few milliseconds; fewer, larger
+/// batches only build faster).
+const BUILD_WRITE_EVERY: usize = 20_000;
+/// Members whose transactions are listed for the latency figures.
+const LIST_SAMPLES: usize = 2_000;
+/// Targets for 10M members and 100M history rows (docs/performance.md).
+const HISTORY_RESIDENT_TARGET_BYTES: f64 = 8.0 * 1024.0 * 1024.0 * 1024.0;
+const LIST_P99_MS_TARGET: f64 = 20.0;
+/// Set (to a directory) in the child process that builds the history data directory.
+const BUILD_ENV: &str = "SCALE_BUILD_HISTORY_INTO";
+/// Secret key of the servers the bench starts.
+const SECRET_KEY: &str = "sk_scale_bench";
 
 fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_loyalty-ledger")
@@ -54,21 +88,7 @@ fn write_members(data: &Path, n: usize) -> u64 {
         }
     };
     for (lsn, i) in (1u64..).zip(0..n) {
-        let account = IdKind::Account.generate();
-        let customer = Customer {
-            id: IdKind::Customer.generate(),
-            email: Some(format!("member{i}@example.com")),
-            name: None,
-            metadata: Default::default(),
-            loyalty_account: Some(account.clone()),
-            created: T0,
-        };
-        let a = Account { id: account, customer: Some(customer.id.clone()), metadata: Default::default(), created: T0 };
-        let rec = Record {
-            time: T0,
-            idem: None,
-            changes: vec![Change::PutCustomer(customer.into()), Change::PutAccount(a.into())],
-        };
+        let (_, _, rec) = common::member_record(i, T0);
         let payload = rec.encode().unwrap();
         if seg.as_ref().is_some_and(|s| s.len() + payload.len() + 12 > SEGMENT_BYTES) {
             flush(&mut seg, first);
@@ -106,7 +126,7 @@ fn serve(data: &Path) -> Running {
         .args(["serve", "--data"])
         .arg(data)
         .args(["--listen", "127.0.0.1:0"])
-        .env("LEDGER_SECRET_KEY", "sk_scale_bench")
+        .env("LEDGER_SECRET_KEY", SECRET_KEY)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -148,7 +168,7 @@ struct Online {
 fn online_snapshot(base_url: &str) -> Online {
     let started = Instant::now();
     let answer: serde_json::Value = ureq::post(&format!("{base_url}/v1/admin/snapshot"))
-        .set("Authorization", "Bearer sk_scale_bench")
+        .set("Authorization", &format!("Bearer {SECRET_KEY}"))
         .send_string("{}")
         .expect("POST /v1/admin/snapshot")
         .into_json()
@@ -181,8 +201,163 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn now_seconds() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(T0, |d| d.as_secs() as i64)
+}
+
+/// The child process: builds `data` with `members` members and `rows`
+/// history rows, and the ids of `LIST_SAMPLES` random members beside it
+/// (`accounts.txt`); exits without freeing the state (the OS takes it back).
+fn build_history(data: &Path, members: usize, rows: usize) -> ! {
+    let started = Instant::now();
+    // Recent, so that event retention keeps every event while the server runs.
+    let time = now_seconds();
+    let wal_dir = data.join("wal");
+    std::fs::create_dir_all(&wal_dir).unwrap();
+    let state = Arc::new(State::new());
+    let history = History::open(data, HistoryStats::default()).unwrap();
+    // What a first start does: an empty history that holds objects from here on.
+    history.catch_up(&RealFs, &wal_dir, &state, 0, 0).unwrap();
+    let mut lsn = 0u64;
+    let mut ids = Vec::with_capacity(members);
+    for i in 0..members {
+        let (customer, account, record) = common::member_record(i, time);
+        lsn += 1;
+        state.apply(lsn, record).unwrap();
+        ids.push((customer, account));
+    }
+    println!("  built {members} members in {:.1} s", started.elapsed().as_secs_f64());
+    let mut balances = vec![0i64; members];
+    let mut rng = StdRng::seed_from_u64(0x5ca1e);
+    let earns = rows / ROWS_PER_EARN;
+    for j in 1..=earns {
+        let m = rng.gen_range(0..members);
+        let record = common::earn_record(&ids[m].0, &ids[m].1, rng.gen_range(100..10_000), &mut balances[m], time);
+        lsn += 1;
+        state.apply(lsn, record).unwrap();
+        if j % BUILD_WRITE_EVERY == 0 || j == earns {
+            assert!(history.write_applied(&state, true), "history write failed");
+        }
+        if j % (earns / 10).max(1) == 0 {
+            println!(
+                "  {j} earn records ({} rows) applied and in history after {:.1} s",
+                j * ROWS_PER_EARN,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    assert!(history.sync_written(), "history sync failed");
+    let t = Instant::now();
+    let info = write_checkpoint(&RealFs, data, state.clone(), lsn, time).unwrap();
+    println!(
+        "  checkpoint at LSN {lsn}: {} items, {:.1} MB, written in {:.1} s; built in {:.1} s in all",
+        info.items,
+        info.bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let sample: String = (0..LIST_SAMPLES).map(|_| format!("{}\n", ids[rng.gen_range(0..members)].1)).collect();
+    std::fs::write(data.with_extension("accounts"), sample).unwrap();
+    std::process::exit(0)
+}
+
+/// Bytes of every file under `dir`.
+fn disk_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => disk_bytes(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
+}
+
+/// The percentile `p` (0..=1) of sorted `values`.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Builds the history data directory in a child process, starts the server
+/// on it and lists random members' transactions; prints the figures.
+fn history_at_scale(tmp: &Path, members: usize, rows: usize, empty_rss: u64) {
+    let data = tmp.join("history-scale");
+    println!("history at scale: {members} members and {rows} history rows");
+    let t = Instant::now();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .env(BUILD_ENV, &data)
+        .env("SCALE_MEMBERS", members.to_string())
+        .env("SCALE_HISTORY_ROWS", rows.to_string())
+        .status()
+        .expect("run the builder");
+    assert!(status.success(), "building the history data directory failed");
+    let build = t.elapsed();
+    let history_bytes = disk_bytes(&data.join("history"));
+    let snapshot_bytes = disk_bytes(&data.join("snapshots"));
+    let accounts: Vec<String> =
+        std::fs::read_to_string(data.with_extension("accounts")).unwrap().lines().map(str::to_string).collect();
+
+    let s = serve(&data);
+    std::thread::sleep(Duration::from_millis(300));
+    let rss = common::rss_bytes(&s.child.id().to_string());
+    let agent = ureq::agent();
+    let mut latencies = Vec::with_capacity(accounts.len());
+    let mut listed = 0;
+    for account in &accounts {
+        let t = Instant::now();
+        let page: serde_json::Value = agent
+            .get(&format!("{}/v1/loyalty/transactions?account={account}&limit=10", s.base_url))
+            .set("Authorization", &format!("Bearer {SECRET_KEY}"))
+            .call()
+            .expect("GET /v1/loyalty/transactions?account=")
+            .into_json()
+            .expect("a JSON page");
+        latencies.push(t.elapsed());
+        listed += page["data"].as_array().map_or(0, Vec::len);
+    }
+    latencies.sort();
+    let (p50, p99, max) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies[latencies.len() - 1]);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!();
+    println!("scale with history: {members} members, {rows} history rows");
+    println!("  built (child process)                    {:>10.1} s", build.as_secs_f64());
+    println!("  history on disk                          {:>10.1} MB", history_bytes as f64 / 1e6);
+    println!("  checkpoint on disk                       {:>10.1} MB", snapshot_bytes as f64 / 1e6);
+    println!("  start from the checkpoint: ready after   {:>10.2} s", s.ready_after.as_secs_f64());
+    println!(
+        "  RSS                                      {:>10.1} MB   ({:.0} B per member, {:.1} B per history row over an empty server's {:.1} MB, counted as members' first)",
+        rss as f64 / 1e6,
+        rss.saturating_sub(empty_rss) as f64 / members as f64,
+        rss.saturating_sub(empty_rss) as f64 / rows.max(1) as f64,
+        empty_rss as f64 / 1e6
+    );
+    println!(
+        "  list by account (limit 10, {} members one after another, {listed} transactions): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latencies.len(),
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+    println!(
+        "  targets at 10M members + 100M rows: resident {:.2} GiB (<= 8 GiB): {}; list by account p99 {:.2} ms (<= {LIST_P99_MS_TARGET} ms): {}",
+        rss as f64 / (1024.0 * 1024.0 * 1024.0),
+        verdict(rss as f64 <= HISTORY_RESIDENT_TARGET_BYTES),
+        ms(p99),
+        verdict(ms(p99) <= LIST_P99_MS_TARGET)
+    );
+}
+
 fn main() {
-    let n: usize = std::env::var("SCALE_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n = env_usize("SCALE_MEMBERS", 1_000_000);
+    let rows = env_usize("SCALE_HISTORY_ROWS", 10_000_000);
+    if let Some(dir) = std::env::var_os(BUILD_ENV) {
+        build_history(Path::new(&dir), n, rows);
+    }
     let tmp = tempfile::tempdir().unwrap();
     let empty = tmp.path().join("empty");
     let big = tmp.path().join("big");
@@ -193,6 +368,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
         common::rss_bytes(&s.child.id().to_string())
     };
+    if std::env::var("SCALE_HISTORY_ONLY").is_ok_and(|v| v == "1") {
+        history_at_scale(tmp.path(), n, rows, base);
+        return;
+    }
 
     let t = Instant::now();
     let wal_bytes = write_members(&big, n);
@@ -271,4 +450,8 @@ fn main() {
         restore_and_start.as_secs_f64(),
         verdict(restore_and_start.as_secs_f64() <= SNAPSHOT_SECONDS_TARGET)
     );
+    if rows > 0 {
+        println!();
+        history_at_scale(tmp.path(), n, rows, base);
+    }
 }

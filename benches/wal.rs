@@ -32,8 +32,6 @@ use criterion::{BatchSize, Criterion, Throughput};
 
 use loyalty_ledger::domain::earning::{points_earned, EarningRule};
 use loyalty_ledger::domain::members::{Account, Customer};
-use loyalty_ledger::domain::payments::{Payment, PaymentStatus};
-use loyalty_ledger::domain::points::{PointsTransaction, Source, TxType};
 use loyalty_ledger::domain::{Id, IdKind};
 use loyalty_ledger::memory::release_free_memory;
 use loyalty_ledger::recovery::replay_log;
@@ -44,7 +42,6 @@ use loyalty_ledger::wal::format::{
 };
 use loyalty_ledger::wal::reader::{read_log, Mode, ReadFrom};
 use loyalty_ledger::wal::{Change, IdemEntry, Lsn, Record};
-use loyalty_ledger::webhooks::outbox::derive;
 
 /// The 1M records/s replay target (docs/performance.md, Targets).
 const REPLAY_TARGET_PER_S: f64 = 1_000_000.0;
@@ -68,56 +65,9 @@ fn rule(points: i64, per_amount: i64, min_amount: i64) -> EarningRule {
     }
 }
 
-/// What completing a payment of `amount` for `customer`/`account` writes: the
-/// completed payment, its earn transaction and the events they cause (derived
-/// by `webhooks::outbox::derive`, as `Ledger::commit_reply` does), in one record.
-fn earn_record(customer: &Id, account: &Id, amount: i64, balance: &mut i64, time: i64) -> Record {
-    thread_local! {
-        /// No webhook endpoints and no earlier payments: what derive sees for a new payment.
-        static EMPTY: State = State::new();
-    }
-    let points = amount / 100;
-    let payment_id = IdKind::Payment.generate();
-    let tx_id = IdKind::PointsTransaction.generate();
-    *balance += points;
-    let payment = Payment {
-        id: payment_id.clone(),
-        amount,
-        amount_discount: 0,
-        amount_refunded: 0,
-        currency: "eur".into(),
-        status: PaymentStatus::Completed,
-        customer: Some(customer.clone()),
-        metadata: Default::default(),
-        redemptions: Vec::new(),
-        loyalty_account: Some(account.clone()),
-        points_earned: points,
-        award: Some(tx_id.clone()),
-        created: time,
-        completed_at: Some(time),
-    };
-    let tx = PointsTransaction {
-        id: tx_id,
-        account: account.clone(),
-        points,
-        kind: TxType::Earn,
-        source: Source::Payment { payment: payment_id, amount, currency: "eur".into() },
-        balance_after: *balance,
-        created: time,
-        pending: 0,
-        lots: Vec::new(),
-        available_at: None,
-        expires_at: None,
-    };
-    let mut changes = vec![Change::PutPayment(payment.into()), Change::PutTransaction(tx.into())];
-    let derived = EMPTY.with(|state| derive(state, &changes, time));
-    changes.extend(derived);
-    Record { time, idem: None, changes }
-}
-
 fn sample_earn(idem: bool) -> Record {
     let mut balance = 0;
-    let mut r = earn_record(&IdKind::Customer.generate(), &IdKind::Account.generate(), 4200, &mut balance, T0);
+    let mut r = common::earn_record(&IdKind::Customer.generate(), &IdKind::Account.generate(), 4200, &mut balance, T0);
     if idem {
         // The stored response is the payment's JSON view (about 450 bytes).
         let body = match &r.changes[0] {
@@ -152,7 +102,8 @@ fn apply_rounds(iters: u64, readers: usize) -> Duration {
         let member = Account { id: account.clone(), customer: None, metadata: Default::default(), created: T0 };
         state.apply(1, Record { time: T0, idem: None, changes: vec![Change::PutAccount(member.into())] }).unwrap();
         let mut balance = 0;
-        let records: Vec<Record> = (0..n).map(|_| earn_record(&customer, &account, 4200, &mut balance, T0)).collect();
+        let records: Vec<Record> =
+            (0..n).map(|_| common::earn_record(&customer, &account, 4200, &mut balance, T0)).collect();
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
             for _ in 0..readers {
@@ -265,13 +216,13 @@ fn micro(c: &mut Criterion) {
     for _ in 0..10 {
         for (i, (customer, account)) in members.iter().enumerate() {
             lsn += 1;
-            state.apply(lsn, earn_record(customer, account, 4200, &mut balances[i], T0)).unwrap();
+            state.apply(lsn, common::earn_record(customer, account, 4200, &mut balances[i], T0)).unwrap();
         }
     }
     let next: Vec<Record> = members
         .iter()
         .enumerate()
-        .map(|(i, (customer, account))| earn_record(customer, account, 4200, &mut balances[i].clone(), T0))
+        .map(|(i, (customer, account))| common::earn_record(customer, account, 4200, &mut balances[i].clone(), T0))
         .collect();
     let mut g = c.benchmark_group("check");
     g.throughput(Throughput::Elements(1));
@@ -367,7 +318,7 @@ fn write_log(dir: &Path, total: usize) -> u64 {
         x ^= x << 17;
         let m = (x % members as u64) as usize;
         let amount = 100 + ((x >> 20) % 9901) as i64;
-        let rec = earn_record(&customers[m].id, &accounts[m], amount, &mut balances[m], T0 + (n / 1000) as i64);
+        let rec = common::earn_record(&customers[m].id, &accounts[m], amount, &mut balances[m], T0 + (n / 1000) as i64);
         push(&rec, &mut seg, &mut lsn, &mut seg_first);
         n += 1;
     }

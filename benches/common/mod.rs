@@ -1,5 +1,16 @@
 //! Helpers more than one bench uses (each includes this file: `mod common;`).
 
+// Each bench uses some of them.
+#![allow(dead_code)]
+
+use loyalty_ledger::domain::members::{Account, Customer};
+use loyalty_ledger::domain::payments::{Payment, PaymentStatus};
+use loyalty_ledger::domain::points::{PointsTransaction, Source, TxType};
+use loyalty_ledger::domain::{Id, IdKind};
+use loyalty_ledger::state::State;
+use loyalty_ledger::wal::{Change, Record};
+use loyalty_ledger::webhooks::outbox::derive;
+
 /// Resident memory (`VmRSS`) of process `pid`, or of this one for `"self"`; 0 if unknown.
 pub fn rss_bytes(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -9,4 +20,74 @@ pub fn rss_bytes(pid: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .unwrap_or(0)
         * 1024
+}
+
+/// What completing a payment of `amount` for `customer`/`account` writes: the
+/// completed payment, its earn transaction and the events they cause (derived
+/// by `webhooks::outbox::derive`, as `Ledger::commit_reply` does), in one record.
+pub fn earn_record(customer: &Id, account: &Id, amount: i64, balance: &mut i64, time: i64) -> Record {
+    thread_local! {
+        /// No webhook endpoints and no earlier payments: what derive sees for a new payment.
+        static EMPTY: State = State::new();
+    }
+    let points = amount / 100;
+    let payment_id = IdKind::Payment.generate();
+    let tx_id = IdKind::PointsTransaction.generate();
+    *balance += points;
+    let payment = Payment {
+        id: payment_id.clone(),
+        amount,
+        amount_discount: 0,
+        amount_refunded: 0,
+        currency: "eur".into(),
+        status: PaymentStatus::Completed,
+        customer: Some(customer.clone()),
+        metadata: Default::default(),
+        redemptions: Vec::new(),
+        loyalty_account: Some(account.clone()),
+        points_earned: points,
+        award: Some(tx_id.clone()),
+        created: time,
+        completed_at: Some(time),
+    };
+    let tx = PointsTransaction {
+        id: tx_id,
+        account: account.clone(),
+        points,
+        kind: TxType::Earn,
+        source: Source::Payment { payment: payment_id, amount, currency: "eur".into() },
+        balance_after: *balance,
+        created: time,
+        pending: 0,
+        lots: Vec::new(),
+        available_at: None,
+        expires_at: None,
+    };
+    let mut changes = vec![Change::PutPayment(payment.into()), Change::PutTransaction(tx.into())];
+    let derived = EMPTY.with(|state| derive(state, &changes, time));
+    changes.extend(derived);
+    Record { time, idem: None, changes }
+}
+
+/// A member as the API makes one: a customer and its linked loyalty account, in one record.
+pub fn member_record(i: usize, time: i64) -> (Id, Id, Record) {
+    let account = IdKind::Account.generate();
+    let customer = Customer {
+        id: IdKind::Customer.generate(),
+        email: Some(format!("member{i}@example.com")),
+        name: None,
+        metadata: Default::default(),
+        loyalty_account: Some(account.clone()),
+        created: time,
+    };
+    let a = Account {
+        id: account.clone(),
+        customer: Some(customer.id.clone()),
+        metadata: Default::default(),
+        created: time,
+    };
+    let customer_id = customer.id.clone();
+    let rec =
+        Record { time, idem: None, changes: vec![Change::PutCustomer(customer.into()), Change::PutAccount(a.into())] };
+    (customer_id, account, rec)
 }

@@ -75,7 +75,7 @@ impl History {
     /// (idempotent responses, cold objects, objects forgotten past
     /// retention), then lets memory forget it. Returns whether it went well.
     /// With nothing to write, it writes only when `move_lsn` (before a sync).
-    pub(crate) fn write_applied(&self, state: &State, move_lsn: bool) -> bool {
+    pub fn write_applied(&self, state: &State, move_lsn: bool) -> bool {
         // Every record up to `upto` has stored its response and queued its
         // objects (`State::finish_record` runs after its changes, and moves
         // `applied_lsn` last).
@@ -113,7 +113,7 @@ impl History {
     }
 
     /// Syncs history; the WAL below what it synced may then be deleted.
-    pub(super) fn sync_written(&self) -> bool {
+    pub fn sync_written(&self) -> bool {
         let written = self.written_lsn();
         if written <= self.synced_lsn() {
             return true;

@@ -301,6 +301,23 @@ pub fn take_blocking(
     Ok(persist(fs, data_dir, created, captured, started, history, Scope::Portable)?)
 }
 
+/// Writes a local checkpoint of `state`, exactly at `lsn`, into `data_dir`
+/// when nothing else applies to it and history has synced through `lsn`:
+/// what the scale bench builds a data directory with (a ledger too large to
+/// replay from its WAL), the same items an automatic snapshot writes.
+pub fn write_checkpoint(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+    state: Arc<State>,
+    lsn: u64,
+    created: i64,
+) -> Result<SnapshotInfo, StorageError> {
+    let mut items = touched_buffer(&state);
+    state.snapshot_placed(true, |item| items.push(item));
+    let items = CheckpointItems::new(state, items, true);
+    write_snapshot(fs, data_dir, lsn, created, items, None, None)
+}
+
 #[cfg(test)]
 mod measure {
     use super::*;
