@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::store::Batch;
-use super::{encode_cold, History};
+use super::{encode_cold, EncodedCold, History};
 use crate::config::{
     HISTORY_RETENTION_SWEEP_EVERY, HISTORY_RETRY_AFTER, HISTORY_SWEEP_BATCH_MAX, HISTORY_SYNC_EVERY,
     HISTORY_WRITE_EVERY, IDEMPOTENCY_RETENTION_SECONDS,
@@ -89,9 +89,10 @@ impl History {
             return true;
         }
         let started = Instant::now();
-        let written = encode_cold(&cold).and_then(|(objects, deleted)| {
-            let batch = Batch { lsn: upto, remembered, objects, deleted, holds_objects: false };
-            self.store.write(&batch).map(|()| (batch.remembered.len(), batch.objects.len()))
+        let written = encode_cold(&cold, |o| state.position_of(o)).and_then(|encoded| {
+            let EncodedCold { objects, archived, deleted } = encoded;
+            let batch = Batch { lsn: upto, remembered, objects, deleted, archived, ..Batch::default() };
+            self.store.write(&batch).map(|()| (batch.remembered.len(), batch.objects.len() + batch.archived.len()))
         });
         match written {
             Ok((remembered, objects)) => {

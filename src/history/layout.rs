@@ -34,6 +34,64 @@ pub fn object_key(table: u8, id: &str) -> Vec<u8> {
     key
 }
 
+/// Partition: `archive_key(table, position)` -> `encode_archived`: the
+/// objects of the archived tables (`ARCHIVED_TABLES`) by their place in their
+/// table's insertion order, which is how lists read them.
+pub const ARCHIVE: &str = "archive";
+/// Partition: `object_key(table, id)` -> position (4 bytes): where an
+/// archived object is in `ARCHIVE`.
+pub const ARCHIVE_IDS: &str = "archive_ids";
+/// Key in `META` present once every object of the archived tables is in
+/// `ARCHIVE` rather than `OBJECTS` (a history from before has its first
+/// start after the change move them, `History::catch_up`).
+pub const ARCHIVE_KEY: &[u8] = b"archive";
+
+/// The tables whose objects history keeps by position (`state::ColdTable`
+/// bytes: points transactions and events). They never change once written,
+/// so memory lets go of them wholly, in their order (docs/architecture.md,
+/// "History").
+pub const ARCHIVED_TABLES: [u8; 2] = [4, 6];
+
+/// Whether history keeps `table`'s objects by position.
+pub fn is_archived(table: u8) -> bool {
+    ARCHIVED_TABLES.contains(&table)
+}
+
+/// An archived object's key: its table's byte, then its position (big-endian).
+pub fn archive_key(table: u8, position: u32) -> [u8; 5] {
+    let mut key = [0u8; 5];
+    key[0] = table;
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// The position in an `archive_key`.
+pub fn archive_key_position(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.get(1..5)?.try_into().ok()?))
+}
+
+/// Bytes before the id in an archived value: created (8), the id's length (1).
+const ARCHIVED_HEADER_BYTES: usize = 8 + 1;
+
+/// created | id length | id | the encoded change (`None` for an id over 255 bytes).
+pub fn encode_archived(created: i64, id: &str, change: &[u8]) -> Option<Vec<u8>> {
+    let id_len = u8::try_from(id.len()).ok()?;
+    let mut out = Vec::with_capacity(ARCHIVED_HEADER_BYTES + id.len() + change.len());
+    out.extend_from_slice(&created.to_be_bytes());
+    out.push(id_len);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(change);
+    Some(out)
+}
+
+/// An archived value's `created`, id and encoded change.
+pub fn decode_archived(bytes: &[u8]) -> Option<(i64, &str, &[u8])> {
+    let created = i64::from_be_bytes(bytes.get(0..8)?.try_into().ok()?);
+    let id_len = usize::from(*bytes.get(8)?);
+    let id = std::str::from_utf8(bytes.get(ARCHIVED_HEADER_BYTES..ARCHIVED_HEADER_BYTES + id_len)?).ok()?;
+    Some((created, id, &bytes[ARCHIVED_HEADER_BYTES + id_len..]))
+}
+
 /// Bytes before the response body in a remembered value: LSN (8), created
 /// (8), status (2), fingerprint (32).
 const REMEMBERED_HEADER_BYTES: usize = 8 + 8 + 2 + 32;
@@ -112,6 +170,18 @@ mod tests {
         assert_eq!(decode_remembered("k-1", &bytes), Some(r));
         assert_eq!(remembered_lsn(&bytes), Some(42));
         assert_eq!(decode_remembered("k-1", &bytes[..REMEMBERED_HEADER_BYTES - 1]), None);
+    }
+
+    #[test]
+    fn an_archived_object_round_trips_and_keys_sort_by_position() {
+        let bytes = encode_archived(-7, "evt_1", b"change").unwrap();
+        assert_eq!(encode_archived(0, &"x".repeat(256), b""), None);
+        assert_eq!(decode_archived(&bytes), Some((-7, "evt_1", &b"change"[..])));
+        assert_eq!(decode_archived(&bytes[..9]), None);
+        let keys =
+            [archive_key(4, 0), archive_key(4, 255), archive_key(4, 256), archive_key(4, u32::MAX), archive_key(6, 0)];
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(archive_key_position(&archive_key(6, 70_000)), Some(70_000));
     }
 
     #[test]

@@ -32,11 +32,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 pub use layout::Remembered;
-pub use store::{Batch, FjallHistory, HistoryStore, ObjectsView, RememberedView};
+pub use store::{Archived, ArchivedVisit, Batch, FjallHistory, HistoryStore, ObjectsView, RememberedView};
 
 use crate::config::{HISTORY_CATCH_UP_BATCH_MAX, HISTORY_WRITE_EVERY};
 use crate::error::StorageError;
-use crate::state::{ColdBatch, ColdLoad, SnapshotItem, State};
+use crate::state::{ArchiveRead, ColdBatch, ColdLoad, ColdObject, ColdTable, Keyed, SnapshotItem, State};
 use crate::storage::fs::FileSystem;
 use crate::wal::reader::{read_log, Mode, ReadFrom};
 use crate::wal::{Change, Lsn, Record};
@@ -44,22 +44,36 @@ use crate::wal::{Change, Lsn, Record};
 /// A key and its value, as history writes them.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// What history writes for a `ColdBatch`: objects by id, the archived
+/// tables' objects by position, and the keys of forgotten ones.
+#[derive(Debug, Default)]
+pub(crate) struct EncodedCold {
+    pub objects: Vec<KeyValue>,
+    pub archived: Vec<Archived>,
+    pub deleted: Vec<Vec<u8>>,
+}
+
 /// `cold`'s objects as history writes them (`layout::object_key`, the
-/// encoded change), and the keys of its forgotten ones.
+/// encoded change; an archived table's under its position, which `position`
+/// tells), and the keys of its forgotten ones.
 ///
 /// An object both written and deleted in one batch is only deleted, and
 /// one written twice is written once, at its newest version: the engine
 /// gives a batch's entries one sequence number, so two for a key would leave
 /// it to chance which stays.
-pub(crate) fn encode_cold(cold: &ColdBatch) -> Result<(Vec<KeyValue>, Vec<Vec<u8>>), StorageError> {
+pub(crate) fn encode_cold(
+    cold: &ColdBatch,
+    position: impl Fn(&ColdObject) -> Option<u32>,
+) -> Result<EncodedCold, StorageError> {
     let deleted: Vec<Vec<u8>> =
         cold.forgotten.iter().map(|(_, table, id)| layout::object_key(*table as u8, id)).collect();
     // foldhash, not SipHash: the keys are ours (it was 0.4 % of the server's samples).
     let mut seen: std::collections::HashSet<Vec<u8>, foldhash::fast::RandomState> = deleted.iter().cloned().collect();
-    let mut objects = Vec::with_capacity(cold.written.len());
+    let mut out = EncodedCold { objects: Vec::with_capacity(cold.written.len()), ..EncodedCold::default() };
     // Newest first, so the first version of a key met is the one kept.
     for (_, object) in cold.written.iter().rev() {
-        let key = layout::object_key(object.table() as u8, object.id());
+        let table = object.table() as u8;
+        let key = layout::object_key(table, object.id());
         if !seen.insert(key.clone()) {
             continue;
         }
@@ -67,10 +81,19 @@ pub(crate) fn encode_cold(cold: &ColdBatch) -> Result<(Vec<KeyValue>, Vec<Vec<u8
             .change()
             .encode_alone()
             .map_err(|e| StorageError::Inconsistent(format!("encoding {} for history: {e}", object.id())))?;
-        objects.push((key, value));
+        if layout::is_archived(table) {
+            let unplaced = || StorageError::Inconsistent(format!("{} has no place in its table", object.id()));
+            let at = position(object).ok_or_else(unplaced)?;
+            let value = layout::encode_archived(object.created(), object.id(), &value).ok_or_else(unplaced)?;
+            out.archived.push(Archived { position: at, key, value, moved: false });
+        } else {
+            out.objects.push((key, value));
+        }
     }
-    objects.reverse();
-    Ok((objects, deleted))
+    out.objects.reverse();
+    out.archived.reverse();
+    out.deleted = deleted;
+    Ok(out)
 }
 
 /// Sub-directory of the data directory that holds history.
@@ -203,10 +226,56 @@ impl History {
         Ok(if self.store.holds_objects()? { Some(self.store.lsn()?) } else { None })
     }
 
-    /// Lets `state` read what only history holds: remembered responses and cold objects.
+    /// Lets `state` read what only history holds: remembered responses,
+    /// cold objects and the archived tables' objects by position.
     pub fn attach_reads(&self, state: &State) {
         state.idempotency.attach_history(self.store.clone());
         state.attach_cold_loader(cold_loader(self.store.clone()));
+        state.transactions.attach_archive(Box::new(StoreArchive::new(
+            self.store.clone(),
+            ColdTable::Transactions,
+            |c| match c {
+                Change::PutTransaction(t) => Some(t),
+                _ => None,
+            },
+        )));
+        state.events.attach_archive(Box::new(StoreArchive::new(self.store.clone(), ColdTable::Events, |c| match c {
+            Change::PutEvent(e) => Some(e),
+            _ => None,
+        })));
+    }
+
+    /// The archived tables' cold objects of a history from before the
+    /// archive (in `OBJECTS`, memory holding their slots), read back to move
+    /// them under their positions.
+    fn moved_to_archive(&self, state: &State) -> Result<Vec<Archived>, StorageError> {
+        let mut cold: Vec<(ColdTable, u32, crate::domain::Id)> = Vec::new();
+        state.transactions.for_each_placed(|seq, stored| {
+            if let crate::state::Stored::Cold(id) = stored {
+                cold.push((ColdTable::Transactions, seq, id.clone()));
+            }
+        });
+        state.events.for_each_placed(|seq, stored| {
+            if let crate::state::Stored::Cold(id) = stored {
+                cold.push((ColdTable::Events, seq, id.clone()));
+            }
+        });
+        let mut out = Vec::with_capacity(cold.len());
+        for (table, position, id) in cold {
+            let key = layout::object_key(table as u8, &id);
+            let missing = || StorageError::Inconsistent(format!("{id} is missing from history"));
+            let bytes = self.store.object(&key)?.ok_or_else(missing)?;
+            let change = Change::decode_alone(&bytes)
+                .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))?;
+            let created = match &change {
+                Change::PutTransaction(t) => t.created,
+                Change::PutEvent(e) => e.created,
+                _ => return Err(StorageError::Inconsistent(format!("history holds something else under {id}"))),
+            };
+            let value = layout::encode_archived(created, &id, &bytes).ok_or_else(missing)?;
+            out.push(Archived { position, key, value, moved: true });
+        }
+        Ok(out)
     }
 
     /// Brings history up to `end_lsn`, the WAL's end, with `state` rebuilt
@@ -285,15 +354,26 @@ impl History {
             written: cold.written.iter().filter(|(at, _)| !has(*at)).cloned().collect(),
             forgotten: cold.forgotten.iter().filter(|(at, _, _)| !has(*at)).cloned().collect(),
         };
-        let (objects, deleted) = encode_cold(&missing)?;
-        let written_objects = objects.len();
+        let EncodedCold { objects, mut archived, deleted } = encode_cold(&missing, |o| state.position_of(o))?;
+        // A history from before the archive: the archived tables' cold
+        // objects move from `OBJECTS` to `ARCHIVE`, once.
+        let holds_archive = self.store.holds_archive()?;
+        if !holds_archive {
+            archived.extend(self.moved_to_archive(state)?);
+        }
+        let written_objects = objects.len() + archived.len();
         let mut objects = objects.into_iter().peekable();
         while objects.peek().is_some() {
             let chunk: Vec<_> = objects.by_ref().take(HISTORY_CATCH_UP_BATCH_MAX).collect();
             self.store.write(&Batch { lsn: from_lsn, objects: chunk, ..Batch::default() })?;
         }
+        let mut archived = archived.into_iter().peekable();
+        while archived.peek().is_some() {
+            let chunk: Vec<_> = archived.by_ref().take(HISTORY_CATCH_UP_BATCH_MAX).collect();
+            self.store.write(&Batch { lsn: from_lsn, archived: chunk, ..Batch::default() })?;
+        }
         // The last batch moves history's LSN: a crash before it starts all this again.
-        self.store.write(&Batch { lsn, deleted, holds_objects: true, ..Batch::default() })?;
+        self.store.write(&Batch { lsn, deleted, holds_objects: true, holds_archive: true, ..Batch::default() })?;
         self.store.sync()?;
         self.written.store(lsn, Ordering::Release);
         self.synced.store(lsn, Ordering::Release);
@@ -305,6 +385,7 @@ impl History {
         for (_, object) in &cold.written {
             evicted += usize::from(state.evict(object));
         }
+        state.archive_cold();
         Ok(CaughtUp {
             from_lsn,
             lsn,
@@ -314,6 +395,51 @@ impl History {
             evicted,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// An archived table's reads from `store` (`Table::attach_archive`).
+struct StoreArchive<T> {
+    store: Arc<dyn HistoryStore>,
+    table: ColdTable,
+    /// The table's object in the change that puts it.
+    object: fn(Change) -> Option<Arc<T>>,
+}
+
+impl<T> StoreArchive<T> {
+    fn new(store: Arc<dyn HistoryStore>, table: ColdTable, object: fn(Change) -> Option<Arc<T>>) -> Self {
+        StoreArchive { store, table, object }
+    }
+
+    fn decode(&self, position: u32, bytes: &[u8]) -> Result<(i64, Arc<T>), StorageError> {
+        let bad = |why: String| {
+            StorageError::Inconsistent(format!("the archived object {position} of {:?} {why}", self.table))
+        };
+        let (created, _, change) = layout::decode_archived(bytes).ok_or_else(|| bad("does not decode".into()))?;
+        let change = Change::decode_alone(change).map_err(|e| bad(format!("does not decode: {e}")))?;
+        let object = (self.object)(change).ok_or_else(|| bad("is something else".into()))?;
+        Ok((created, object))
+    }
+}
+
+impl<T: Keyed + Send + Sync> ArchiveRead<T> for StoreArchive<T> {
+    fn range(&self, from: u32, to: u32) -> Result<Vec<(u32, i64, Arc<T>)>, StorageError> {
+        let mut out = Vec::with_capacity(to.saturating_sub(from) as usize);
+        self.store.archived_range(self.table as u8, from, to, &mut |position, bytes| {
+            let (created, object) = self.decode(position, bytes)?;
+            out.push((position, created, object));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn at(&self, position: u32) -> Result<Option<Arc<T>>, StorageError> {
+        let Some(bytes) = self.store.archived_at(self.table as u8, position)? else { return Ok(None) };
+        Ok(Some(self.decode(position, &bytes)?.1))
+    }
+
+    fn position(&self, id: &str) -> Result<Option<u32>, StorageError> {
+        self.store.archived_position(&layout::object_key(self.table as u8, id))
     }
 }
 
@@ -328,15 +454,49 @@ fn cold_loader(store: Arc<dyn HistoryStore>) -> ColdLoad {
 }
 
 /// Reads the snapshot items that were cold at a capture (`SnapshotItem::Cold`)
-/// from the view of history taken then.
-pub fn resolve_cold(view: &dyn ObjectsView, item: SnapshotItem) -> Result<SnapshotItem, StorageError> {
-    let SnapshotItem::Cold { table, id } = item else { return Ok(item) };
-    let bytes = view
-        .object(&layout::object_key(table as u8, &id))?
-        .ok_or_else(|| StorageError::Inconsistent(format!("{id} was cold at the snapshot and is not in history")))?;
-    Change::decode_alone(&bytes)
-        .map(SnapshotItem::Change)
-        .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))
+/// or archived then (`SnapshotItem::ArchivedRun`, every object of the run,
+/// in order) from the view of history taken then, into `put`; any other item
+/// goes as it is.
+pub fn resolve_cold(
+    view: &dyn ObjectsView,
+    item: SnapshotItem,
+    put: &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let decode = |id: &str, bytes: &[u8]| {
+        Change::decode_alone(bytes)
+            .map(SnapshotItem::Change)
+            .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))
+    };
+    match item {
+        SnapshotItem::Cold { table, id } => {
+            let bytes = view.object(&layout::object_key(table as u8, &id))?.ok_or_else(|| {
+                StorageError::Inconsistent(format!("{id} was cold at the snapshot and is not in history"))
+            })?;
+            put(decode(&id, &bytes)?)
+        }
+        SnapshotItem::ArchivedRun { table, from, to } => {
+            let mut next = from;
+            view.archived_range(table as u8, from, to, &mut |position, bytes| {
+                let (_, id, change) = layout::decode_archived(bytes).ok_or_else(|| {
+                    StorageError::Inconsistent(format!("the archived object {position} of {table:?} does not decode"))
+                })?;
+                if position != next {
+                    return Err(StorageError::Inconsistent(format!(
+                        "position {next} of {table:?} was archived at the snapshot and is not in history"
+                    )));
+                }
+                next += 1;
+                put(decode(id, change)?)
+            })?;
+            if next != to {
+                return Err(StorageError::Inconsistent(format!(
+                    "position {next} of {table:?} was archived at the snapshot and is not in history"
+                )));
+            }
+            Ok(())
+        }
+        other => put(other),
+    }
 }
 
 #[cfg(test)]
@@ -361,7 +521,8 @@ mod tests {
             written: vec![(1, first), (2, newest.clone()), (2, gone)],
             forgotten: vec![(3, ColdTable::Transactions, "ptx_1".into())],
         };
-        let (objects, deleted) = encode_cold(&cold).unwrap();
+        let EncodedCold { objects, archived, deleted } = encode_cold(&cold, |_| Some(7)).unwrap();
+        assert!(archived.is_empty(), "the transaction is deleted, not written");
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].0, layout::object_key(ColdTable::Lots as u8, "lot_1"));
         assert_eq!(Change::decode_alone(&objects[0].1).unwrap(), newest.change());

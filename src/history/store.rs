@@ -31,9 +31,30 @@ pub struct Batch {
     /// keys of objects to delete (forgotten past retention), in that order.
     pub objects: Vec<(Vec<u8>, Vec<u8>)>,
     pub deleted: Vec<Vec<u8>>,
+    /// Objects of the archived tables to write (`layout::ARCHIVE`); a
+    /// deleted key (above) goes from there too.
+    pub archived: Vec<Archived>,
     /// Marks history as holding every cold object up to `lsn` (`OBJECTS_KEY`).
     pub holds_objects: bool,
+    /// Marks the archived tables' objects as moved to `ARCHIVE` (`ARCHIVE_KEY`).
+    pub holds_archive: bool,
 }
+
+/// An object of an archived table as history writes it (`layout::ARCHIVE`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archived {
+    pub position: u32,
+    /// `layout::object_key`: its table and id.
+    pub key: Vec<u8>,
+    /// `layout::encode_archived`.
+    pub value: Vec<u8>,
+    /// Moved from `OBJECTS` (a history from before the archive, `History::catch_up`): deleted there.
+    pub moved: bool,
+}
+
+/// Calls `f` with each archived object of a table in a range of positions,
+/// in order, as `(position, layout::encode_archived bytes)`.
+pub type ArchivedVisit<'a> = &'a mut dyn FnMut(u32, &[u8]) -> Result<(), StorageError>;
 
 /// The operations the server needs from a history engine.
 pub trait HistoryStore: Send + Sync {
@@ -52,8 +73,17 @@ pub trait HistoryStore: Send + Sync {
     fn disk_bytes(&self) -> u64;
     /// Whether history holds every cold object up to its LSN (`Batch::holds_objects`).
     fn holds_objects(&self) -> Result<bool, StorageError>;
-    /// An object's current version (`layout::object_key`), encoded.
+    /// An object's current version (`layout::object_key`), encoded (from
+    /// `OBJECTS`, or from `ARCHIVE` for an archived table's).
     fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Whether the archived tables' objects are in `ARCHIVE` (`Batch::holds_archive`).
+    fn holds_archive(&self) -> Result<bool, StorageError>;
+    /// The position of an archived object (`layout::object_key`).
+    fn archived_position(&self, key: &[u8]) -> Result<Option<u32>, StorageError>;
+    /// The archived object of `table` at `position` (`layout::encode_archived`).
+    fn archived_at(&self, table: u8, position: u32) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Visits `table`'s archived objects at positions `from..to`, in order.
+    fn archived_range(&self, table: u8, from: u32, to: u32, f: ArchivedVisit) -> Result<(), StorageError>;
     /// The objects as they are now, however long they are read from it (a
     /// snapshot reads the objects that were cold when it was captured).
     fn objects_view(&self) -> Box<dyn ObjectsView>;
@@ -69,6 +99,8 @@ pub trait HistoryStore: Send + Sync {
 /// A fixed view of the objects (`HistoryStore::objects_view`).
 pub trait ObjectsView: Send {
     fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// `HistoryStore::archived_range` in this view.
+    fn archived_range(&self, table: u8, from: u32, to: u32, f: ArchivedVisit) -> Result<(), StorageError>;
 }
 
 /// A fixed view of the remembered responses (`HistoryStore::remembered_view`).
@@ -89,6 +121,10 @@ pub struct FjallHistory {
     idempotency_by_age: PartitionHandle,
     /// Cold objects (`layout::OBJECTS`).
     objects: PartitionHandle,
+    /// The archived tables' objects by position, and their positions by id
+    /// (`layout::ARCHIVE`, `layout::ARCHIVE_IDS`).
+    archive: PartitionHandle,
+    archive_ids: PartitionHandle,
 }
 
 impl FjallHistory {
@@ -118,6 +154,8 @@ impl FjallHistory {
             )
             .map_err(failed)?;
         Ok(FjallHistory {
+            archive: partition(layout::ARCHIVE)?,
+            archive_ids: partition(layout::ARCHIVE_IDS)?,
             meta: partition(layout::META)?,
             idempotency: partition(layout::IDEMPOTENCY)?,
             idempotency_by_age: partition(layout::IDEMPOTENCY_BY_AGE)?,
@@ -161,11 +199,29 @@ impl HistoryStore for FjallHistory {
         for (key, value) in &batch.objects {
             out.insert(&self.objects, key.as_slice(), value.as_slice());
         }
+        for a in &batch.archived {
+            let table = a.key.first().copied().unwrap_or(0);
+            out.insert(&self.archive, layout::archive_key(table, a.position), a.value.as_slice());
+            out.insert(&self.archive_ids, a.key.as_slice(), a.position.to_be_bytes());
+            if a.moved {
+                out.remove(&self.objects, a.key.as_slice());
+            }
+        }
         for key in &batch.deleted {
             out.remove(&self.objects, key.as_slice());
+            let table = key.first().copied().unwrap_or(0);
+            if layout::is_archived(table) {
+                if let Some(position) = self.archived_position(key)? {
+                    out.remove(&self.archive, layout::archive_key(table, position));
+                    out.remove(&self.archive_ids, key.as_slice());
+                }
+            }
         }
         if batch.holds_objects {
             out.insert(&self.meta, layout::OBJECTS_KEY, [1u8]);
+        }
+        if batch.holds_archive {
+            out.insert(&self.meta, layout::ARCHIVE_KEY, [1u8]);
         }
         out.insert(&self.meta, layout::LSN_KEY, batch.lsn.to_be_bytes());
         out.commit().map_err(|e| self.error(e))
@@ -215,15 +271,44 @@ impl HistoryStore for FjallHistory {
     }
 
     fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.objects.get(key).map_err(|e| self.error(e))?.map(|v| v.to_vec()))
+        let archived = |key: &[u8]| {
+            let Some(position) = self.archived_position(key)? else { return Ok(None) };
+            self.archived_at(key[0], position)
+        };
+        object_in(key, |k| Ok(self.objects.get(k).map_err(|e| self.error(e))?.map(|v| v.to_vec())), archived, &self.dir)
+    }
+
+    fn holds_archive(&self) -> Result<bool, StorageError> {
+        Ok(self.meta.get(layout::ARCHIVE_KEY).map_err(|e| self.error(e))?.is_some())
+    }
+
+    fn archived_position(&self, key: &[u8]) -> Result<Option<u32>, StorageError> {
+        let value = self.archive_ids.get(key).map_err(|e| self.error(e))?;
+        value.map(|v| decode_position(&v, &self.dir)).transpose()
+    }
+
+    fn archived_at(&self, table: u8, position: u32) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.archive.get(layout::archive_key(table, position)).map_err(|e| self.error(e))?.map(|v| v.to_vec()))
+    }
+
+    fn archived_range(&self, table: u8, from: u32, to: u32, f: ArchivedVisit) -> Result<(), StorageError> {
+        let range = layout::archive_key(table, from)..layout::archive_key(table, to);
+        visit_range(self.archive.range(range).map(|item| item.map_err(|e| self.error(e))), f, &self.dir)
     }
 
     fn objects_view(&self) -> Box<dyn ObjectsView> {
-        Box::new(FjallObjects { snapshot: self.objects.snapshot(), dir: self.dir.clone() })
+        // One instant for the three partitions: the view is one moment of history.
+        let at = self.keyspace.instant();
+        Box::new(FjallObjects {
+            objects: self.objects.snapshot_at(at),
+            archive: self.archive.snapshot_at(at),
+            archive_ids: self.archive_ids.snapshot_at(at),
+            dir: self.dir.clone(),
+        })
     }
 
     fn objects_count(&self) -> Result<usize, StorageError> {
-        self.objects.len().map_err(|e| self.error(e))
+        Ok(self.objects.len().map_err(|e| self.error(e))? + self.archive.len().map_err(|e| self.error(e))?)
     }
 
     fn remembered_count(&self) -> Result<usize, StorageError> {
@@ -235,14 +320,81 @@ impl HistoryStore for FjallHistory {
     }
 }
 
+/// An object's encoded change, from `objects` or, for an archived table's,
+/// from `archived` (`layout::encode_archived` there).
+fn object_in(
+    key: &[u8],
+    objects: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StorageError>,
+    archived: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StorageError>,
+    dir: &Path,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    if key.first().is_some_and(|t| layout::is_archived(*t)) {
+        if let Some(value) = archived(key)? {
+            let Some((_, _, change)) = layout::decode_archived(&value) else {
+                return Err(corrupt_archive(dir, key));
+            };
+            return Ok(Some(change.to_vec()));
+        }
+    }
+    // A history from before the archive holds them here until its next start moves them.
+    objects(key)
+}
+
+fn corrupt_archive(dir: &Path, key: &[u8]) -> StorageError {
+    StorageError::Corrupt {
+        path: dir.display().to_string(),
+        offset: 0,
+        reason: format!("the archived object {:?} does not decode", String::from_utf8_lossy(key)),
+    }
+}
+
+fn decode_position(bytes: &[u8], dir: &Path) -> Result<u32, StorageError> {
+    Ok(u32::from_be_bytes(bytes.try_into().map_err(|_| StorageError::Corrupt {
+        path: dir.display().to_string(),
+        offset: 0,
+        reason: "an archived object's position is not 4 bytes".into(),
+    })?))
+}
+
+fn visit_range(
+    items: impl Iterator<Item = Result<(fjall::Slice, fjall::Slice), StorageError>>,
+    f: ArchivedVisit,
+    dir: &Path,
+) -> Result<(), StorageError> {
+    for item in items {
+        let (key, value) = item?;
+        let position = layout::archive_key_position(&key).ok_or_else(|| corrupt_archive(dir, &key))?;
+        f(position, &value)?;
+    }
+    Ok(())
+}
+
 struct FjallObjects {
-    snapshot: fjall::Snapshot,
+    objects: fjall::Snapshot,
+    archive: fjall::Snapshot,
+    archive_ids: fjall::Snapshot,
     dir: PathBuf,
+}
+
+impl FjallObjects {
+    fn error(&self, e: impl Into<fjall::Error>) -> StorageError {
+        engine_error(&self.dir, e.into())
+    }
 }
 
 impl ObjectsView for FjallObjects {
     fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.snapshot.get(key).map_err(|e| engine_error(&self.dir, e.into()))?.map(|v| v.to_vec()))
+        let archived = |key: &[u8]| {
+            let Some(bytes) = self.archive_ids.get(key).map_err(|e| self.error(e))? else { return Ok(None) };
+            let position = decode_position(&bytes, &self.dir)?;
+            Ok(self.archive.get(layout::archive_key(key[0], position)).map_err(|e| self.error(e))?.map(|v| v.to_vec()))
+        };
+        object_in(key, |k| Ok(self.objects.get(k).map_err(|e| self.error(e))?.map(|v| v.to_vec())), archived, &self.dir)
+    }
+
+    fn archived_range(&self, table: u8, from: u32, to: u32, f: ArchivedVisit) -> Result<(), StorageError> {
+        let range = layout::archive_key(table, from)..layout::archive_key(table, to);
+        visit_range(self.archive.range(range).map(|item| item.map_err(|e| self.error(e))), f, &self.dir)
     }
 }
 

@@ -35,7 +35,7 @@ use crate::config::{
 use crate::error::{ApiError, StorageError};
 use crate::history::{resolve_cold, History, ObjectsView, Remembered};
 use crate::ledger::Ledger;
-use crate::state::{in_place, CheckpointItems, Placed, SnapshotItem, State};
+use crate::state::{CheckpointItems, Counted, Placed, SnapshotItem, State};
 use crate::storage::fs::FileSystem;
 use crate::wal::Wal;
 
@@ -154,13 +154,17 @@ pub fn persist(
         Scope::Portable => Some(remembered_items(history, &captured, created)?),
         Scope::Local => None,
     };
-    let resolve = captured.cold.map(|view| move |item| resolve_cold(view.as_ref(), item));
+    let resolve = captured.cold.map(|view| {
+        move |item, put: &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>| {
+            resolve_cold(view.as_ref(), item, put)
+        }
+    });
     let resolve = resolve.as_ref().map(|r| r as Resolve);
     // A checkpoint refers to its cold objects only once history has them for
     // good; otherwise it reads them like any snapshot (and still loads as a checkpoint).
     let items: Box<dyn ExactSizeIterator<Item = SnapshotItem>> = match captured.checkpoint {
         true => Box::new(CheckpointItems::new(captured.state, captured.items, synced)),
-        false => Box::new(in_place(captured.items).map(|(_, item)| item)),
+        false => Box::new(Counted::in_place(captured.items)),
     };
     let info = write_snapshot(fs, data_dir, captured.lsn, created, items, resolve, extra)?;
     let compacted = compact(fs, data_dir, history.synced_lsn()).unwrap_or_else(|e| {
@@ -471,8 +475,7 @@ mod measure {
 
         let t = Instant::now();
         let info =
-            write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, in_place(items).map(|(_, i)| i), None, None)
-                .unwrap();
+            write_snapshot(&RealFs, dir.path(), n as u64, 1_700_000_000, Counted::in_place(items), None, None).unwrap();
         let write = t.elapsed();
 
         let t = Instant::now();

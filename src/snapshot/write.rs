@@ -41,9 +41,11 @@ pub struct Extra<'a> {
 pub type ExtraItems<'a> =
     Box<dyn FnOnce(&mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>) -> Result<(), StorageError> + 'a>;
 
-/// How the writer reads an item that was cold at the capture from history
-/// (`history::resolve_cold`), one at a time as it writes.
-pub type Resolve<'a> = &'a dyn Fn(SnapshotItem) -> Result<SnapshotItem, StorageError>;
+/// How the writer reads what was cold or archived at the capture from
+/// history (`history::resolve_cold`) as it writes: each item it stands for
+/// goes to the function given.
+pub type Resolve<'a> =
+    &'a dyn Fn(SnapshotItem, &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>) -> Result<(), StorageError>;
 
 /// Writes `items` (the state exactly at `lsn`; cold ones through `resolve`),
 /// then `extra`'s, as the snapshot `<lsn>.snap`.
@@ -144,7 +146,12 @@ fn write_body(
     };
     for item in items {
         match (&item, resolve) {
-            (SnapshotItem::Cold { .. }, Some(resolve)) => put(resolve(item)?)?,
+            (SnapshotItem::Cold { .. } | SnapshotItem::ArchivedRun { .. }, Some(resolve)) => resolve(item, &mut put)?,
+            (SnapshotItem::ArchivedRun { table, from, .. }, None) => {
+                return Err(StorageError::Inconsistent(format!(
+                    "archived {table:?} from position {from} on were to be read from history, which is not there"
+                )))
+            }
             (SnapshotItem::ColdRun { table, from, .. }, _) => {
                 return Err(StorageError::Inconsistent(format!(
                     "the object at position {from} of {table:?} was cold at the snapshot and is gone"

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::index::Index;
+use super::snapshot::{written_count, Listed, ListedIn};
 use super::{in_place, ColdTable, Placed, SnapshotItem, State};
 use crate::domain::members::Account;
 use crate::domain::points::PointsTransaction;
@@ -137,7 +138,48 @@ pub struct CheckpointItems {
     state: Arc<State>,
     keys: Option<IndexKeys>,
     run: Option<Run>,
+    /// Each archived table's `Listed` items, written right after its `Archived` mark.
+    listed: Vec<(u8, Vec<SnapshotItem>)>,
+    /// Items to give before the next sorted one.
+    pending: std::collections::VecDeque<SnapshotItem>,
     left: usize,
+}
+
+/// The `Listed` items of an archived table whose first position in memory
+/// at the barrier was `first_hot`: its index entries below that, read after
+/// the barrier (a group only grows past it; retention may trim its old end,
+/// which the records replayed after the checkpoint trim again).
+fn listed(state: &State, table: u8, first_hot: u32) -> Vec<SnapshotItem> {
+    let below = |positions: &mut Vec<u32>| positions.truncate(positions.partition_point(|p| *p < first_hot));
+    let mut out = Vec::new();
+    if table == ColdTable::Transactions as u8 {
+        state.accounts.for_each_hot(|e| {
+            let mut positions = e.transactions.clone();
+            below(&mut positions);
+            if !positions.is_empty() {
+                let key = e.account.id.clone();
+                out.push(SnapshotItem::Listed(Box::new(Listed {
+                    index: ListedIn::AccountTransactions as u8,
+                    key,
+                    positions,
+                })));
+            }
+        });
+    } else if table == ColdTable::Events as u8 {
+        for key in state.events_by_type.keys() {
+            let mut positions = Vec::new();
+            state.events_by_type.for_each_position(&key, |p| positions.push(p));
+            below(&mut positions);
+            if !positions.is_empty() {
+                out.push(SnapshotItem::Listed(Box::new(Listed {
+                    index: ListedIn::EventsByType as u8,
+                    key,
+                    positions,
+                })));
+            }
+        }
+    }
+    out
 }
 
 /// A `ColdRun` being expanded.
@@ -151,15 +193,39 @@ struct Run {
 
 impl CheckpointItems {
     /// `items` as captured for a checkpoint (`State::snapshot_placed`), put in their places here.
-    pub fn new(state: Arc<State>, items: Vec<Placed>, refer: bool) -> Self {
+    pub fn new(state: Arc<State>, mut items: Vec<Placed>, refer: bool) -> Self {
+        let mut listed = Vec::new();
+        for (_, item) in &mut items {
+            match item {
+                // What is archived is named by its mark (and its index entries) ...
+                SnapshotItem::Archived { table, first_hot, .. } if refer => {
+                    listed.push((*table, self::listed(&state, *table, *first_hot)));
+                }
+                // ... or, history not synced through the checkpoint, read
+                // whole (`ArchivedRun`) and loaded in memory from `first_live` on.
+                SnapshotItem::Archived { first_live, first_hot, .. } => *first_hot = *first_live,
+                _ => {}
+            }
+        }
+        if refer {
+            items.retain(|(_, item)| !matches!(item, SnapshotItem::ArchivedRun { .. }));
+        }
         let left = items.iter().fold(0usize, |n, (_, item)| match item {
             SnapshotItem::ColdRun { from, to, hot, .. } => {
                 n + (to.saturating_sub(*from) as usize).saturating_sub(*hot as usize)
             }
-            _ => n + 1,
-        });
+            _ => n + written_count(item),
+        }) + listed.iter().map(|(_, l)| l.len()).sum::<usize>();
         let keys = refer.then(|| IndexKeys::of(&state));
-        CheckpointItems { sorted: in_place(items).peekable(), state, keys, run: None, left }
+        CheckpointItems {
+            sorted: in_place(items).peekable(),
+            state,
+            keys,
+            run: None,
+            listed,
+            pending: Default::default(),
+            left,
+        }
     }
 
     /// The object that was cold at position `at` of `table` at the barrier.
@@ -195,6 +261,9 @@ impl Iterator for CheckpointItems {
 
     fn next(&mut self) -> Option<SnapshotItem> {
         loop {
+            if let Some(item) = self.pending.pop_front() {
+                return self.take(item);
+            }
             if let Some(Run { table, at, to, part }) = self.run {
                 if at < to {
                     self.run = Some(Run { table, at: at + 1, to, part });
@@ -212,6 +281,11 @@ impl Iterator for CheckpointItems {
             if let SnapshotItem::ColdRun { table, from, to, .. } = item {
                 self.run = Some(Run { table, at: from, to, part: place + (1 << 32) });
                 continue;
+            }
+            if let SnapshotItem::Archived { table, .. } = &item {
+                if let Some(at) = self.listed.iter().position(|(t, _)| t == table) {
+                    self.pending.extend(self.listed.swap_remove(at).1);
+                }
             }
             return self.take(item);
         }
@@ -276,6 +350,41 @@ impl State {
 
     /// A checkpoint's reference to a cold object: a cold slot in its table,
     /// listed under its key. Only next to a history that holds it.
+    /// A checkpoint's archived table: empty so far, it starts where memory
+    /// started at the barrier; below is history's.
+    pub(super) fn restore_archived(&self, table: u8, first_live: u32, first_hot: u32) -> Result<(), StorageError> {
+        if first_live < first_hot && !self.snapshot_in_history.load(Ordering::Acquire) {
+            return Err(StorageError::Inconsistent(format!(
+                "positions {first_live}..{first_hot} of table {table} are only in history: this is an automatic \
+                 checkpoint, which loads only beside the history it was taken with (a portable snapshot comes \
+                 from POST /v1/admin/snapshot)"
+            )));
+        }
+        match table {
+            t if t == ColdTable::Transactions as u8 => self.transactions.start_archived(first_live, first_hot),
+            t if t == ColdTable::Events as u8 => self.events.start_archived(first_live, first_hot),
+            other => Err(StorageError::Inconsistent(format!("table {other} is not archived"))),
+        }
+    }
+
+    /// A checkpoint's index entries of archived objects (`SnapshotItem::Listed`).
+    pub(super) fn restore_listed(&self, index: u8, key: &str, positions: Vec<u32>) -> Result<(), StorageError> {
+        if !self.loading_checkpoint() {
+            return Err(StorageError::Inconsistent(format!("index entries of {key} outside a checkpoint")));
+        }
+        match index {
+            i if i == ListedIn::AccountTransactions as u8 => self
+                .accounts
+                .update(key, |e| e.transactions.extend_from_slice(&positions))
+                .ok_or_else(|| StorageError::Inconsistent(format!("transactions listed under unknown account {key}"))),
+            i if i == ListedIn::EventsByType as u8 => {
+                positions.into_iter().for_each(|p| self.events_by_type.push(key, p));
+                Ok(())
+            }
+            other => Err(StorageError::Inconsistent(format!("index {other} is not one a checkpoint lists"))),
+        }
+    }
+
     pub(super) fn restore_cold_ref(&self, r: ColdRef) -> Result<(), StorageError> {
         if !self.snapshot_in_history.load(Ordering::Acquire) {
             return Err(StorageError::Inconsistent(format!(

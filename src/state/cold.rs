@@ -180,6 +180,14 @@ impl State {
         }
     }
 
+    /// Archives what is cold at the old end of the archived tables (after
+    /// history's reads are attached: a start whose snapshot let its cold
+    /// objects go as they loaded, `load_cold_from_history`).
+    pub fn archive_cold(&self) {
+        self.transactions.advance();
+        self.events.advance();
+    }
+
     /// Drops what records up to `upto` left for history, which has it now.
     pub fn drop_cold_through(&self, upto: u64) {
         drop_through(&self.cold.written, upto, |(lsn, _)| *lsn);
@@ -205,6 +213,12 @@ macro_rules! cold_tables {
                 }
             }
 
+            pub fn created(&self) -> i64 {
+                match self {
+                    $(ColdObject::$object(o) => o.created,)*
+                }
+            }
+
             /// The object as history stores it: the WAL's change that puts it.
             pub fn change(&self) -> Change {
                 match self {
@@ -219,6 +233,13 @@ macro_rules! cold_tables {
             pub fn evict(&self, object: &ColdObject) -> bool {
                 match object {
                     $(ColdObject::$object(o) => self.$field.evict(o),)*
+                }
+            }
+
+            /// Where `object` is in its table's insertion order.
+            pub fn position_of(&self, object: &ColdObject) -> Option<u32> {
+                match object {
+                    $(ColdObject::$object(o) => self.$field.position(&o.id),)*
                 }
             }
 

@@ -264,6 +264,24 @@ mod tests {
         fn objects_count(&self) -> Result<usize, crate::error::StorageError> {
             Ok(0)
         }
+        fn holds_archive(&self) -> Result<bool, crate::error::StorageError> {
+            Ok(false)
+        }
+        fn archived_position(&self, _: &[u8]) -> Result<Option<u32>, crate::error::StorageError> {
+            Err(crate::error::StorageError::Poisoned)
+        }
+        fn archived_at(&self, _: u8, _: u32) -> Result<Option<Vec<u8>>, crate::error::StorageError> {
+            Err(crate::error::StorageError::Poisoned)
+        }
+        fn archived_range(
+            &self,
+            _: u8,
+            _: u32,
+            _: u32,
+            _: crate::history::ArchivedVisit,
+        ) -> Result<(), crate::error::StorageError> {
+            Err(crate::error::StorageError::Poisoned)
+        }
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub use index::Index;
 pub use lanes::{apply_in_lanes, Lanes};
 pub use list::{CreatedRange, Cursor, ListParams};
 pub use reports::{Activity, Liability, MoneyValue, EXPIRING_HORIZON_DAYS};
-pub use snapshot::{in_place, Placed, SnapshotItem, TableSizes};
-pub use table::{Keyed, Stored, Table};
+pub use snapshot::{in_place, Counted, ListedIn, Placed, SnapshotItem, TableSizes};
+pub use table::{ArchiveRead, Keyed, Stored, Table};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

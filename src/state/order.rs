@@ -10,6 +10,10 @@
 //!
 //! The first chunk grows by doubling up to ORDER_CHUNK_IDS, so a table with
 //! a handful of objects (rewards, endpoints) does not hold a whole chunk.
+//!
+//! An archived table (`Table::attach_archive`) lets go of the chunks wholly
+//! below its first object in memory (`drop_below`): history keeps those
+//! positions. Their place stays (an empty chunk), so positions never move.
 
 use crate::config::ORDER_CHUNK_IDS;
 
@@ -21,9 +25,39 @@ pub type Entry = (u64, i64);
 pub struct Order {
     chunks: Vec<Vec<Entry>>,
     len: usize,
+    /// Positions below this are let go of (`drop_below`): a multiple of ORDER_CHUNK_IDS.
+    dropped: usize,
 }
 
 impl Order {
+    /// An order whose first `base` positions are held elsewhere (a local
+    /// checkpoint's archived objects): the next push lands at `base`.
+    pub fn with_base(base: usize) -> Order {
+        let dropped = base - base % ORDER_CHUNK_IDS;
+        let mut chunks: Vec<Vec<Entry>> = (0..dropped / ORDER_CHUNK_IDS).map(|_| Vec::new()).collect();
+        if base > dropped {
+            // Stand-ins for the positions of the first chunk held elsewhere; never read.
+            let mut first = Vec::with_capacity(ORDER_CHUNK_IDS);
+            first.resize(base - dropped, (0, 0));
+            chunks.push(first);
+        }
+        Order { chunks, len: base, dropped }
+    }
+
+    /// Lets go of the chunks wholly below `position`.
+    pub fn drop_below(&mut self, position: usize) {
+        let to = position.min(self.len) - position.min(self.len) % ORDER_CHUNK_IDS;
+        for chunk in &mut self.chunks[self.dropped / ORDER_CHUNK_IDS..to / ORDER_CHUNK_IDS] {
+            *chunk = Vec::new();
+        }
+        self.dropped = self.dropped.max(to);
+    }
+
+    /// The first position still held (`drop_below`).
+    pub fn first_held(&self) -> usize {
+        self.dropped
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -47,9 +81,11 @@ impl Order {
         self.chunks.get(position / ORDER_CHUNK_IDS)?.get(position % ORDER_CHUNK_IDS).copied()
     }
 
-    /// A copy of the entries at positions `range` (clamped to the length).
+    /// A copy of the entries at positions `range` (clamped to the length;
+    /// `begin` must be at or past `first_held`).
     pub fn copy_range(&self, begin: usize, end: usize) -> Vec<Entry> {
         let end = end.min(self.len);
+        debug_assert!(begin >= self.dropped || begin >= end, "positions {begin}.. were let go of");
         let mut out = Vec::with_capacity(end.saturating_sub(begin));
         let mut at = begin;
         while at < end {
@@ -105,6 +141,33 @@ mod tests {
         assert!(order.copy_range(n, n + 5).is_empty());
         assert_eq!(order.get(ORDER_CHUNK_IDS + 1), Some(entry(ORDER_CHUNK_IDS + 1)));
         assert_eq!(order.get(n), None);
+    }
+
+    #[test]
+    fn chunks_below_the_archive_go_and_positions_stay() {
+        let n = ORDER_CHUNK_IDS * 3 + 5;
+        let mut order = Order::default();
+        for i in 0..n {
+            order.push(entry(i));
+        }
+        order.drop_below(ORDER_CHUNK_IDS * 2 + 1);
+        assert_eq!(order.first_held(), ORDER_CHUNK_IDS * 2);
+        assert!(order.chunks[..2].iter().all(|c| c.capacity() == 0));
+        assert_eq!(order.get(ORDER_CHUNK_IDS), None);
+        assert_eq!(order.get(ORDER_CHUNK_IDS * 2), Some(entry(ORDER_CHUNK_IDS * 2)));
+        assert_eq!(order.copy_range(ORDER_CHUNK_IDS * 2, n), (ORDER_CHUNK_IDS * 2..n).map(entry).collect::<Vec<_>>());
+        assert_eq!(order.push(entry(n)), n);
+
+        for base in [0, 7, ORDER_CHUNK_IDS, ORDER_CHUNK_IDS * 2 + 3] {
+            let mut order = Order::with_base(base);
+            assert_eq!((order.len(), order.first_held()), (base, base - base % ORDER_CHUNK_IDS));
+            for i in base..base + ORDER_CHUNK_IDS + 2 {
+                assert_eq!(order.push(entry(i)), i);
+            }
+            assert_eq!(order.get(base + 1), Some(entry(base + 1)));
+            let end = base + ORDER_CHUNK_IDS + 2;
+            assert_eq!(order.copy_range(base, end), (base..end).map(entry).collect::<Vec<_>>());
+        }
     }
 
     #[test]

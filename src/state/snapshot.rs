@@ -50,6 +50,14 @@ pub enum SnapshotItem {
     /// barrier and forgotten past retention before the writer named it:
     /// loads as nothing (the records replayed after it forget it anyway).
     Gone,
+    /// A local checkpoint's archived table (`ColdTable` byte): positions
+    /// `first_live..first_hot` are in history only; its objects written
+    /// after this start at `first_hot`. Comes before its `Listed` items and
+    /// its objects.
+    Archived { table: u8, first_live: u32, first_hot: u32 },
+    /// In a local checkpoint, right after `Archived`: archived positions
+    /// listed under one key of one index.
+    Listed(Box<Listed>),
     // Variants written to files go above: serde numbers a skipped variant
     // on the way out and not on the way in, so one above them would shift
     // every index after it when read.
@@ -63,7 +71,69 @@ pub enum SnapshotItem {
     /// were cold at the barrier; the writer names them (`CheckpointItems`).
     #[serde(skip)]
     ColdRun { table: ColdTable, from: u32, to: u32, hot: u32 },
+    /// Never in a file: an archived table's positions `from..to` at the
+    /// capture (none of them in memory), which the writer reads from
+    /// history's view of that moment, whole, in order (`history::resolve_cold`).
+    #[serde(skip)]
+    ArchivedRun { table: ColdTable, from: u32, to: u32 },
 }
+
+/// The archived positions listed under `key` in one index (`ListedIn`), oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listed {
+    pub index: u8,
+    pub key: Id,
+    pub positions: Vec<u32>,
+}
+
+/// The indexes a `SnapshotItem::Listed` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ListedIn {
+    /// An account's points transactions (its key: the account).
+    AccountTransactions = 0,
+    /// `State::events_by_type` (its key: the event type).
+    EventsByType = 1,
+}
+
+/// How many items `item` stands for in a file (an `ArchivedRun` is read out
+/// whole by the writer).
+pub fn written_count(item: &SnapshotItem) -> usize {
+    match item {
+        SnapshotItem::ArchivedRun { from, to, .. } => to.saturating_sub(*from) as usize,
+        _ => 1,
+    }
+}
+
+/// Items whose count is known ahead (the file's header says it first).
+pub struct Counted<I> {
+    items: I,
+    left: usize,
+}
+
+impl Counted<std::vec::IntoIter<Placed>> {
+    /// `items` in their places (`in_place`), counted as written.
+    pub fn in_place(items: Vec<Placed>) -> Self {
+        let left = items.iter().map(|(_, item)| written_count(item)).sum();
+        Counted { items: in_place(items), left }
+    }
+}
+
+impl<I: Iterator<Item = Placed>> Iterator for Counted<I> {
+    type Item = SnapshotItem;
+
+    fn next(&mut self) -> Option<SnapshotItem> {
+        let (_, item) = self.items.next()?;
+        self.left = self.left.saturating_sub(written_count(&item));
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<I: Iterator<Item = Placed>> ExactSizeIterator for Counted<I> {}
 
 /// A snapshot item and its place: its part of the snapshot (a table, or a
 /// single item) in the high 32 bits, its place in that part (a table's
@@ -127,8 +197,9 @@ impl State {
                 customers: self.customers.len() as u64,
                 accounts: self.accounts.len() as u64,
                 payments: self.payments.len() as u64,
-                transactions: self.transactions.len() as u64,
-                events: self.events.len() as u64,
+                // A checkpoint's load holds only what memory holds of an archived table.
+                transactions: if checkpoint { self.transactions.held_len() } else { self.transactions.len() } as u64,
+                events: if checkpoint { self.events.held_len() } else { self.events.len() } as u64,
                 redemptions: self.redemptions.len() as u64,
                 deliveries: self.deliveries.len() as u64,
             })),
@@ -176,6 +247,26 @@ impl State {
                 }
             }};
         }
+        // An archived table: what is in history only, before the rest of
+        // it (lower positions). A checkpoint marks where its memory starts
+        // (and the writer lists the index entries under it,
+        // `CheckpointItems`); a portable snapshot reads it out whole.
+        macro_rules! archived {
+            ($table:ident, $kind:ident) => {{
+                let mark = next_part();
+                let (first_live, first_hot) =
+                    (self.$table.first_live(), self.$table.first_hot().max(self.$table.first_live()));
+                if checkpoint {
+                    f((mark, SnapshotItem::Archived { table: ColdTable::$kind as u8, first_live, first_hot }));
+                }
+                if first_live < first_hot {
+                    f((
+                        mark | 1,
+                        SnapshotItem::ArchivedRun { table: ColdTable::$kind, from: first_live, to: first_hot },
+                    ));
+                }
+            }};
+        }
         f((next_part(), SnapshotItem::Change(Change::PutProgram(self.program().into()))));
         table!(customers, PutCustomer);
         // Accounts without balances: transactions below rebuild them (in a
@@ -197,10 +288,12 @@ impl State {
         named!(refunds, PutRefund, Refunds);
         table!(redemptions, PutRedemption, Redemptions);
         // After accounts: each one moves a balance and must land on its `balance_after`.
+        archived!(transactions, Transactions);
         named!(transactions, PutTransaction, Transactions);
         // After transactions: a lot names its account; its moves out of
         // pending are settled once all is loaded (`finish_restore`).
         table!(lots, PutLot, Lots);
+        archived!(events, Events);
         named!(events, PutEvent, Events);
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         table!(webhook_endpoints, PutWebhookEndpoint);
@@ -265,6 +358,13 @@ impl State {
             }
             SnapshotItem::ColdRef(r) => self.restore_cold_ref(*r),
             SnapshotItem::Gone => Ok(()),
+            SnapshotItem::Archived { table, first_live, first_hot } => {
+                self.restore_archived(table, first_live, first_hot)
+            }
+            SnapshotItem::Listed(l) => self.restore_listed(l.index, &l.key, l.positions),
+            SnapshotItem::ArchivedRun { table, .. } => {
+                Err(StorageError::Inconsistent(format!("archived {table:?} were never read from history")))
+            }
             SnapshotItem::ColdRun { table, .. } => {
                 Err(StorageError::Inconsistent(format!("a run of cold {table:?} was never named")))
             }
@@ -577,7 +677,10 @@ mod tests {
                 | SnapshotItem::Account { .. }
                 | SnapshotItem::ColdRef(_)
                 | SnapshotItem::Gone
-                | SnapshotItem::ColdRun { .. } => None,
+                | SnapshotItem::ColdRun { .. }
+                | SnapshotItem::Archived { .. }
+                | SnapshotItem::Listed(_)
+                | SnapshotItem::ArchivedRun { .. } => None,
             })
             .collect();
         kinds.dedup();
