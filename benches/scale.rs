@@ -252,7 +252,7 @@ fn build_history(data: &Path, members: usize, rows: usize) -> ! {
     }
     assert!(history.sync_written(), "history sync failed");
     let t = Instant::now();
-    let info = write_checkpoint(&RealFs, data, state.clone(), lsn, time).unwrap();
+    let info = write_checkpoint(&RealFs, data, state.clone(), &history, lsn, time).unwrap();
     println!(
         "  checkpoint at LSN {lsn}: {} items, {:.1} MB, written in {:.1} s; built in {:.1} s in all",
         info.items,

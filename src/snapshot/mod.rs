@@ -313,13 +313,17 @@ pub fn write_checkpoint(
     fs: &dyn FileSystem,
     data_dir: &Path,
     state: Arc<State>,
+    history: &History,
     lsn: u64,
     created: i64,
 ) -> Result<SnapshotInfo, StorageError> {
     let mut items = touched_buffer(&state);
     state.snapshot_placed(true, |item| items.push(item));
+    let view = history.store().objects_view();
+    let resolve =
+        |item, put: &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>| resolve_cold(view.as_ref(), item, put);
     let items = CheckpointItems::new(state, items, true);
-    write_snapshot(fs, data_dir, lsn, created, items, None, None)
+    write_snapshot(fs, data_dir, lsn, created, items, Some(&resolve), None)
 }
 
 #[cfg(test)]

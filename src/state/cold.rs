@@ -285,7 +285,7 @@ mod tests {
     use crate::history::{FjallHistory, History, HistoryStats};
     use crate::state::list::CreatedRange;
     use crate::state::test_changes::{account, earn, lot, redemption};
-    use crate::state::ListParams;
+    use crate::state::{ListParams, SnapshotItem};
     use crate::storage::fs::RealFs;
     use crate::wal::Record;
 
@@ -359,6 +359,8 @@ mod tests {
         assert_eq!(state.cold_objects(), cold);
         assert_eq!(history.store().objects_count().unwrap(), cold);
         assert_eq!(reads(&state), before, "lists, cursors, filters and lookups read history as they read memory");
+        assert_eq!(state.transactions.first_hot() as usize, N, "every transaction is archived");
+        assert_eq!(state.transactions.held_len(), 0, "memory holds nothing of them");
 
         // A spent lot comes back (a release): its record reads the version it
         // replaces from history, and the new one stays in memory until history
@@ -430,6 +432,91 @@ mod tests {
         let again = ledger();
         let caught_up = history.catch_up(&RealFs, dir.path(), &again, 0, end).unwrap();
         assert_eq!((caught_up.objects, caught_up.evicted), (0, N + N.div_ceil(4) + canceled));
+    }
+
+    /// A local checkpoint of archived tables names where memory starts and
+    /// lists their index entries in bulk: loaded beside the same history it
+    /// reads the same. A portable snapshot reads them out whole, and loads
+    /// to the same reads without history.
+    #[test]
+    fn archived_tables_survive_a_checkpoint_and_a_portable_snapshot() {
+        let state = Arc::new(ledger());
+        let before = reads(&state);
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        let end = state.applied_lsn();
+        history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
+        assert!(history.store().holds_archive().unwrap());
+        let info = crate::snapshot::write_checkpoint(&RealFs, dir.path(), state.clone(), &history, end, 5).unwrap();
+        let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
+        // Its lots and redemptions are whole; the N transactions are not there one by one.
+        assert!(info.items < 2 * N as u64, "no item per archived transaction ({} items)", info.items);
+        let copy = State::new();
+        crate::snapshot::load_snapshot(&copy, &info.path, &bytes, &checked, Some(end)).unwrap();
+        assert_eq!(copy.transactions.first_hot() as usize, N);
+        history.attach_reads(&copy);
+        assert_eq!(reads(&copy), before, "read beside history");
+        let without = State::new();
+        let refused = crate::snapshot::load_snapshot(&without, &info.path, &bytes, &checked, None).unwrap_err();
+        assert!(refused.to_string().contains("automatic checkpoint"), "{refused}");
+
+        // Portable: the archived run read whole from history's view.
+        let mut placed = Vec::new();
+        state.snapshot_placed(false, |p| placed.push(p));
+        assert!(placed.iter().any(|(_, i)| matches!(i, SnapshotItem::ArchivedRun { .. })));
+        let view = history.store().objects_view();
+        let resolve = |item, put: &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>| {
+            crate::history::resolve_cold(view.as_ref(), item, put)
+        };
+        let portable = tempfile::tempdir().unwrap();
+        let items = crate::state::Counted::in_place(placed);
+        let info =
+            crate::snapshot::write_snapshot(&RealFs, portable.path(), end, 5, items, Some(&resolve), None).unwrap();
+        let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
+        let restored = State::new();
+        crate::snapshot::load_snapshot(&restored, &info.path, &bytes, &checked, None).unwrap();
+        assert_eq!(restored.transactions.held_len(), N, "all in memory, in their places");
+        assert_eq!(reads(&restored), before, "whole, without history");
+    }
+
+    /// A history from before the archive (transactions and events in
+    /// `objects`, memory holding their cold slots) moves them under their
+    /// positions at its next start, and memory lets go of them wholly.
+    #[test]
+    fn a_history_from_before_the_archive_moves_its_objects_there() {
+        let state = ledger();
+        let before = reads(&state);
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        let end = state.applied_lsn();
+        // What a build from before wrote: every cold object by id, then let go of in place.
+        let cold = state.take_cold();
+        let objects = cold.written.iter().map(|(_, o)| {
+            (crate::history::layout::object_key(o.table() as u8, o.id()), o.change().encode_alone().unwrap())
+        });
+        let batch =
+            crate::history::Batch { lsn: end, objects: objects.collect(), holds_objects: true, ..Default::default() };
+        history.store().write(&batch).unwrap();
+        state.attach_cold_loader({
+            let store = history.store();
+            Arc::new(move |table, id| {
+                let bytes = store.object(&crate::history::layout::object_key(table as u8, id))?;
+                Ok(bytes.map(|b| Change::decode_alone(&b).unwrap()))
+            })
+        });
+        for (_, o) in &cold.written {
+            assert!(state.evict(o));
+        }
+        assert_eq!(state.transactions.first_hot(), 0, "nothing archived before the move");
+        assert!(!history.store().holds_archive().unwrap());
+        let count = history.store().objects_count().unwrap();
+
+        let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
+        assert_eq!(caught_up.objects, N, "the transactions moved");
+        assert!(history.store().holds_archive().unwrap());
+        assert_eq!(history.store().objects_count().unwrap(), count, "moved, not copied");
+        assert_eq!(state.transactions.first_hot() as usize, N);
+        assert_eq!(reads(&state), before);
     }
 
     /// Retention forgets cold events in memory and deletes them from history.
