@@ -247,6 +247,9 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
     let history = History::open(&ledger.data_dir, ledger.metrics.history.clone())?;
     tracing::info!(elapsed_ms = opening.elapsed().as_millis() as u64, "history opened");
     let objects_lsn = history.objects_lsn()?;
+    if history.store().holds_archive()? {
+        history.attach_archive(&ledger.state);
+    }
     let mut loaded = load_beside(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair, objects_lsn)?;
     let dir = ledger.data_dir.join(WAL_DIR);
     let snapshot_lsn = loaded.summary.snapshot.as_ref().map_or(0, |s| s.lsn);

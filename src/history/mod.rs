@@ -231,6 +231,14 @@ impl History {
     pub fn attach_reads(&self, state: &State) {
         state.idempotency.attach_history(self.store.clone());
         state.attach_cold_loader(cold_loader(self.store.clone()));
+        self.attach_archive(state);
+    }
+
+    /// Lets `state`'s archived tables read below `first_hot` from history:
+    /// before the WAL is replayed when history holds the archive already, so
+    /// that retention forgets archived events in the replay exactly as it did
+    /// live (`recovery::recover`).
+    pub fn attach_archive(&self, state: &State) {
         state.transactions.attach_archive(Box::new(StoreArchive::new(
             self.store.clone(),
             ColdTable::Transactions,
