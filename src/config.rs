@@ -206,7 +206,9 @@ pub const OBJECT_LOCK_STRIPES: usize = 1024;
 pub const ORDER_CHUNK_IDS: usize = 4096;
 /// Objects one table can hold: a map bucket keeps its object's position in
 /// the insertion order in 32 bits. Past it an insert fails the record (it
-/// would take hundreds of GB of memory first).
+/// would take hundreds of GB of memory first, except in an archived table,
+/// whose objects leave memory and whose positions last the data directory's
+/// life: docs/architecture.md, "Not yet built").
 pub const TABLE_OBJECTS_MAX: usize = u32::MAX as usize;
 /// Checking a record before it is written (`state::check`) keeps
 /// 1/`TABLE_CHECK_HEADROOM_DIVISOR` of each table free (about 16.7M objects
