@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use super::table::Bounds;
 use super::{ColdObject, ColdRef, ColdTable, State, Stored};
 use crate::domain::members::Account;
 use crate::domain::Id;
@@ -238,10 +239,11 @@ impl State {
                 if checkpoint {
                     let run = next_part();
                     let part = next_part();
-                    let (from, to, hot) = self.$table.for_each_hot_placed(|seq, o| {
+                    let (from, to, hot, bounds) = self.$table.for_each_hot_placed(|seq, o| {
                         f((part | u64::from(seq), SnapshotItem::Change(Change::$variant(o.clone()))))
                     });
                     f((run, SnapshotItem::ColdRun { table: ColdTable::$kind, from, to, hot }));
+                    bounds
                 } else {
                     table!($table, $variant, $kind)
                 }
@@ -252,10 +254,10 @@ impl State {
         // (and the writer lists the index entries under it,
         // `CheckpointItems`); a portable snapshot reads it out whole.
         macro_rules! archived {
-            ($table:ident, $kind:ident) => {{
+            ($table:ident, $variant:ident, $kind:ident) => {{
                 let mark = next_part();
-                let (first_live, first_hot) =
-                    (self.$table.first_live(), self.$table.first_hot().max(self.$table.first_live()));
+                // Read in the same walk as the objects in memory (`Table::for_each_placed`).
+                let Bounds { first_live, first_hot } = named!($table, $variant, $kind);
                 if checkpoint {
                     f((mark, SnapshotItem::Archived { table: ColdTable::$kind as u8, first_live, first_hot }));
                 }
@@ -288,13 +290,11 @@ impl State {
         named!(refunds, PutRefund, Refunds);
         table!(redemptions, PutRedemption, Redemptions);
         // After accounts: each one moves a balance and must land on its `balance_after`.
-        archived!(transactions, Transactions);
-        named!(transactions, PutTransaction, Transactions);
+        archived!(transactions, PutTransaction, Transactions);
         // After transactions: a lot names its account; its moves out of
         // pending are settled once all is loaded (`finish_restore`).
         table!(lots, PutLot, Lots);
-        archived!(events, Events);
-        named!(events, PutEvent, Events);
+        archived!(events, PutEvent, Events);
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         table!(webhook_endpoints, PutWebhookEndpoint);
         table!(deliveries, PutDelivery, Deliveries);

@@ -154,6 +154,17 @@ pub struct Table<T> {
     first_hot: AtomicUsize,
     /// How many objects are archived (below `first_hot`, not forgotten).
     archived: AtomicUsize,
+    /// Held while `advance` archives and while a snapshot's copy walks the
+    /// table, so the copy sees one `first_hot` and the slots above it.
+    archiving: parking_lot::Mutex<()>,
+}
+
+/// Where a table's memory started when a snapshot's copy walked it: positions
+/// `first_live..first_hot` were archived (in history only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub first_live: u32,
+    pub first_hot: u32,
 }
 
 /// How one attempt at a list page ended (`Table::scan`).
@@ -180,6 +191,7 @@ impl<T> Default for Table<T> {
             archive: OnceLock::new(),
             first_hot: AtomicUsize::new(0),
             archived: AtomicUsize::new(0),
+            archiving: parking_lot::Mutex::new(()),
         }
     }
 }
@@ -398,6 +410,7 @@ impl<T: Keyed> Table<T> {
     /// Positions forgotten past retention are passed over. Then the order's
     /// chunks wholly below go.
     pub(super) fn advance(&self) {
+        let _archiving = self.archiving.lock();
         let len = self.order.read().len();
         let mut at = self.first_hot.load(Ordering::Acquire);
         while at < len {
@@ -768,7 +781,11 @@ impl<T: Keyed> Table<T> {
     /// holds every shard's read lock at once (in shard order, so it cannot
     /// deadlock with a writer, which takes one at a time), with no
     /// per-object hashing or locking.
-    pub fn for_each_placed(&self, mut f: impl FnMut(u32, Stored<'_, T>)) {
+    ///
+    /// Returns what was archived then (nothing unless the table is archived).
+    pub fn for_each_placed(&self, mut f: impl FnMut(u32, Stored<'_, T>)) -> Bounds {
+        let _archiving = self.archiving.lock();
+        let bounds = self.bounds();
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
         for guard in &guards {
             for slot in guard.iter() {
@@ -781,6 +798,13 @@ impl<T: Keyed> Table<T> {
                 );
             }
         }
+        bounds
+    }
+
+    /// What is archived now: `first_hot` at least `first_live`.
+    fn bounds(&self) -> Bounds {
+        let first_live = self.first_live();
+        Bounds { first_live, first_hot: self.first_hot().max(first_live) }
     }
 
     /// `for_each_placed` for a local checkpoint: only the objects in memory,
@@ -789,7 +813,9 @@ impl<T: Keyed> Table<T> {
     /// most of the copy when most objects are cold (docs/performance.md,
     /// "Local checkpoints"). Returns the positions that hold an object now,
     /// `first_live..len`, and how many of them were given to `f`.
-    pub fn for_each_hot_placed(&self, mut f: impl FnMut(u32, &Arc<T>)) -> (u32, u32, u32) {
+    pub fn for_each_hot_placed(&self, mut f: impl FnMut(u32, &Arc<T>)) -> (u32, u32, u32, Bounds) {
+        let _archiving = self.archiving.lock();
+        let bounds = self.bounds();
         let guards: Vec<_> = self.shards.iter().map(|shard| shard.read()).collect();
         let mut hot = 0;
         for guard in &guards {
@@ -802,7 +828,7 @@ impl<T: Keyed> Table<T> {
         }
         let len = self.order.read().len();
         // An archived table's positions below `first_hot` are not in memory to name.
-        (self.first_live().max(self.first_hot()), u32::try_from(len).unwrap_or(u32::MAX), hot)
+        (bounds.first_hot, u32::try_from(len).unwrap_or(u32::MAX), hot, bounds)
     }
 
     /// The id and `created` of the object at `position` of the insertion
