@@ -165,6 +165,10 @@ pub const SNAPSHOT_CHUNK_BYTES_TARGET: usize = 1024 * 1024;
 /// Largest snapshot frame payload accepted when reading (one item is at most a
 /// WAL record, `WAL_RECORD_BYTES_MAX`, so a chunk stays well under this).
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Positions in one `SnapshotItem::Listed` (a checkpoint's index entries of
+/// archived objects): at most 5 bytes each encoded, so an item stays well
+/// inside a chunk however long the group (an event type's: one per event).
+pub const SNAPSHOT_LISTED_POSITIONS_MAX: usize = 65_536;
 /// Snapshot bytes buffered before one write to the file.
 pub const SNAPSHOT_WRITE_BYTES: usize = 4 * 1024 * 1024;
 /// An online snapshot makes room for the items the state holds when it asks
@@ -233,6 +237,8 @@ const _: () = assert!(WAL_SEGMENT_BYTES_MIN <= WAL_SEGMENT_BYTES_MAX);
 /// A snapshot item is at most a record; a frame holds at least one item.
 const _: () = assert!(WAL_RECORD_BYTES_MAX <= SNAPSHOT_CHUNK_BYTES_MAX);
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES_TARGET < SNAPSHOT_CHUNK_BYTES_MAX);
+const _: () =
+    assert!(SNAPSHOT_LISTED_POSITIONS_MAX * 5 + 1024 < SNAPSHOT_CHUNK_BYTES_MAX - SNAPSHOT_CHUNK_BYTES_TARGET);
 const _: () = assert!(LIST_LIMIT_DEFAULT <= LIST_LIMIT_MAX);
 /// The zero-filled space ahead stays inside the smallest segment's size.
 const _: () = assert!(WAL_PREALLOCATE_BYTES > 0);

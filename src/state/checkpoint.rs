@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::index::Index;
 use super::snapshot::{written_count, Listed, ListedIn};
 use super::{in_place, ColdTable, Placed, SnapshotItem, State};
+use crate::config::SNAPSHOT_LISTED_POSITIONS_MAX;
 use crate::domain::members::Account;
 use crate::domain::points::PointsTransaction;
 use crate::domain::Id;
@@ -150,33 +151,22 @@ pub struct CheckpointItems {
 /// the barrier (a group only grows past it; retention may trim its old end,
 /// which the records replayed after the checkpoint trim again).
 fn listed(state: &State, table: u8, first_hot: u32) -> Vec<SnapshotItem> {
-    let below = |positions: &mut Vec<u32>| positions.truncate(positions.partition_point(|p| *p < first_hot));
     let mut out = Vec::new();
+    // At most `SNAPSHOT_LISTED_POSITIONS_MAX` positions an item, in order.
+    let mut add = |index: ListedIn, key: &Id, positions: &[u32]| {
+        let below = &positions[..positions.partition_point(|p| *p < first_hot)];
+        for part in below.chunks(SNAPSHOT_LISTED_POSITIONS_MAX) {
+            let listed = Listed { index: index as u8, key: key.clone(), positions: part.to_vec() };
+            out.push(SnapshotItem::Listed(Box::new(listed)));
+        }
+    };
     if table == ColdTable::Transactions as u8 {
-        state.accounts.for_each_hot(|e| {
-            let mut positions = e.transactions.clone();
-            below(&mut positions);
-            if !positions.is_empty() {
-                let key = e.account.id.clone();
-                out.push(SnapshotItem::Listed(Box::new(Listed {
-                    index: ListedIn::AccountTransactions as u8,
-                    key,
-                    positions,
-                })));
-            }
-        });
+        state.accounts.for_each_hot(|e| add(ListedIn::AccountTransactions, &e.account.id, &e.transactions));
     } else if table == ColdTable::Events as u8 {
         for key in state.events_by_type.keys() {
             let mut positions = Vec::new();
             state.events_by_type.for_each_position(&key, |p| positions.push(p));
-            below(&mut positions);
-            if !positions.is_empty() {
-                out.push(SnapshotItem::Listed(Box::new(Listed {
-                    index: ListedIn::EventsByType as u8,
-                    key,
-                    positions,
-                })));
-            }
+            add(ListedIn::EventsByType, &key, &positions);
         }
     }
     out
@@ -420,5 +410,34 @@ impl State {
             other => return Err(StorageError::Inconsistent(format!("{} names table {other}", r.id))),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::test_changes::account;
+    use crate::wal::Record;
+
+    /// A long group's archived positions are split over items small enough
+    /// for a snapshot chunk, in order, and stop at `first_hot`.
+    #[test]
+    fn a_long_group_is_listed_in_parts_below_first_hot() {
+        let state = State::new();
+        state.apply(1, Record { time: 1, idem: None, changes: vec![account("loy_a")] }).unwrap();
+        state.accounts.update("loy_a", |e| e.transactions.extend(0..140_000u32));
+        let items = listed(&state, ColdTable::Transactions as u8, 100_000);
+        let parts: Vec<&Listed> = items
+            .iter()
+            .map(|i| match i {
+                SnapshotItem::Listed(l) => &**l,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(parts.iter().map(|l| l.positions.len()).collect::<Vec<_>>(), vec![65_536, 100_000 - 65_536]);
+        let all: Vec<u32> = parts.iter().flat_map(|l| l.positions.iter().copied()).collect();
+        assert_eq!(all, (0..100_000).collect::<Vec<_>>());
+        assert!(parts.iter().all(|l| l.key == "loy_a" && l.index == ListedIn::AccountTransactions as u8));
+        assert!(listed(&state, ColdTable::Events as u8, 100_000).is_empty(), "no events");
     }
 }
