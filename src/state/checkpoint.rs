@@ -338,8 +338,6 @@ impl State {
             .ok_or_else(|| StorageError::Inconsistent(format!("a transaction names unknown account {account}")))
     }
 
-    /// A checkpoint's reference to a cold object: a cold slot in its table,
-    /// listed under its key. Only next to a history that holds it.
     /// A checkpoint's archived table: empty so far, it starts where memory
     /// started at the barrier; below is history's.
     pub(super) fn restore_archived(&self, table: u8, first_live: u32, first_hot: u32) -> Result<(), StorageError> {
@@ -375,6 +373,8 @@ impl State {
         }
     }
 
+    /// A checkpoint's reference to a cold object: a cold slot in its table,
+    /// listed under its key. Only next to a history that holds it.
     pub(super) fn restore_cold_ref(&self, r: ColdRef) -> Result<(), StorageError> {
         if !self.snapshot_in_history.load(Ordering::Acquire) {
             return Err(StorageError::Inconsistent(format!(

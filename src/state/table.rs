@@ -32,7 +32,7 @@
 //! the keys of one shard do not share the bits their map indexes buckets by.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use foldhash::fast::RandomState;
@@ -157,7 +157,14 @@ pub struct Table<T> {
     /// Held while `advance` archives and while a snapshot's copy walks the
     /// table, so the copy sees one `first_hot` and the slots above it.
     archiving: parking_lot::Mutex<()>,
+    /// The `created` of the object at `first_live` when it is archived
+    /// (`UNKNOWN_CREATED`: not read yet): retention runs on every record and
+    /// asks it first, instead of reading history each time (`forget_oldest`).
+    oldest_created: AtomicI64,
 }
+
+/// `Table::oldest_created` before it is read from history.
+const UNKNOWN_CREATED: i64 = i64::MIN;
 
 /// Where a table's memory started when a snapshot's copy walked it: positions
 /// `first_live..first_hot` were archived (in history only).
@@ -192,6 +199,7 @@ impl<T> Default for Table<T> {
             first_hot: AtomicUsize::new(0),
             archived: AtomicUsize::new(0),
             archiving: parking_lot::Mutex::new(()),
+            oldest_created: AtomicI64::new(UNKNOWN_CREATED),
         }
     }
 }
@@ -445,6 +453,7 @@ impl<T: Keyed> Table<T> {
             )));
         }
         *self.order.write() = Order::with_base(first_hot as usize);
+        self.oldest_created.store(UNKNOWN_CREATED, Ordering::Relaxed);
         self.first_live.store(first_live as usize, Ordering::Relaxed);
         self.first_hot.store(first_hot as usize, Ordering::Release);
         self.archived.store((first_hot - first_live) as usize, Ordering::Relaxed);
@@ -629,6 +638,11 @@ impl<T: Keyed> Table<T> {
     /// of order) holds back the ones after it until it goes too. An object's
     /// order entry (16 bytes) stays; lists and lookups skip it as if it never was.
     ///
+    /// In an archived table, `expired(None, created)` is asked first with the
+    /// oldest archived object's `created` as last read, and must say `false`
+    /// whenever the object itself would not expire: a record that forgets
+    /// nothing reads nothing from history.
+    ///
     /// Not counted as a replacement (`replaced`): what goes is the old end of
     /// every list, which a page reaches last, and a page that still showed
     /// an object forgotten meanwhile showed it whole.
@@ -645,6 +659,11 @@ impl<T: Keyed> Table<T> {
             let first_hot = self.first_hot.load(Ordering::Acquire);
             if at < first_hot {
                 let Some(archive) = self.archive.get() else { break };
+                // The oldest one's `created` as last read: most records forget nothing.
+                let oldest = self.oldest_created.load(Ordering::Relaxed);
+                if oldest != UNKNOWN_CREATED && !expired(None, oldest) {
+                    break;
+                }
                 let to = first_hot.min(at + (max - forgotten));
                 let objects = match archive.range(at as u32, to as u32) {
                     Ok(objects) => objects,
@@ -656,12 +675,14 @@ impl<T: Keyed> Table<T> {
                 for (position, created, value) in objects {
                     if !expired(Some(&value), created) {
                         at = position as usize;
+                        self.oldest_created.store(created, Ordering::Relaxed);
                         break 'walk;
                     }
                     gone(Id::from(value.id()));
                     self.archived.fetch_sub(1, Ordering::Relaxed);
                     forgotten += 1;
                 }
+                self.oldest_created.store(UNKNOWN_CREATED, Ordering::Relaxed);
                 at = to;
                 continue;
             }
