@@ -259,10 +259,12 @@ impl History {
         })));
     }
 
-    /// The archived tables' cold objects of a history from before the
-    /// archive (in `OBJECTS`, memory holding their slots), read back to move
-    /// them under their positions.
-    fn moved_to_archive(&self, state: &State) -> Result<Vec<Archived>, StorageError> {
+    /// Moves the archived tables' cold objects of a history from before the
+    /// archive (in `OBJECTS`, memory holding their slots) under their
+    /// positions, a batch at a time with history's LSN left at `lsn` (a
+    /// crash in between starts the move again: a moved object is read from
+    /// `ARCHIVE` then). Returns how many it moved.
+    fn move_to_archive(&self, state: &State, lsn: u64) -> Result<usize, StorageError> {
         let mut cold: Vec<(ColdTable, u32, crate::domain::Id)> = Vec::new();
         state.transactions.for_each_placed(|seq, stored| {
             if let crate::state::Stored::Cold(id) = stored {
@@ -274,22 +276,26 @@ impl History {
                 cold.push((ColdTable::Events, seq, id.clone()));
             }
         });
-        let mut out = Vec::with_capacity(cold.len());
-        for (table, position, id) in cold {
-            let key = layout::object_key(table as u8, &id);
-            let missing = || StorageError::Inconsistent(format!("{id} is missing from history"));
-            let bytes = self.store.object(&key)?.ok_or_else(missing)?;
-            let change = Change::decode_alone(&bytes)
-                .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))?;
-            let created = match &change {
-                Change::PutTransaction(t) => t.created,
-                Change::PutEvent(e) => e.created,
-                _ => return Err(StorageError::Inconsistent(format!("history holds something else under {id}"))),
-            };
-            let value = layout::encode_archived(created, &id, &bytes).ok_or_else(missing)?;
-            out.push(Archived { position, key, value, moved: true });
+        let moved = cold.len();
+        for chunk in cold.chunks(HISTORY_CATCH_UP_BATCH_MAX) {
+            let mut archived = Vec::with_capacity(chunk.len());
+            for (table, position, id) in chunk {
+                let key = layout::object_key(*table as u8, id);
+                let missing = || StorageError::Inconsistent(format!("{id} is missing from history"));
+                let bytes = self.store.object(&key)?.ok_or_else(missing)?;
+                let change = Change::decode_alone(&bytes)
+                    .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))?;
+                let created = match &change {
+                    Change::PutTransaction(t) => t.created,
+                    Change::PutEvent(e) => e.created,
+                    _ => return Err(StorageError::Inconsistent(format!("history holds something else under {id}"))),
+                };
+                let value = layout::encode_archived(created, id, &bytes).ok_or_else(missing)?;
+                archived.push(Archived { position: *position, key, value, moved: true });
+            }
+            self.store.write(&Batch { lsn, archived, ..Batch::default() })?;
         }
-        Ok(out)
+        Ok(moved)
     }
 
     /// Brings history up to `end_lsn`, the WAL's end, with `state` rebuilt
@@ -368,14 +374,11 @@ impl History {
             written: cold.written.iter().filter(|(at, _)| !has(*at)).cloned().collect(),
             forgotten: cold.forgotten.iter().filter(|(at, _, _)| !has(*at)).cloned().collect(),
         };
-        let EncodedCold { objects, mut archived, deleted } = encode_cold(&missing, |o| state.position_of(o))?;
+        let EncodedCold { objects, archived, deleted } = encode_cold(&missing, |o| state.position_of(o))?;
         // A history from before the archive: the archived tables' cold
         // objects move from `OBJECTS` to `ARCHIVE`, once.
-        let holds_archive = self.store.holds_archive()?;
-        if !holds_archive {
-            archived.extend(self.moved_to_archive(state)?);
-        }
-        let written_objects = objects.len() + archived.len();
+        let moved = if self.store.holds_archive()? { 0 } else { self.move_to_archive(state, from_lsn)? };
+        let written_objects = objects.len() + archived.len() + moved;
         let mut objects = objects.into_iter().peekable();
         while objects.peek().is_some() {
             let chunk: Vec<_> = objects.by_ref().take(HISTORY_CATCH_UP_BATCH_MAX).collect();
