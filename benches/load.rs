@@ -37,6 +37,8 @@
 //! workload; `LOAD_PERF_TRACE=1` adds `perf trace -s` (fdatasync latency per
 //! thread); `LOAD_PERF_RECORD=DIR` writes `perf record` stacks of the server.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -734,7 +736,7 @@ fn sample(server_pid: Option<u32>, wal_dir: Option<&Path>) -> Sample {
         server_cpu: server_pid.and_then(|p| proc_cpu_seconds(&p.to_string())),
         client_cpu: proc_cpu_seconds("self").unwrap_or(0.0),
         machine: machine_jiffies(),
-        wal: wal_dir.map(tree_bytes),
+        wal: wal_dir.map(common::tree_bytes),
     }
 }
 
@@ -1093,18 +1095,6 @@ fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// Bytes of every file under `dir`.
-fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
-}
-
 fn soak(rt: &tokio::runtime::Runtime, opts: Options, seconds: f64) {
     println!("soak: {seconds} s of keyed durable earns, {} connections, {} members", opts.connections, opts.members);
     let tmp = tempfile::tempdir().expect("temporary data directory");
@@ -1129,8 +1119,8 @@ fn soak(rt: &tokio::runtime::Runtime, opts: Options, seconds: f64) {
                     seconds: started.elapsed().as_secs_f64(),
                     rss_bytes: rss_bytes(pid),
                     records,
-                    wal_bytes: tree_bytes(&wal_dir),
-                    history_bytes: tree_bytes(&history_dir),
+                    wal_bytes: common::tree_bytes(&wal_dir),
+                    history_bytes: common::tree_bytes(&history_dir),
                 });
                 std::thread::sleep(Duration::from_secs_f64(SOAK_SAMPLE_SECONDS));
             }
@@ -1312,7 +1302,7 @@ fn main() {
             }
             None => println!("server /metrics: not served by this build"),
         }
-        println!("WAL on disk after the run: {} bytes", tree_bytes(&wal_dir));
+        println!("WAL on disk after the run: {} bytes", common::tree_bytes(&wal_dir));
         // Replay at startup: kill the server and start it again on the same data.
         drop(server);
         let restarted = ServerChild::start(tmp.path(), opts.workers);

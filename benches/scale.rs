@@ -265,19 +265,6 @@ fn build_history(data: &Path, members: usize, rows: usize) -> ! {
     std::process::exit(0)
 }
 
-/// Bytes of every file under `dir`.
-fn disk_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .filter_map(Result::ok)
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => disk_bytes(&e.path()),
-                _ => e.metadata().map_or(0, |m| m.len()),
-            })
-            .sum()
-    })
-}
-
 /// The percentile `p` (0..=1) of sorted `values`.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -297,8 +284,8 @@ fn history_at_scale(tmp: &Path, members: usize, rows: usize, empty_rss: u64) {
         .expect("run the builder");
     assert!(status.success(), "building the history data directory failed");
     let build = t.elapsed();
-    let history_bytes = disk_bytes(&data.join("history"));
-    let snapshot_bytes = disk_bytes(&data.join("snapshots"));
+    let history_bytes = common::tree_bytes(&data.join("history"));
+    let snapshot_bytes = common::tree_bytes(&data.join("snapshots"));
     let accounts: Vec<String> =
         std::fs::read_to_string(data.with_extension("accounts")).unwrap().lines().map(str::to_string).collect();
 

@@ -22,6 +22,18 @@ pub fn rss_bytes(pid: &str) -> u64 {
         * 1024
 }
 
+/// Bytes of every file under `dir` (0 if it cannot be read).
+pub fn tree_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 /// What completing a payment of `amount` for `customer`/`account` writes: the
 /// completed payment, its earn transaction and the events they cause (derived
 /// by `webhooks::outbox::derive`, as `Ledger::commit_reply` does), in one record.
