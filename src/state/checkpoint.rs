@@ -59,35 +59,47 @@ const NO_KEY: u32 = u32::MAX;
 /// snapshot forget again when they are replayed.
 #[derive(Default)]
 struct Keys {
-    /// Position -> index into `keys` (`NO_KEY`: none).
+    /// Positions below this are not kept (an archived table's, which no
+    /// reference names).
+    from: u32,
+    /// Position - `from` -> index into `keys` (`NO_KEY`: none).
     of: Vec<u32>,
     keys: Vec<Id>,
 }
 
 impl Keys {
-    fn add(&mut self, key: Id, positions: impl FnOnce(&mut dyn FnMut(u32))) {
-        let k = self.keys.len() as u32;
-        self.keys.push(key);
-        let of = &mut self.of;
-        positions(&mut |p| {
-            let p = p as usize;
-            if p >= of.len() {
-                of.resize(p + 1, NO_KEY);
-            }
-            of[p] = k;
-        });
+    fn starting_at(from: u32) -> Keys {
+        Keys { from, ..Keys::default() }
     }
 
-    fn from_index(index: &Index) -> Keys {
-        let mut keys = Keys::default();
+    fn add(&mut self, key: &Id, positions: impl FnOnce(&mut dyn FnMut(u32))) {
+        let k = self.keys.len() as u32;
+        let (from, of) = (self.from, &mut self.of);
+        let mut used = false;
+        positions(&mut |p| {
+            let Some(at) = p.checked_sub(from) else { return };
+            let at = at as usize;
+            if at >= of.len() {
+                of.resize(at + 1, NO_KEY);
+            }
+            of[at] = k;
+            used = true;
+        });
+        if used {
+            self.keys.push(key.clone());
+        }
+    }
+
+    fn from_index(index: &Index, from: u32) -> Keys {
+        let mut keys = Keys::starting_at(from);
         for key in index.keys() {
-            keys.add(key.clone(), |f| index.for_each_position(&key, f));
+            keys.add(&key, |f| index.for_each_position_from(&key, from, f));
         }
         keys
     }
 
     fn get(&self, position: u32) -> Option<Id> {
-        let k = *self.of.get(position as usize)?;
+        let k = *self.of.get(position.checked_sub(self.from)? as usize)?;
         self.keys.get(k as usize).cloned()
     }
 }
@@ -101,16 +113,19 @@ struct IndexKeys {
 }
 
 impl IndexKeys {
-    /// Read after the barrier.
-    fn of(state: &State) -> IndexKeys {
-        let mut transactions = Keys::default();
+    /// Read after the barrier; an archived table's from where its memory
+    /// started then (`archived_from`), since no reference names what lies below.
+    fn of(state: &State, archived_from: impl Fn(ColdTable) -> u32) -> IndexKeys {
+        let from = archived_from(ColdTable::Transactions);
+        let mut transactions = Keys::starting_at(from);
         state.accounts.for_each_hot(|e| {
-            transactions.add(e.account.id.clone(), |f| e.transactions.iter().copied().for_each(f));
+            let above = &e.transactions[e.transactions.partition_point(|p| *p < from)..];
+            transactions.add(&e.account.id, |f| above.iter().copied().for_each(f));
         });
         IndexKeys {
-            payments: Keys::from_index(&state.payments_by_customer),
-            refunds: Keys::from_index(&state.refunds_by_payment),
-            events: Keys::from_index(&state.events_by_type),
+            payments: Keys::from_index(&state.payments_by_customer, 0),
+            refunds: Keys::from_index(&state.refunds_by_payment, 0),
+            events: Keys::from_index(&state.events_by_type, archived_from(ColdTable::Events)),
             transactions,
         }
     }
@@ -206,7 +221,13 @@ impl CheckpointItems {
             }
             _ => n + written_count(item),
         }) + listed.iter().map(|(_, l)| l.len()).sum::<usize>();
-        let keys = refer.then(|| IndexKeys::of(&state));
+        let archived_from = |table: ColdTable| {
+            items.iter().find_map(|(_, item)| match item {
+                SnapshotItem::Archived { table: t, first_hot, .. } if *t == table as u8 => Some(*first_hot),
+                _ => None,
+            })
+        };
+        let keys = refer.then(|| IndexKeys::of(&state, |t| archived_from(t).unwrap_or(0)));
         CheckpointItems {
             sorted: in_place(items).peekable(),
             state,
@@ -418,6 +439,21 @@ mod tests {
     use super::*;
     use crate::state::test_changes::account;
     use crate::wal::Record;
+
+    /// An archived table's keys start where its memory did: nothing below is
+    /// kept, and a key with nothing above is not kept either.
+    #[test]
+    fn keys_of_an_archived_table_start_at_its_first_hot() {
+        let mut keys = Keys::starting_at(10);
+        keys.add(&Id::from("old"), |f| [3, 7].into_iter().for_each(f));
+        keys.add(&Id::from("loy_a"), |f| [5, 12, 15].into_iter().for_each(f));
+        assert_eq!(keys.keys, vec![Id::from("loy_a")]);
+        assert_eq!(keys.of.len(), 6, "positions 10..16");
+        assert_eq!(
+            [5, 11, 12, 15, 16].map(|p| keys.get(p)),
+            [None, None, Some("loy_a".into()), Some("loy_a".into()), None]
+        );
+    }
 
     /// A long group's archived positions are split over items small enough
     /// for a snapshot chunk, in order, and stop at `first_hot`.

@@ -59,8 +59,13 @@ impl Index {
     /// out a `LIST_SCAN_CHUNK` at a time (the apply thread never waits
     /// behind it). Each chunk starts after the last position seen, not at an
     /// offset, so retention trimming the group's old end meanwhile skips nothing.
-    pub fn for_each_position(&self, key: &str, mut f: impl FnMut(u32)) {
-        let mut after = None;
+    pub fn for_each_position(&self, key: &str, f: impl FnMut(u32)) {
+        self.for_each_position_from(key, 0, f)
+    }
+
+    /// `for_each_position`, from position `from` on.
+    pub fn for_each_position_from(&self, key: &str, from: u32, mut f: impl FnMut(u32)) {
+        let mut after = from.checked_sub(1);
         while let Some(chunk) = self.chunk_after(key, after) {
             after = chunk.last().copied();
             chunk.into_iter().for_each(&mut f);
