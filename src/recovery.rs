@@ -247,6 +247,7 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
     let history = History::open(&ledger.data_dir, ledger.metrics.history.clone())?;
     tracing::info!(elapsed_ms = opening.elapsed().as_millis() as u64, "history opened");
     let objects_lsn = history.objects_lsn()?;
+    history.attach_objects(&ledger.state);
     if history.store().holds_archive()? {
         history.attach_archive(&ledger.state);
     }

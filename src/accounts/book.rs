@@ -56,23 +56,27 @@ impl<'a> Book<'a> {
 
     /// Loads the lots taking `points` may touch (`State::lots_to_spend`)
     /// that are not loaded yet. Lots this record made are loaded already.
-    fn load_to_spend(&mut self, points: i64) {
+    /// A lot history cannot give fails the command (`storage_unavailable`):
+    /// spending must not pass over a lot it could not read.
+    fn load_to_spend(&mut self, points: i64) -> Result<(), ApiError> {
         let loaded: std::collections::HashSet<Id> = self.lots.iter().map(|l| l.id.clone()).collect();
-        for lot in self.state.lots_to_spend(&self.account, points) {
+        for lot in self.state.lots_to_spend(&self.account, points)? {
             if !loaded.contains(&lot.id) {
                 self.lots.push(lot);
             }
         }
+        Ok(())
     }
 
-    /// Index of lot `id` in `lots`, loading it from the table if need be.
-    fn lot_index(&mut self, id: &Id) -> Option<usize> {
+    /// Index of lot `id` in `lots`, loading it from the table (or history,
+    /// where a read error fails the command) if need be.
+    fn lot_index(&mut self, id: &Id) -> Result<Option<usize>, ApiError> {
         if let Some(i) = self.lots.iter().position(|l| l.id == *id) {
-            return Some(i);
+            return Ok(Some(i));
         }
-        let lot = self.state.lots.with(id, PointsLot::clone)?;
+        let Some(lot) = self.state.lots.try_with(id, PointsLot::clone)? else { return Ok(None) };
         self.lots.push(lot);
-        Some(self.lots.len() - 1)
+        Ok(Some(self.lots.len() - 1))
     }
 
     fn put_lots(&mut self, ids: impl IntoIterator<Item = Id>) {
@@ -150,7 +154,7 @@ impl<'a> Book<'a> {
     /// off the balance alone (points from before lots, or below zero when
     /// the caller allowed it). The caller checked the balance.
     pub fn spend(&mut self, kind: TxType, points: i64, source: Source) -> Result<PointsTransaction, ApiError> {
-        self.load_to_spend(points);
+        self.load_to_spend(points)?;
         let (shares, _beyond) = lots::take_in_order(&mut self.lots, points, false).map_err(lot_bug)?;
         let touched: Vec<Id> = shares.iter().map(|s| s.lot.clone()).collect();
         let tx = self.transaction(kind, -points, 0, source, shares)?;
@@ -167,10 +171,16 @@ impl<'a> Book<'a> {
         // The debt takes first, from the shares of lots past expiry first
         // (what would expire anyway), then from the others in order.
         let mut debt = debt_share(self.figures.balance, points);
-        let (state, now) = (self.state, self.now);
-        let mut ordered: Vec<&LotShare> = shares.iter().collect();
+        let now = self.now;
+        let mut past_expiry: Vec<bool> = Vec::with_capacity(shares.len());
+        for share in shares {
+            let past = self.lot_index(&share.lot)?.is_some_and(|i| self.lots[i].is_past_expiry(now));
+            past_expiry.push(past);
+        }
+        let mut ordered: Vec<(&LotShare, bool)> = shares.iter().zip(past_expiry).collect();
         // A stable sort: past expiry first, each group in the order taken.
-        ordered.sort_by_key(|s| !state.lots.with(&s.lot, |l| l.is_past_expiry(now)).unwrap_or(false));
+        ordered.sort_by_key(|(_, past)| !past);
+        let ordered = ordered.into_iter().map(|(share, _)| share);
         let mut back: Vec<LotShare> = Vec::new();
         for share in ordered {
             let paid = debt.min(share.points);
@@ -182,7 +192,7 @@ impl<'a> Book<'a> {
         let mut expiring: Vec<LotShare> = Vec::new();
         let mut kept: Vec<LotShare> = Vec::new();
         for share in back {
-            let Some(i) = self.lot_index(&share.lot) else { continue };
+            let Some(i) = self.lot_index(&share.lot)? else { continue };
             if self.lots[i].give_back(share.points, self.now).map_err(lot_bug)? {
                 expiring.push(share.clone());
             }
@@ -218,8 +228,11 @@ impl<'a> Book<'a> {
         source: Source,
     ) -> Result<Option<PointsTransaction>, ApiError> {
         // Enough lots for all of `due`: what the own lot takes only lowers it.
-        self.load_to_spend(due);
-        let own_index = own.and_then(|id| self.lot_index(id));
+        self.load_to_spend(due)?;
+        let own_index = match own {
+            Some(id) => self.lot_index(id)?,
+            None => None,
+        };
         let own_pending = own_index
             .map(|i| &self.lots[i])
             .filter(|l| l.status == lots::LotStatus::Pending)
@@ -242,7 +255,7 @@ impl<'a> Book<'a> {
     /// available, or its expiry warning goes, or it expires. Returns whether
     /// anything was due.
     pub fn lot_due(&mut self, id: &Id) -> Result<bool, ApiError> {
-        let Some(i) = self.lot_index(id) else { return Ok(false) };
+        let Some(i) = self.lot_index(id)? else { return Ok(false) };
         let now = self.now;
         let lot = &mut self.lots[i];
         if lot.status == lots::LotStatus::Pending {

@@ -175,6 +175,14 @@ impl PointsLot {
         }
     }
 
+    /// Whether no timer will ever act on this lot or any later version of
+    /// it: it is past pending (a lot never returns there) and never expires
+    /// (`expires_at` is fixed at credit). Every version from here on has no
+    /// deadline and moves no balance by what it replaces (`check::lot`).
+    pub fn waits_for_nothing(&self) -> bool {
+        self.status != LotStatus::Pending && self.expires_at.is_none()
+    }
+
     /// Whether its remaining points are spendable now.
     pub fn is_spendable(&self) -> bool {
         self.status == LotStatus::Available && self.remaining > 0

@@ -236,8 +236,16 @@ impl History {
     /// cold objects and the archived tables' objects by position.
     pub fn attach_reads(&self, state: &State) {
         state.idempotency.attach_history(self.store.clone());
-        state.attach_cold_loader(cold_loader(self.store.clone()));
+        self.attach_objects(state);
         self.attach_archive(state);
+    }
+
+    /// Lets `state`'s tables read their cold objects from history: before
+    /// the WAL is replayed, since a lot the snapshot let go of as it loaded
+    /// (`ColdObject::replaced_unread`) is read back by the record that
+    /// changes it next (`recovery::recover`).
+    pub fn attach_objects(&self, state: &State) {
+        state.attach_cold_loader(cold_loader(self.store.clone()));
     }
 
     /// Lets `state`'s archived tables read below `first_hot` from history:

@@ -2,7 +2,8 @@
 //!
 //! An object that is only read from now on (a points transaction, an
 //! event, a finished payment, a closed redemption, a spent or expired lot,
-//! a delivery no longer pending, a refund) is queued here as its
+//! an open lot no timer waits on (past pending, never expiring), a delivery
+//! no longer pending, a refund) is queued here as its
 //! record applies, with the record's LSN. The history thread writes each
 //! queued version (`History::write_applied`), and then `evict` lets its body
 //! go: the table keeps its slot (its id and position, for lookups, lists
@@ -70,8 +71,10 @@ impl ColdObject {
             Change::PutRefund(r) => ColdObject::Refund(r.clone()),
             Change::PutRedemption(r) if !r.status.is_open() => ColdObject::Redemption(r.clone()),
             Change::PutTransaction(t) => ColdObject::Transaction(t.clone()),
-            // An open lot is live state: every spend and release reads it.
-            Change::PutLot(l) if !l.status.is_open() => ColdObject::Lot(l.clone()),
+            // An open lot a timer waits on (pending, or expiring) stays: the
+            // timer, the balances' `next_expiry` and reports read it. One that
+            // waits for nothing is read only when spending reaches it.
+            Change::PutLot(l) if !l.status.is_open() || l.waits_for_nothing() => ColdObject::Lot(l.clone()),
             Change::PutEvent(e) => ColdObject::Event(e.clone()),
             Change::PutDelivery(d) if d.status != DeliveryStatus::Pending => ColdObject::Delivery(d.clone()),
             _ => return None,
@@ -79,16 +82,20 @@ impl ColdObject {
     }
 
     /// Whether applying a record never reads the version of this object it
-    /// replaces (a payment, a refund, a points transaction and an event are
-    /// put as they are; a lot, a redemption and a delivery move balances or
-    /// timers by what their previous version was). Only such an object may
-    /// leave memory before the records that follow its snapshot are
-    /// replayed: history may already hold what they made of it.
+    /// replaces, or reads the same from any later version (a payment, a
+    /// refund, a points transaction and an event are put as they are; a lot
+    /// that waits for nothing has no deadline and moves no balance in any
+    /// later version, `PointsLot::waits_for_nothing`; other lots, a
+    /// redemption and a delivery move balances or timers by what their
+    /// previous version was). Only such an object may leave memory before
+    /// the records that follow its snapshot are replayed: history may
+    /// already hold what they made of it.
     pub fn replaced_unread(&self) -> bool {
-        matches!(
-            self,
-            ColdObject::Payment(_) | ColdObject::Refund(_) | ColdObject::Transaction(_) | ColdObject::Event(_)
-        )
+        match self {
+            ColdObject::Payment(_) | ColdObject::Refund(_) | ColdObject::Transaction(_) | ColdObject::Event(_) => true,
+            ColdObject::Lot(l) => l.waits_for_nothing(),
+            ColdObject::Redemption(_) | ColdObject::Delivery(_) => false,
+        }
     }
 }
 
@@ -284,15 +291,16 @@ mod tests {
     use crate::domain::redemptions::RedemptionStatus;
     use crate::history::{FjallHistory, History, HistoryStats};
     use crate::state::list::CreatedRange;
-    use crate::state::test_changes::{account, earn, lot, redemption};
+    use crate::state::test_changes::{account, earn, expiring, lot, redemption};
     use crate::state::{ListParams, SnapshotItem};
     use crate::storage::fs::RealFs;
     use crate::wal::Record;
 
     const N: usize = 700;
 
-    /// An account with `N` earns, each with its lot (every fourth spent: it
-    /// goes cold), and a redemption every third earn, open or canceled (an
+    /// An account with `N` earns, each with its lot (every fourth spent, the
+    /// rest available; every fifth expires, and while it is open it stays in
+    /// memory), and a redemption every third earn, open or canceled (an
     /// open one stays in memory): lists mix memory and history.
     fn ledger() -> State {
         let state = State::new();
@@ -300,10 +308,11 @@ mod tests {
         state.apply(1, record(vec![account("loy_a")])).unwrap();
         for i in 0..N {
             let (remaining, status) = if i % 4 == 0 { (0, LotStatus::Spent) } else { (1, LotStatus::Available) };
-            let mut changes = vec![
-                earn(&format!("ptx_{i:04}"), "loy_a", 1, i as i64 + 1, (i / 7) as i64),
-                lot(&format!("lot_{i:04}"), "loy_a", 1, remaining, status),
-            ];
+            let mut made = lot(&format!("lot_{i:04}"), "loy_a", 1, remaining, status);
+            if i % 5 == 1 {
+                made = expiring(made, 1_000_000);
+            }
+            let mut changes = vec![earn(&format!("ptx_{i:04}"), "loy_a", 1, i as i64 + 1, (i / 7) as i64), made];
             if i % 3 == 0 {
                 let status = if i % 2 == 0 { RedemptionStatus::Pending } else { RedemptionStatus::Canceled };
                 changes.push(redemption(&format!("rdm_{i:04}"), "loy_a", 1, status));
@@ -336,11 +345,19 @@ mod tests {
         let more = state.page(&state.redemptions, &ListParams::default(), canceled, |r| out.push(format!("{r:?}")));
         out.push(format!("{more:?}"));
         state.for_each_lot_of_account("loy_a", |l| out.push(format!("{l:?}")));
-        out.extend(state.lots_to_spend("loy_a", 30).iter().map(|l| format!("{l:?}")));
+        out.extend(state.lots_to_spend("loy_a", 30).unwrap().iter().map(|l| format!("{l:?}")));
         out.push(format!("{:?}", state.transactions.with("ptx_0123", Clone::clone)));
         out.push(format!("{:?}", state.redemptions.with("rdm_0009", Clone::clone)));
         out.push(format!("{:?}", state.figures("loy_a")));
         out
+    }
+
+    /// How many of `ledger`'s objects go cold: every transaction, every lot
+    /// but the open expiring ones, the canceled redemptions.
+    fn cold_in_ledger() -> usize {
+        let open_expiring = (0..N).filter(|i| i % 4 != 0 && i % 5 == 1).count();
+        let canceled = (0..N).filter(|i| i % 3 == 0 && i % 2 == 1).count();
+        N + (N - open_expiring) + canceled
     }
 
     #[test]
@@ -352,9 +369,9 @@ mod tests {
         let history = History::with_store(Arc::new(FjallHistory::open(dir.path()).unwrap()), HistoryStats::default());
         let end = state.applied_lsn();
         let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
-        // Transactions, spent lots and canceled redemptions went; open ones stay.
-        let canceled = (0..N).filter(|i| i % 3 == 0 && i % 2 == 1).count();
-        let cold = N + N.div_ceil(4) + canceled;
+        // Transactions, lots no timer waits on and canceled redemptions went;
+        // open expiring lots and open redemptions stay.
+        let cold = cold_in_ledger();
         assert_eq!(caught_up.objects, cold);
         assert_eq!(state.cold_objects(), cold);
         assert_eq!(history.store().objects_count().unwrap(), cold);
@@ -362,19 +379,28 @@ mod tests {
         assert_eq!(state.transactions.first_hot() as usize, N, "every transaction is archived");
         assert_eq!(state.transactions.held_len(), 0, "memory holds nothing of them");
 
-        // A spent lot comes back (a release): its record reads the version it
-        // replaces from history, and the new one stays in memory until history
-        // has it, then goes again once spent.
-        let back = lot("lot_0004", "loy_a", 1, 1, LotStatus::Available);
-        state.apply(end + 1, Record { time: 2, idem: None, changes: vec![back] }).unwrap();
+        // Two spent lots come back (a release): the record reads the versions
+        // it replaces from history, and the new ones stay in memory until
+        // history has them. Then the one that never expires goes at once; the
+        // expiring one stays while it is open, and goes again once spent.
+        let back = vec![
+            lot("lot_0004", "loy_a", 1, 1, LotStatus::Available),
+            expiring(lot("lot_0016", "loy_a", 1, 1, LotStatus::Available), 1_000_000),
+        ];
+        state.apply(end + 1, Record { time: 2, idem: None, changes: back }).unwrap();
         assert_eq!(state.lots.with("lot_0004", |l| l.status), Some(LotStatus::Available));
-        assert_eq!(state.cold_objects(), cold - 1);
+        assert_eq!(state.cold_objects(), cold - 2);
         assert!(history.write_applied(&state, true));
-        assert_eq!(state.cold_objects(), cold - 1, "an open lot stays in memory");
-        let spent = lot("lot_0004", "loy_a", 1, 0, LotStatus::Spent);
-        state.apply(end + 2, Record { time: 2, idem: None, changes: vec![spent] }).unwrap();
+        assert_eq!(state.cold_objects(), cold - 1, "the expiring lot stays in memory while it is open");
+        assert_eq!(state.lots.with("lot_0004", |l| l.status), Some(LotStatus::Available), "read back from history");
+        let spent = vec![
+            lot("lot_0004", "loy_a", 1, 0, LotStatus::Spent),
+            expiring(lot("lot_0016", "loy_a", 1, 0, LotStatus::Spent), 1_000_000),
+        ];
+        state.apply(end + 2, Record { time: 2, idem: None, changes: spent }).unwrap();
         assert!(history.write_applied(&state, true));
-        assert_eq!(state.cold_objects(), cold, "spent again, so let go again");
+        assert_eq!(state.cold_objects(), cold, "spent, so let go again");
+        assert_eq!(state.lots.with("lot_0016", |l| l.status), Some(LotStatus::Spent), "read back from history");
         assert_eq!(state.lots.with("lot_0004", |l| l.status), Some(LotStatus::Spent), "read back from history");
     }
 
@@ -415,6 +441,23 @@ mod tests {
         assert_eq!(state.lots.with("lot_0000", |l| l.status), None, "read as missing, logged");
     }
 
+    /// Spending reads the lots it may take from history once they are cold
+    /// (available, never expiring): one that history cannot give fails the
+    /// spend (the actor answers `storage_unavailable`), and is never passed
+    /// over as if it held nothing.
+    #[test]
+    fn spending_from_a_lot_history_cannot_give_is_an_error() {
+        let state = ledger();
+        let queued = state.cold_through(u64::MAX);
+        let available = queued.written.iter().find(|(_, o)| o.id() == "lot_0602").unwrap().1.clone();
+        let before = state.lots_to_spend("loy_a", 1_000).unwrap();
+        assert!(before.iter().any(|l| l.id == "lot_0602"));
+        assert!(state.evict(&available));
+        state.attach_cold_loader(Arc::new(|_, _| Err(StorageError::Poisoned)));
+        assert!(matches!(state.lots_to_spend("loy_a", 1_000), Err(StorageError::Poisoned)));
+        assert!(state.lots_to_spend("loy_a", 1).is_ok(), "a small spend stops at the oldest lots, in memory here");
+    }
+
     /// A history made before cold objects (no `meta/objects`) gets every
     /// object once, however far its LSN is.
     #[test]
@@ -425,13 +468,12 @@ mod tests {
         let end = state.applied_lsn();
         history.store().write(&crate::history::Batch { lsn: end, ..Default::default() }).unwrap();
         let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
-        let canceled = (0..N).filter(|i| i % 3 == 0 && i % 2 == 1).count();
-        assert_eq!(caught_up.objects, N + N.div_ceil(4) + canceled);
+        assert_eq!(caught_up.objects, cold_in_ledger());
         assert!(history.store().holds_objects().unwrap());
         // A second start with the same memory writes nothing: history has it all.
         let again = ledger();
         let caught_up = history.catch_up(&RealFs, dir.path(), &again, 0, end).unwrap();
-        assert_eq!((caught_up.objects, caught_up.evicted), (0, N + N.div_ceil(4) + canceled));
+        assert_eq!((caught_up.objects, caught_up.evicted), (0, cold_in_ledger()));
     }
 
     /// A local checkpoint of archived tables names where memory starts and

@@ -868,6 +868,15 @@ impl<T: Keyed> Table<T> {
         Self::slot_at(&shard, hash, position).map(|slot| (Id::from(slot.body.id()), created))
     }
 
+    /// When the object at `position` was created, from the order: no
+    /// history read for a cold one (one below `first_hot` is read).
+    pub fn created_at(&self, position: u32) -> Option<i64> {
+        if self.is_archived(position) {
+            return self.id_at(position).map(|(_, created)| created);
+        }
+        self.order.read().get(position as usize).map(|(_, created)| created)
+    }
+
     /// One page of a list, newest first: `emit` is called for each object that
     /// passes `params` and `keep`. Returns `has_more`.
     ///
@@ -1061,20 +1070,20 @@ impl<T: Keyed> Table<T> {
     /// there is one (found by the hash the order keeps, without its id).
     /// A cold object history cannot give is logged and read as missing.
     pub fn with_at<R>(&self, position: u32, f: impl FnOnce(&T) -> R) -> Option<R> {
-        if self.archive.get().is_some() {
-            return match self.value_at_position(position) {
-                Ok(value) => value.map(|value| f(&value)),
-                Err(e) => {
-                    tracing::error!(error = %e, position, "history could not give an object");
-                    None
-                }
-            };
-        }
-        let (hash, _) = self.order.read().get(position as usize)?;
-        self.read_slot(hash, |map| Self::slot_at(map, hash, position), |value| f(value)).unwrap_or_else(|e| {
+        self.try_with_at(position, f).unwrap_or_else(|e| {
             tracing::error!(error = %e, position, "history could not give an object");
             None
         })
+    }
+
+    /// `with_at`, with an error if the object is cold and history cannot
+    /// give it (for a command that must not take a missing object for none).
+    pub fn try_with_at<R>(&self, position: u32, f: impl FnOnce(&T) -> R) -> Result<Option<R>, StorageError> {
+        if self.archive.get().is_some() {
+            return Ok(self.value_at_position(position)?.map(|value| f(&value)));
+        }
+        let Some((hash, _)) = self.order.read().get(position as usize) else { return Ok(None) };
+        self.read_slot(hash, |map| Self::slot_at(map, hash, position), |value| f(value))
     }
 
     /// The object at `seq` of the insertion order, whose id hashes to `hash`

@@ -81,3 +81,14 @@ pub fn lot(id: &str, account: &str, points: i64, remaining: i64, status: LotStat
         created: 1,
     }))
 }
+
+/// `lot` change `change`, expiring at `at` (a timer waits on it while it is open).
+pub fn expiring(change: Change, at: i64) -> Change {
+    match change {
+        Change::PutLot(mut l) => {
+            Arc::make_mut(&mut l).expires_at = Some(at);
+            Change::PutLot(l)
+        }
+        other => other,
+    }
+}
