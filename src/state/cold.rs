@@ -73,7 +73,8 @@ impl ColdObject {
             Change::PutTransaction(t) => ColdObject::Transaction(t.clone()),
             // An open lot a timer waits on (pending, or expiring) stays: the
             // timer, the balances' `next_expiry` and reports read it. One that
-            // waits for nothing is read only when spending reaches it.
+            // waits for nothing is read only when spending reaches it (and
+            // one that spending reached stays: `State::queue_cold`).
             Change::PutLot(l) if !l.status.is_open() || l.waits_for_nothing() => ColdObject::Lot(l.clone()),
             Change::PutEvent(e) => ColdObject::Event(e.clone()),
             Change::PutDelivery(d) if d.status != DeliveryStatus::Pending => ColdObject::Delivery(d.clone()),
@@ -137,8 +138,21 @@ fn drop_through<E>(queue: &Mutex<Vec<E>>, upto: u64, lsn: impl Fn(&E) -> u64) {
 impl State {
     /// Queues the version `change` puts for history, if it is one that goes
     /// cold (called as the change applies, with its record's LSN).
+    ///
+    /// An open lot that a spend, a clawback or a release changed (it was in
+    /// its table already) is queued as a copy: history gets the version,
+    /// but `Table::evict` lets go only of the very version the table holds,
+    /// so this one stays in memory while it is open. The account's next
+    /// spend starts there, and reading it back from history for every
+    /// redemption halved redemption create + cancel (docs/decisions.md,
+    /// "History on disk").
     pub(super) fn queue_cold(&self, lsn: u64, change: &Change) {
-        if let Some(object) = ColdObject::of(change) {
+        if let Some(mut object) = ColdObject::of(change) {
+            if let ColdObject::Lot(l) = &object {
+                if l.status.is_open() && self.lots.contains(&l.id) {
+                    object = ColdObject::Lot(Arc::new(PointsLot::clone(l)));
+                }
+            }
             if lsn == 0 && self.cold_at_load(&object) {
                 // A snapshot's item that history already holds: `restore_item`
                 // lets it go as soon as it is in its table.
@@ -380,9 +394,9 @@ mod tests {
         assert_eq!(state.transactions.held_len(), 0, "memory holds nothing of them");
 
         // Two spent lots come back (a release): the record reads the versions
-        // it replaces from history, and the new ones stay in memory until
-        // history has them. Then the one that never expires goes at once; the
-        // expiring one stays while it is open, and goes again once spent.
+        // it replaces from history. Spending reached them, so they stay in
+        // memory while they are open, expiring or not, and history holds
+        // their versions all the same; spent again, they go.
         let back = vec![
             lot("lot_0004", "loy_a", 1, 1, LotStatus::Available),
             expiring(lot("lot_0016", "loy_a", 1, 1, LotStatus::Available), 1_000_000),
@@ -391,8 +405,10 @@ mod tests {
         assert_eq!(state.lots.with("lot_0004", |l| l.status), Some(LotStatus::Available));
         assert_eq!(state.cold_objects(), cold - 2);
         assert!(history.write_applied(&state, true));
-        assert_eq!(state.cold_objects(), cold - 1, "the expiring lot stays in memory while it is open");
-        assert_eq!(state.lots.with("lot_0004", |l| l.status), Some(LotStatus::Available), "read back from history");
+        assert_eq!(state.cold_objects(), cold - 2, "open lots that spending reached stay in memory");
+        let key = crate::history::layout::object_key(ColdTable::Lots as u8, "lot_0004");
+        let held = Change::decode_alone(&history.store().object(&key).unwrap().unwrap()).unwrap();
+        assert!(matches!(held, Change::PutLot(l) if l.status == LotStatus::Available), "history has the version");
         let spent = vec![
             lot("lot_0004", "loy_a", 1, 0, LotStatus::Spent),
             expiring(lot("lot_0016", "loy_a", 1, 0, LotStatus::Spent), 1_000_000),
