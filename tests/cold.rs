@@ -237,6 +237,21 @@ fn a_restart_from_an_automatic_checkpoint_reads_the_same() {
     assert_eq!(s.metric("ledger_objects_cold"), cold, "memory holds what it held");
     assert_lots_reconcile(&s);
     common::assert_ledger_consistent(&s);
+    // Spending after the restart takes from the lots the checkpoint named
+    // (listed as open apart): what the lots hold keeps matching the balance.
+    let balance = s.get_ok(&format!("/v1/loyalty/accounts/{a}"))["balance"].as_i64().unwrap();
+    assert!(balance >= 300, "{balance}");
+    for _ in 0..balance / 100 {
+        s.ok("/v1/loyalty/redemptions", json!({"account": a, "reward": "rwd_5eur_off"}));
+    }
+    assert_lots_reconcile(&s);
+    let left: i64 = list_all(&s, &format!("/v1/loyalty/lots?account={a}"))
+        .iter()
+        .filter(|l| l["status"] == "available")
+        .map(|l| l["remaining"].as_i64().unwrap())
+        .sum();
+    let balance = s.get_ok(&format!("/v1/loyalty/accounts/{a}"))["balance"].as_i64().unwrap();
+    assert_eq!(left, balance, "every point spent came out of a lot");
 
     s.kill9();
     let out = common::cli(&["verify", "--data", s.data.to_str().unwrap()]);

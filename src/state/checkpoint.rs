@@ -4,18 +4,21 @@
 //! An automatic snapshot is only ever loaded next to the history it was
 //! taken beside (`snapshot::Scope::Local`). History holds every cold object
 //! by then (the snapshot waits for history to sync through its LSN), so the
-//! snapshot writes a cold payment, refund, points transaction or event as a
-//! reference (`ColdRef`: its table, id, `created` and the one index key it
-//! is listed under) instead of reading its body from history: its time and
+//! snapshot writes a cold payment, refund, points transaction, lot or event
+//! as a reference (`ColdRef`: its table, id, `created` and the one index key
+//! it is listed under) instead of reading its body from history: its time and
 //! size, and a restart's, follow what memory holds plus a few dozen bytes
 //! per cold object, not every object's body (docs/performance.md, "Local
 //! checkpoints").
 //!
-//! Only those four tables: applying a record never reads the version of one
-//! of their objects that it replaces (`ColdObject::replaced_unread`), so
-//! history holding a newer version than the snapshot's (records after the
-//! snapshot that history took before a crash) cannot change the replay.
-//! Lots, redemptions and deliveries are still written whole.
+//! Only those five tables: applying a record never reads the version of one
+//! of their objects that it replaces, or (a lot) reads the same from any
+//! version history holds (`ColdObject::replaced_unread`), so history holding
+//! a newer version than the snapshot's (records after the snapshot that
+//! history took before a crash) cannot change the replay. Redemptions and
+//! deliveries are still written whole. A lot's reference does not say
+//! whether it is open, so each account's open lots are listed last
+//! (`ListedIn::OpenLots`).
 //!
 //! A transaction as a reference has no points, so balances cannot be rebuilt
 //! by re-applying every transaction as a portable snapshot's load does: a
@@ -45,7 +48,7 @@ pub struct ColdRef {
     pub id: Id,
     pub created: i64,
     /// The key it is listed under: a payment's customer, a refund's payment,
-    /// a transaction's account, an event's type (`None`: a payment without a customer).
+    /// a transaction's or a lot's account, an event's type (`None`: a payment without a customer).
     pub key: Option<Id>,
 }
 
@@ -104,11 +107,12 @@ impl Keys {
     }
 }
 
-/// The index keys of the four tables' objects (`ColdRef::key`).
+/// The index keys of the five tables' objects (`ColdRef::key`).
 struct IndexKeys {
     payments: Keys,
     refunds: Keys,
     transactions: Keys,
+    lots: Keys,
     events: Keys,
 }
 
@@ -125,6 +129,7 @@ impl IndexKeys {
         IndexKeys {
             payments: Keys::from_index(&state.payments_by_customer, 0),
             refunds: Keys::from_index(&state.refunds_by_payment, 0),
+            lots: Keys::from_index(&state.lots_by_account, 0),
             events: Keys::from_index(&state.events_by_type, archived_from(ColdTable::Events)),
             transactions,
         }
@@ -135,6 +140,7 @@ impl IndexKeys {
             ColdTable::Payments => self.payments.get(position),
             ColdTable::Refunds => self.refunds.get(position),
             ColdTable::Transactions => self.transactions.get(position),
+            ColdTable::Lots => self.lots.get(position),
             ColdTable::Events => self.events.get(position),
             _ => None,
         }
@@ -158,6 +164,8 @@ pub struct CheckpointItems {
     listed: Vec<(u8, Vec<SnapshotItem>)>,
     /// Items to give before the next sorted one.
     pending: std::collections::VecDeque<SnapshotItem>,
+    /// Items to give after the last sorted one: the open lots (`open_lots`).
+    last: std::collections::VecDeque<SnapshotItem>,
     left: usize,
 }
 
@@ -183,6 +191,42 @@ fn listed(state: &State, table: u8, first_hot: u32) -> Vec<SnapshotItem> {
             state.events_by_type.for_each_position(&key, |p| positions.push(p));
             add(ListedIn::EventsByType, &key, &positions);
         }
+    }
+    out
+}
+
+/// The `Listed` items of every account's open lots below `to` (the lots
+/// table's end at the barrier), read after the barrier: the records after
+/// the checkpoint set again whether each lot they touch is open (a lot
+/// made after the barrier is theirs to list).
+fn open_lots(state: &State, to: u32) -> Vec<SnapshotItem> {
+    let mut out = Vec::new();
+    state.accounts.for_each_hot(|e| {
+        let below = &e.open_lots[..e.open_lots.partition_point(|p| *p < to)];
+        for part in below.chunks(SNAPSHOT_LISTED_POSITIONS_MAX) {
+            let listed =
+                Listed { index: ListedIn::OpenLots as u8, key: e.account.id.clone(), positions: part.to_vec() };
+            out.push(SnapshotItem::Listed(Box::new(listed)));
+        }
+    });
+    out
+}
+
+/// The union of two ascending lists, ascending, each position once.
+fn merge_ascending(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x <= y => *x,
+            (Some(_), Some(y)) => *y,
+            (Some(x), None) => *x,
+            (None, Some(y)) => *y,
+            (None, None) => break,
+        };
+        i += usize::from(a.get(i) == Some(&next));
+        j += usize::from(b.get(j) == Some(&next));
+        out.push(next);
     }
     out
 }
@@ -215,12 +259,22 @@ impl CheckpointItems {
         if refer {
             items.retain(|(_, item)| !matches!(item, SnapshotItem::ArchivedRun { .. }));
         }
+        // Cold lots are named without their status: which are open is listed last.
+        let lots_end = items.iter().find_map(|(_, item)| match item {
+            SnapshotItem::ColdRun { table: ColdTable::Lots, to, .. } => Some(*to),
+            _ => None,
+        });
+        let last: std::collections::VecDeque<SnapshotItem> = match lots_end {
+            Some(to) if refer => open_lots(&state, to).into(),
+            _ => Default::default(),
+        };
         let left = items.iter().fold(0usize, |n, (_, item)| match item {
             SnapshotItem::ColdRun { from, to, hot, .. } => {
                 n + (to.saturating_sub(*from) as usize).saturating_sub(*hot as usize)
             }
             _ => n + written_count(item),
-        }) + listed.iter().map(|(_, l)| l.len()).sum::<usize>();
+        }) + listed.iter().map(|(_, l)| l.len()).sum::<usize>()
+            + last.len();
         let archived_from = |table: ColdTable| {
             items.iter().find_map(|(_, item)| match item {
                 SnapshotItem::Archived { table: t, first_hot, .. } if *t == table as u8 => Some(*first_hot),
@@ -235,6 +289,7 @@ impl CheckpointItems {
             run: None,
             listed,
             pending: Default::default(),
+            last,
             left,
         }
     }
@@ -246,6 +301,7 @@ impl CheckpointItems {
             ColdTable::Payments => s.payments.id_at(at),
             ColdTable::Refunds => s.refunds.id_at(at),
             ColdTable::Transactions => s.transactions.id_at(at),
+            ColdTable::Lots => s.lots.id_at(at),
             ColdTable::Events => s.events.id_at(at),
             _ => None,
         };
@@ -288,7 +344,10 @@ impl Iterator for CheckpointItems {
                 }
                 self.run = None;
             }
-            let (place, item) = self.sorted.next()?;
+            let Some((place, item)) = self.sorted.next() else {
+                let item = self.last.pop_front()?;
+                return self.take(item);
+            };
             if let SnapshotItem::ColdRun { table, from, to, .. } = item {
                 self.run = Some(Run { table, at: from, to, part: place + (1 << 32) });
                 continue;
@@ -390,6 +449,11 @@ impl State {
                 positions.into_iter().for_each(|p| self.events_by_type.push(key, p));
                 Ok(())
             }
+            // Merged with the open lots its lots in memory listed as they loaded.
+            i if i == ListedIn::OpenLots as u8 => self
+                .accounts
+                .update(key, |e| e.open_lots = merge_ascending(&e.open_lots, &positions))
+                .ok_or_else(|| StorageError::Inconsistent(format!("open lots listed under unknown account {key}"))),
             other => Err(StorageError::Inconsistent(format!("index {other} is not one a checkpoint lists"))),
         }
     }
@@ -418,6 +482,10 @@ impl State {
             }
             t if t == ColdTable::Refunds as u8 => {
                 listed(&self.refunds_by_payment, self.refunds.put_cold(r.id.clone(), r.created)?)
+            }
+            // Open or not, as the checkpoint's `ListedIn::OpenLots` says.
+            t if t == ColdTable::Lots as u8 => {
+                listed(&self.lots_by_account, self.lots.put_cold(r.id.clone(), r.created)?)
             }
             t if t == ColdTable::Events as u8 => {
                 listed(&self.events_by_type, self.events.put_cold(r.id.clone(), r.created)?)

@@ -85,16 +85,18 @@ impl ColdObject {
     /// Whether applying a record never reads the version of this object it
     /// replaces, or reads the same from any later version (a payment, a
     /// refund, a points transaction and an event are put as they are; a lot
-    /// that waits for nothing has no deadline and moves no balance in any
-    /// later version, `PointsLot::waits_for_nothing`; other lots, a
-    /// redemption and a delivery move balances or timers by what their
-    /// previous version was). Only such an object may leave memory before
-    /// the records that follow its snapshot are replayed: history may
+    /// past pending never goes back there, and history holds no version of a
+    /// lot with a deadline (`ColdObject::of`), so what a replayed record reads
+    /// of one moves no pending points and hides no deadline, `State::apply_lot`;
+    /// a pending lot, a redemption and a delivery move balances or timers by
+    /// what their previous version was).
+    /// Only such an object may leave memory before the records that follow
+    /// its snapshot are replayed, or be named by a checkpoint: history may
     /// already hold what they made of it.
     pub fn replaced_unread(&self) -> bool {
         match self {
             ColdObject::Payment(_) | ColdObject::Refund(_) | ColdObject::Transaction(_) | ColdObject::Event(_) => true,
-            ColdObject::Lot(l) => l.waits_for_nothing(),
+            ColdObject::Lot(l) => l.status != crate::domain::lots::LotStatus::Pending,
             ColdObject::Redemption(_) | ColdObject::Delivery(_) => false,
         }
     }
@@ -507,7 +509,7 @@ mod tests {
         assert!(history.store().holds_archive().unwrap());
         let info = crate::snapshot::write_checkpoint(&RealFs, dir.path(), state.clone(), &history, end, 5).unwrap();
         let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
-        // Its lots and redemptions are whole; the N transactions are not there one by one.
+        // Its open redemptions are whole, its lots named; the N transactions are not there one by one.
         assert!(info.items < 2 * N as u64, "no item per archived transaction ({} items)", info.items);
         let copy = State::new();
         crate::snapshot::load_snapshot(&copy, &info.path, &bytes, &checked, Some(end)).unwrap();
@@ -535,6 +537,40 @@ mod tests {
         crate::snapshot::load_snapshot(&restored, &info.path, &bytes, &checked, None).unwrap();
         assert_eq!(restored.transactions.held_len(), N, "all in memory, in their places");
         assert_eq!(reads(&restored), before, "whole, without history");
+    }
+
+    /// A checkpoint names a spent lot that expires; a record after it gives
+    /// points back (open again, with its expiry), and history takes what
+    /// that record left before a crash. Replayed after the checkpoint, the
+    /// record reads the version it replaces from history, and the lot gets
+    /// its deadline and its place among the open lots again (history never
+    /// holds a version with a deadline, which would hide it).
+    #[test]
+    fn a_named_lot_given_points_back_after_the_checkpoint_gets_its_deadline_on_replay() {
+        let state = Arc::new(State::new());
+        let record = |changes| Record { time: 1, idem: None, changes };
+        state.apply(1, record(vec![account("loy_a")])).unwrap();
+        state.apply(2, record(vec![expiring(lot("lot_x", "loy_a", 5, 0, LotStatus::Spent), 1_000)])).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        history.catch_up(&RealFs, dir.path(), &state, 0, 2).unwrap();
+        assert_eq!(state.cold_objects(), 1);
+        let info = crate::snapshot::write_checkpoint(&RealFs, dir.path(), state.clone(), &history, 2, 5).unwrap();
+        let given_back = || record(vec![expiring(lot("lot_x", "loy_a", 5, 2, LotStatus::Available), 1_000)]);
+        state.apply(3, given_back()).unwrap();
+        assert!(history.write_applied(&state, true));
+        assert_eq!(state.due_lots(i64::MAX, 10), vec![Id::from("lot_x")]);
+
+        let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
+        let copy = State::new();
+        history.attach_objects(&copy);
+        crate::snapshot::load_snapshot(&copy, &info.path, &bytes, &checked, Some(3)).unwrap();
+        assert_eq!(copy.cold_objects(), 1, "named, not loaded");
+        copy.apply(3, given_back()).unwrap();
+        assert_eq!(copy.due_lots(i64::MAX, 10), state.due_lots(i64::MAX, 10), "its expiry is due");
+        let lots = |s: &State| s.accounts.with("loy_a", |e| (e.open_lots.clone(), e.expiring_lots.clone()));
+        assert_eq!(lots(&copy), lots(&state));
+        assert_eq!(copy.lots.with("lot_x", |l| l.remaining), Some(2));
     }
 
     /// A history from before the archive (transactions and events in

@@ -95,6 +95,9 @@ pub enum ListedIn {
     AccountTransactions = 0,
     /// `State::events_by_type` (its key: the event type).
     EventsByType = 1,
+    /// An account's open lots (its key: the account): a checkpoint names
+    /// cold lots without their status, so it lists which are open.
+    OpenLots = 2,
 }
 
 /// How many items `item` stands for in a file (an `ArchivedRun` is read out
@@ -231,7 +234,7 @@ impl State {
         if checkpoint {
             f((next_part(), SnapshotItem::Checkpoint));
         }
-        // The four tables a checkpoint names cold objects of: only the
+        // The five tables a checkpoint names cold objects of: only the
         // objects in memory are copied; a run marks the positions of the
         // rest, which the writer names after the barrier (`CheckpointItems`).
         macro_rules! named {
@@ -293,7 +296,7 @@ impl State {
         archived!(transactions, PutTransaction, Transactions);
         // After transactions: a lot names its account; its moves out of
         // pending are settled once all is loaded (`finish_restore`).
-        table!(lots, PutLot, Lots);
+        named!(lots, PutLot, Lots);
         archived!(events, PutEvent, Events);
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         table!(webhook_endpoints, PutWebhookEndpoint);
@@ -694,30 +697,36 @@ mod tests {
         assert!(std::mem::size_of::<SnapshotItem>() <= 32, "an item is a few words, its objects behind pointers");
     }
 
-    /// A local checkpoint: cold payments, refunds, transactions and events
-    /// as references, accounts with their figures. Loaded beside history, it
-    /// lists the same objects in the same places under the same keys, with
-    /// the same balances, though some transactions are in memory and some
-    /// are not; without history it is refused, saying what it is.
+    /// A local checkpoint: cold payments, refunds, transactions, lots and
+    /// events as references, accounts with their figures, the open lots
+    /// listed. Loaded beside history, it lists the same objects in the same
+    /// places under the same keys, with the same balances, open lots and lot
+    /// deadlines, though some objects are in memory and some are not;
+    /// without history it is refused, saying what it is.
     #[test]
     fn a_checkpoint_names_cold_objects_and_loads_to_the_same_state() {
         use crate::state::test_changes::{lot, pending_earn};
         use crate::state::CheckpointItems;
         let state = Arc::new(state_with_everything());
-        // A pending lot, so a checkpoint's figures are more than a sum of points.
-        let more =
-            vec![pending_earn("ptx_p", "loy_b", 10, -2, "lot_p"), lot("lot_p", "loy_b", 10, 10, LotStatus::Pending)];
+        // A pending lot, so a checkpoint's figures are more than a sum of
+        // points; an open lot that never expires and a spent one, which go cold.
+        let more = vec![
+            pending_earn("ptx_p", "loy_b", 10, -2, "lot_p"),
+            lot("lot_p", "loy_b", 10, 10, LotStatus::Pending),
+            lot("lot_n", "loy_b", 3, 3, LotStatus::Available),
+            lot("lot_s", "loy_b", 3, 0, LotStatus::Spent),
+        ];
         state.apply(5, Record { time: 4, idem: None, changes: more }).unwrap();
-        // The four tables' objects leave memory (history would hold them),
+        // The five tables' objects leave memory (history would hold them),
         // but for two transactions: a checkpoint mixes both kinds.
         let cold = state.take_cold().written;
         let stays = |o: &ColdObject| matches!(o, ColdObject::Transaction(t) if t.id == "ptx_1" || t.id == "ptx_3");
         let evicted =
             cold.iter().filter(|(_, o)| o.replaced_unread() && !stays(o)).filter(|(_, o)| state.evict(o)).count();
-        assert_eq!(evicted, 5, "the payment, the refund, the event and two transactions");
+        assert_eq!(evicted, 7, "the payment, the refund, the event, two transactions and two lots");
         let mut placed = Vec::new();
         state.snapshot_placed(true, |p| placed.push(p));
-        assert_eq!(placed.iter().filter(|(_, i)| matches!(i, SnapshotItem::ColdRun { .. })).count(), 4);
+        assert_eq!(placed.iter().filter(|(_, i)| matches!(i, SnapshotItem::ColdRun { .. })).count(), 5);
         // The same capture, for a checkpoint written before history synced through it.
         let mut unsynced = Vec::new();
         state.snapshot_placed(true, |p| unsynced.push(p));
@@ -751,19 +760,30 @@ mod tests {
         assert!(matches!(checkpoint[1], SnapshotItem::Checkpoint), "{:?}", &checkpoint[..2]);
         let refs = checkpoint.iter().filter(|i| matches!(i, SnapshotItem::ColdRef(_))).count();
         let gone = checkpoint.iter().filter(|i| matches!(i, SnapshotItem::Gone)).count();
-        assert_eq!(refs + gone, evicted, "every cold object of the four tables is named");
-        assert_eq!((refs, gone), (4, 1), "the event was forgotten before it was named");
+        assert_eq!(refs + gone, evicted, "every cold object of the five tables is named");
+        assert_eq!((refs, gone), (6, 1), "the event was forgotten before it was named");
+        let open_listed =
+            |i: &SnapshotItem| matches!(i, SnapshotItem::Listed(l) if l.index == ListedIn::OpenLots as u8);
+        assert_eq!(checkpoint.iter().filter(|i| open_listed(i)).count(), 2, "each account's open lots");
         assert!(checkpoint.iter().all(|i| !matches!(i, SnapshotItem::Cold { .. })));
         // Unsynced, it names the same objects in the same places for the
         // writer to read from history's view of the barrier instead.
+        // (Then the lots are whole, and need no list of the open ones.)
         let read_instead: Vec<SnapshotItem> = checkpoint
             .iter()
+            .filter(|item| !open_listed(item))
             .map(|item| match item {
                 SnapshotItem::ColdRef(r) => {
-                    let table = [ColdTable::Payments, ColdTable::Refunds, ColdTable::Transactions, ColdTable::Events]
-                        .into_iter()
-                        .find(|t| *t as u8 == r.table)
-                        .unwrap();
+                    let table = [
+                        ColdTable::Payments,
+                        ColdTable::Refunds,
+                        ColdTable::Transactions,
+                        ColdTable::Lots,
+                        ColdTable::Events,
+                    ]
+                    .into_iter()
+                    .find(|t| *t as u8 == r.table)
+                    .unwrap();
                     SnapshotItem::Cold { table, id: r.id.clone() }
                 }
                 other => other.clone(),
@@ -799,7 +819,16 @@ mod tests {
                 .collect()
         };
         assert_eq!(as_cold(items(&copy)), as_cold(items(&state)), "the same objects in the same places");
-        assert_eq!(copy.cold_objects(), 6, "a payment, a refund and four transactions");
+        assert_eq!(copy.cold_objects(), 8, "a payment, a refund, four transactions and two lots");
+        for account in ["loy_a", "loy_b"] {
+            let lots =
+                |s: &State| s.accounts.with(account, |e| (e.open_lots.clone(), e.expiring_lots.clone())).unwrap();
+            assert_eq!(lots(&copy), lots(&state), "{account}'s open lots");
+            assert_eq!(copy.lots_by_account.positions(account), state.lots_by_account.positions(account));
+        }
+        assert_eq!(copy.accounts.with("loy_b", |e| e.open_lots.len()), Some(2), "the pending lot and lot_n");
+        assert_eq!(copy.due_lots(i64::MAX, 10), state.due_lots(i64::MAX, 10), "the lot deadlines");
+        assert_eq!(copy.lots.with("lot_n", |l| l.remaining), None, "named: in history, not here");
         for account in ["loy_a", "loy_b"] {
             assert_eq!(copy.figures(account), state.figures(account), "{account}");
             let listed = |s: &State| s.accounts.with(account, |e| e.transactions.clone()).unwrap();
