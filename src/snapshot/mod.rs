@@ -65,8 +65,8 @@ type Capturing = oneshot::Receiver<Result<Result<Captured, StorageError>, Storag
 /// for what is applied before the barrier, with every page of it touched.
 /// Filling fresh memory costs the kernel a fault and a zeroing per page: done
 /// here, not in the writer's stall (docs/performance.md, "Why the code is the way it is").
-fn touched_buffer(state: &State) -> Vec<Placed> {
-    let capacity = state.snapshot_items_hint();
+fn touched_buffer(state: &State, scope: Scope) -> Vec<Placed> {
+    let capacity = state.snapshot_items_hint(scope == Scope::Local);
     let mut items = Vec::with_capacity(capacity + capacity / SNAPSHOT_ITEMS_SLACK_DIVISOR + SNAPSHOT_ITEMS_SLACK);
     for slot in items.spare_capacity_mut() {
         *slot = MaybeUninit::zeroed();
@@ -240,7 +240,7 @@ pub async fn take(
 ) -> Result<Taken, ApiError> {
     let started = Instant::now();
     let for_items = state.clone();
-    let items = actix_web::rt::task::spawn_blocking(move || touched_buffer(&for_items))
+    let items = actix_web::rt::task::spawn_blocking(move || touched_buffer(&for_items, scope))
         .await
         .map_err(|_| ApiError::snapshot_failed("the snapshot thread stopped"))?;
     let captured = capture(wal, state, history.clone(), items, scope)?
@@ -296,7 +296,7 @@ pub fn take_blocking(
     created: i64,
 ) -> Result<Taken, anyhow::Error> {
     let started = Instant::now();
-    let items = touched_buffer(&state);
+    let items = touched_buffer(&state, Scope::Portable);
     let captured = capture(wal, state, history.clone(), items, Scope::Portable)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .blocking_recv()
@@ -317,7 +317,7 @@ pub fn write_checkpoint(
     lsn: u64,
     created: i64,
 ) -> Result<SnapshotInfo, StorageError> {
-    let mut items = touched_buffer(&state);
+    let mut items = touched_buffer(&state, Scope::Local);
     state.snapshot_placed(true, |item| items.push(item));
     let view = history.store().objects_view();
     let resolve =
@@ -438,13 +438,13 @@ mod measure {
 
         if cold {
             // The copy a portable snapshot makes of the same state, for comparison.
-            let mut items = touched_buffer(&state);
+            let mut items = touched_buffer(&state, Scope::Portable);
             let t = Instant::now();
             state.snapshot_placed(false, |i| items.push(i));
             println!("writer stall of a portable snapshot's copy {:?}", t.elapsed());
         }
         let t = Instant::now();
-        let mut items = touched_buffer(&state);
+        let mut items = touched_buffer(&state, if cold { Scope::Local } else { Scope::Portable });
         let prepare = t.elapsed();
         let t = Instant::now();
         state.snapshot_placed(cold, |i| items.push(i));

@@ -313,13 +313,26 @@ impl State {
     }
 
     /// About how many items `snapshot_placed` gives (to size a buffer once;
-    /// a table missing here only costs a reallocation).
-    pub fn snapshot_items_hint(&self) -> usize {
+    /// a table missing here only costs a reallocation). A checkpoint copies
+    /// only what is in memory of the five tables it names cold objects of,
+    /// so its buffer follows memory, not the ledger: sized by every object,
+    /// it was 40 bytes of touched memory per payment, transaction and event
+    /// for the whole of each checkpoint (docs/performance.md, "Soak").
+    pub fn snapshot_items_hint(&self, checkpoint: bool) -> usize {
+        fn copied<T: super::Keyed>(table: &super::Table<T>, checkpoint: bool) -> usize {
+            if checkpoint {
+                table.len().saturating_sub(table.cold_len())
+            } else {
+                table.len()
+            }
+        }
         2 + self.customers.len()
             + self.accounts.len()
-            + self.payments.len()
-            + self.transactions.len()
-            + self.events.len()
+            + copied(&self.payments, checkpoint)
+            + copied(&self.refunds, checkpoint)
+            + copied(&self.transactions, checkpoint)
+            + copied(&self.lots, checkpoint)
+            + copied(&self.events, checkpoint)
             + self.idempotency.len()
     }
 
