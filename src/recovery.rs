@@ -136,6 +136,7 @@ fn load_beside(
     if let Some((lsn, path, (bytes, checked))) = chosen {
         tracing::info!(file = %path.display(), lsn, items = checked.header.items, "loading snapshot");
         let items = snapshot::load_snapshot(state, &path, &bytes, &checked, history_objects_lsn)?;
+        state.complete_transaction_types()?;
         // The state is after record `lsn` (0: before the first).
         from_lsn = Lsn::new(lsn.saturating_add(1));
         used = Some(LoadedSnapshot { path, lsn, items, created: checked.header.created });

@@ -59,7 +59,7 @@ fn everything(s: &Server, customer: &str, account: &str) -> Vec<Vec<Value>> {
             }
         }
     };
-    vec![
+    let lists = vec![
         walk("/v1/payments"),
         walk(&format!("/v1/payments?customer={customer}")),
         walk("/v1/refunds"),
@@ -70,7 +70,16 @@ fn everything(s: &Server, customer: &str, account: &str) -> Vec<Vec<Value>> {
         walk("/v1/events?type=payment.refunded"),
         list_all(s, &format!("/v1/loyalty/lots?account={account}")),
         vec![s.get_ok(&format!("/v1/loyalty/accounts/{account}"))],
-    ]
+        walk("/v1/loyalty/transactions?type=earn"),
+        walk("/v1/loyalty/transactions?type=clawback"),
+        walk("/v1/loyalty/transactions?type=redeem"),
+    ];
+    // Each type's list (its own index) is the whole list's transactions of that type.
+    for (at, kind) in [(10, "earn"), (11, "clawback"), (12, "redeem")] {
+        let of_kind: Vec<&Value> = lists[3].iter().filter(|t| t["type"] == kind).collect();
+        assert_eq!(lists[at].iter().collect::<Vec<_>>(), of_kind, "type={kind}");
+    }
+    lists
 }
 
 #[test]

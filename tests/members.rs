@@ -253,6 +253,25 @@ fn customers_list_by_exact_email() {
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
         assert_eq!(r.body["error"]["type"], "invalid_request_error");
     }
+
+    // Out of the filter, then cleared: the email index follows each change,
+    // and a restart (replay) and a snapshot's load rebuild it the same.
+    s.ok(&format!("/v1/customers/{}", ids[4]), json!({"email": "c4@example.com"}));
+    s.ok(&format!("/v1/customers/{}", ids[0]), json!({"email": ""}));
+    let dups: Vec<String> = [6, 2, 1].iter().map(|&i| ids[i].clone()).collect();
+    assert_eq!(listed("/v1/customers?email=dup@example.com"), (dups.clone(), false));
+    assert_eq!(listed("/v1/customers?email=c4@example.com"), (vec![ids[4].clone()], false));
+    let mut s = s;
+    s.restart();
+    let page = |s: &Server, path: &str| {
+        s.get_ok(path)["data"].as_array().unwrap().iter().map(|c| c["id"].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(page(&s, "/v1/customers?email=dup@example.com"), dups);
+    assert_eq!(page(&s, "/v1/customers?email=c4@example.com"), vec![ids[4].clone()]);
+    s.ok("/v1/admin/snapshot", json!({}));
+    s.restart();
+    assert_eq!(page(&s, "/v1/customers?email=dup@example.com"), dups);
+    assert_eq!(page(&s, "/v1/customers?email=c3@example.com"), vec![ids[3].clone()]);
 }
 
 /// For the object at `i` of `all` (a whole list, newest first), the

@@ -154,12 +154,19 @@ pub async fn list_customers(ledger: web::Data<Ledger>, req: HttpRequest) -> Resu
         other => other,
     };
     let mut data = Vec::new();
-    let has_more = ledger.state.page(
-        &ledger.state.customers,
-        &q.params,
-        |c| email.is_none_or(|e| c.email.as_deref() == Some(e)),
-        |c| data.push(respond::to_value(&c.view())),
-    )?;
+    let state = &ledger.state;
+    let emit = |c: &Customer| data.push(respond::to_value(&c.view()));
+    let has_more = match email {
+        // The index's group may hold another email with the same hash: compared here.
+        Some(e) => state.positions_page(
+            &state.customers,
+            |s| s.customers_by_email.positions(e),
+            &q.params,
+            |c| c.email.as_deref() == Some(e),
+            emit,
+        )?,
+        None => state.page(&state.customers, &q.params, |_| true, emit)?,
+    };
     respond::list(data, has_more)
 }
 

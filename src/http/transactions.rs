@@ -42,7 +42,17 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
                 .account_transactions(account, &q.params, keep, emit)?
                 .ok_or_else(|| ApiError::missing_reference("account", account))?
         }
-        None => state.page(&state.transactions, &q.params, keep, emit)?,
+        None => match kind {
+            Some(k) => state.indexed_page(
+                &state.transactions,
+                &state.transactions_by_type,
+                k.as_str(),
+                &q.params,
+                keep,
+                emit,
+            )?,
+            None => state.page(&state.transactions, &q.params, keep, emit)?,
+        },
     };
     respond::list(data, has_more)
 }

@@ -260,16 +260,13 @@ pub async fn list_deliveries(ledger: web::Data<Ledger>, req: HttpRequest) -> Res
         }
     }
     let mut data = Vec::new();
-    let has_more = ledger.state.page(
-        &ledger.state.deliveries,
-        &q.params,
-        |d| {
-            endpoint.is_none_or(|e| d.endpoint == e)
-                && event.is_none_or(|e| d.event == e)
-                && status.is_none_or(|s| d.status.as_str() == s)
-        },
-        |d| data.push(d.view()),
-    )?;
+    let state = &ledger.state;
+    let keep = |d: &Delivery| event.is_none_or(|e| d.event == e) && status.is_none_or(|s| d.status.as_str() == s);
+    let emit = |d: &Delivery| data.push(d.view());
+    let has_more = match endpoint {
+        Some(e) => state.indexed_page(&state.deliveries, &state.deliveries_by_endpoint, e, &q.params, keep, emit)?,
+        None => state.page(&state.deliveries, &q.params, keep, emit)?,
+    };
     respond::list(data, has_more)
 }
 

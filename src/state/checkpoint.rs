@@ -212,8 +212,26 @@ fn open_lots(state: &State, to: u32) -> Vec<SnapshotItem> {
     out
 }
 
+/// The `Listed` items of each transaction type's positions below `to` (the
+/// transactions table's end at the barrier), read after the barrier: every
+/// one, in memory or not, since a reference does not carry its type.
+fn transactions_by_type(state: &State, to: u32) -> Vec<SnapshotItem> {
+    let mut out = Vec::new();
+    for key in state.transactions_by_type.keys() {
+        let mut positions = Vec::new();
+        state.transactions_by_type.for_each_position(&key, |p| positions.push(p));
+        let below = &positions[..positions.partition_point(|p| *p < to)];
+        for part in below.chunks(SNAPSHOT_LISTED_POSITIONS_MAX) {
+            let listed =
+                Listed { index: ListedIn::TransactionsByType as u8, key: key.clone(), positions: part.to_vec() };
+            out.push(SnapshotItem::Listed(Box::new(listed)));
+        }
+    }
+    out
+}
+
 /// The union of two ascending lists, ascending, each position once.
-fn merge_ascending(a: &[u32], b: &[u32]) -> Vec<u32> {
+pub(super) fn merge_ascending(a: &[u32], b: &[u32]) -> Vec<u32> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
@@ -264,10 +282,18 @@ impl CheckpointItems {
             SnapshotItem::ColdRun { table: ColdTable::Lots, to, .. } => Some(*to),
             _ => None,
         });
-        let last: std::collections::VecDeque<SnapshotItem> = match lots_end {
+        let mut last: std::collections::VecDeque<SnapshotItem> = match lots_end {
             Some(to) if refer => open_lots(&state, to).into(),
             _ => Default::default(),
         };
+        // Cold transactions are named without their type: each type's are listed last.
+        let transactions_end = items.iter().find_map(|(_, item)| match item {
+            SnapshotItem::ColdRun { table: ColdTable::Transactions, to, .. } => Some(*to),
+            _ => None,
+        });
+        if let (Some(to), true) = (transactions_end, refer) {
+            last.extend(transactions_by_type(&state, to));
+        }
         let left = items.iter().fold(0usize, |n, (_, item)| match item {
             SnapshotItem::ColdRun { from, to, hot, .. } => {
                 n + (to.saturating_sub(*from) as usize).saturating_sub(*hot as usize)
@@ -407,8 +433,9 @@ impl State {
         if self.transactions.contains(&tx.id) {
             return Err(StorageError::Inconsistent(format!("points transaction {} written twice", tx.id)));
         }
-        let account = tx.account.clone();
+        let (account, kind) = (tx.account.clone(), tx.kind);
         let position = self.transactions.put(tx)?;
+        self.transactions_by_type.push(kind.as_str(), position);
         self.list_under_account(&account, position)
     }
 
@@ -454,8 +481,41 @@ impl State {
                 .accounts
                 .update(key, |e| e.open_lots = merge_ascending(&e.open_lots, &positions))
                 .ok_or_else(|| StorageError::Inconsistent(format!("open lots listed under unknown account {key}"))),
+            // Merged with the types its transactions in memory listed as they loaded.
+            i if i == ListedIn::TransactionsByType as u8 => {
+                self.transactions_by_type.merge(key, &positions);
+                Ok(())
+            }
             other => Err(StorageError::Inconsistent(format!("index {other} is not one a checkpoint lists"))),
         }
+    }
+
+    /// Makes `transactions_by_type` list every transaction after a snapshot
+    /// load. A checkpoint written before the index lists no type (its cold
+    /// transactions are references): the index is then rebuilt from every
+    /// transaction, history's included, once; other loads find it whole and
+    /// read nothing.
+    pub fn complete_transaction_types(&self) -> Result<(), StorageError> {
+        if self.transactions_by_type.total() == self.transactions.len() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut by_type: std::collections::HashMap<&'static str, Vec<u32>> = Default::default();
+        self.transactions
+            .try_for_each_placed(|position, tx| by_type.entry(tx.kind.as_str()).or_default().push(position))?;
+        self.transactions_by_type.clear();
+        let mut listed = 0;
+        for (kind, mut positions) in by_type {
+            positions.sort_unstable();
+            listed += positions.len();
+            self.transactions_by_type.merge(kind, &positions);
+        }
+        tracing::info!(
+            transactions = listed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "transactions listed by type (a checkpoint from before that index)"
+        );
+        Ok(())
     }
 
     /// A checkpoint's reference to a cold object: a cold slot in its table,

@@ -516,6 +516,21 @@ mod tests {
         assert_eq!(copy.transactions.first_hot() as usize, N);
         history.attach_reads(&copy);
         assert_eq!(reads(&copy), before, "read beside history");
+        // Cold transactions are named without their type: the checkpoint lists each type's apart.
+        let types = |s: &State| {
+            let index = &s.transactions_by_type;
+            index
+                .keys()
+                .into_iter()
+                .map(|k| (k.clone(), index.positions(&k)))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert_eq!(types(&state).values().map(Vec::len).sum::<usize>(), state.transactions.len());
+        assert_eq!(types(&copy), types(&state), "each type's transactions, from the checkpoint");
+        // One written before that index lists none: the load rebuilds it from history, once.
+        copy.transactions_by_type.clear();
+        copy.complete_transaction_types().unwrap();
+        assert_eq!(types(&copy), types(&state), "each type's transactions, rebuilt");
         let without = State::new();
         let refused = crate::snapshot::load_snapshot(&without, &info.path, &bytes, &checked, None).unwrap_err();
         assert!(refused.to_string().contains("automatic checkpoint"), "{refused}");
@@ -537,6 +552,7 @@ mod tests {
         crate::snapshot::load_snapshot(&restored, &info.path, &bytes, &checked, None).unwrap();
         assert_eq!(restored.transactions.held_len(), N, "all in memory, in their places");
         assert_eq!(reads(&restored), before, "whole, without history");
+        assert_eq!(types(&restored), types(&state), "each type's transactions, as they loaded");
     }
 
     /// A checkpoint names a spent lot that expires; a record after it gives

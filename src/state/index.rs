@@ -1,6 +1,7 @@
 //! Secondary indexes for filtered lists: a table's objects grouped by one
 //! field that never changes over an object's life (a payment's customer, a
-//! refund's payment, a redemption's account, an event's type), each group as
+//! refund's payment, a redemption's account, an event's type, a transaction's
+//! type, a delivery's endpoint), each group as
 //! positions in the table's insertion order, oldest first (4 bytes each).
 //!
 //! A filtered list walks its group instead of the whole table
@@ -91,6 +92,35 @@ impl Index {
                 shard.insert(Id::from(key), vec![position]);
             }
         }
+    }
+
+    /// Adds `positions` (ascending) to `key`'s group, keeping it ascending
+    /// with each position once (a checkpoint's entries beside those its
+    /// objects in memory put as they loaded). Only the group's part from the
+    /// first new position on is merged: a checkpoint's parts come in order,
+    /// so each costs itself and the few in memory above it, not the group.
+    pub(super) fn merge(&self, key: &str, positions: &[u32]) {
+        let Some(first) = positions.first() else { return };
+        let mut shard = self.shard(key).write();
+        match shard.get_mut(key) {
+            Some(group) => {
+                let tail = group.split_off(group.partition_point(|p| p < first));
+                group.extend(super::checkpoint::merge_ascending(&tail, positions));
+            }
+            None => {
+                shard.insert(Id::from(key), positions.to_vec());
+            }
+        }
+    }
+
+    /// Empties every group.
+    pub(super) fn clear(&self) {
+        self.shards.iter().for_each(|shard| shard.write().clear());
+    }
+
+    /// How many positions all groups hold together.
+    pub(super) fn total(&self) -> usize {
+        self.shards.iter().map(|shard| shard.read().values().map(Vec::len).sum::<usize>()).sum()
     }
 
     /// Drops from every group the positions before `first_live` (objects
@@ -187,31 +217,77 @@ impl State {
         key: &str,
         params: &ListParams,
         keep: impl Fn(&T) -> bool,
-        mut emit: impl FnMut(&T),
+        emit: impl FnMut(&T),
     ) -> Result<bool, ApiError> {
-        let cursor = params.cursor();
         let between_records = self.gate.read();
         let len = index.len(key);
-        let at = match cursor {
-            Cursor::Newest => len,
-            Cursor::After(id) | Cursor::Before(id) => {
-                let Some(position) = table.position(id) else {
-                    return Err(ApiError::missing_reference(cursor.param(), id));
-                };
-                index.count_before(key, position, matches!(cursor, Cursor::Before(_)))
-            }
-        };
+        let at =
+            start_in_group(table, params, len, |position, at_or_after| index.count_before(key, position, at_or_after))?;
         drop(between_records);
-        let chunk = |begin, end| index.chunk(key, begin, end);
-        if let Cursor::Before(_) = cursor {
-            let mut taken: Vec<T> = Vec::new();
-            let more =
-                walk_forward(table, at, len, chunk, &mut PageFill::new(params, keep, |t: &T| taken.push(t.clone())));
-            taken.iter().rev().for_each(emit);
-            return Ok(more);
-        }
-        Ok(walk_back(table, at, chunk, &mut PageFill::new(params, keep, &mut emit)))
+        Ok(group_page(table, params, len, at, |begin, end| index.chunk(key, begin, end), keep, emit))
     }
+
+    /// `indexed_page` over a group given whole: `group(state)` copies its
+    /// positions, ascending, between two records (`email_index.rs`).
+    pub fn positions_page<T: Keyed + Clone>(
+        &self,
+        table: &Table<T>,
+        group: impl FnOnce(&State) -> Vec<u32>,
+        params: &ListParams,
+        keep: impl Fn(&T) -> bool,
+        emit: impl FnMut(&T),
+    ) -> Result<bool, ApiError> {
+        let between_records = self.gate.read();
+        let positions = group(self);
+        let at = start_in_group(table, params, positions.len(), |position, at_or_after| {
+            positions.partition_point(|p| *p < position || (at_or_after && *p == position))
+        })?;
+        drop(between_records);
+        let chunk = |begin: usize, end: usize| positions.get(begin..end).map(<[u32]>::to_vec);
+        Ok(group_page(table, params, positions.len(), at, chunk, keep, emit))
+    }
+}
+
+/// Where a page of a group of `len` positions starts: its end without a
+/// cursor, else how many of its positions lie before the cursor's object
+/// (`count_before(position, at_or_after)`; `ending_before` counts the
+/// object itself). Under the apply gate, with the group's length read there.
+fn start_in_group<T: Keyed>(
+    table: &Table<T>,
+    params: &ListParams,
+    len: usize,
+    count_before: impl Fn(u32, bool) -> usize,
+) -> Result<usize, ApiError> {
+    let cursor = params.cursor();
+    match cursor {
+        Cursor::Newest => Ok(len),
+        Cursor::After(id) | Cursor::Before(id) => {
+            let Some(position) = table.position(id) else {
+                return Err(ApiError::missing_reference(cursor.param(), id));
+            };
+            Ok(count_before(position, matches!(cursor, Cursor::Before(_))))
+        }
+    }
+}
+
+/// The page of a group from entry `at` (`start_in_group`): backwards, or
+/// forwards for `ending_before` and then emitted newest first.
+fn group_page<T: Keyed + Clone>(
+    table: &Table<T>,
+    params: &ListParams,
+    len: usize,
+    at: usize,
+    chunk: impl Fn(usize, usize) -> Option<Vec<u32>>,
+    keep: impl Fn(&T) -> bool,
+    mut emit: impl FnMut(&T),
+) -> bool {
+    if let Cursor::Before(_) = params.cursor() {
+        let mut taken: Vec<T> = Vec::new();
+        let more = walk_forward(table, at, len, chunk, &mut PageFill::new(params, keep, |t: &T| taken.push(t.clone())));
+        taken.iter().rev().for_each(emit);
+        return more;
+    }
+    walk_back(table, at, chunk, &mut PageFill::new(params, keep, &mut emit))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod api_keys;
 mod check;
 mod checkpoint;
 mod cold;
+mod email_index;
 mod gate;
 mod idempotency;
 mod index;
@@ -145,6 +146,8 @@ keyed_by_fields!(
 #[derive(Default)]
 pub struct State {
     pub customers: Table<Customer>,
+    /// Customers by email (`email_index.rs`): what `GET /v1/customers?email=` walks.
+    pub customers_by_email: email_index::EmailIndex,
     pub accounts: Table<AccountEntry>,
     pub program: RwLock<Program>,
     pub earning_rules: Table<EarningRule>,
@@ -154,6 +157,9 @@ pub struct State {
     /// Payments by customer (`index.rs`): what `GET /v1/payments?customer=` walks.
     pub payments_by_customer: Index,
     pub transactions: Table<PointsTransaction>,
+    /// Transactions by type: what `GET /v1/loyalty/transactions?type=` walks
+    /// without an account (with one, the account's own list is walked).
+    pub transactions_by_type: Index,
     pub refunds: Table<Refund>,
     /// Refunds by payment.
     pub refunds_by_payment: Index,
@@ -168,6 +174,8 @@ pub struct State {
     pub events_by_type: Index,
     pub webhook_endpoints: Table<WebhookEndpoint>,
     pub deliveries: Table<Delivery>,
+    /// Deliveries by endpoint: what `GET /v1/webhook_deliveries?endpoint=` walks.
+    pub deliveries_by_endpoint: Index,
     /// Endpoints not deleted: what every commit reads to fan events out.
     live_endpoints: RwLock<Arc<Vec<WebhookEndpoint>>>,
     /// Pending deliveries of each endpoint by next attempt: what the webhook
@@ -463,11 +471,14 @@ impl State {
             self.events_by_type.trim_before(self.events.first_live());
         }
         // A cold delivery is one no longer pending (`ColdObject::of`).
-        self.deliveries.forget_oldest(
+        if self.deliveries.forget_oldest(
             |d, created| created < cutoff && d.is_none_or(|d| d.status != DeliveryStatus::Pending),
             RETENTION_FORGET_PER_RECORD,
             forgotten(ColdTable::Deliveries),
-        );
+        ) > 0
+        {
+            self.deliveries_by_endpoint.trim_before(self.deliveries.first_live());
+        }
     }
 
     /// Applies one change of record `lsn` (0: an item of a snapshot), and
@@ -476,7 +487,11 @@ impl State {
         self.queue_cold(lsn, &change);
         match change {
             Change::PutCustomer(c) => {
-                self.customers.put(c)?;
+                // One thread applies, so the version read here is the one being replaced.
+                let before = self.customers.try_with(&c.id, |old| old.email.clone())?.flatten();
+                let after = c.email.clone();
+                let position = self.customers.put(c)?;
+                self.customers_by_email.put(position, before.as_deref(), after.as_deref());
             }
             Change::PutAccount(a) => {
                 let id = a.id.clone();
@@ -561,7 +576,11 @@ impl State {
                         due.remove(&d.endpoint);
                     }
                 }
-                self.deliveries.put(d)?;
+                let endpoint = d.endpoint.clone();
+                let (position, new) = self.deliveries.put_telling(d)?;
+                if new {
+                    self.deliveries_by_endpoint.push(&endpoint, position);
+                }
             }
             Change::PutRefund(r) => {
                 let payment = r.payment.clone();
@@ -600,8 +619,11 @@ impl State {
     ) -> Result<(), StorageError> {
         let written = self.transactions.contains(&tx.id);
         let figures = check::transaction(&tx, written, self.figures(&tx.account), check_balance_after)?;
-        let account = tx.account.clone();
-        let position = self.transactions.put(tx)?;
+        let (account, kind) = (tx.account.clone(), tx.kind);
+        let (position, new) = self.transactions.put_telling(tx)?;
+        if new {
+            self.transactions_by_type.push(kind.as_str(), position);
+        }
         // Only this thread applies to accounts, so nothing moved the balance since the check.
         self.accounts.update(&account, |e| {
             e.balance = figures.balance;
@@ -790,5 +812,49 @@ mod lot_tests {
             assert_eq!(got, expected, "spending {points}");
         }
         assert!(state.lots_to_spend("loy_a", 1).unwrap().len() < 20, "a small spend copies a few lots");
+    }
+}
+
+#[cfg(test)]
+mod delivery_index_tests {
+    use super::*;
+    use crate::wal::Record;
+
+    fn delivery(id: &str, endpoint: &str, status: DeliveryStatus, created: i64) -> Change {
+        Change::PutDelivery(Arc::new(Delivery {
+            id: Id::from(id),
+            endpoint: Id::from(endpoint),
+            event: Id::from("evt_1"),
+            status,
+            attempts: 0,
+            next_attempt_at: created,
+            last_http_status: None,
+            last_error: None,
+            created,
+            delivered_at: None,
+        }))
+    }
+
+    /// Each endpoint's deliveries are listed apart, a new version of one
+    /// does not list it twice, and retention takes the forgotten ones out.
+    #[test]
+    fn deliveries_are_listed_by_endpoint_until_retention_forgets_them() {
+        let state = State::new();
+        state.set_event_retention_seconds(100);
+        let mut changes = Vec::new();
+        for i in 0..6 {
+            let endpoint = if i % 2 == 0 { "we_a" } else { "we_b" };
+            changes.push(delivery(&format!("whd_{i}"), endpoint, DeliveryStatus::Delivered, i));
+        }
+        state.apply(1, Record { time: 10, idem: None, changes }).unwrap();
+        let again = delivery("whd_2", "we_a", DeliveryStatus::Failed, 2);
+        state.apply(2, Record { time: 10, idem: None, changes: vec![again] }).unwrap();
+        assert_eq!(state.deliveries_by_endpoint.positions("we_a"), vec![0, 2, 4]);
+        assert_eq!(state.deliveries_by_endpoint.positions("we_b"), vec![1, 3, 5]);
+        // Past retention for the first three (created 0, 1, 2): forgotten, and unlisted.
+        state.apply(3, Record { time: 103, idem: None, changes: vec![] }).unwrap();
+        assert_eq!(state.deliveries.first_live(), 3);
+        assert_eq!(state.deliveries_by_endpoint.positions("we_a"), vec![4]);
+        assert_eq!(state.deliveries_by_endpoint.positions("we_b"), vec![3, 5]);
     }
 }

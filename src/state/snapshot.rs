@@ -98,6 +98,9 @@ pub enum ListedIn {
     /// An account's open lots (its key: the account): a checkpoint names
     /// cold lots without their status, so it lists which are open.
     OpenLots = 2,
+    /// `State::transactions_by_type` (its key: the type): a checkpoint names
+    /// cold transactions without their type, so it lists each type's.
+    TransactionsByType = 3,
 }
 
 /// How many items `item` stands for in a file (an `ArchivedRun` is read out
@@ -778,13 +781,17 @@ mod tests {
         let open_listed =
             |i: &SnapshotItem| matches!(i, SnapshotItem::Listed(l) if l.index == ListedIn::OpenLots as u8);
         assert_eq!(checkpoint.iter().filter(|i| open_listed(i)).count(), 2, "each account's open lots");
+        let types_listed =
+            |i: &SnapshotItem| matches!(i, SnapshotItem::Listed(l) if l.index == ListedIn::TransactionsByType as u8);
+        assert_eq!(checkpoint.iter().filter(|i| types_listed(i)).count(), 1, "the one type's transactions");
         assert!(checkpoint.iter().all(|i| !matches!(i, SnapshotItem::Cold { .. })));
         // Unsynced, it names the same objects in the same places for the
         // writer to read from history's view of the barrier instead.
-        // (Then the lots are whole, and need no list of the open ones.)
+        // (Then the lots and transactions are whole, and need no list of
+        // the open ones or of each type's.)
         let read_instead: Vec<SnapshotItem> = checkpoint
             .iter()
-            .filter(|item| !open_listed(item))
+            .filter(|item| !open_listed(item) && !types_listed(item))
             .map(|item| match item {
                 SnapshotItem::ColdRef(r) => {
                     let table = [
@@ -851,6 +858,7 @@ mod tests {
         for (index, key, copied) in [
             (&state.payments_by_customer, "cust_1", &copy.payments_by_customer),
             (&state.refunds_by_payment, "pay_1", &copy.refunds_by_payment),
+            (&state.transactions_by_type, "earn", &copy.transactions_by_type),
         ] {
             assert!(!index.positions(key).is_empty(), "{key}");
             assert_eq!(copied.positions(key), index.positions(key), "{key}");

@@ -762,6 +762,33 @@ impl<T: Keyed> Table<T> {
         }
     }
 
+    /// Calls `f` with every live object and its position: archived ones in
+    /// order, then the rest in no particular order, cold ones loaded from
+    /// history. Stops at the first one history cannot give (a rebuild that
+    /// must see every object: `State::complete_transaction_types`).
+    pub(super) fn try_for_each_placed(&self, mut f: impl FnMut(u32, &T)) -> Result<(), StorageError> {
+        let (mut at, first_hot) = (self.first_live(), self.first_hot());
+        while let Some(archive) = self.archive.get().filter(|_| at < first_hot) {
+            let to = first_hot.min(at.saturating_add(LIST_SCAN_CHUNK as u32));
+            archive.range(at, to)?.iter().for_each(|(position, _, value)| f(*position, value));
+            at = to;
+        }
+        for shard in self.shards.iter() {
+            let mut cold = Vec::new();
+            for slot in shard.read().iter() {
+                match &slot.body {
+                    Body::Hot(value) => f(slot.seq, value),
+                    Body::Cold(id) => cold.push((slot.seq, id.clone())),
+                }
+            }
+            for (seq, id) in cold {
+                let value = self.load(&id)?;
+                f(seq, &value);
+            }
+        }
+        Ok(())
+    }
+
     /// Calls `f` for every object in memory, in no particular order: for a
     /// reader that knows the cold ones cannot matter to it.
     pub fn for_each_hot(&self, mut f: impl FnMut(&T)) {
