@@ -387,6 +387,7 @@ impl State {
         let TableSizes { customers, accounts, payments, transactions, events, redemptions, deliveries } = *sizes;
         let n = |count: u64| count as usize;
         self.customers.reserve(n(customers));
+        self.customers_by_email.reserve(n(customers));
         self.accounts.reserve(n(accounts));
         self.payments.reserve(n(payments));
         self.transactions.reserve(n(transactions));
@@ -399,6 +400,7 @@ impl State {
     /// tables grew by doubling; the memory target per idle account, docs/performance.md).
     pub fn shrink_to_fit(&self) {
         self.customers.shrink_to_fit();
+        self.customers_by_email.shrink_to_fit();
         self.accounts.shrink_to_fit();
         self.earning_rules.shrink_to_fit();
         self.payments.shrink_to_fit();
@@ -488,10 +490,11 @@ impl State {
         match change {
             Change::PutCustomer(c) => {
                 // One thread applies, so the version read here is the one being replaced.
-                let before = self.customers.try_with(&c.id, |old| old.email.clone())?.flatten();
-                let after = c.email.clone();
-                let position = self.customers.put(c)?;
-                self.customers_by_email.put(position, before.as_deref(), after.as_deref());
+                let by_email = &self.customers_by_email;
+                let after = c.email.as_deref().map(|e| by_email.hash(e));
+                // Customers stay in memory: the version replaced comes back from the put.
+                let (position, before) = self.customers.put_replacing(c)?;
+                by_email.put(position, before.and_then(|old| old.email.as_deref().map(|e| by_email.hash(e))), after);
             }
             Change::PutAccount(a) => {
                 let id = a.id.clone();

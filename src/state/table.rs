@@ -540,6 +540,32 @@ impl<T: Keyed> Table<T> {
         }
     }
 
+    /// `put_telling` for a table whose objects never go cold: gives back the
+    /// version replaced (`None`: a new object), read in the same lookup.
+    pub(super) fn put_replacing(&self, value: Arc<T>) -> Result<(u32, Option<Arc<T>>), StorageError> {
+        let hash = self.hash(value.id());
+        let part = in_shard(hash);
+        let mut shard = self.shard(hash).write();
+        match shard.entry(spread(part), Self::holds(hash, value.id()), Self::placed) {
+            Entry::Occupied(mut slot) => {
+                let slot = slot.get_mut();
+                let Body::Hot(before) = std::mem::replace(&mut slot.body, Body::Hot(value)) else {
+                    return Err(StorageError::Inconsistent(format!(
+                        "{} was cold in a table that keeps all",
+                        slot.body.id()
+                    )));
+                };
+                self.count_replaced();
+                Ok((slot.seq, Some(before)))
+            }
+            Entry::Vacant(slot) => {
+                let seq = self.push_order(hash, value.created(), value.id())?;
+                slot.insert(Slot { body: Body::Hot(value), seq, hash: part });
+                Ok((seq, None))
+            }
+        }
+    }
+
     /// Inserts an object that only history holds, by its id and `created`
     /// (a local checkpoint's reference, `state/checkpoint.rs`): a cold slot
     /// and an order entry, no body. Returns its position; an error if the
