@@ -7,8 +7,9 @@
 //! the groups are kept by the email's hash, not the email: 8 bytes an email
 //! (31 bits of the hash, a flag, the one customer's position), and a list of
 //! positions apart only for an email more than one customer shares, where a
-//! group keyed by the email as the other indexes do costs about 100 bytes a
-//! customer (docs/performance.md, "Scale"). Two emails whose hashes agree
+//! group keyed by the email, as the other indexes keep theirs, holds a copy
+//! of the email and a list for every customer; about 25 bytes per idle
+//! member in all (docs/performance.md, "Scale"). Two emails whose hashes agree
 //! share a group; the list compares the email of each customer it reads, so
 //! a neighbour's customers are read and passed over.
 
