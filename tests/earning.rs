@@ -281,8 +281,24 @@ fn transactions_list_filters_and_pagination() {
     assert_eq!(list_all(&s, "/v1/loyalty/transactions?type=clawback").len(), 0);
     let by_payment = s.get_ok(&format!("/v1/loyalty/transactions?payment={}", paid[4]["id"].as_str().unwrap()));
     assert_eq!(by_payment["data"][0]["id"], paid[4]["award"]);
+    // With a clawback too: a payment's list (walked in its member's
+    // transactions) is the whole list's rows of that payment.
+    let pay4 = paid[4]["id"].as_str().unwrap();
+    s.ok("/v1/refunds", json!({"payment": pay4, "amount": 200}));
+    let all = list_all(&s, "/v1/loyalty/transactions");
+    let of_pay4: Vec<&serde_json::Value> = all.iter().filter(|t| t["source"]["payment"] == pay4).collect();
+    let by_payment = list_all(&s, &format!("/v1/loyalty/transactions?payment={pay4}"));
+    assert_eq!(by_payment.iter().map(|t| t["type"].as_str().unwrap()).collect::<Vec<_>>(), ["clawback", "earn"]);
+    assert_eq!(by_payment.iter().collect::<Vec<_>>(), of_pay4);
+    let no_member = s.ok("/v1/payments", json!({"amount": 500, "currency": "eur", "confirm": true}));
+    let none = s.get_ok(&format!("/v1/loyalty/transactions?payment={}", no_member["id"].as_str().unwrap()));
+    assert_eq!((none["data"].as_array().unwrap().len(), &none["has_more"]), (0, &json!(false)));
     let t0 = paid[0]["created"].as_i64().unwrap();
-    assert_eq!(list_all(&s, &format!("/v1/loyalty/transactions?created[gte]={t0}")).len(), 12);
+    assert_eq!(
+        list_all(&s, &format!("/v1/loyalty/transactions?created[gte]={t0}")).len(),
+        13,
+        "the twelve earns and the clawback"
+    );
     assert_eq!(list_all(&s, &format!("/v1/loyalty/transactions?created[lt]={t0}")).len(), 0);
     assert_eq!(s.get("/v1/loyalty/transactions?type=bonus").status, 400);
     assert_eq!(s.get("/v1/loyalty/transactions?account=loy_nope").status, 400);

@@ -42,6 +42,18 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
                 .account_transactions(account, &q.params, keep, emit)?
                 .ok_or_else(|| ApiError::missing_reference("account", account))?
         }
+        // A payment's transactions (its earn and clawbacks) are all its
+        // member's, which never changes once set: that account's list is walked.
+        None if payment.is_some() => {
+            let member = match payment {
+                Some(p) => state.visible(|s| s.payments.try_with(p, |pay| pay.loyalty_account.clone()))?.flatten(),
+                None => None,
+            };
+            match member {
+                Some(account) => state.account_transactions(&account, &q.params, keep, emit)?.unwrap_or(false),
+                None => false,
+            }
+        }
         None => match kind {
             Some(k) => state.indexed_page(
                 &state.transactions,
