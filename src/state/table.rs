@@ -522,41 +522,39 @@ impl<T: Keyed> Table<T> {
     /// `put`, also telling whether the object is new (for the indexes, which
     /// take an object once, when it is first inserted).
     pub(super) fn put_telling(&self, value: Arc<T>) -> Result<(u32, bool), StorageError> {
-        let hash = self.hash(value.id());
-        let part = in_shard(hash);
-        let mut shard = self.shard(hash).write();
-        match shard.entry(spread(part), Self::holds(hash, value.id()), Self::placed) {
-            Entry::Occupied(mut slot) => {
-                let slot = slot.get_mut();
-                self.set_hot(slot, value);
-                self.count_replaced();
-                Ok((slot.seq, false))
-            }
-            Entry::Vacant(slot) => {
-                let seq = self.push_order(hash, value.created(), value.id())?;
-                slot.insert(Slot { body: Body::Hot(value), seq, hash: part });
-                Ok((seq, true))
-            }
-        }
+        let (seq, replaced) = self.put_with(value, |table, slot, value| {
+            table.set_hot(slot, value);
+            Ok(())
+        })?;
+        Ok((seq, replaced.is_none()))
     }
 
     /// `put_telling` for a table whose objects never go cold: gives back the
     /// version replaced (`None`: a new object), read in the same lookup.
     pub(super) fn put_replacing(&self, value: Arc<T>) -> Result<(u32, Option<Arc<T>>), StorageError> {
+        self.put_with(value, |_, slot, value| match &mut slot.body {
+            Body::Hot(current) => Ok(std::mem::replace(current, value)),
+            Body::Cold(id) => Err(StorageError::Inconsistent(format!("{id} was cold in a table that keeps all"))),
+        })
+    }
+
+    /// Inserts `value`, or hands its slot to `replace` when its id is here
+    /// (and counts the change in place). Returns its position and what
+    /// `replace` gave (`None`: inserted).
+    fn put_with<R>(
+        &self,
+        value: Arc<T>,
+        replace: impl FnOnce(&Self, &mut Slot<T>, Arc<T>) -> Result<R, StorageError>,
+    ) -> Result<(u32, Option<R>), StorageError> {
         let hash = self.hash(value.id());
         let part = in_shard(hash);
         let mut shard = self.shard(hash).write();
         match shard.entry(spread(part), Self::holds(hash, value.id()), Self::placed) {
             Entry::Occupied(mut slot) => {
                 let slot = slot.get_mut();
-                let Body::Hot(before) = std::mem::replace(&mut slot.body, Body::Hot(value)) else {
-                    return Err(StorageError::Inconsistent(format!(
-                        "{} was cold in a table that keeps all",
-                        slot.body.id()
-                    )));
-                };
+                let replaced = replace(self, slot, value)?;
                 self.count_replaced();
-                Ok((slot.seq, Some(before)))
+                Ok((slot.seq, Some(replaced)))
             }
             Entry::Vacant(slot) => {
                 let seq = self.push_order(hash, value.created(), value.id())?;
