@@ -290,6 +290,19 @@ fn transactions_list_filters_and_pagination() {
     let by_payment = list_all(&s, &format!("/v1/loyalty/transactions?payment={pay4}"));
     assert_eq!(by_payment.iter().map(|t| t["type"].as_str().unwrap()).collect::<Vec<_>>(), ["clawback", "earn"]);
     assert_eq!(by_payment.iter().collect::<Vec<_>>(), of_pay4);
+    // A cursor among the member's transactions pages on; one of another member's is refused.
+    let older = s.get_ok(&format!(
+        "/v1/loyalty/transactions?payment={pay4}&starting_after={}",
+        by_payment[0]["id"].as_str().unwrap()
+    ));
+    assert_eq!(older["data"].as_array().unwrap(), &vec![by_payment[1].clone()]);
+    let elsewhere = all.iter().find(|t| t["account"] != by_payment[0]["account"]).unwrap();
+    let r =
+        s.get(&format!("/v1/loyalty/transactions?payment={pay4}&starting_after={}", elsewhere["id"].as_str().unwrap()));
+    assert_eq!(
+        (r.status, r.code(), r.body["error"]["param"].as_str()),
+        (400, "resource_missing", Some("starting_after"))
+    );
     let no_member = s.ok("/v1/payments", json!({"amount": 500, "currency": "eur", "confirm": true}));
     let none = s.get_ok(&format!("/v1/loyalty/transactions?payment={}", no_member["id"].as_str().unwrap()));
     assert_eq!((none["data"].as_array().unwrap().len(), &none["has_more"]), (0, &json!(false)));

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::index::Index;
+use super::index::{merge_into, Index};
 use super::snapshot::{written_count, Listed, ListedIn};
 use super::{in_place, ColdTable, Placed, SnapshotItem, State};
 use crate::config::SNAPSHOT_LISTED_POSITIONS_MAX;
@@ -169,28 +169,37 @@ pub struct CheckpointItems {
     left: usize,
 }
 
+/// Adds to `out` the `Listed` items of `key`'s `positions` (ascending) below
+/// `below`: at most `SNAPSHOT_LISTED_POSITIONS_MAX` positions an item, in order.
+fn add_listed(out: &mut Vec<SnapshotItem>, index: ListedIn, key: &Id, positions: &[u32], below: u32) {
+    let below = &positions[..positions.partition_point(|p| *p < below)];
+    for part in below.chunks(SNAPSHOT_LISTED_POSITIONS_MAX) {
+        let listed = Listed { index: index as u8, key: key.clone(), positions: part.to_vec() };
+        out.push(SnapshotItem::Listed(Box::new(listed)));
+    }
+}
+
+/// `add_listed` for every group of `index`.
+fn add_index(out: &mut Vec<SnapshotItem>, listed_in: ListedIn, index: &Index, below: u32) {
+    for key in index.keys() {
+        let mut positions = Vec::new();
+        index.for_each_position(&key, |p| positions.push(p));
+        add_listed(out, listed_in, &key, &positions, below);
+    }
+}
+
 /// The `Listed` items of an archived table whose first position in memory
 /// at the barrier was `first_hot`: its index entries below that, read after
 /// the barrier (a group only grows past it; retention may trim its old end,
 /// which the records replayed after the checkpoint trim again).
 fn listed(state: &State, table: u8, first_hot: u32) -> Vec<SnapshotItem> {
     let mut out = Vec::new();
-    // At most `SNAPSHOT_LISTED_POSITIONS_MAX` positions an item, in order.
-    let mut add = |index: ListedIn, key: &Id, positions: &[u32]| {
-        let below = &positions[..positions.partition_point(|p| *p < first_hot)];
-        for part in below.chunks(SNAPSHOT_LISTED_POSITIONS_MAX) {
-            let listed = Listed { index: index as u8, key: key.clone(), positions: part.to_vec() };
-            out.push(SnapshotItem::Listed(Box::new(listed)));
-        }
-    };
     if table == ColdTable::Transactions as u8 {
-        state.accounts.for_each_hot(|e| add(ListedIn::AccountTransactions, &e.account.id, &e.transactions));
+        state.accounts.for_each_hot(|e| {
+            add_listed(&mut out, ListedIn::AccountTransactions, &e.account.id, &e.transactions, first_hot)
+        });
     } else if table == ColdTable::Events as u8 {
-        for key in state.events_by_type.keys() {
-            let mut positions = Vec::new();
-            state.events_by_type.for_each_position(&key, |p| positions.push(p));
-            add(ListedIn::EventsByType, &key, &positions);
-        }
+        add_index(&mut out, ListedIn::EventsByType, &state.events_by_type, first_hot);
     }
     out
 }
@@ -201,14 +210,7 @@ fn listed(state: &State, table: u8, first_hot: u32) -> Vec<SnapshotItem> {
 /// made after the barrier is theirs to list).
 fn open_lots(state: &State, to: u32) -> Vec<SnapshotItem> {
     let mut out = Vec::new();
-    state.accounts.for_each_hot(|e| {
-        let below = &e.open_lots[..e.open_lots.partition_point(|p| *p < to)];
-        for part in below.chunks(SNAPSHOT_LISTED_POSITIONS_MAX) {
-            let listed =
-                Listed { index: ListedIn::OpenLots as u8, key: e.account.id.clone(), positions: part.to_vec() };
-            out.push(SnapshotItem::Listed(Box::new(listed)));
-        }
-    });
+    state.accounts.for_each_hot(|e| add_listed(&mut out, ListedIn::OpenLots, &e.account.id, &e.open_lots, to));
     out
 }
 
@@ -217,35 +219,7 @@ fn open_lots(state: &State, to: u32) -> Vec<SnapshotItem> {
 /// one, in memory or not, since a reference does not carry its type.
 fn transactions_by_type(state: &State, to: u32) -> Vec<SnapshotItem> {
     let mut out = Vec::new();
-    for key in state.transactions_by_type.keys() {
-        let mut positions = Vec::new();
-        state.transactions_by_type.for_each_position(&key, |p| positions.push(p));
-        let below = &positions[..positions.partition_point(|p| *p < to)];
-        for part in below.chunks(SNAPSHOT_LISTED_POSITIONS_MAX) {
-            let listed =
-                Listed { index: ListedIn::TransactionsByType as u8, key: key.clone(), positions: part.to_vec() };
-            out.push(SnapshotItem::Listed(Box::new(listed)));
-        }
-    }
-    out
-}
-
-/// The union of two ascending lists, ascending, each position once.
-pub(super) fn merge_ascending(a: &[u32], b: &[u32]) -> Vec<u32> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let next = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) if x <= y => *x,
-            (Some(_), Some(y)) => *y,
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
-        i += usize::from(a.get(i) == Some(&next));
-        j += usize::from(b.get(j) == Some(&next));
-        out.push(next);
-    }
+    add_index(&mut out, ListedIn::TransactionsByType, &state.transactions_by_type, to);
     out
 }
 
@@ -277,22 +251,19 @@ impl CheckpointItems {
         if refer {
             items.retain(|(_, item)| !matches!(item, SnapshotItem::ArchivedRun { .. }));
         }
-        // Cold lots are named without their status: which are open is listed last.
-        let lots_end = items.iter().find_map(|(_, item)| match item {
-            SnapshotItem::ColdRun { table: ColdTable::Lots, to, .. } => Some(*to),
-            _ => None,
-        });
-        let mut last: std::collections::VecDeque<SnapshotItem> = match lots_end {
-            Some(to) if refer => open_lots(&state, to).into(),
-            _ => Default::default(),
+        // Where `table` ended at the barrier (its run of cold positions).
+        let end_of = |table: ColdTable| {
+            items.iter().find_map(|(_, item)| match item {
+                SnapshotItem::ColdRun { table: t, to, .. } if *t == table => Some(*to),
+                _ => None,
+            })
         };
-        // Cold transactions are named without their type: each type's are listed last.
-        let transactions_end = items.iter().find_map(|(_, item)| match item {
-            SnapshotItem::ColdRun { table: ColdTable::Transactions, to, .. } => Some(*to),
-            _ => None,
-        });
-        if let (Some(to), true) = (transactions_end, refer) {
-            last.extend(transactions_by_type(&state, to));
+        // References say neither whether a lot is open nor a transaction's
+        // type: which lots are open and each type's transactions are listed last.
+        let mut last = std::collections::VecDeque::new();
+        if refer {
+            last.extend(end_of(ColdTable::Lots).map(|to| open_lots(&state, to)).unwrap_or_default());
+            last.extend(end_of(ColdTable::Transactions).map(|to| transactions_by_type(&state, to)).unwrap_or_default());
         }
         let left = items.iter().fold(0usize, |n, (_, item)| match item {
             SnapshotItem::ColdRun { from, to, hot, .. } => {
@@ -479,7 +450,7 @@ impl State {
             // Merged with the open lots its lots in memory listed as they loaded.
             i if i == ListedIn::OpenLots as u8 => self
                 .accounts
-                .update(key, |e| e.open_lots = merge_ascending(&e.open_lots, &positions))
+                .update(key, |e| merge_into(&mut e.open_lots, &positions))
                 .ok_or_else(|| StorageError::Inconsistent(format!("open lots listed under unknown account {key}"))),
             // Merged with the types its transactions in memory listed as they loaded.
             i if i == ListedIn::TransactionsByType as u8 => {

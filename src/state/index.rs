@@ -94,19 +94,14 @@ impl Index {
         }
     }
 
-    /// Adds `positions` (ascending) to `key`'s group, keeping it ascending
-    /// with each position once (a checkpoint's entries beside those its
-    /// objects in memory put as they loaded). Only the group's part from the
-    /// first new position on is merged: a checkpoint's parts come in order,
-    /// so each costs itself and the few in memory above it, not the group.
+    /// Adds `positions` (ascending) to `key`'s group (`merge_into`).
     pub(super) fn merge(&self, key: &str, positions: &[u32]) {
-        let Some(first) = positions.first() else { return };
+        if positions.is_empty() {
+            return;
+        }
         let mut shard = self.shard(key).write();
         match shard.get_mut(key) {
-            Some(group) => {
-                let tail = group.split_off(group.partition_point(|p| p < first));
-                group.extend(super::checkpoint::merge_ascending(&tail, positions));
-            }
+            Some(group) => merge_into(group, positions),
             None => {
                 shard.insert(Id::from(key), positions.to_vec());
             }
@@ -158,6 +153,30 @@ impl Index {
 
     fn chunk(&self, key: &str, begin: usize, end: usize) -> Option<Vec<u32>> {
         self.shard(key).read().get(key).and_then(|g| g.get(begin..end)).map(<[u32]>::to_vec)
+    }
+}
+
+/// Adds `positions` (ascending) to `group` (ascending), each position once
+/// (a checkpoint's entries beside those its objects in memory put as they
+/// loaded). Only the group's part from the first new position on is
+/// merged: a checkpoint's parts come in order, so each costs itself and the
+/// few in memory above it, not the whole group.
+pub(super) fn merge_into(group: &mut Vec<u32>, positions: &[u32]) {
+    let Some(first) = positions.first() else { return };
+    let tail = group.split_off(group.partition_point(|p| p < first));
+    group.reserve(tail.len() + positions.len());
+    let (mut i, mut j) = (0, 0);
+    while i < tail.len() || j < positions.len() {
+        let next = match (tail.get(i), positions.get(j)) {
+            (Some(x), Some(y)) if x <= y => *x,
+            (Some(_), Some(y)) => *y,
+            (Some(x), None) => *x,
+            (None, Some(y)) => *y,
+            (None, None) => break,
+        };
+        i += usize::from(tail.get(i) == Some(&next));
+        j += usize::from(positions.get(j) == Some(&next));
+        group.push(next);
     }
 }
 
@@ -330,6 +349,26 @@ mod tests {
             .indexed_page(t, index, key, params, |_| true, |i: &Item| got.push(i.id[4..].parse().unwrap()))
             .unwrap();
         (got, more)
+    }
+
+    /// A checkpoint's parts merge into a group in order, each position
+    /// once, beside those put as the objects in memory loaded.
+    #[test]
+    fn merged_positions_keep_a_group_ascending_and_each_once() {
+        let mut group = vec![3, 50, 70];
+        merge_into(&mut group, &[1, 2, 3, 4]);
+        assert_eq!(group, vec![1, 2, 3, 4, 50, 70]);
+        merge_into(&mut group, &[5, 60, 70, 80]);
+        assert_eq!(group, vec![1, 2, 3, 4, 5, 50, 60, 70, 80]);
+        merge_into(&mut group, &[]);
+        merge_into(&mut group, &[90]);
+        assert_eq!(group, vec![1, 2, 3, 4, 5, 50, 60, 70, 80, 90]);
+        let index = Index::default();
+        index.merge("k", &[4, 9]);
+        index.push("k", 12);
+        index.merge("k", &[1, 9, 10]);
+        assert_eq!(index.positions("k"), vec![1, 4, 9, 10, 12]);
+        assert_eq!(index.total(), 5);
     }
 
     #[test]

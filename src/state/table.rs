@@ -758,43 +758,37 @@ impl<T: Keyed> Table<T> {
     /// and reports); cold ones are loaded from history, a shard at a time
     /// with its lock let go. One history cannot give is logged and skipped.
     pub fn for_each(&self, mut f: impl FnMut(&T)) {
-        // Archived ones first, as far as `first_hot` is now (a walk while
-        // memory archives more may see one twice).
+        let skipped = |e: StorageError| {
+            tracing::error!(error = %e, "history could not give an object");
+            Ok(())
+        };
+        let _ = self.walk(|_, value| f(value), skipped);
+    }
+
+    /// Calls `f` with every live object and its position, as `for_each`
+    /// finds them, but stops at the first one history cannot give (a
+    /// rebuild that must see every object: `State::complete_transaction_types`).
+    pub(super) fn try_for_each_placed(&self, f: impl FnMut(u32, &T)) -> Result<(), StorageError> {
+        self.walk(f, Err)
+    }
+
+    /// Every live object with its position: archived ones first, in order,
+    /// as far as `first_hot` is now (a walk while memory archives more may
+    /// see one twice), then each shard's, its cold ones loaded with its lock
+    /// let go. A read history cannot give goes to `failed`, whose error
+    /// stops the walk.
+    fn walk(
+        &self,
+        mut f: impl FnMut(u32, &T),
+        mut failed: impl FnMut(StorageError) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
         let (mut at, first_hot) = (self.first_live(), self.first_hot());
         while let Some(archive) = self.archive.get().filter(|_| at < first_hot) {
             let to = first_hot.min(at.saturating_add(LIST_SCAN_CHUNK as u32));
             match archive.range(at, to) {
-                Ok(objects) => objects.iter().for_each(|(_, _, value)| f(value)),
-                Err(e) => tracing::error!(error = %e, "history could not give archived objects"),
+                Ok(objects) => objects.iter().for_each(|(position, _, value)| f(*position, value)),
+                Err(e) => failed(e)?,
             }
-            at = to;
-        }
-        for shard in self.shards.iter() {
-            let mut cold = Vec::new();
-            for slot in shard.read().iter() {
-                match &slot.body {
-                    Body::Hot(value) => f(value),
-                    Body::Cold(id) => cold.push(id.clone()),
-                }
-            }
-            for id in cold {
-                match self.load(&id) {
-                    Ok(value) => f(&value),
-                    Err(e) => tracing::error!(error = %e, id = %id, "history could not give an object"),
-                }
-            }
-        }
-    }
-
-    /// Calls `f` with every live object and its position: archived ones in
-    /// order, then the rest in no particular order, cold ones loaded from
-    /// history. Stops at the first one history cannot give (a rebuild that
-    /// must see every object: `State::complete_transaction_types`).
-    pub(super) fn try_for_each_placed(&self, mut f: impl FnMut(u32, &T)) -> Result<(), StorageError> {
-        let (mut at, first_hot) = (self.first_live(), self.first_hot());
-        while let Some(archive) = self.archive.get().filter(|_| at < first_hot) {
-            let to = first_hot.min(at.saturating_add(LIST_SCAN_CHUNK as u32));
-            archive.range(at, to)?.iter().for_each(|(position, _, value)| f(*position, value));
             at = to;
         }
         for shard in self.shards.iter() {
@@ -806,8 +800,10 @@ impl<T: Keyed> Table<T> {
                 }
             }
             for (seq, id) in cold {
-                let value = self.load(&id)?;
-                f(seq, &value);
+                match self.load(&id) {
+                    Ok(value) => f(seq, &value),
+                    Err(e) => failed(e)?,
+                }
             }
         }
         Ok(())
