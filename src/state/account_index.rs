@@ -198,6 +198,6 @@ mod tests {
                 "{err:?}"
             );
         }
-        assert_eq!(state.accounts.with("loy_a", |e| e.transactions.clone()), Some(vec![0, 2, 4]));
+        assert_eq!(state.accounts.with("loy_a", |e| e.transactions.to_vec()), Some(vec![0, 2, 4]));
     }
 }

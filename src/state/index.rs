@@ -21,9 +21,11 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::ops::Deref;
 
 use foldhash::fast::RandomState;
 use parking_lot::RwLock;
+use thin_vec::ThinVec;
 
 use super::list::{Cursor, ListParams, PageFill};
 use super::table::{Keyed, Table};
@@ -161,10 +163,12 @@ impl Index {
 /// loaded). Only the group's part from the first new position on is
 /// merged: a checkpoint's parts come in order, so each costs itself and the
 /// few in memory above it, not the whole group.
-pub(super) fn merge_into(group: &mut Vec<u32>, positions: &[u32]) {
+pub(super) fn merge_into(group: &mut impl PositionList, positions: &[u32]) {
     let Some(first) = positions.first() else { return };
-    let tail = group.split_off(group.partition_point(|p| p < first));
-    group.reserve(tail.len() + positions.len());
+    let at = group.partition_point(|p| p < first);
+    let tail = group[at..].to_vec();
+    group.truncate_to(at);
+    let mut merged = Vec::with_capacity(tail.len() + positions.len());
     let (mut i, mut j) = (0, 0);
     while i < tail.len() || j < positions.len() {
         let next = match (tail.get(i), positions.get(j)) {
@@ -176,7 +180,26 @@ pub(super) fn merge_into(group: &mut Vec<u32>, positions: &[u32]) {
         };
         i += usize::from(tail.get(i) == Some(&next));
         j += usize::from(positions.get(j) == Some(&next));
-        group.push(next);
+        merged.push(next);
+    }
+    group.extend(merged);
+}
+
+/// A list of positions `merge_into` grows: an index's group, or one of an
+/// account's lists (`AccountEntry`, 8 bytes each).
+pub(super) trait PositionList: Deref<Target = [u32]> + Extend<u32> {
+    fn truncate_to(&mut self, len: usize);
+}
+
+impl PositionList for Vec<u32> {
+    fn truncate_to(&mut self, len: usize) {
+        self.truncate(len);
+    }
+}
+
+impl PositionList for ThinVec<u32> {
+    fn truncate_to(&mut self, len: usize) {
+        self.truncate(len);
     }
 }
 

@@ -55,6 +55,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use thin_vec::ThinVec;
 
 use crate::config::RETENTION_FORGET_PER_RECORD;
 use crate::domain::api_keys::ApiKey;
@@ -74,7 +75,10 @@ use crate::domain::Id;
 use crate::error::{ApiError, StorageError};
 use crate::wal::{Change, IdemEntry, Record};
 
-/// An account with its derived balance and its transactions.
+/// An account with its derived balance and its transactions. Every account
+/// is in memory for ever, so its lists are `ThinVec`s: 8 bytes each and no
+/// allocation while empty, as most idle members' are (a `Vec` is 24 bytes;
+/// docs/performance.md, "Scale").
 #[derive(Debug, Clone)]
 pub struct AccountEntry {
     /// Shared with the record that wrote it (and with snapshots).
@@ -89,18 +93,18 @@ pub struct AccountEntry {
     /// The account's points transactions, oldest first, as their positions
     /// in the transactions table's insertion order (4 bytes each, not a
     /// 24-byte id; `account_index.rs` pages over them).
-    pub transactions: Vec<u32>,
+    pub transactions: ThinVec<u32>,
     /// Points of its pending lots: earned, not yet spendable. Moved only by
     /// applying a transaction (its `pending` part) or a lot leaving pending.
     pub pending: i64,
     /// Its open (pending or available) lots, as positions in the lots table,
     /// in the order they were made (ascending): what spending and clawbacks
     /// read (`State::lots_to_spend`).
-    pub open_lots: Vec<u32>,
+    pub open_lots: ThinVec<u32>,
     /// The open lots that expire (a subset of `open_lots`, ascending): what
     /// `next_expiry` reads, and what spending takes first. Empty in a program
     /// without expiry, so an account view costs nothing more there.
-    pub expiring_lots: Vec<u32>,
+    pub expiring_lots: ThinVec<u32>,
 }
 
 impl Keyed for AccountEntry {
@@ -507,10 +511,10 @@ impl State {
                         account: a,
                         balance: 0,
                         held: 0,
-                        transactions: Vec::new(),
+                        transactions: ThinVec::new(),
                         pending: 0,
-                        open_lots: Vec::new(),
-                        expiring_lots: Vec::new(),
+                        open_lots: ThinVec::new(),
+                        expiring_lots: ThinVec::new(),
                     }),
                 })?;
             }
@@ -744,7 +748,7 @@ pub(super) fn lot_deadlines(lot: &PointsLot) -> Vec<i64> {
 /// Keeps `position` in the ascending `list` exactly when `listed`. A new
 /// lot's position is the table's newest, so it goes at the end with no search
 /// (an account may hold many lots); another is found by binary search.
-fn keep_listed(list: &mut Vec<u32>, position: u32, listed: bool, new: bool) {
+fn keep_listed(list: &mut ThinVec<u32>, position: u32, listed: bool, new: bool) {
     if new {
         if listed {
             list.push(position);
