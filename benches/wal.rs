@@ -279,7 +279,7 @@ fn write_log(dir: &Path, total: usize) -> u64 {
     for i in 0..members {
         let c = Customer {
             id: IdKind::Customer.generate(),
-            email: Some(format!("member{i}@example.com")),
+            email: Some(format!("member{i}@example.com").into()),
             name: None,
             metadata: Default::default(),
             loyalty_account: None,

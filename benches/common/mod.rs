@@ -86,7 +86,7 @@ pub fn member_record(i: usize, time: i64) -> (Id, Id, Record) {
     let account = IdKind::Account.generate();
     let customer = Customer {
         id: IdKind::Customer.generate(),
-        email: Some(format!("member{i}@example.com")),
+        email: Some(format!("member{i}@example.com").into()),
         name: None,
         metadata: Default::default(),
         loyalty_account: Some(account.clone()),

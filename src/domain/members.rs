@@ -5,15 +5,19 @@
 //! stored here: it is the sum of the account's points transactions, kept by
 //! the state (docs/reliability.md, invariant 5).
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::{Id, Metadata};
 
+/// A customer is in memory for ever, so its `email` and `name` are
+/// `CompactString`s: up to 24 bytes inline, with no allocation of their own
+/// (docs/performance.md, "Scale"). They are written as strings, as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Customer {
     pub id: Id,
-    pub email: Option<String>,
-    pub name: Option<String>,
+    pub email: Option<CompactString>,
+    pub name: Option<CompactString>,
     pub metadata: Metadata,
     /// The account this customer is linked to, if any (at most one).
     pub loyalty_account: Option<Id>,
@@ -34,8 +38,8 @@ pub struct Account {
 pub struct CustomerView<'a> {
     pub id: &'a Id,
     pub object: &'static str,
-    pub email: &'a Option<String>,
-    pub name: &'a Option<String>,
+    pub email: &'a Option<CompactString>,
+    pub name: &'a Option<CompactString>,
     pub metadata: &'a Metadata,
     pub loyalty_account: &'a Option<Id>,
     pub created: i64,

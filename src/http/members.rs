@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use compact_str::CompactString;
 use serde::Deserialize;
 
 use super::body::Body;
@@ -41,17 +42,17 @@ struct AccountParams {
     metadata: Option<Metadata>,
 }
 
-fn text(param: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+fn text(param: &str, value: Option<String>) -> Result<Option<CompactString>, ApiError> {
     match value {
         Some(v) if v.chars().count() > TEXT_FIELD_CHARS_MAX => Err(ApiError::parameter_invalid(
             param,
             format!("{param} must be at most {TEXT_FIELD_CHARS_MAX} characters."),
         )),
-        other => Ok(other),
+        other => Ok(other.map(CompactString::from)),
     }
 }
 
-fn email(value: Option<String>) -> Result<Option<String>, ApiError> {
+fn email(value: Option<String>) -> Result<Option<CompactString>, ApiError> {
     let value = text("email", value)?;
     if let Some(e) = &value {
         if !text::looks_like_email(e) {
@@ -94,10 +95,10 @@ pub async fn create_customer(
 /// An update's `email` or `name`: absent keeps the value, `""` clears it
 /// (null), anything else is checked like a create's.
 fn changed(
-    current: &Option<String>,
+    current: &Option<CompactString>,
     given: Option<String>,
-    check: impl FnOnce(Option<String>) -> Result<Option<String>, ApiError>,
-) -> Result<Option<String>, ApiError> {
+    check: impl FnOnce(Option<String>) -> Result<Option<CompactString>, ApiError>,
+) -> Result<Option<CompactString>, ApiError> {
     match given {
         None => Ok(current.clone()),
         Some(v) if v.is_empty() => Ok(None),

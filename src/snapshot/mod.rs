@@ -389,8 +389,8 @@ mod measure {
                 Change::PutCustomer(
                     Customer {
                         id: c.as_str().into(),
-                        email: Some(format!("member{i}@example.com")),
-                        name: Some(format!("Member {i}")),
+                        email: Some(format!("member{i}@example.com").into()),
+                        name: Some(format!("Member {i}").into()),
                         metadata: meta(i),
                         loyalty_account: Some(a.as_str().into()),
                         created: 1_700_000_000,
