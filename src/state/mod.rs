@@ -865,3 +865,18 @@ mod delivery_index_tests {
         assert_eq!(state.deliveries_by_endpoint.positions("we_b"), vec![3, 5]);
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// What every member keeps in memory for ever, idle or not
+    /// (docs/performance.md, "Scale"): a field that grows one of these shows
+    /// here, not months later in a bench.
+    #[test]
+    fn a_members_objects_keep_their_sizes() {
+        assert_eq!(std::mem::size_of::<AccountEntry>(), 56, "an account's entry");
+        assert_eq!(std::mem::size_of::<Account>(), 64, "an account");
+        assert_eq!(std::mem::size_of::<Customer>(), 112, "a customer");
+    }
+}
