@@ -586,6 +586,64 @@ fn a_rolled_secret_signs_beside_the_new_one_until_it_expires() {
     verify_at(got[2].body.as_bytes(), &header, &newest, 300, signed_at(&header)).expect("the newest secret signs");
 }
 
+/// Each `status` filter, alone and with `endpoint`, lists exactly the whole
+/// list's deliveries of that status, in its order: all at once, a page of
+/// one at a time (`starting_after`), and back from the last
+/// (`ending_before`). Read again while a delivery in flight changes the list.
+fn status_filters_agree(s: &Server, endpoint: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'again: loop {
+        let all = list_all(s, "/v1/webhook_deliveries");
+        let mut got = Vec::new();
+        for status in ["pending", "delivered", "failed"] {
+            for mine in [false, true] {
+                let path = match mine {
+                    false => format!("/v1/webhook_deliveries?status={status}"),
+                    true => format!("/v1/webhook_deliveries?status={status}&endpoint={endpoint}"),
+                };
+                let want: Vec<Value> = all
+                    .iter()
+                    .filter(|d| d["status"] == status && (!mine || d["endpoint"] == endpoint))
+                    .cloned()
+                    .collect();
+                let mut one_by_one: Vec<Value> = Vec::new();
+                loop {
+                    let page = match one_by_one.last() {
+                        None => s.get_ok(&format!("{path}&limit=1")),
+                        Some(last) => {
+                            s.get_ok(&format!("{path}&limit=1&starting_after={}", last["id"].as_str().unwrap()))
+                        }
+                    };
+                    one_by_one.extend(page["data"].as_array().unwrap().iter().cloned());
+                    if page["has_more"] != true {
+                        break;
+                    }
+                }
+                let back = match want.last() {
+                    Some(last) => {
+                        let page =
+                            s.get_ok(&format!("{path}&limit=100&ending_before={}", last["id"].as_str().unwrap()));
+                        page["data"].as_array().unwrap().clone()
+                    }
+                    None => Vec::new(),
+                };
+                got.push((path.clone(), want.clone(), list_all(s, &path), one_by_one, back));
+            }
+        }
+        if list_all(s, "/v1/webhook_deliveries") != all {
+            assert!(Instant::now() < deadline, "the deliveries never stood still");
+            std::thread::sleep(Duration::from_millis(50));
+            continue 'again;
+        }
+        for (path, want, whole, one_by_one, back) in got {
+            assert_eq!(whole, want, "{path}");
+            assert_eq!(one_by_one, want, "{path}, a page of one at a time");
+            assert_eq!(back[..], want[..want.len().saturating_sub(1)], "{path}, back from the last");
+        }
+        return;
+    }
+}
+
 #[test]
 fn three_days_of_failures_disable_an_endpoint_which_keeps_its_queue_until_enabled() {
     let day = 86_400;
@@ -637,6 +695,9 @@ fn three_days_of_failures_disable_an_endpoint_which_keeps_its_queue_until_enable
     assert!(events[0]["data"].get("secret").is_none(), "an event never shows the secret");
     let told = watcher.wait_for("webhook_endpoint.disabled", |g| !g.is_empty());
     assert_eq!(told[0].json()["data"]["id"], id.as_str());
+    // One failed, one pending and the watcher's delivered: each status filter agrees.
+    status_filters_agree(&s, &id);
+    assert_eq!(s.get("/v1/webhook_deliveries?status=paused").status, 400);
 
     // Disabled: no new deliveries, the queued one waits untouched, a retry is a 409.
     pay(&s);
@@ -652,6 +713,7 @@ fn three_days_of_failures_disable_an_endpoint_which_keeps_its_queue_until_enable
     s.restart_with(&[("LEDGER_TEST_CLOCK", &(3 * day + 3602).to_string())]);
     assert_eq!(s.get_ok(&format!("/v1/webhook_endpoints/{id}"))["status"], "disabled");
     assert_eq!(s.get_ok(&format!("/v1/webhook_deliveries/{second}"))["status"], "pending");
+    status_filters_agree(&s, &id);
 
     // Bad updates change nothing.
     for bad in [json!({"status": "paused"}), json!({"status": true}), json!({"url": "http://x/"})] {
@@ -681,6 +743,8 @@ fn three_days_of_failures_disable_an_endpoint_which_keeps_its_queue_until_enable
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(one(&s)["last_http_status"], 200);
+    // The failed one moved to delivered through pending.
+    status_filters_agree(&s, &id);
     // And a delivered one may be sent again too.
     let again = s.ok(&format!("/v1/webhook_deliveries/{second}/retry"), json!({}));
     assert_eq!(again["status"], "pending");

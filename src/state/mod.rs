@@ -36,6 +36,7 @@ mod snapshot;
 mod table;
 #[cfg(test)]
 pub(crate) mod test_changes;
+mod unfinished;
 
 pub use api_keys::ApiKeyIndex;
 pub use check::{Figures, Refusal};
@@ -180,6 +181,9 @@ pub struct State {
     pub deliveries: Table<Delivery>,
     /// Deliveries by endpoint: what `GET /v1/webhook_deliveries?endpoint=` walks.
     pub deliveries_by_endpoint: Index,
+    /// Deliveries pending or failed (`unfinished.rs`): what
+    /// `GET /v1/webhook_deliveries?status=` walks for those two.
+    pub unfinished_deliveries: unfinished::Unfinished,
     /// Endpoints not deleted: what every commit reads to fan events out.
     live_endpoints: RwLock<Arc<Vec<WebhookEndpoint>>>,
     /// Pending deliveries of each endpoint by next attempt: what the webhook
@@ -484,6 +488,7 @@ impl State {
         ) > 0
         {
             self.deliveries_by_endpoint.trim_before(self.deliveries.first_live());
+            self.unfinished_deliveries.trim_before(self.deliveries.first_live());
         }
     }
 
@@ -583,11 +588,12 @@ impl State {
                         due.remove(&d.endpoint);
                     }
                 }
-                let endpoint = d.endpoint.clone();
+                let (endpoint, status) = (d.endpoint.clone(), d.status);
                 let (position, new) = self.deliveries.put_telling(d)?;
                 if new {
                     self.deliveries_by_endpoint.push(&endpoint, position);
                 }
+                self.unfinished_deliveries.set(position, status);
             }
             Change::PutRefund(r) => {
                 let payment = r.payment.clone();
@@ -863,6 +869,39 @@ mod delivery_index_tests {
         assert_eq!(state.deliveries.first_live(), 3);
         assert_eq!(state.deliveries_by_endpoint.positions("we_a"), vec![4]);
         assert_eq!(state.deliveries_by_endpoint.positions("we_b"), vec![3, 5]);
+    }
+
+    /// Pending and failed deliveries are kept by status as each new version
+    /// moves them, delivered ones not at all, and retention takes the
+    /// forgotten ones out.
+    #[test]
+    fn unfinished_deliveries_follow_each_status_until_retention_forgets_them() {
+        let state = State::new();
+        state.set_event_retention_seconds(100);
+        let statuses = [DeliveryStatus::Failed, DeliveryStatus::Pending, DeliveryStatus::Delivered];
+        let changes = (0..6).map(|i| delivery(&format!("whd_{i}"), "we_a", statuses[i % 3], i as i64)).collect();
+        state.apply(1, Record { time: 10, idem: None, changes }).unwrap();
+        let kept = |status| state.unfinished_deliveries.positions(status);
+        assert_eq!((kept(DeliveryStatus::Failed), kept(DeliveryStatus::Pending)), (vec![0, 3], vec![1, 4]));
+        assert_eq!(kept(DeliveryStatus::Delivered), Vec::<u32>::new());
+        // A retry of a failed one, one delivered, one failing for good.
+        let changes = vec![
+            delivery("whd_0", "we_a", DeliveryStatus::Pending, 0),
+            delivery("whd_1", "we_a", DeliveryStatus::Delivered, 1),
+            delivery("whd_4", "we_a", DeliveryStatus::Failed, 4),
+        ];
+        state.apply(2, Record { time: 10, idem: None, changes }).unwrap();
+        assert_eq!((kept(DeliveryStatus::Failed), kept(DeliveryStatus::Pending)), (vec![3, 4], vec![0]));
+        // Past retention for those created before 4, but a pending one holds
+        // retention back (it forgets oldest first): nothing goes.
+        state.apply(3, Record { time: 104, idem: None, changes: vec![] }).unwrap();
+        assert_eq!(state.deliveries.first_live(), 0);
+        // Delivered: the first four are forgotten, and the failed one among them unlisted.
+        let done = vec![delivery("whd_0", "we_a", DeliveryStatus::Delivered, 0)];
+        state.apply(4, Record { time: 104, idem: None, changes: done }).unwrap();
+        assert_eq!(state.deliveries.first_live(), 4);
+        assert_eq!((kept(DeliveryStatus::Failed), kept(DeliveryStatus::Pending)), (vec![4], vec![]));
+        assert_eq!(state.unfinished_deliveries.len(), 1);
     }
 }
 
