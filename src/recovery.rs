@@ -137,6 +137,7 @@ fn load_beside(
         tracing::info!(file = %path.display(), lsn, items = checked.header.items, "loading snapshot");
         let items = snapshot::load_snapshot(state, &path, &bytes, &checked, history_objects_lsn)?;
         state.complete_transaction_types()?;
+        state.complete_lot_order()?;
         // The state is after record `lsn` (0: before the first).
         from_lsn = Lsn::new(lsn.saturating_add(1));
         used = Some(LoadedSnapshot { path, lsn, items, created: checked.header.created });

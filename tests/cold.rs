@@ -79,6 +79,27 @@ fn everything(s: &Server, customer: &str, account: &str) -> Vec<Vec<Value>> {
         let of_kind: Vec<&Value> = lists[3].iter().filter(|t| t["type"] == kind).collect();
         assert_eq!(lists[at].iter().collect::<Vec<_>>(), of_kind, "type={kind}");
     }
+    // The lots without `account` (the lot order's groups, state/lot_order.rs)
+    // are this one account's own list, whole and by status, walked with small
+    // pages forwards and back.
+    let mine = &lists[8];
+    for status in [None, Some("pending"), Some("available"), Some("spent"), Some("expired"), Some("clawed_back")] {
+        let path = status.map_or("/v1/loyalty/lots".to_string(), |st| format!("/v1/loyalty/lots?status={st}"));
+        let want: Vec<Value> = mine.iter().filter(|l| status.is_none_or(|st| l["status"] == st)).cloned().collect();
+        assert_eq!(walk(&path), want, "{path}");
+        let Some(last) = want.last() else { continue };
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut back = vec![last.clone()];
+        loop {
+            let page = s.get_ok(&format!("{path}{sep}limit=3&ending_before={}", id(&back[0])));
+            let data = page["data"].as_array().unwrap();
+            back.splice(0..0, data.iter().cloned());
+            if page["has_more"] != true {
+                break;
+            }
+        }
+        assert_eq!(back, want, "{path}, backwards");
+    }
     lists
 }
 

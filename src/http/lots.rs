@@ -2,7 +2,8 @@
 //!
 //! Lots list soonest to expire first (then oldest, never-expiring last): the
 //! order spending takes them in. A cursor pages on in that order. A page is
-//! a bounded selection over the account's lots (or every lot), so it holds
+//! a bounded selection over the account's lots, or over the groups of every
+//! lot in that order from the cursor on (`state/lot_order.rs`), so it holds
 //! one page in memory whatever the ledger's size.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -19,7 +20,7 @@ use crate::domain::points::POINTS_BALANCE_MAX;
 use crate::domain::{metadata, Id, IdKind, Metadata};
 use crate::error::ApiError;
 use crate::ledger::Ledger;
-use crate::state::{Cursor, State};
+use crate::state::{lot_order, Cursor, State};
 
 /// Largest number of points one adjustment may move either way.
 pub const ADJUSTMENT_POINTS_MAX: i64 = POINTS_BALANCE_MAX;
@@ -98,6 +99,7 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         }
     }
     let cursor = q.params.cursor();
+    let limit = q.params.limit;
     let select = |s: &State| {
         // Where the cursor sits in spending order; the page is what lies after
         // (or, for `ending_before`, just before) it.
@@ -109,10 +111,15 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
             },
         };
         let backwards = matches!(cursor, Cursor::Before(_));
-        let mut best = Best::new(q.params.limit, backwards);
-        let mut offer = |l: &PointsLot| {
-            if status.is_some_and(|st| l.status != st) || !q.params.created.contains(l.created) {
-                return;
+        let mut best = Best::new(limit, backwards);
+        // Offers a lot of `status` (any, for an account's); whether it counts
+        // toward the page.
+        let mut offer = |l: &PointsLot, group: Option<LotStatus>| {
+            if group.is_some_and(|g| l.status != g)
+                || status.is_some_and(|st| l.status != st)
+                || !q.params.created.contains(l.created)
+            {
+                return false;
             }
             let key = SortKey::of(l);
             let beyond = match &from {
@@ -123,15 +130,39 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
             if beyond {
                 best.offer(key, l);
             }
+            beyond
         };
         match account {
-            Some(account) => s.for_each_lot_of_account(account, &mut offer),
-            None => s.lots.for_each(&mut offer),
+            Some(account) => s.for_each_lot_of_account(account, |l| {
+                offer(l, None);
+            }),
+            None => {
+                // Each status's groups in spending order, from the cursor's on
+                // (`state/lot_order.rs`), until it has given a page past the
+                // cursor: every later group of that status sorts after those.
+                for st in status.map_or(LotStatus::ALL.to_vec(), |st| vec![st]) {
+                    let code = lot_order::status_code(st);
+                    let mut at = from.as_ref().map(|k| lot_order::Key { status: code, expires: k.0, created: k.1 });
+                    let mut inclusive = true;
+                    let mut given = 0usize;
+                    while let Some((key, positions)) = s.lot_order.next_group(code, at, inclusive, backwards) {
+                        for position in positions {
+                            if let Some(true) = s.lots.try_with_at(position, |l| offer(l, Some(st)))? {
+                                given += 1;
+                            }
+                        }
+                        if given > limit {
+                            break;
+                        }
+                        (at, inclusive) = (Some(key), false);
+                    }
+                }
+            }
         }
         Ok(best.page())
     };
-    // An account's lots are read between two records; every lot is read with
-    // the writes going on (each lot whole), so a long scan never holds them up.
+    // An account's lots are read between two records; the other lists read
+    // each lot whole with the writes going on, so a long list never holds them up.
     let (page, has_more) = match account {
         Some(_) => state.visible(select)?,
         None => select(state)?,

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::index::{merge_into, Index};
+use super::lot_order;
 use super::snapshot::{written_count, Listed, ListedIn};
 use super::{in_place, ColdTable, Placed, SnapshotItem, State};
 use crate::config::SNAPSHOT_LISTED_POSITIONS_MAX;
@@ -223,6 +224,17 @@ fn transactions_by_type(state: &State, to: u32) -> Vec<SnapshotItem> {
     out
 }
 
+/// The `Listed` items of every lot order group's positions below `to` (the
+/// lots table's end at the barrier), read after the barrier: every lot, in
+/// memory or not (`lot_order.rs`).
+fn lot_order(state: &State, to: u32) -> Vec<SnapshotItem> {
+    let mut out = Vec::new();
+    for (key, positions) in state.lot_order.groups() {
+        add_listed(&mut out, ListedIn::LotOrder, &key.encode(), &positions, to);
+    }
+    out
+}
+
 /// A `ColdRun` being expanded.
 struct Run {
     table: ColdTable,
@@ -258,11 +270,13 @@ impl CheckpointItems {
                 _ => None,
             })
         };
-        // References say neither whether a lot is open nor a transaction's
-        // type: which lots are open and each type's transactions are listed last.
+        // References say neither whether a lot is open, nor its place in
+        // spending order, nor a transaction's type: which lots are open, the
+        // lot order's groups and each type's transactions are listed last.
         let mut last = std::collections::VecDeque::new();
         if refer {
             last.extend(end_of(ColdTable::Lots).map(|to| open_lots(&state, to)).unwrap_or_default());
+            last.extend(end_of(ColdTable::Lots).map(|to| lot_order(&state, to)).unwrap_or_default());
             last.extend(end_of(ColdTable::Transactions).map(|to| transactions_by_type(&state, to)).unwrap_or_default());
         }
         let left = items.iter().fold(0usize, |n, (_, item)| match item {
@@ -457,6 +471,14 @@ impl State {
                 self.transactions_by_type.merge(key, &positions);
                 Ok(())
             }
+            // Merged with the groups its lots in memory joined as they loaded.
+            i if i == ListedIn::LotOrder as u8 => {
+                let group = lot_order::Key::decode(key).ok_or_else(|| {
+                    StorageError::Inconsistent(format!("lots listed under {key}, not a lot order group"))
+                })?;
+                self.lot_order.merge(group, &positions);
+                Ok(())
+            }
             other => Err(StorageError::Inconsistent(format!("index {other} is not one a checkpoint lists"))),
         }
     }
@@ -485,6 +507,29 @@ impl State {
             transactions = listed,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "transactions listed by type (a checkpoint from before that index)"
+        );
+        Ok(())
+    }
+
+    /// Makes `lot_order` hold every lot after a snapshot load, as
+    /// `complete_transaction_types` does for the types: a checkpoint written
+    /// before the lot order lists none of its cold lots, which are then read
+    /// from history, once.
+    pub fn complete_lot_order(&self) -> Result<(), StorageError> {
+        if self.lot_order.total() == self.lots.len() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.lot_order.clear();
+        let mut listed = 0usize;
+        self.lots.try_for_each_placed(|position, lot| {
+            self.lot_order.put(position, lot_order::Key::of(lot));
+            listed += 1;
+        })?;
+        tracing::info!(
+            lots = listed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "lots put in spending order (a checkpoint from before that index)"
         );
         Ok(())
     }

@@ -531,6 +531,13 @@ mod tests {
         copy.transactions_by_type.clear();
         copy.complete_transaction_types().unwrap();
         assert_eq!(types(&copy), types(&state), "each type's transactions, rebuilt");
+        // Cold lots are named without their status or expiry: the checkpoint lists the lot order's groups.
+        assert!(state.lots.cold_len() > 0, "some lots are only named");
+        assert_eq!(state.lot_order.total(), state.lots.len());
+        assert_eq!(copy.lot_order.groups(), state.lot_order.groups(), "the lot order, from the checkpoint");
+        copy.lot_order.clear();
+        copy.complete_lot_order().unwrap();
+        assert_eq!(copy.lot_order.groups(), state.lot_order.groups(), "the lot order, rebuilt");
         let without = State::new();
         let refused = crate::snapshot::load_snapshot(&without, &info.path, &bytes, &checked, None).unwrap_err();
         assert!(refused.to_string().contains("automatic checkpoint"), "{refused}");

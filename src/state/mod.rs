@@ -30,6 +30,7 @@ mod idempotency;
 mod index;
 mod lanes;
 mod list;
+pub mod lot_order;
 mod order;
 mod reports;
 mod snapshot;
@@ -197,6 +198,9 @@ pub struct State {
     /// Points lots (`domain::lots`), and each account's.
     pub lots: Table<PointsLot>,
     pub lots_by_account: Index,
+    /// Every lot in spending order, by status (`lot_order.rs`): what a lot
+    /// list without `account` walks.
+    pub lot_order: lot_order::LotOrder,
     /// Lot deadlines the lots timer acts on: pending lots by `available_at`,
     /// spendable ones by `expires_at` and by `warn_at`.
     lot_deadlines: parking_lot::Mutex<BTreeSet<(i64, Id)>>,
@@ -664,10 +668,12 @@ impl State {
         let expires = l.expires_at.is_some();
         let deadlines_now = lot_deadlines(&l);
         let lot_id = l.id.clone();
+        let order_key = lot_order::Key::of(&l);
         let (position, new) = self.lots.put_telling(l)?;
         if new {
             self.lots_by_account.push(&id, position);
         }
+        self.lot_order.put(position, order_key);
         // Only this thread applies to accounts and lots, so nothing moved them since the check.
         self.accounts.update(&id, |e| {
             e.balance = figures.balance;

@@ -101,6 +101,9 @@ pub enum ListedIn {
     /// `State::transactions_by_type` (its key: the type): a checkpoint names
     /// cold transactions without their type, so it lists each type's.
     TransactionsByType = 3,
+    /// `State::lot_order` (its key: `lot_order::Key::encode`): a checkpoint
+    /// names cold lots without their status or expiry, so it lists each group.
+    LotOrder = 4,
 }
 
 /// How many items `item` stands for in a file (an `ArchivedRun` is read out
@@ -784,14 +787,17 @@ mod tests {
         let types_listed =
             |i: &SnapshotItem| matches!(i, SnapshotItem::Listed(l) if l.index == ListedIn::TransactionsByType as u8);
         assert_eq!(checkpoint.iter().filter(|i| types_listed(i)).count(), 1, "the one type's transactions");
+        let order_listed =
+            |i: &SnapshotItem| matches!(i, SnapshotItem::Listed(l) if l.index == ListedIn::LotOrder as u8);
+        assert_eq!(checkpoint.iter().filter(|i| order_listed(i)).count(), 4, "each lot order group");
         assert!(checkpoint.iter().all(|i| !matches!(i, SnapshotItem::Cold { .. })));
         // Unsynced, it names the same objects in the same places for the
         // writer to read from history's view of the barrier instead.
         // (Then the lots and transactions are whole, and need no list of
-        // the open ones or of each type's.)
+        // the open ones, of each type's or of the lot order.)
         let read_instead: Vec<SnapshotItem> = checkpoint
             .iter()
-            .filter(|item| !open_listed(item) && !types_listed(item))
+            .filter(|item| !open_listed(item) && !types_listed(item) && !order_listed(item))
             .map(|item| match item {
                 SnapshotItem::ColdRef(r) => {
                     let table = [
