@@ -157,7 +157,7 @@ fn write_body(
                     "the object at position {from} of {table:?} was cold at the snapshot and is gone"
                 )))
             }
-            _ => put(item)?,
+            _ => put(item.written())?,
         }
     }
     if let Some(extra) = extra {

@@ -81,10 +81,11 @@ use crate::wal::{Change, IdemEntry, Record};
 /// is in memory for ever, so its lists are `ThinVec`s: 8 bytes each and no
 /// allocation while empty, as most idle members' are (a `Vec` is 24 bytes;
 /// docs/performance.md, "Scale").
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccountEntry {
-    /// Shared with the record that wrote it (and with snapshots).
-    pub account: Arc<Account>,
+    /// The account itself, inline: one allocation per account, not two (a
+    /// snapshot's copy shares the whole entry, `SnapshotItem::AccountOf`).
+    pub account: Account,
     /// Sum of the points of the account's transactions; changed only by applying one.
     pub balance: i64,
     /// Points its open (pending or attached) redemptions hold: what a
@@ -513,11 +514,11 @@ impl State {
                 let id = a.id.clone();
                 self.accounts.upsert(&id, |slot| match slot {
                     Some(entry) => {
-                        entry.account = a;
+                        entry.account = Arc::unwrap_or_clone(a);
                         None
                     }
                     None => Some(AccountEntry {
-                        account: a,
+                        account: Arc::unwrap_or_clone(a),
                         balance: 0,
                         held: 0,
                         transactions: ThinVec::new(),
@@ -920,7 +921,7 @@ mod size_tests {
     /// here, not months later in a bench.
     #[test]
     fn a_members_objects_keep_their_sizes() {
-        assert_eq!(std::mem::size_of::<AccountEntry>(), 56, "an account's entry");
+        assert_eq!(std::mem::size_of::<AccountEntry>(), 112, "an account's entry, the account inline");
         assert_eq!(std::mem::size_of::<Account>(), 64, "an account");
         assert_eq!(std::mem::size_of::<Customer>(), 112, "a customer");
     }

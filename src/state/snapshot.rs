@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::table::Bounds;
-use super::{ColdObject, ColdRef, ColdTable, State, Stored};
+use super::{AccountEntry, ColdObject, ColdRef, ColdTable, State, Stored};
 use crate::domain::members::Account;
 use crate::domain::Id;
 use crate::error::StorageError;
@@ -77,6 +77,29 @@ pub enum SnapshotItem {
     /// history's view of that moment, whole, in order (`history::resolve_cold`).
     #[serde(skip)]
     ArchivedRun { table: ColdTable, from: u32, to: u32 },
+    /// Never in a file: an account as the capture found it (its entry
+    /// shared, so the copy allocates nothing per account). Written as
+    /// `Account` with its figures in a local checkpoint, else as the
+    /// `PutAccount` change (`written`).
+    #[serde(skip)]
+    AccountOf { entry: Arc<AccountEntry>, checkpoint: bool },
+}
+
+impl SnapshotItem {
+    /// The item as a file holds it: an `AccountOf` becomes what it stands for.
+    pub fn written(self) -> SnapshotItem {
+        match self {
+            SnapshotItem::AccountOf { entry, checkpoint: true } => SnapshotItem::Account {
+                account: Arc::new(entry.account.clone()),
+                balance: entry.balance,
+                pending: entry.pending,
+            },
+            SnapshotItem::AccountOf { entry, checkpoint: false } => {
+                SnapshotItem::Change(Change::PutAccount(Arc::new(entry.account.clone())))
+            }
+            other => other,
+        }
+    }
 }
 
 /// The archived positions listed under `key` in one index (`ListedIn`), oldest first.
@@ -285,12 +308,7 @@ impl State {
         let part = next_part();
         self.accounts.for_each_placed(|seq, stored| {
             if let Stored::Hot(e) = stored {
-                let item = if checkpoint {
-                    SnapshotItem::Account { account: e.account.clone(), balance: e.balance, pending: e.pending }
-                } else {
-                    SnapshotItem::Change(Change::PutAccount(e.account.clone()))
-                };
-                f((part | u64::from(seq), item))
+                f((part | u64::from(seq), SnapshotItem::AccountOf { entry: e.clone(), checkpoint }))
             }
         });
         table!(earning_rules, PutEarningRule);
@@ -390,6 +408,7 @@ impl State {
             SnapshotItem::ColdRun { table, .. } => {
                 Err(StorageError::Inconsistent(format!("a run of cold {table:?} was never named")))
             }
+            item @ SnapshotItem::AccountOf { .. } => self.restore_item(item.written()),
         }
     }
 
@@ -659,7 +678,7 @@ mod tests {
     fn items(state: &State) -> Vec<SnapshotItem> {
         let mut placed = Vec::new();
         state.snapshot_placed(false, |p| placed.push(p));
-        in_place(placed).map(|(_, item)| item).collect()
+        in_place(placed).map(|(_, item)| item.written()).collect()
     }
 
     fn state_with_everything() -> State {
@@ -697,6 +716,7 @@ mod tests {
                 | SnapshotItem::Cold { .. }
                 | SnapshotItem::Checkpoint
                 | SnapshotItem::Account { .. }
+                | SnapshotItem::AccountOf { .. }
                 | SnapshotItem::ColdRef(_)
                 | SnapshotItem::Gone
                 | SnapshotItem::ColdRun { .. }
@@ -765,6 +785,7 @@ mod tests {
         assert!(state.events.with("evt_1", |_| ()).is_none(), "forgotten");
         // Through the file's encoding, as a load reads them.
         let encoded = |item: SnapshotItem| {
+            let item = item.written();
             let mut bytes = Vec::new();
             crate::snapshot::format::encode_item(&item, &mut bytes).unwrap();
             let (back, _): (SnapshotItem, usize) =
@@ -815,7 +836,9 @@ mod tests {
                 other => other.clone(),
             })
             .collect();
-        assert_eq!(CheckpointItems::new(state.clone(), unsynced, false).collect::<Vec<_>>(), read_instead);
+        let unsynced: Vec<SnapshotItem> =
+            CheckpointItems::new(state.clone(), unsynced, false).map(SnapshotItem::written).collect();
+        assert_eq!(unsynced, read_instead);
 
         let refused = State::new();
         let err = checkpoint.iter().cloned().try_for_each(|i| refused.restore_item(i)).unwrap_err();
