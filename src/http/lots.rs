@@ -140,7 +140,7 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
                 // Each status's groups in spending order, from the cursor's on
                 // (`state/lot_order.rs`), until it has given a page past the
                 // cursor: every later group of that status sorts after those.
-                for st in status.map_or(LotStatus::ALL.to_vec(), |st| vec![st]) {
+                for st in LotStatus::ALL.into_iter().filter(|st| status.is_none_or(|s| s == *st)) {
                     let code = lot_order::status_code(st);
                     let mut at = from.as_ref().map(|k| lot_order::Key { status: code, expires: k.0, created: k.1 });
                     let mut inclusive = true;

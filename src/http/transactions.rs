@@ -33,8 +33,8 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
     let state = &ledger.state;
     let mut data = Vec::new();
     let emit = |tx: &PointsTransaction| data.push(respond::to_value(&tx.view()));
-    let has_more = match q.id_filter("account")? {
-        Some(account) => {
+    let has_more = match (q.id_filter("account")?, payment) {
+        (Some(account), _) => {
             if !IdKind::Account.accepts(account) {
                 return Err(ApiError::missing_reference("account", account));
             }
@@ -44,17 +44,14 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         }
         // A payment's transactions (its earn and clawbacks) are all its
         // member's, which never changes once set: that account's list is walked.
-        None if payment.is_some() => {
-            let member = match payment {
-                Some(p) => state.visible(|s| s.payments.try_with(p, |pay| pay.loyalty_account.clone()))?.flatten(),
-                None => None,
-            };
+        (None, Some(p)) => {
+            let member = state.visible(|s| s.payments.try_with(p, |pay| pay.loyalty_account.clone()))?.flatten();
             match member {
                 Some(account) => state.account_transactions(&account, &q.params, keep, emit)?.unwrap_or(false),
                 None => false,
             }
         }
-        None => match kind {
+        (None, None) => match kind {
             Some(k) => state.indexed_page(
                 &state.transactions,
                 &state.transactions_by_type,

@@ -275,8 +275,10 @@ impl CheckpointItems {
         // lot order's groups and each type's transactions are listed last.
         let mut last = std::collections::VecDeque::new();
         if refer {
-            last.extend(end_of(ColdTable::Lots).map(|to| open_lots(&state, to)).unwrap_or_default());
-            last.extend(end_of(ColdTable::Lots).map(|to| lot_order(&state, to)).unwrap_or_default());
+            if let Some(to) = end_of(ColdTable::Lots) {
+                last.extend(open_lots(&state, to));
+                last.extend(lot_order(&state, to));
+            }
             last.extend(end_of(ColdTable::Transactions).map(|to| transactions_by_type(&state, to)).unwrap_or_default());
         }
         let left = items.iter().fold(0usize, |n, (_, item)| match item {

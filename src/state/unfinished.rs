@@ -49,7 +49,8 @@ impl Unfinished {
     }
 
     /// How many deliveries are pending or failed.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
         self.0.read().len()
     }
 }
