@@ -250,9 +250,7 @@ pub fn recover(ledger: &Ledger) -> Result<(Wal, RecoverySummary), StorageError> 
     tracing::info!(elapsed_ms = opening.elapsed().as_millis() as u64, "history opened");
     let objects_lsn = history.objects_lsn()?;
     history.attach_objects(&ledger.state);
-    if history.store().holds_archive()? {
-        history.attach_archive(&ledger.state);
-    }
+    history.attach_held_archives(&ledger.state)?;
     let mut loaded = load_beside(ledger.fs.as_ref(), &ledger.data_dir, &ledger.state, Mode::Repair, objects_lsn)?;
     let dir = ledger.data_dir.join(WAL_DIR);
     let snapshot_lsn = loaded.summary.snapshot.as_ref().map_or(0, |s| s.lsn);

@@ -41,16 +41,30 @@ pub const ARCHIVE: &str = "archive";
 /// Partition: `object_key(table, id)` -> position (4 bytes): where an
 /// archived object is in `ARCHIVE`.
 pub const ARCHIVE_IDS: &str = "archive_ids";
-/// Key in `META` present once every object of the archived tables is in
-/// `ARCHIVE` rather than `OBJECTS` (a history from before has its first
-/// start after the change move them, `History::catch_up`).
+/// Key in `META` present once every object of the first archived tables
+/// (`FIRST_ARCHIVED_TABLES`) is in `ARCHIVE` rather than `OBJECTS` (a
+/// history from before has its first start after the change move them,
+/// `History::catch_up`); a table archived later has its own key
+/// (`archive_moved_key`).
 pub const ARCHIVE_KEY: &[u8] = b"archive";
 
 /// The tables whose objects history keeps by position (`state::ColdTable`
-/// bytes: points transactions and events). They never change once written,
-/// so memory lets go of them wholly, in their order (docs/architecture.md,
-/// "History").
-pub const ARCHIVED_TABLES: [u8; 2] = [4, 6];
+/// bytes: payments, points transactions, lots and events). Memory lets go
+/// of them wholly, in their order; an archived payment or lot may still
+/// change (a refund, a spend), and its new version is written over the old
+/// one at its position (docs/architecture.md, "History").
+pub const ARCHIVED_TABLES: [u8; 4] = [1, 4, 5, 6];
+
+/// The tables archived first, whose move `ARCHIVE_KEY` marks.
+pub const FIRST_ARCHIVED_TABLES: [u8; 2] = [4, 6];
+
+/// Key in `META` present once every object of `table`, archived after the
+/// first ones, is in `ARCHIVE`: `archive:` then the table's byte.
+pub fn archive_moved_key(table: u8) -> [u8; 9] {
+    let mut key = *b"archive:\0";
+    key[8] = table;
+    key
+}
 
 /// Whether history keeps `table`'s objects by position.
 pub fn is_archived(table: u8) -> bool {

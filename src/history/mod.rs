@@ -248,23 +248,56 @@ impl History {
         state.attach_cold_loader(cold_loader(self.store.clone()));
     }
 
-    /// Lets `state`'s archived tables read below `first_hot` from history:
-    /// before the WAL is replayed when history holds the archive already, so
-    /// that retention forgets archived events in the replay exactly as it did
-    /// live (`recovery::recover`).
+    /// Lets `state`'s archived tables read below `first_hot` from history
+    /// (payments, which change again, revive in memory: `Table::attach_archive`).
     pub fn attach_archive(&self, state: &State) {
-        state.transactions.attach_archive(Box::new(StoreArchive::new(
-            self.store.clone(),
-            ColdTable::Transactions,
-            |c| match c {
+        let _ = self.attach_archive_where(state, |_| Ok(true));
+    }
+
+    /// `attach_archive` for the tables whose objects history holds in
+    /// `ARCHIVE` already: before the WAL is replayed, so that retention
+    /// forgets archived events in the replay exactly as it did live
+    /// (`recovery::recover`). A table history has not moved yet is attached
+    /// after `catch_up` moves it: memory must not let go of its objects
+    /// before then.
+    pub fn attach_held_archives(&self, state: &State) -> Result<(), StorageError> {
+        self.attach_archive_where(state, |table| self.store.holds_archive_of(table as u8))
+    }
+
+    fn attach_archive_where(
+        &self,
+        state: &State,
+        attach: impl Fn(ColdTable) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
+        if attach(ColdTable::Payments)? {
+            let archive = StoreArchive::new(self.store.clone(), ColdTable::Payments, |c| match c {
+                Change::PutPayment(p) => Some(p),
+                _ => None,
+            });
+            state.payments.attach_archive(Box::new(archive), true);
+        }
+        if attach(ColdTable::Transactions)? {
+            let archive = StoreArchive::new(self.store.clone(), ColdTable::Transactions, |c| match c {
                 Change::PutTransaction(t) => Some(t),
                 _ => None,
-            },
-        )));
-        state.events.attach_archive(Box::new(StoreArchive::new(self.store.clone(), ColdTable::Events, |c| match c {
-            Change::PutEvent(e) => Some(e),
-            _ => None,
-        })));
+            });
+            state.transactions.attach_archive(Box::new(archive), false);
+        }
+        if attach(ColdTable::Lots)? {
+            let archive = StoreArchive::new(self.store.clone(), ColdTable::Lots, |c| match c {
+                Change::PutLot(l) => Some(l),
+                _ => None,
+            });
+            state.lots.attach_archive(Box::new(archive), true);
+        }
+        if attach(ColdTable::Events)? {
+            let archive = StoreArchive::new(self.store.clone(), ColdTable::Events, |c| match c {
+                Change::PutEvent(e) => Some(e),
+                _ => None,
+            });
+            state.events.attach_archive(Box::new(archive), false);
+        }
+        Ok(())
     }
 
     /// Moves the archived tables' cold objects of a history from before the
@@ -274,16 +307,26 @@ impl History {
     /// `ARCHIVE` then). Returns how many it moved.
     fn move_to_archive(&self, state: &State, lsn: u64) -> Result<usize, StorageError> {
         let mut cold: Vec<(ColdTable, u32, crate::domain::Id)> = Vec::new();
-        state.transactions.for_each_placed(|seq, stored| {
-            if let crate::state::Stored::Cold(id) = stored {
-                cold.push((ColdTable::Transactions, seq, id.clone()));
+        fn cold_of<T>(
+            table: ColdTable,
+            into: &mut Vec<(ColdTable, u32, crate::domain::Id)>,
+        ) -> impl FnMut(u32, crate::state::Stored<'_, T>) + '_ {
+            move |seq, stored| {
+                if let crate::state::Stored::Cold(id) = stored {
+                    into.push((table, seq, id.clone()));
+                }
             }
-        });
-        state.events.for_each_placed(|seq, stored| {
-            if let crate::state::Stored::Cold(id) = stored {
-                cold.push((ColdTable::Events, seq, id.clone()));
-            }
-        });
+        }
+        if !self.store.holds_archive_of(ColdTable::Payments as u8)? {
+            state.payments.for_each_placed(cold_of(ColdTable::Payments, &mut cold));
+        }
+        if !self.store.holds_archive_of(ColdTable::Lots as u8)? {
+            state.lots.for_each_placed(cold_of(ColdTable::Lots, &mut cold));
+        }
+        if !self.store.holds_archive_of(ColdTable::Transactions as u8)? {
+            state.transactions.for_each_placed(cold_of(ColdTable::Transactions, &mut cold));
+            state.events.for_each_placed(cold_of(ColdTable::Events, &mut cold));
+        }
         let moved = cold.len();
         for chunk in cold.chunks(HISTORY_CATCH_UP_BATCH_MAX) {
             let mut archived = Vec::with_capacity(chunk.len());
@@ -294,6 +337,8 @@ impl History {
                 let change = Change::decode_alone(&bytes)
                     .map_err(|e| StorageError::Inconsistent(format!("{id} in history does not decode: {e}")))?;
                 let created = match &change {
+                    Change::PutPayment(p) => p.created,
+                    Change::PutLot(l) => l.created,
                     Change::PutTransaction(t) => t.created,
                     Change::PutEvent(e) => e.created,
                     _ => return Err(StorageError::Inconsistent(format!("history holds something else under {id}"))),
@@ -398,7 +443,8 @@ impl History {
             self.store.write(&Batch { lsn: from_lsn, archived: chunk, ..Batch::default() })?;
         }
         // The last batch moves history's LSN: a crash before it starts all this again.
-        self.store.write(&Batch { lsn, deleted, holds_objects: true, holds_archive: true, ..Batch::default() })?;
+        let archives_held = layout::ARCHIVED_TABLES.to_vec();
+        self.store.write(&Batch { lsn, deleted, holds_objects: true, archives_held, ..Batch::default() })?;
         self.store.sync()?;
         self.written.store(lsn, Ordering::Release);
         self.synced.store(lsn, Ordering::Release);
@@ -499,8 +545,9 @@ pub fn resolve_cold(
             })?;
             put(decode(&id, &bytes)?)
         }
-        SnapshotItem::ArchivedRun { table, from, to } => {
+        SnapshotItem::ArchivedRun { table, from, to, revived } => {
             let mut next = from;
+            let mut revived = revived.into_vec().into_iter().peekable();
             view.archived_range(table as u8, from, to, &mut |position, bytes| {
                 let (_, id, change) = layout::decode_archived(bytes).ok_or_else(|| {
                     StorageError::Inconsistent(format!("the archived object {position} of {table:?} does not decode"))
@@ -511,6 +558,10 @@ pub fn resolve_cold(
                     )));
                 }
                 next += 1;
+                // Revived: memory's newer version, in this place.
+                if let Some((_, item)) = revived.next_if(|(at, _)| *at == position) {
+                    return put(item);
+                }
                 put(decode(id, change)?)
             })?;
             if next != to {
@@ -527,8 +578,8 @@ pub fn resolve_cold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::lots::LotStatus;
-    use crate::state::test_changes::{earn, lot};
+    use crate::domain::redemptions::RedemptionStatus;
+    use crate::state::test_changes::{earn, redemption};
     use crate::state::{ColdObject, ColdTable};
 
     fn object(change: Change) -> ColdObject {
@@ -539,8 +590,8 @@ mod tests {
     /// written once, at its newest version, and one also deleted is only deleted.
     #[test]
     fn a_batch_writes_each_key_once_at_its_newest_version_and_deletes_win() {
-        let first = object(lot("lot_1", "loy_a", 2, 0, LotStatus::Spent));
-        let newest = object(lot("lot_1", "loy_a", 2, 0, LotStatus::Expired));
+        let first = object(redemption("rdm_1", "loy_a", 2, RedemptionStatus::Canceled));
+        let newest = object(redemption("rdm_1", "loy_a", 3, RedemptionStatus::Canceled));
         let gone = object(earn("ptx_1", "loy_a", 1, 1, 1));
         let cold = ColdBatch {
             written: vec![(1, first), (2, newest.clone()), (2, gone)],
@@ -549,7 +600,7 @@ mod tests {
         let EncodedCold { objects, archived, deleted } = encode_cold(&cold, |_| Some(7)).unwrap();
         assert!(archived.is_empty(), "the transaction is deleted, not written");
         assert_eq!(objects.len(), 1);
-        assert_eq!(objects[0].0, layout::object_key(ColdTable::Lots as u8, "lot_1"));
+        assert_eq!(objects[0].0, layout::object_key(ColdTable::Redemptions as u8, "rdm_1"));
         assert_eq!(Change::decode_alone(&objects[0].1).unwrap(), newest.change());
         assert_eq!(deleted, vec![layout::object_key(ColdTable::Transactions as u8, "ptx_1")]);
     }

@@ -36,8 +36,9 @@ pub struct Batch {
     pub archived: Vec<Archived>,
     /// Marks history as holding every cold object up to `lsn` (`OBJECTS_KEY`).
     pub holds_objects: bool,
-    /// Marks the archived tables' objects as moved to `ARCHIVE` (`ARCHIVE_KEY`).
-    pub holds_archive: bool,
+    /// Marks these archived tables' objects as moved to `ARCHIVE`
+    /// (`ARCHIVE_KEY` for the first ones, `archive_moved_key` for the others).
+    pub archives_held: Vec<u8>,
 }
 
 /// An object of an archived table as history writes it (`layout::ARCHIVE`).
@@ -76,8 +77,17 @@ pub trait HistoryStore: Send + Sync {
     /// An object's current version (`layout::object_key`), encoded (from
     /// `OBJECTS`, or from `ARCHIVE` for an archived table's).
     fn object(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
-    /// Whether the archived tables' objects are in `ARCHIVE` (`Batch::holds_archive`).
-    fn holds_archive(&self) -> Result<bool, StorageError>;
+    /// Whether `table`'s objects are in `ARCHIVE` (`Batch::archives_held`).
+    fn holds_archive_of(&self, table: u8) -> Result<bool, StorageError>;
+    /// Whether every archived table's objects are in `ARCHIVE`.
+    fn holds_archive(&self) -> Result<bool, StorageError> {
+        for table in layout::ARCHIVED_TABLES {
+            if !self.holds_archive_of(table)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
     /// The position of an archived object (`layout::object_key`).
     fn archived_position(&self, key: &[u8]) -> Result<Option<u32>, StorageError>;
     /// The archived object of `table` at `position` (`layout::encode_archived`).
@@ -220,8 +230,12 @@ impl HistoryStore for FjallHistory {
         if batch.holds_objects {
             out.insert(&self.meta, layout::OBJECTS_KEY, [1u8]);
         }
-        if batch.holds_archive {
-            out.insert(&self.meta, layout::ARCHIVE_KEY, [1u8]);
+        for table in &batch.archives_held {
+            if layout::FIRST_ARCHIVED_TABLES.contains(table) {
+                out.insert(&self.meta, layout::ARCHIVE_KEY, [1u8]);
+            } else {
+                out.insert(&self.meta, layout::archive_moved_key(*table), [1u8]);
+            }
         }
         out.insert(&self.meta, layout::LSN_KEY, batch.lsn.to_be_bytes());
         out.commit().map_err(|e| self.error(e))
@@ -278,8 +292,10 @@ impl HistoryStore for FjallHistory {
         object_in(key, |k| Ok(self.objects.get(k).map_err(|e| self.error(e))?.map(|v| v.to_vec())), archived, &self.dir)
     }
 
-    fn holds_archive(&self) -> Result<bool, StorageError> {
-        Ok(self.meta.get(layout::ARCHIVE_KEY).map_err(|e| self.error(e))?.is_some())
+    fn holds_archive_of(&self, table: u8) -> Result<bool, StorageError> {
+        let moved_key = layout::archive_moved_key(table);
+        let key: &[u8] = if layout::FIRST_ARCHIVED_TABLES.contains(&table) { layout::ARCHIVE_KEY } else { &moved_key };
+        Ok(self.meta.get(key).map_err(|e| self.error(e))?.is_some())
     }
 
     fn archived_position(&self, key: &[u8]) -> Result<Option<u32>, StorageError> {

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::index::{merge_into, Index};
 use super::lot_order;
 use super::snapshot::{written_count, Listed, ListedIn};
+use super::table::ArchivedIds;
 use super::{in_place, ColdTable, Placed, SnapshotItem, State};
 use crate::config::SNAPSHOT_LISTED_POSITIONS_MAX;
 use crate::domain::members::Account;
@@ -128,9 +129,9 @@ impl IndexKeys {
             transactions.add(&e.account.id, |f| above.iter().copied().for_each(f));
         });
         IndexKeys {
-            payments: Keys::from_index(&state.payments_by_customer, 0),
+            payments: Keys::from_index(&state.payments_by_customer, archived_from(ColdTable::Payments)),
             refunds: Keys::from_index(&state.refunds_by_payment, 0),
-            lots: Keys::from_index(&state.lots_by_account, 0),
+            lots: Keys::from_index(&state.lots_by_account, archived_from(ColdTable::Lots)),
             events: Keys::from_index(&state.events_by_type, archived_from(ColdTable::Events)),
             transactions,
         }
@@ -201,6 +202,10 @@ fn listed(state: &State, table: u8, first_hot: u32) -> Vec<SnapshotItem> {
         });
     } else if table == ColdTable::Events as u8 {
         add_index(&mut out, ListedIn::EventsByType, &state.events_by_type, first_hot);
+    } else if table == ColdTable::Payments as u8 {
+        add_index(&mut out, ListedIn::PaymentsByCustomer, &state.payments_by_customer, first_hot);
+    } else if table == ColdTable::Lots as u8 {
+        add_index(&mut out, ListedIn::LotsByAccount, &state.lots_by_account, first_hot);
     }
     out
 }
@@ -261,7 +266,16 @@ impl CheckpointItems {
             }
         }
         if refer {
-            items.retain(|(_, item)| !matches!(item, SnapshotItem::ArchivedRun { .. }));
+            // Of an archived run only its revived objects are written, in its place.
+            items = items
+                .into_iter()
+                .flat_map(|(place, item)| match item {
+                    SnapshotItem::ArchivedRun { revived, .. } => {
+                        revived.into_vec().into_iter().map(|(_, r)| (place, r)).collect()
+                    }
+                    other => vec![(place, other)],
+                })
+                .collect();
         }
         // Where `table` ended at the barrier (its run of cold positions).
         let end_of = |table: ColdTable| {
@@ -443,10 +457,29 @@ impl State {
             )));
         }
         match table {
+            t if t == ColdTable::Payments as u8 => self.payments.start_archived(first_live, first_hot),
+            t if t == ColdTable::Lots as u8 => self.lots.start_archived(first_live, first_hot),
             t if t == ColdTable::Transactions as u8 => self.transactions.start_archived(first_live, first_hot),
             t if t == ColdTable::Events as u8 => self.events.start_archived(first_live, first_hot),
             other => Err(StorageError::Inconsistent(format!("table {other} is not archived"))),
         }
+    }
+
+    /// A checkpoint's archived table's ids (`SnapshotItem::ArchivedIds`):
+    /// at most `greatest` may be archived, so a put of one above it is new.
+    pub(super) fn restore_archived_ids(&self, table: u8, greatest: Option<Id>) -> Result<(), StorageError> {
+        if !self.loading_checkpoint() {
+            return Err(StorageError::Inconsistent(format!("archived ids of table {table} outside a checkpoint")));
+        }
+        let ids = greatest.map_or(ArchivedIds::Nothing, ArchivedIds::UpTo);
+        match table {
+            t if t == ColdTable::Payments as u8 => self.payments.set_archived_ids(ids),
+            t if t == ColdTable::Lots as u8 => self.lots.set_archived_ids(ids),
+            t if t == ColdTable::Transactions as u8 => self.transactions.set_archived_ids(ids),
+            t if t == ColdTable::Events as u8 => self.events.set_archived_ids(ids),
+            other => return Err(StorageError::Inconsistent(format!("table {other} is not archived"))),
+        }
+        Ok(())
     }
 
     /// A checkpoint's index entries of archived objects (`SnapshotItem::Listed`).
@@ -461,6 +494,14 @@ impl State {
                 .ok_or_else(|| StorageError::Inconsistent(format!("transactions listed under unknown account {key}"))),
             i if i == ListedIn::EventsByType as u8 => {
                 positions.into_iter().for_each(|p| self.events_by_type.push(key, p));
+                Ok(())
+            }
+            i if i == ListedIn::PaymentsByCustomer as u8 => {
+                positions.into_iter().for_each(|p| self.payments_by_customer.push(key, p));
+                Ok(())
+            }
+            i if i == ListedIn::LotsByAccount as u8 => {
+                positions.into_iter().for_each(|p| self.lots_by_account.push(key, p));
                 Ok(())
             }
             // Merged with the open lots its lots in memory listed as they loaded.

@@ -207,7 +207,9 @@ impl State {
     /// history's reads are attached: a start whose snapshot let its cold
     /// objects go as they loaded, `load_cold_from_history`).
     pub fn archive_cold(&self) {
+        self.payments.advance();
         self.transactions.advance();
+        self.lots.advance();
         self.events.advance();
     }
 
@@ -304,10 +306,12 @@ cold_tables!(
 mod tests {
     use super::*;
     use crate::domain::lots::LotStatus;
+    use crate::domain::payments::Payment;
     use crate::domain::redemptions::RedemptionStatus;
     use crate::history::{FjallHistory, History, HistoryStats};
     use crate::state::list::CreatedRange;
-    use crate::state::test_changes::{account, earn, expiring, lot, redemption};
+    use crate::state::test_changes::{account, earn, expiring, lot, payment, redemption};
+    use crate::state::CheckpointItems;
     use crate::state::{ListParams, SnapshotItem};
     use crate::storage::fs::RealFs;
     use crate::wal::Record;
@@ -570,6 +574,184 @@ mod tests {
         assert_eq!(types(&restored), types(&state), "each type's transactions, as they loaded");
     }
 
+    /// Applies each record to `state` and to `memory` (a ledger that keeps
+    /// everything in memory) alike; gives each one's LSN.
+    fn twin<'a>(state: &'a State, memory: &'a State) -> impl FnMut(Vec<Change>) -> u64 + 'a {
+        let mut lsn = state.applied_lsn();
+        move |changes| {
+            lsn += 1;
+            memory.apply(lsn, Record { time: 1, idem: None, changes: changes.clone() }).unwrap();
+            state.apply(lsn, Record { time: 1, idem: None, changes }).unwrap();
+            lsn
+        }
+    }
+
+    /// Every read of payments a client can make, as text.
+    fn payment_reads(s: &State) -> Vec<String> {
+        let mut out = Vec::new();
+        let params = [
+            ListParams { limit: 1000, ..Default::default() },
+            ListParams { limit: 7, starting_after: Some(Id::from("pay_0100")), ..Default::default() },
+            ListParams { limit: 7, ending_before: Some(Id::from("pay_0005")), ..Default::default() },
+        ];
+        for p in &params {
+            let more = s.page(&s.payments, p, |_| true, |x| out.push(format!("{x:?}")));
+            out.push(format!("{more:?}"));
+            let by = |x: &Payment| out.push(format!("{x:?}"));
+            let more = s.indexed_page(&s.payments, &s.payments_by_customer, "cust_b", p, |_| true, by);
+            out.push(format!("{more:?}"));
+        }
+        for id in ["pay_0003", "pay_0010", "pay_0299", "pay_0305", "pay_9999"] {
+            let found = s.payments.with(id, Clone::clone);
+            out.push(format!("{found:?} at {:?}, {}", s.payments.position(id), s.payments.contains(id)));
+        }
+        out
+    }
+
+    /// Payments are archived as transactions and events are, and change
+    /// again: a refund of an archived one revives it in its place below
+    /// `first_hot`, history writes the new version over the old, and memory
+    /// lets go of it again. A checkpoint captured while two are revived and
+    /// a portable snapshot load them in their places; a new payment never
+    /// asks history where it is.
+    #[test]
+    fn archived_payments_change_again_in_their_places() {
+        let (state, memory) = (Arc::new(State::new()), State::new());
+        let mut apply = twin(&state, &memory);
+        for i in 0..300 {
+            apply(vec![payment(&format!("pay_{i:04}"), if i % 2 == 0 { "cust_a" } else { "cust_b" }, 0, i)]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        history.catch_up(&RealFs, dir.path(), &state, 0, state.applied_lsn()).unwrap();
+        assert_eq!(state.payments.first_hot(), 300, "every payment is archived");
+        assert_eq!(state.payments.held_len(), 0);
+        assert_eq!(payment_reads(&state), payment_reads(&memory));
+
+        apply(vec![payment("pay_0003", "cust_b", 400, 3)]);
+        apply(vec![payment("pay_0010", "cust_a", 1000, 10)]);
+        for i in 300..310 {
+            apply(vec![payment(&format!("pay_{i:04}"), "cust_b", 0, i)]);
+        }
+        let end = apply(vec![payment("pay_0003", "cust_b", 500, 3)]);
+        assert_eq!(state.payments.revived_len(), 2);
+        assert_eq!(state.payments.len(), 310, "changed in place, not added");
+        let before = payment_reads(&memory);
+        assert_eq!(payment_reads(&state), before, "revived ones read as memory has them");
+
+        // A checkpoint captured now, written once history has synced through it.
+        let mut placed = Vec::new();
+        state.snapshot_placed(true, |p| placed.push(p));
+        let mut portable = Vec::new();
+        state.snapshot_placed(false, |p| portable.push(p));
+        let stale_view = history.store().objects_view();
+        assert!(history.write_applied(&state, true) && history.sync_written());
+        assert_eq!(state.payments.revived_len(), 0, "history holds them: memory let go");
+        assert_eq!(payment_reads(&state), before, "read from history");
+        let items = CheckpointItems::new(state.clone(), placed, true);
+        let at = tempfile::tempdir().unwrap();
+        let info = crate::snapshot::write_snapshot(&RealFs, at.path(), end, 5, items, None, None).unwrap();
+        let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
+        let copy = State::new();
+        history.attach_reads(&copy);
+        crate::snapshot::load_snapshot(&copy, &info.path, &bytes, &checked, Some(end)).unwrap();
+        assert_eq!(
+            copy.payments.first_hot(),
+            310,
+            "the checkpoint's 300, then the ten it named, let go of as they load"
+        );
+        assert_eq!(copy.payments.archived_ids(), state.payments.archived_ids(), "which ids may be archived");
+        assert_eq!(payment_reads(&copy), before, "a checkpoint's load, beside history");
+        assert_eq!(copy.payments.revived_len(), 0, "the revived ones history holds let go of as they load");
+        copy.apply(end + 1, Record { time: 1, idem: None, changes: vec![payment("pay_0007", "cust_b", 1, 7)] })
+            .unwrap();
+        assert_eq!(copy.payments.with_at(7, |p| p.amount_refunded), Some(1), "revived in its place after a load");
+
+        // Portable, from a view of history before it took the new versions:
+        // the archived run, then each revived payment as its newer version.
+        for view in [stale_view, history.store().objects_view()] {
+            let resolve = |item, put: &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>| {
+                crate::history::resolve_cold(view.as_ref(), item, put)
+            };
+            let out = tempfile::tempdir().unwrap();
+            let items = crate::state::Counted::in_place(portable.clone());
+            let info =
+                crate::snapshot::write_snapshot(&RealFs, out.path(), end, 5, items, Some(&resolve), None).unwrap();
+            let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
+            let restored = State::new();
+            crate::snapshot::load_snapshot(&restored, &info.path, &bytes, &checked, None).unwrap();
+            assert_eq!(payment_reads(&restored), before, "whole, without history");
+        }
+    }
+
+    /// Everything a reader can ask of one account's lots, as text.
+    fn lot_reads(s: &State) -> Vec<String> {
+        let mut out = Vec::new();
+        s.for_each_lot_of_account("loy_a", |l| out.push(format!("{l:?}")));
+        out.extend(s.lots_to_spend("loy_a", 2_000).unwrap().iter().map(|l| format!("{l:?}")));
+        let more = s.page(
+            &s.lots,
+            &ListParams { limit: 1000, ..Default::default() },
+            |_| true,
+            |l| out.push(format!("{l:?}")),
+        );
+        out.push(format!("{more:?} {:?}", s.lot_order.groups()));
+        out.push(format!("{:?}", s.accounts.with("loy_a", |e| (e.open_lots.clone(), e.expiring_lots.clone()))));
+        for id in ["lot_0003", "lot_0050", "lot_0060", "lot_0099", "lot_9999"] {
+            out.push(format!("{:?} at {:?}", s.lots.with(id, Clone::clone), s.lots.position(id)));
+        }
+        out.push(format!("{:?}", s.figures("loy_a")));
+        out
+    }
+
+    /// Lots are archived as payments are. An open lot that spending reached
+    /// before history took it stays in memory while open, and does not hold
+    /// back the archiving of the lots after it; a spend of an archived lot
+    /// changes it in its place. A checkpoint and its load keep them all
+    /// where they were.
+    #[test]
+    fn lots_are_archived_and_change_in_their_places() {
+        let (state, memory) = (Arc::new(State::new()), State::new());
+        let mut apply = twin(&state, &memory);
+        apply(vec![account("loy_a")]);
+        for i in 0..100 {
+            let made = lot(&format!("lot_{i:04}"), "loy_a", 10, 10, LotStatus::Available);
+            apply(vec![earn(&format!("ptx_{i:04}"), "loy_a", 10, 10 * (i + 1), i), made]);
+        }
+        // Spending reaches lot 3 before history has taken anything.
+        apply(vec![lot("lot_0003", "loy_a", 10, 4, LotStatus::Available)]);
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        history.catch_up(&RealFs, dir.path(), &state, 0, state.applied_lsn()).unwrap();
+        assert_eq!(state.lots.first_hot(), 100, "the lot kept in memory holds nothing back");
+        assert_eq!(state.lots.revived_len(), 1, "it stays, below `first_hot`");
+        assert_eq!(lot_reads(&state), lot_reads(&memory));
+
+        // Archived lots change: one spent (it goes again), one reached (it stays while open).
+        apply(vec![lot("lot_0050", "loy_a", 10, 0, LotStatus::Spent)]);
+        let end = apply(vec![lot("lot_0060", "loy_a", 10, 7, LotStatus::Available)]);
+        assert_eq!(state.lots.revived_len(), 3);
+        assert_eq!(lot_reads(&state), lot_reads(&memory));
+        assert!(history.write_applied(&state, true) && history.sync_written());
+        assert_eq!(state.lots.revived_len(), 2, "the spent one went; the open ones stay");
+        assert_eq!(lot_reads(&state), lot_reads(&memory));
+
+        let info = crate::snapshot::write_checkpoint(&RealFs, dir.path(), state.clone(), &history, end, 5).unwrap();
+        let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
+        let copy = State::new();
+        history.attach_objects(&copy);
+        history.attach_held_archives(&copy).unwrap();
+        crate::snapshot::load_snapshot(&copy, &info.path, &bytes, &checked, Some(end)).unwrap();
+        copy.finish_restore(end);
+        assert_eq!(copy.lots.first_hot(), 100);
+        assert_eq!(lot_reads(&copy), lot_reads(&memory), "a checkpoint's load, beside history");
+        let spend =
+            Record { time: 1, idem: None, changes: vec![lot("lot_0070", "loy_a", 10, 1, LotStatus::Available)] };
+        memory.apply(end + 1, spend.clone()).unwrap();
+        copy.apply(end + 1, spend).unwrap();
+        assert_eq!(lot_reads(&copy), lot_reads(&memory), "an archived lot changes after a load");
+    }
+
     /// A checkpoint names a spent lot that expires; a record after it gives
     /// points back (open again, with its expiry), and history takes what
     /// that record left before a crash. Replayed after the checkpoint, the
@@ -594,9 +776,11 @@ mod tests {
 
         let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
         let copy = State::new();
+        // As a start attaches them: the lot is archived in the checkpoint.
         history.attach_objects(&copy);
+        history.attach_held_archives(&copy).unwrap();
         crate::snapshot::load_snapshot(&copy, &info.path, &bytes, &checked, Some(3)).unwrap();
-        assert_eq!(copy.cold_objects(), 1, "named, not loaded");
+        assert_eq!(copy.cold_objects(), 1, "archived, not loaded");
         copy.apply(3, given_back()).unwrap();
         assert_eq!(copy.due_lots(i64::MAX, 10), state.due_lots(i64::MAX, 10), "its expiry is due");
         let lots = |s: &State| s.accounts.with("loy_a", |e| (e.open_lots.clone(), e.expiring_lots.clone()));
@@ -637,11 +821,60 @@ mod tests {
         let count = history.store().objects_count().unwrap();
 
         let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
-        assert_eq!(caught_up.objects, N, "the transactions moved");
+        let open_expiring = (0..N).filter(|i| i % 4 != 0 && i % 5 == 1).count();
+        assert_eq!(caught_up.objects, N + N - open_expiring, "the transactions and the cold lots moved");
         assert!(history.store().holds_archive().unwrap());
         assert_eq!(history.store().objects_count().unwrap(), count, "moved, not copied");
         assert_eq!(state.transactions.first_hot() as usize, N);
         assert_eq!(reads(&state), before);
+    }
+
+    /// A history from before payments were archived (transactions and
+    /// events in `archive`, payments in `objects`, memory holding their cold
+    /// slots) moves the payments under their positions at its next start;
+    /// memory lets go of them wholly, and one refunded then revives in place.
+    #[test]
+    fn a_history_from_before_archived_payments_moves_them_there() {
+        let (state, memory) = (State::new(), State::new());
+        let mut apply = twin(&state, &memory);
+        for i in 0..50 {
+            apply(vec![payment(&format!("pay_{i:04}"), "cust_b", 0, i)]);
+        }
+        let end = state.applied_lsn();
+        let dir = tempfile::tempdir().unwrap();
+        let history = fjall_history(dir.path());
+        let cold = state.take_cold();
+        let objects = cold.written.iter().map(|(_, o)| {
+            (crate::history::layout::object_key(o.table() as u8, o.id()), o.change().encode_alone().unwrap())
+        });
+        let first = crate::history::layout::FIRST_ARCHIVED_TABLES.to_vec();
+        let batch = crate::history::Batch {
+            lsn: end,
+            objects: objects.collect(),
+            holds_objects: true,
+            archives_held: first,
+            ..Default::default()
+        };
+        history.store().write(&batch).unwrap();
+        history.attach_objects(&state);
+        history.attach_held_archives(&state).unwrap();
+        for (_, o) in &cold.written {
+            assert!(state.evict(o));
+        }
+        assert_eq!(state.payments.first_hot(), 0, "not archived before the move");
+        assert!(history.store().holds_archive_of(ColdTable::Transactions as u8).unwrap());
+        assert!(!history.store().holds_archive_of(ColdTable::Payments as u8).unwrap());
+        assert_eq!(payment_reads(&state), payment_reads(&memory));
+
+        let caught_up = history.catch_up(&RealFs, dir.path(), &state, 0, end).unwrap();
+        assert_eq!(caught_up.objects, 50, "the payments moved");
+        assert!(history.store().holds_archive().unwrap());
+        assert_eq!(history.store().objects_count().unwrap(), 50, "moved, not copied");
+        assert_eq!(state.payments.first_hot(), 50);
+        assert_eq!(payment_reads(&state), payment_reads(&memory));
+        apply(vec![payment("pay_0003", "cust_b", 10, 3)]);
+        assert_eq!(state.payments.revived_len(), 1);
+        assert_eq!(payment_reads(&state), payment_reads(&memory));
     }
 
     /// Retention forgets cold events in memory and deletes them from history.

@@ -264,7 +264,7 @@ mod tests {
         fn objects_count(&self) -> Result<usize, crate::error::StorageError> {
             Ok(0)
         }
-        fn holds_archive(&self) -> Result<bool, crate::error::StorageError> {
+        fn holds_archive_of(&self, _: u8) -> Result<bool, crate::error::StorageError> {
             Ok(false)
         }
         fn archived_position(&self, _: &[u8]) -> Result<Option<u32>, crate::error::StorageError> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
-use super::table::Bounds;
+use super::table::{ArchivedIds, Bounds};
 use super::{AccountEntry, ColdObject, ColdRef, ColdTable, State, Stored};
 use crate::domain::members::Account;
 use crate::domain::Id;
@@ -59,6 +59,12 @@ pub enum SnapshotItem {
     /// In a local checkpoint, right after `Archived`: archived positions
     /// listed under one key of one index.
     Listed(Box<Listed>),
+    /// In a local checkpoint, right after an archived table's `Archived` and
+    /// `Listed` items: its ids that may be archived are at most `greatest`
+    /// (`None`: none is archived). A put of an id above it is of a new
+    /// object, with no history read (`Table::attach_archive`); a checkpoint
+    /// without this item has the table ask history for every id.
+    ArchivedIds { table: u8, greatest: Option<Id> },
     // Variants written to files go above: serde numbers a skipped variant
     // on the way out and not on the way in, so one above them would shift
     // every index after it when read.
@@ -73,10 +79,11 @@ pub enum SnapshotItem {
     #[serde(skip)]
     ColdRun { table: ColdTable, from: u32, to: u32, hot: u32 },
     /// Never in a file: an archived table's positions `from..to` at the
-    /// capture (none of them in memory), which the writer reads from
-    /// history's view of that moment, whole, in order (`history::resolve_cold`).
+    /// capture, which the writer reads from history's view of that moment,
+    /// whole, in order (`history::resolve_cold`), each of the `revived` ones
+    /// (in memory, newer than history's: ascending positions) as memory had it.
     #[serde(skip)]
-    ArchivedRun { table: ColdTable, from: u32, to: u32 },
+    ArchivedRun { table: ColdTable, from: u32, to: u32, revived: Box<[(u32, SnapshotItem)]> },
     /// Never in a file: an account as the capture found it (its entry
     /// shared, so the copy allocates nothing per account). Written as
     /// `Account` with its figures in a local checkpoint, else as the
@@ -127,6 +134,12 @@ pub enum ListedIn {
     /// `State::lot_order` (its key: `lot_order::Key::encode`): a checkpoint
     /// names cold lots without their status or expiry, so it lists each group.
     LotOrder = 4,
+    /// `State::payments_by_customer` (its key: the customer): archived
+    /// payments, which a checkpoint does not name.
+    PaymentsByCustomer = 5,
+    /// `State::lots_by_account` (its key: the account): archived lots,
+    /// which a checkpoint does not name.
+    LotsByAccount = 6,
 }
 
 /// How many items `item` stands for in a file (an `ArchivedRun` is read out
@@ -229,8 +242,8 @@ impl State {
             SnapshotItem::Sizes(Box::new(TableSizes {
                 customers: self.customers.len() as u64,
                 accounts: self.accounts.len() as u64,
-                payments: self.payments.len() as u64,
                 // A checkpoint's load holds only what memory holds of an archived table.
+                payments: if checkpoint { self.payments.held_len() } else { self.payments.len() } as u64,
                 transactions: if checkpoint { self.transactions.held_len() } else { self.transactions.len() } as u64,
                 events: if checkpoint { self.events.held_len() } else { self.events.len() } as u64,
                 redemptions: self.redemptions.len() as u64,
@@ -284,20 +297,63 @@ impl State {
         // An archived table: what is in history only, before the rest of
         // it (lower positions). A checkpoint marks where its memory starts
         // (and the writer lists the index entries under it,
-        // `CheckpointItems`); a portable snapshot reads it out whole.
+        // `CheckpointItems`), and which ids may be archived. An object
+        // revived below that start (a payment refunded, a lot spent) is no
+        // part of the rest: it rides with the run of archived positions, in
+        // whose place a portable snapshot writes it (`history::resolve_cold`)
+        // and a checkpoint writes the revived objects alone.
         macro_rules! archived {
             ($table:ident, $variant:ident, $kind:ident) => {{
                 let mark = next_part();
+                let table = &self.$table;
+                let mut revived = Vec::new();
+                // `first_hot` stays put while the walk runs.
+                let mut placed = |seq: u32, item: SnapshotItem, at: u64| {
+                    if seq < table.first_hot() {
+                        revived.push((seq, item));
+                    } else {
+                        f((at | u64::from(seq), item));
+                    }
+                };
                 // Read in the same walk as the objects in memory (`Table::for_each_placed`).
-                let Bounds { first_live, first_hot } = named!($table, $variant, $kind);
+                let Bounds { first_live, first_hot } = if checkpoint {
+                    let run = next_part();
+                    let part = next_part();
+                    let (from, to, hot, bounds) = table.for_each_hot_placed(|seq, o| {
+                        placed(seq, SnapshotItem::Change(Change::$variant(o.clone())), part)
+                    });
+                    f((run, SnapshotItem::ColdRun { table: ColdTable::$kind, from, to, hot }));
+                    bounds
+                } else {
+                    let part = next_part();
+                    table.for_each_placed(|seq, stored| {
+                        let item = match stored {
+                            Stored::Hot(o) => SnapshotItem::Change(Change::$variant(o.clone())),
+                            Stored::Cold(id) => SnapshotItem::Cold { table: ColdTable::$kind, id: id.clone() },
+                        };
+                        placed(seq, item, part)
+                    })
+                };
                 if checkpoint {
                     f((mark, SnapshotItem::Archived { table: ColdTable::$kind as u8, first_live, first_hot }));
+                    // Read after the walk: at least every id archived then.
+                    // Any id (a table loaded without this item): none is
+                    // written, and the load asks history for every id again.
+                    let greatest = match table.archived_ids() {
+                        ArchivedIds::Nothing => Some(None),
+                        ArchivedIds::UpTo(id) => Some(Some(id)),
+                        ArchivedIds::Any => None,
+                    };
+                    if let Some(greatest) = greatest {
+                        f((mark | 1, SnapshotItem::ArchivedIds { table: ColdTable::$kind as u8, greatest }));
+                    }
                 }
                 if first_live < first_hot {
-                    f((
-                        mark | 1,
-                        SnapshotItem::ArchivedRun { table: ColdTable::$kind, from: first_live, to: first_hot },
-                    ));
+                    revived.sort_unstable_by_key(|(seq, _)| *seq);
+                    let revived = revived.into_boxed_slice();
+                    let run =
+                        SnapshotItem::ArchivedRun { table: ColdTable::$kind, from: first_live, to: first_hot, revived };
+                    f((mark | 2, run));
                 }
             }};
         }
@@ -313,14 +369,14 @@ impl State {
         });
         table!(earning_rules, PutEarningRule);
         table!(rewards, PutReward);
-        named!(payments, PutPayment, Payments);
+        archived!(payments, PutPayment, Payments);
         named!(refunds, PutRefund, Refunds);
         table!(redemptions, PutRedemption, Redemptions);
         // After accounts: each one moves a balance and must land on its `balance_after`.
         archived!(transactions, PutTransaction, Transactions);
         // After transactions: a lot names its account; its moves out of
         // pending are settled once all is loaded (`finish_restore`).
-        named!(lots, PutLot, Lots);
+        archived!(lots, PutLot, Lots);
         archived!(events, PutEvent, Events);
         // Endpoints before their deliveries; both rebuild their dispatch indexes on load.
         table!(webhook_endpoints, PutWebhookEndpoint);
@@ -402,6 +458,7 @@ impl State {
                 self.restore_archived(table, first_live, first_hot)
             }
             SnapshotItem::Listed(l) => self.restore_listed(l.index, &l.key, l.positions),
+            SnapshotItem::ArchivedIds { table, greatest } => self.restore_archived_ids(table, greatest),
             SnapshotItem::ArchivedRun { table, .. } => {
                 Err(StorageError::Inconsistent(format!("archived {table:?} were never read from history")))
             }
@@ -719,6 +776,7 @@ mod tests {
                 | SnapshotItem::AccountOf { .. }
                 | SnapshotItem::ColdRef(_)
                 | SnapshotItem::Gone
+                | SnapshotItem::ArchivedIds { .. }
                 | SnapshotItem::ColdRun { .. }
                 | SnapshotItem::Archived { .. }
                 | SnapshotItem::Listed(_)

@@ -26,6 +26,15 @@
 //! position, pages and walks read what lies below `first_hot` from there;
 //! the secondary indexes keep their positions (4 bytes an object).
 //!
+//! An archived table whose objects change again (payments: a refund of one
+//! archived long ago) revives such an object in place (`attach_archive` with
+//! `revives`): the put of an id memory does not hold asks history where it
+//! is, when it could be there at all (its id is at most the greatest id
+//! archived: ids are made in time order, so a new one never asks), and the
+//! new version takes a slot at that position below `first_hot`, listed in
+//! `revived`. Reads by id, by position and by range find it there before
+//! history; once history holds the new version, memory lets go of it again.
+//!
 //! Hashing is foldhash (ids are random already, so no need for SipHash's
 //! flood resistance), one hash per id: its low bits pick the shard, its
 //! high 32 bits (spread over 64 again) place it within the shard's map, so
@@ -103,6 +112,35 @@ pub trait ArchiveRead<T>: Send + Sync {
     fn position(&self, id: &str) -> Result<Option<u32>, StorageError>;
 }
 
+/// Which ids an archived table may have archived (`Table::may_have_archived`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchivedIds {
+    /// None: nothing is archived.
+    Nothing,
+    /// Ids up to this one (byte order, as history's keys sort).
+    UpTo(Id),
+    /// Any id (a table loaded without its bound): every lookup asks history.
+    Any,
+}
+
+impl ArchivedIds {
+    fn may_hold(&self, id: &str) -> bool {
+        match self {
+            ArchivedIds::Nothing => false,
+            ArchivedIds::UpTo(greatest) => id <= greatest.as_str(),
+            ArchivedIds::Any => true,
+        }
+    }
+
+    fn widen(&mut self, id: &str) {
+        match self {
+            ArchivedIds::Nothing => *self = ArchivedIds::UpTo(Id::from(id)),
+            ArchivedIds::UpTo(greatest) if id > greatest.as_str() => *greatest = Id::from(id),
+            _ => {}
+        }
+    }
+}
+
 struct Slot<T> {
     body: Body<T>,
     /// Position in `order`: lists walk `order` backwards (newest first).
@@ -152,8 +190,24 @@ pub struct Table<T> {
     /// in memory but their index entries. Only grows; 0 for a table that is
     /// not archived.
     first_hot: AtomicUsize,
-    /// How many objects are archived (below `first_hot`, not forgotten).
+    /// How many objects are archived (below `first_hot`, not forgotten,
+    /// not revived).
     archived: AtomicUsize,
+    /// Whether an archived object may change again (`attach_archive`).
+    revives: std::sync::atomic::AtomicBool,
+    /// Objects below `first_hot` whose newer version is in memory (their
+    /// slots hold that position): position -> the id's hash. Few: an
+    /// archived payment refunded, until history holds the refunded version.
+    revived: RwLock<std::collections::BTreeMap<u32, u64>>,
+    /// Which ids may be archived: a put of an id above them is new without
+    /// asking history. Widened by `advance`, set by a checkpoint's load.
+    archived_ids: parking_lot::Mutex<ArchivedIds>,
+    /// Positions from `first_hot` on whose object is in memory and of which
+    /// history holds a version at that position all the same (an open lot
+    /// that spending reached: `State::queue_cold`). `advance` passes them
+    /// and keeps them as revived, so they do not hold back the archiving of
+    /// everything after them.
+    written_hot: parking_lot::Mutex<std::collections::BTreeSet<u32>>,
     /// Held while `advance` archives and while a snapshot's copy walks the
     /// table, so the copy sees one `first_hot` and the slots above it.
     archiving: parking_lot::Mutex<()>,
@@ -198,6 +252,10 @@ impl<T> Default for Table<T> {
             archive: OnceLock::new(),
             first_hot: AtomicUsize::new(0),
             archived: AtomicUsize::new(0),
+            revives: std::sync::atomic::AtomicBool::new(false),
+            revived: RwLock::new(std::collections::BTreeMap::new()),
+            archived_ids: parking_lot::Mutex::new(ArchivedIds::Nothing),
+            written_hot: parking_lot::Mutex::new(std::collections::BTreeSet::new()),
             archiving: parking_lot::Mutex::new(()),
             oldest_created: AtomicI64::new(UNKNOWN_CREATED),
         }
@@ -300,9 +358,86 @@ impl<T: Keyed> Table<T> {
 
     /// Lets the table read its archived objects from history; from then on,
     /// memory lets go of its oldest objects wholly once history holds them
-    /// (`evict`, `advance`).
-    pub fn attach_archive(&self, archive: Box<dyn ArchiveRead<T>>) {
+    /// (`evict`, `advance`). With `revives`, an archived object may change
+    /// again: a put of an id memory does not hold looks for it in history
+    /// first, when it may be there (`revivable`).
+    pub fn attach_archive(&self, archive: Box<dyn ArchiveRead<T>>, revives: bool) {
+        self.revives.store(revives, Ordering::Release);
         let _ = self.archive.set(archive);
+    }
+
+    /// Whether `id` may be archived: ids above the greatest one archived are
+    /// not (they are made in time order, so a new object's id is above them
+    /// and costs no history read).
+    fn may_have_archived(&self, id: &str) -> bool {
+        self.archived_ids.lock().may_hold(id)
+    }
+
+    /// Which ids may be archived (what a checkpoint writes, `ArchivedIds`).
+    pub fn archived_ids(&self) -> ArchivedIds {
+        self.archived_ids.lock().clone()
+    }
+
+    /// Sets which ids may be archived (a checkpoint's load, after `start_archived`).
+    pub(super) fn set_archived_ids(&self, ids: ArchivedIds) {
+        *self.archived_ids.lock() = ids;
+    }
+
+    /// Where the archived object `id` is, unless forgotten past retention (it
+    /// may be in memory still, cold or revived: callers look there first).
+    fn archived_position(&self, id: &str) -> Result<Option<u32>, StorageError> {
+        let Some(archive) = self.archive.get() else { return Ok(None) };
+        if !self.may_have_archived(id) {
+            return Ok(None);
+        }
+        Ok(archive.position(id)?.filter(|position| *position >= self.first_live()))
+    }
+
+    /// The position below `first_hot` of an archived object that a put of
+    /// `id` (not in memory) changes (`None`: a new object). Only a table
+    /// whose objects change again asks, and only for an id that may be
+    /// archived. One history has at `first_hot` or past it (history ahead
+    /// of a checkpoint whose records are replayed) is new to memory.
+    fn revivable(&self, id: &str) -> Result<Option<u32>, StorageError> {
+        if !self.revives.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        Ok(self.archived_position(id)?.filter(|position| self.is_archived(*position)))
+    }
+
+    /// The hash of the object revived at `position`, if one is.
+    fn revived_hash(&self, position: u32) -> Option<u64> {
+        let revived = self.revived.read();
+        if revived.is_empty() {
+            return None;
+        }
+        revived.get(&position).copied()
+    }
+
+    /// How many archived objects memory holds a newer version of.
+    pub fn revived_len(&self) -> usize {
+        self.revived.read().len()
+    }
+
+    /// The archived objects at positions `from..to` (below `first_hot`),
+    /// in order: history's, each revived one as memory has it.
+    fn archived_range(
+        &self,
+        archive: &dyn ArchiveRead<T>,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<(u32, i64, Arc<T>)>, StorageError> {
+        let mut objects = archive.range(from, to)?;
+        let revived: Vec<(u32, u64)> = self.revived.read().range(from..to).map(|(p, h)| (*p, *h)).collect();
+        for (position, hash) in revived {
+            // Gone since (history holds that version now): history's is it.
+            let Some(value) = self.value_at(hash, position)? else { continue };
+            match objects.binary_search_by_key(&position, |(p, _, _)| *p) {
+                Ok(i) => objects[i].2 = value,
+                Err(i) => objects.insert(i, (position, value.created(), value)),
+            }
+        }
+        Ok(objects)
     }
 
     /// The first position whose object may be in memory: those below are
@@ -323,15 +458,21 @@ impl<T: Keyed> Table<T> {
 
     /// The archived object `id`, unless forgotten past retention.
     fn archived_by_id(&self, id: &str) -> Result<Option<Arc<T>>, StorageError> {
-        let Some(archive) = self.archive.get() else { return Ok(None) };
-        match archive.position(id)? {
-            Some(position) if position >= self.first_live() => archive.at(position),
-            _ => Ok(None),
+        match self.archived_position(id)? {
+            Some(position) => self.archived_at(position),
+            None => Ok(None),
         }
     }
 
-    /// The archived object at `position`, unless forgotten past retention.
+    /// The archived object at `position`, unless forgotten past retention:
+    /// memory's version if it was revived, else history's.
     fn archived_at(&self, position: u32) -> Result<Option<Arc<T>>, StorageError> {
+        if let Some(hash) = self.revived_hash(position) {
+            // Let go of since (`evict`): history holds that version now.
+            if let Some(value) = self.value_at(hash, position)? {
+                return Ok(Some(value));
+            }
+        }
         match self.archive.get() {
             Some(archive) if position >= self.first_live() => archive.at(position),
             _ => Ok(None),
@@ -379,10 +520,22 @@ impl<T: Keyed> Table<T> {
     }
 
     /// Whether the object exists (in memory or cold: no load). An archived
-    /// object is not looked for (a history read): archived tables' ids are
-    /// made by the server, never given twice.
+    /// object is looked for (a history read) only in a table whose objects
+    /// change again (`attach_archive`): the others' ids are made by the
+    /// server and never put twice.
     pub fn contains(&self, id: &str) -> bool {
-        self.with_slot(id, |_| ()).is_some()
+        if self.with_slot(id, |_| ()).is_some() {
+            return true;
+        }
+        if !self.revives.load(Ordering::Acquire) {
+            return false;
+        }
+        self.archived_position(id)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, id, "history could not tell where an archived object is");
+                None
+            })
+            .is_some()
     }
 
     /// How many objects are cold (in history only).
@@ -397,7 +550,20 @@ impl<T: Keyed> Table<T> {
         let id = value.id();
         let hash = self.hash(id);
         let mut shard = self.shard(hash).write();
-        let Some(slot) = shard.find_mut(spread(in_shard(hash)), Self::holds(hash, id)) else { return false };
+        let Ok(entry) = shard.find_entry(spread(in_shard(hash)), Self::holds(hash, id)) else { return false };
+        let seq = entry.get().seq;
+        if self.is_archived(seq) {
+            // Revived: history holds this version at its position now, so
+            // memory lets go of it wholly, as `advance` does.
+            if !matches!(&entry.get().body, Body::Hot(stored) if Arc::ptr_eq(stored, value)) {
+                return false;
+            }
+            entry.remove();
+            self.revived.write().remove(&seq);
+            self.archived.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let slot = entry.into_mut();
         match &slot.body {
             Body::Hot(stored) if Arc::ptr_eq(stored, value) => {
                 slot.body = Body::Cold(Id::from(id));
@@ -408,6 +574,14 @@ impl<T: Keyed> Table<T> {
                 }
                 true
             }
+            // A newer version stays; history holds this one at its position,
+            // which lets `advance` pass the newer one without waiting for it.
+            Body::Hot(_) if self.revives.load(Ordering::Acquire) => {
+                drop(shard);
+                self.written_hot.lock().insert(seq);
+                self.advance();
+                false
+            }
             _ => false,
         }
     }
@@ -415,9 +589,13 @@ impl<T: Keyed> Table<T> {
     /// Archives the cold objects at `first_hot` and on, up to the first one
     /// still in memory: `first_hot` passes each before its slot goes, so a
     /// reader that misses the slot finds it in history (`value_at_position`).
-    /// Positions forgotten past retention are passed over. Then the order's
-    /// chunks wholly below go.
+    /// Positions forgotten past retention are passed over. One in memory
+    /// whose position history holds a version at (`written_hot`) is passed
+    /// too, its slot kept as revived. Then the order's chunks wholly below go.
     pub(super) fn advance(&self) {
+        if self.archive.get().is_none() {
+            return;
+        }
         let _archiving = self.archiving.lock();
         let len = self.order.read().len();
         let mut at = self.first_hot.load(Ordering::Acquire);
@@ -425,10 +603,22 @@ impl<T: Keyed> Table<T> {
             let Some((hash, _)) = self.order.read().get(at) else { break };
             let mut shard = self.shard(hash).write();
             let seq = at as u32;
+            let written = self.written_hot.lock().remove(&seq);
             if let Ok(entry) = shard.find_entry(spread(in_shard(hash)), |slot| slot.seq == seq) {
                 if matches!(entry.get().body, Body::Hot(_)) {
-                    break;
+                    if !written {
+                        break;
+                    }
+                    // Below `first_hot` from now on, its slot kept: revived.
+                    self.archived_ids.lock().widen(entry.get().body.id());
+                    self.revived.write().insert(seq, hash);
+                    self.first_hot.store(at + 1, Ordering::Release);
+                    at += 1;
+                    continue;
                 }
+                // Before the slot goes, as `first_hot`: a put of this id
+                // that misses the slot must ask history (`revivable`).
+                self.archived_ids.lock().widen(entry.get().body.id());
                 self.first_hot.store(at + 1, Ordering::Release);
                 entry.remove();
                 self.cold_count.fetch_sub(1, Ordering::Relaxed);
@@ -457,6 +647,9 @@ impl<T: Keyed> Table<T> {
         self.first_live.store(first_live as usize, Ordering::Relaxed);
         self.first_hot.store(first_hot as usize, Ordering::Release);
         self.archived.store((first_hot - first_live) as usize, Ordering::Relaxed);
+        // Until the checkpoint says which ids (`set_archived_ids`), any may be.
+        let ids = if first_live < first_hot { ArchivedIds::Any } else { ArchivedIds::Nothing };
+        self.set_archived_ids(ids);
         Ok(())
     }
 
@@ -557,6 +750,18 @@ impl<T: Keyed> Table<T> {
                 Ok((slot.seq, Some(replaced)))
             }
             Entry::Vacant(slot) => {
+                if let Some(seq) = self.revivable(value.id())? {
+                    // An archived object changes: its new version takes a
+                    // slot at its position, below `first_hot`.
+                    let mut revived = Slot { body: Body::Cold(Id::from(value.id())), seq, hash: part };
+                    self.cold_count.fetch_add(1, Ordering::Relaxed);
+                    let replaced = replace(self, &mut revived, value)?;
+                    slot.insert(revived);
+                    self.revived.write().insert(seq, hash);
+                    self.archived.fetch_sub(1, Ordering::Relaxed);
+                    self.count_replaced();
+                    return Ok((seq, Some(replaced)));
+                }
                 let seq = self.push_order(hash, value.created(), value.id())?;
                 slot.insert(Slot { body: Body::Hot(value), seq, hash: part });
                 Ok((seq, None))
@@ -689,7 +894,7 @@ impl<T: Keyed> Table<T> {
                     break;
                 }
                 let to = first_hot.min(at + (max - forgotten));
-                let objects = match archive.range(at as u32, to as u32) {
+                let objects = match self.archived_range(archive.as_ref(), at as u32, to as u32) {
                     Ok(objects) => objects,
                     Err(e) => {
                         tracing::error!(error = %e, "history could not give archived objects to forget; later then");
@@ -785,7 +990,7 @@ impl<T: Keyed> Table<T> {
         let (mut at, first_hot) = (self.first_live(), self.first_hot());
         while let Some(archive) = self.archive.get().filter(|_| at < first_hot) {
             let to = first_hot.min(at.saturating_add(LIST_SCAN_CHUNK as u32));
-            match archive.range(at, to) {
+            match self.archived_range(archive.as_ref(), at, to) {
                 Ok(objects) => objects.iter().for_each(|(position, _, value)| f(*position, value)),
                 Err(e) => failed(e)?,
             }
@@ -793,7 +998,8 @@ impl<T: Keyed> Table<T> {
         }
         for shard in self.shards.iter() {
             let mut cold = Vec::new();
-            for slot in shard.read().iter() {
+            // Revived ones were given with the archived ones above.
+            for slot in shard.read().iter().filter(|slot| slot.seq >= first_hot) {
                 match &slot.body {
                     Body::Hot(value) => f(slot.seq, value),
                     Body::Cold(id) => cold.push((slot.seq, id.clone())),
@@ -876,7 +1082,8 @@ impl<T: Keyed> Table<T> {
     }
 
     /// `for_each_placed` for a local checkpoint: only the objects in memory,
-    /// with their places. A cold one costs a look at its bucket, not a copy
+    /// with their places (revived ones too: below `first_hot`, which is
+    /// fixed while this runs). A cold one costs a look at its bucket, not a copy
     /// of its id (the writer names it after the barrier, `id_at`), which is
     /// most of the copy when most objects are cold (docs/performance.md,
     /// "Local checkpoints"). Returns the positions that hold an object now,
@@ -890,7 +1097,8 @@ impl<T: Keyed> Table<T> {
             for slot in guard.iter() {
                 if let Body::Hot(value) = &slot.body {
                     f(slot.seq, value);
-                    hot += 1;
+                    // A revived one (below `first_hot`) is not in the run of positions counted.
+                    hot += u32::from(slot.seq >= bounds.first_hot);
                 }
             }
         }
@@ -1049,7 +1257,7 @@ impl<T: Keyed> Table<T> {
                 let archived = match self.archive.get() {
                     Some(archive) if begin < held => {
                         let live = self.first_live();
-                        match archive.range(begin as u32, held as u32) {
+                        match self.archived_range(archive.as_ref(), begin as u32, held as u32) {
                             Ok(objects) => objects.into_iter().filter(|(p, _, _)| *p >= live).collect(),
                             Err(e) => {
                                 tracing::error!(error = %e, "history could not give archived objects of a list");
@@ -1105,12 +1313,10 @@ impl<T: Keyed> Table<T> {
         if let Some(seq) = self.with_slot(id, |slot| slot.seq) {
             return Some(seq);
         }
-        let archive = self.archive.get()?;
-        let position = archive.position(id).unwrap_or_else(|e| {
+        self.archived_position(id).unwrap_or_else(|e| {
             tracing::error!(error = %e, id, "history could not tell where an archived object is");
             None
-        })?;
-        (position >= self.first_live()).then_some(position)
+        })
     }
 
     /// Calls `f` with the object at `position` of the insertion order, if
@@ -1232,7 +1438,7 @@ mod tests {
         }
         let before = reads(&table, n);
         let archive = FakeArchive::default();
-        table.attach_archive(Box::new(archive.clone()));
+        table.attach_archive(Box::new(archive.clone()), false);
         let loader = archive.clone();
         table.attach_history(Box::new(move |id| {
             let position = loader.position(id)?;
@@ -1279,12 +1485,111 @@ mod tests {
         // A checkpoint's load: the table starts where memory started.
         let loaded = Table::<Thing>::default();
         loaded.start_archived(10, table.first_hot()).unwrap();
-        loaded.attach_archive(Box::new(archive.clone()));
+        loaded.attach_archive(Box::new(archive.clone()), false);
         for i in table.first_hot() as usize..n {
             assert_eq!(loaded.put(thing(i, 1)).unwrap(), i as u32, "in its place");
         }
         assert_eq!(reads(&loaded, n), reads(&table, n));
         assert_eq!(loaded.len(), n);
+    }
+
+    /// Ids with their versions.
+    type Versions = Vec<(String, u32)>;
+
+    /// Every object with its version, as pages newest first show them, then
+    /// as a walk finds them (sorted).
+    fn versions(table: &Table<Thing>) -> (Versions, Versions) {
+        let (mut paged, mut after) = (Vec::new(), None);
+        loop {
+            let params = ListParams { limit: 100, starting_after: after.clone(), ..Default::default() };
+            let mut page = Vec::new();
+            let more =
+                table.page(&Gate::default(), &params, |_| true, |t| page.push((t.id.to_string(), t.version))).unwrap();
+            after = page.last().map(|(id, _)| Id::from(id.as_str()));
+            paged.extend(page);
+            if !more {
+                break;
+            }
+        }
+        let mut walked = Vec::new();
+        table.for_each(|t| walked.push((t.id.to_string(), t.version)));
+        walked.sort();
+        (paged, walked)
+    }
+
+    /// An archived object that changes again (a table attached with
+    /// `revives`) takes its new version at its old position, below
+    /// `first_hot`, and every read shows it as a table that kept everything
+    /// in memory would; once history holds it, memory lets go of it again.
+    /// A new object never asks history, and a checkpoint's load revives an
+    /// object in its place too.
+    #[test]
+    fn an_archived_object_changes_in_place() {
+        let n = ORDER_CHUNK_IDS * 2 + 300;
+        let (table, memory) = (Table::<Thing>::default(), Table::<Thing>::default());
+        for i in 0..n {
+            table.put(thing(i, 1)).unwrap();
+            memory.put(thing(i, 1)).unwrap();
+        }
+        let archive = FakeArchive::default();
+        table.attach_archive(Box::new(archive.clone()), true);
+        let loader = archive.clone();
+        table.attach_history(Box::new(move |id| {
+            let position = loader.position(id)?;
+            Ok(position.and_then(|p| loader.0.lock().get(&p).cloned()))
+        }));
+        let write = |table: &Table<Thing>, i: usize| {
+            let stored = table.value_at_position(i as u32).unwrap().unwrap();
+            archive.0.lock().insert(i as u32, stored.clone());
+            assert!(table.evict(&stored));
+        };
+        let k = ORDER_CHUNK_IDS + 10;
+        for i in 0..k {
+            write(&table, i);
+        }
+        assert_eq!(table.first_hot(), k as u32);
+        assert_eq!(table.archived_ids(), ArchivedIds::UpTo("thg_999".into()), "the greatest archived id");
+
+        // Archived ones change; one in memory changes; a new one comes.
+        for (i, version) in [(3, 2), (4095, 2), (3, 3), (k + 7, 2), (n, 1)] {
+            let (position, new) = table.put_telling(thing(i, version)).unwrap();
+            assert_eq!(memory.put_telling(thing(i, version)).unwrap(), (position, new), "thg_{i}");
+        }
+        assert_eq!(table.revived_len(), 2);
+        assert_eq!(table.first_hot(), k as u32, "memory still archives from where it was");
+        assert_eq!(table.with("thg_3", |t| t.version), Some(3));
+        assert_eq!(table.with_at(4095, |t| t.version), Some(2));
+        assert_eq!(table.position("thg_3"), Some(3));
+        assert!(table.contains("thg_5") && table.contains("thg_3") && !table.contains("thg_99999"));
+        assert_eq!(versions(&table), versions(&memory), "pages and walks across memory and history");
+        assert_eq!(reads(&table, n), reads(&memory, n));
+
+        // A checkpoint's load: archived ids and the revived version in its place.
+        let loaded = Table::<Thing>::default();
+        loaded.start_archived(0, table.first_hot()).unwrap();
+        assert_eq!(loaded.archived_ids(), ArchivedIds::Any, "until the checkpoint says which");
+        loaded.set_archived_ids(table.archived_ids());
+        loaded.attach_archive(Box::new(archive.clone()), true);
+        assert_eq!(loaded.put_telling(thing(3, 3)).unwrap(), (3, false));
+        for i in k..=n {
+            let version = memory.with(&format!("thg_{i}"), |t| t.version).unwrap();
+            assert_eq!(loaded.put_telling(thing(i, version)).unwrap(), (i as u32, true), "in its place");
+        }
+        loaded.put(thing(4095, 2)).unwrap();
+        assert_eq!(versions(&loaded), versions(&memory));
+
+        // History takes the new versions: memory lets go of them wholly.
+        for i in [3, 4095] {
+            write(&table, i);
+        }
+        assert_eq!(table.revived_len(), 0);
+        assert_eq!(table.shards.iter().map(|s| s.read().len()).sum::<usize>(), n + 1 - k);
+        assert_eq!(versions(&table), versions(&memory));
+        assert_eq!(table.with("thg_3", |t| t.version), Some(3), "history's version now");
+        // An older version's eviction lets go of nothing.
+        table.put(thing(3, 4)).unwrap();
+        assert!(!table.evict(&thing(3, 3)));
+        assert_eq!(table.with_at(3, |t| t.version), Some(4));
     }
 
     /// A full table refuses a new object (put or upsert) and is left as it

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::domain::lots::{LotShare, LotStatus, PointsLot};
 use crate::domain::members::Account;
+use crate::domain::payments::{Payment, PaymentStatus};
 use crate::domain::points::{PointsTransaction, Source, TxType};
 use crate::domain::redemptions::{Redemption, RedemptionStatus};
 use crate::domain::Id;
@@ -28,6 +29,26 @@ pub fn earn(id: &str, account: &str, points: i64, balance_after: i64, created: i
         lots: Vec::new(),
         available_at: None,
         expires_at: None,
+    }))
+}
+
+/// A version of completed payment `id` of `customer`, `refunded` of its 1,000 refunded.
+pub fn payment(id: &str, customer: &str, refunded: i64, created: i64) -> Change {
+    Change::PutPayment(Arc::new(Payment {
+        id: Id::from(id),
+        amount: 1000,
+        amount_discount: 0,
+        amount_refunded: refunded,
+        currency: "eur".into(),
+        status: PaymentStatus::Completed,
+        customer: Some(Id::from(customer)),
+        metadata: Default::default(),
+        redemptions: Vec::new(),
+        loyalty_account: None,
+        points_earned: 0,
+        award: None,
+        created,
+        completed_at: Some(created),
     }))
 }
 
