@@ -11,8 +11,8 @@
 //!   size, and how long the WAL writer was held up copying the state;
 //! - history at scale: a data directory holding the same number of members and
 //!   `SCALE_HISTORY_ROWS` history rows (default 10,000,000: earn records of
-//!   random members, each a completed payment, its points transaction and two
-//!   events), built by a child process of this bench through the library
+//!   random members, each a completed payment, its points transaction, its
+//!   lot and two events), built by a child process of this bench through the library
 //!   (records applied to a `State`, written to history in batches as the
 //!   history thread writes them, then a local checkpoint, as an automatic
 //!   snapshot writes one): a ledger that size cannot be replayed from a WAL in
@@ -53,8 +53,10 @@ const IDLE_ACCOUNT_BYTES_TARGET: f64 = 1024.0;
 /// Snapshot and restore-and-start targets, in seconds.
 const SNAPSHOT_SECONDS_TARGET: f64 = 3.0;
 const T0: i64 = 1_717_113_600;
-/// History rows one earn record makes: its payment, its points transaction and two events.
-const ROWS_PER_EARN: usize = 4;
+/// History rows one earn record makes: its payment, its points transaction,
+/// its lot and two events (`common::earn_record_with_lot`, as the server
+/// writes an earn).
+const ROWS_PER_EARN: usize = 5;
 /// Earn records applied between two history writes while building (the
 /// history thread writes what applied every few milliseconds; fewer, larger
 /// batches only build faster).
@@ -236,7 +238,9 @@ fn build_history(data: &Path, members: usize, rows: usize) -> ! {
     let earns = rows / ROWS_PER_EARN;
     for j in 1..=earns {
         let m = rng.gen_range(0..members);
-        let record = common::earn_record(&ids[m].0, &ids[m].1, rng.gen_range(100..10_000), &mut balances[m], time);
+        let (customer, account) = (&ids[m].0, &ids[m].1);
+        let record =
+            common::earn_record_with_lot(customer, account, rng.gen_range(100..10_000), &mut balances[m], time);
         lsn += 1;
         state.apply(lsn, record).unwrap();
         if j % BUILD_WRITE_EVERY == 0 || j == earns {

@@ -3,6 +3,7 @@
 // Each bench uses some of them.
 #![allow(dead_code)]
 
+use loyalty_ledger::domain::lots::{LotShare, PointsLot};
 use loyalty_ledger::domain::members::{Account, Customer};
 use loyalty_ledger::domain::payments::{Payment, PaymentStatus};
 use loyalty_ledger::domain::points::{PointsTransaction, Source, TxType};
@@ -79,6 +80,24 @@ pub fn earn_record(customer: &Id, account: &Id, amount: i64, balance: &mut i64, 
     let derived = EMPTY.with(|state| derive(state, &changes, time));
     changes.extend(derived);
     Record { time, idem: None, changes }
+}
+
+/// `earn_record` as the server writes it since the points lifecycle: the
+/// transaction's points go into a new lot (available at once, never
+/// expiring: the default program), which the record puts too.
+pub fn earn_record_with_lot(customer: &Id, account: &Id, amount: i64, balance: &mut i64, time: i64) -> Record {
+    let before = *balance;
+    let mut record = earn_record(customer, account, amount, balance, time);
+    let Some(Change::PutTransaction(tx)) = record.changes.get_mut(1) else {
+        unreachable!("an earn record's second change")
+    };
+    let lot_id = IdKind::Lot.generate();
+    let tx = std::sync::Arc::make_mut(tx);
+    tx.lots = vec![LotShare { lot: lot_id.clone(), points: tx.points }];
+    tx.available_at = Some(time);
+    let lot = PointsLot::credit(lot_id, account.clone(), tx.id.clone(), tx.points, (time, None, None), before, time);
+    record.changes.insert(2, Change::PutLot(lot.into()));
+    record
 }
 
 /// A member as the API makes one: a customer and its linked loyalty account, in one record.

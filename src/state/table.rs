@@ -26,8 +26,8 @@
 //! position, pages and walks read what lies below `first_hot` from there;
 //! the secondary indexes keep their positions (4 bytes an object).
 //!
-//! An archived table whose objects change again (payments: a refund of one
-//! archived long ago) revives such an object in place (`attach_archive` with
+//! An archived table whose objects change again (payments and lots: a
+//! refund of one archived long ago, a spend) revives such an object in place (`attach_archive` with
 //! `revives`): the put of an id memory does not hold asks history where it
 //! is, when it could be there at all (its id is at most the greatest id
 //! archived: ids are made in time order, so a new one never asks), and the
@@ -197,7 +197,8 @@ pub struct Table<T> {
     revives: std::sync::atomic::AtomicBool,
     /// Objects below `first_hot` whose newer version is in memory (their
     /// slots hold that position): position -> the id's hash. Few: an
-    /// archived payment refunded, until history holds the refunded version.
+    /// archived payment refunded, until history holds the refunded version;
+    /// an open lot that spending reached, while it is open.
     revived: RwLock<std::collections::BTreeMap<u32, u64>>,
     /// Which ids may be archived: a put of an id above them is new without
     /// asking history. Widened by `advance`, set by a checkpoint's load.
