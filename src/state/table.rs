@@ -209,6 +209,11 @@ pub struct Table<T> {
     /// and keeps them as revived, so they do not hold back the archiving of
     /// everything after them.
     written_hot: parking_lot::Mutex<std::collections::BTreeSet<u32>>,
+    /// The last archived object history located (id, position): a change
+    /// of one asks where it is three times in a row (whether it exists, the
+    /// read of the version it replaces, the put), and an archived object's
+    /// position never changes.
+    located: parking_lot::Mutex<Option<(Id, u32)>>,
     /// Held while `advance` archives and while a snapshot's copy walks the
     /// table, so the copy sees one `first_hot` and the slots above it.
     archiving: parking_lot::Mutex<()>,
@@ -257,6 +262,7 @@ impl<T> Default for Table<T> {
             revived: RwLock::new(std::collections::BTreeMap::new()),
             archived_ids: parking_lot::Mutex::new(ArchivedIds::Nothing),
             written_hot: parking_lot::Mutex::new(std::collections::BTreeSet::new()),
+            located: parking_lot::Mutex::new(None),
             archiving: parking_lot::Mutex::new(()),
             oldest_created: AtomicI64::new(UNKNOWN_CREATED),
         }
@@ -391,7 +397,18 @@ impl<T: Keyed> Table<T> {
         if !self.may_have_archived(id) {
             return Ok(None);
         }
-        Ok(archive.position(id)?.filter(|position| *position >= self.first_live()))
+        let located = self.located.lock().as_ref().filter(|(at, _)| at == id).map(|(_, position)| *position);
+        let position = match located {
+            Some(position) => Some(position),
+            None => {
+                let position = archive.position(id)?;
+                if let Some(position) = position {
+                    *self.located.lock() = Some((Id::from(id), position));
+                }
+                position
+            }
+        };
+        Ok(position.filter(|position| *position >= self.first_live()))
     }
 
     /// The position below `first_hot` of an archived object that a put of
