@@ -262,6 +262,8 @@ impl CheckpointItems {
                 // ... or, history not synced through the checkpoint, read
                 // whole (`ArchivedRun`) and loaded in memory from `first_live` on.
                 SnapshotItem::Archived { first_live, first_hot, .. } => *first_hot = *first_live,
+                // Then nothing is archived at the load: no id needs a look in history.
+                SnapshotItem::ArchivedIds { greatest, .. } if !refer => *greatest = None,
                 _ => {}
             }
         }

@@ -310,6 +310,7 @@ mod tests {
     use crate::domain::redemptions::RedemptionStatus;
     use crate::history::{FjallHistory, History, HistoryStats};
     use crate::state::list::CreatedRange;
+    use crate::state::table::ArchivedIds;
     use crate::state::test_changes::{account, earn, expiring, lot, payment, redemption};
     use crate::state::CheckpointItems;
     use crate::state::{ListParams, SnapshotItem};
@@ -644,6 +645,8 @@ mod tests {
         state.snapshot_placed(true, |p| placed.push(p));
         let mut portable = Vec::new();
         state.snapshot_placed(false, |p| portable.push(p));
+        let mut unsynced = Vec::new();
+        state.snapshot_placed(true, |p| unsynced.push(p));
         let stale_view = history.store().objects_view();
         assert!(history.write_applied(&state, true) && history.sync_written());
         assert_eq!(state.payments.revived_len(), 0, "history holds them: memory let go");
@@ -669,6 +672,21 @@ mod tests {
 
         // Portable, from a view of history before it took the new versions:
         // the archived run, then each revived payment as its newer version.
+        // A checkpoint history had not synced for: the archived run read
+        // whole, each revived payment in its place; nothing archived at its load.
+        let resolve = |item, put: &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>| {
+            crate::history::resolve_cold(stale_view.as_ref(), item, put)
+        };
+        let out = tempfile::tempdir().unwrap();
+        let items = CheckpointItems::new(state.clone(), unsynced, false);
+        let info = crate::snapshot::write_snapshot(&RealFs, out.path(), end, 5, items, Some(&resolve), None).unwrap();
+        let (bytes, checked) = crate::snapshot::load::read_checked(&RealFs, &info.path).unwrap();
+        let whole = State::new();
+        crate::snapshot::load_snapshot(&whole, &info.path, &bytes, &checked, None).unwrap();
+        assert_eq!(payment_reads(&whole), before, "a checkpoint read whole");
+        assert_eq!(whole.payments.archived_ids(), ArchivedIds::Nothing);
+        assert_eq!(whole.payments.held_len(), 310);
+
         for view in [stale_view, history.store().objects_view()] {
             let resolve = |item, put: &mut dyn FnMut(SnapshotItem) -> Result<(), StorageError>| {
                 crate::history::resolve_cold(view.as_ref(), item, put)
