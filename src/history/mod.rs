@@ -269,34 +269,24 @@ impl History {
         state: &State,
         attach: impl Fn(ColdTable) -> Result<bool, StorageError>,
     ) -> Result<(), StorageError> {
-        if attach(ColdTable::Payments)? {
-            let archive = StoreArchive::new(self.store.clone(), ColdTable::Payments, |c| match c {
-                Change::PutPayment(p) => Some(p),
-                _ => None,
-            });
-            state.payments.attach_archive(Box::new(archive), true);
+        // Each table with how its objects come out of the change that puts
+        // them, and whether they change again once archived (`Table::attach_archive`).
+        macro_rules! attach {
+            ($field:ident, $table:ident, $put:ident, $revives:expr) => {
+                if attach(ColdTable::$table)? {
+                    let object = |c| match c {
+                        Change::$put(o) => Some(o),
+                        _ => None,
+                    };
+                    let archive = StoreArchive::new(self.store.clone(), ColdTable::$table, object);
+                    state.$field.attach_archive(Box::new(archive), $revives);
+                }
+            };
         }
-        if attach(ColdTable::Transactions)? {
-            let archive = StoreArchive::new(self.store.clone(), ColdTable::Transactions, |c| match c {
-                Change::PutTransaction(t) => Some(t),
-                _ => None,
-            });
-            state.transactions.attach_archive(Box::new(archive), false);
-        }
-        if attach(ColdTable::Lots)? {
-            let archive = StoreArchive::new(self.store.clone(), ColdTable::Lots, |c| match c {
-                Change::PutLot(l) => Some(l),
-                _ => None,
-            });
-            state.lots.attach_archive(Box::new(archive), true);
-        }
-        if attach(ColdTable::Events)? {
-            let archive = StoreArchive::new(self.store.clone(), ColdTable::Events, |c| match c {
-                Change::PutEvent(e) => Some(e),
-                _ => None,
-            });
-            state.events.attach_archive(Box::new(archive), false);
-        }
+        attach!(payments, Payments, PutPayment, true);
+        attach!(transactions, Transactions, PutTransaction, false);
+        attach!(lots, Lots, PutLot, true);
+        attach!(events, Events, PutEvent, false);
         Ok(())
     }
 

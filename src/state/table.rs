@@ -542,18 +542,10 @@ impl<T: Keyed> Table<T> {
     /// change again (`attach_archive`): the others' ids are made by the
     /// server and never put twice.
     pub fn contains(&self, id: &str) -> bool {
-        if self.with_slot(id, |_| ()).is_some() {
-            return true;
+        if self.revives.load(Ordering::Acquire) {
+            return self.position(id).is_some();
         }
-        if !self.revives.load(Ordering::Acquire) {
-            return false;
-        }
-        self.archived_position(id)
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, id, "history could not tell where an archived object is");
-                None
-            })
-            .is_some()
+        self.with_slot(id, |_| ()).is_some()
     }
 
     /// How many objects are cold (in history only).
