@@ -4,7 +4,9 @@
 //! order spending takes them in. A cursor pages on in that order. A page is
 //! a bounded selection over the account's lots, or over the groups of every
 //! lot in that order from the cursor on (`state/lot_order.rs`), so it holds
-//! one page in memory whatever the ledger's size.
+//! one page in memory whatever the ledger's size. Lots are read one at a
+//! time with the writes going on (each whole, as some record left it), so a
+//! list never holds the apply thread up while it reads lots from history.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -105,7 +107,7 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         // (or, for `ending_before`, just before) it.
         let from = match cursor {
             Cursor::Newest => None,
-            Cursor::After(id) | Cursor::Before(id) => match s.lots.with(id, SortKey::of) {
+            Cursor::After(id) | Cursor::Before(id) => match s.lots.try_with(id, SortKey::of)? {
                 Some(key) => Some(key),
                 None => return Err(ApiError::missing_reference(cursor.param(), id)),
             },
@@ -135,7 +137,7 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         match account {
             Some(account) => s.for_each_lot_of_account(account, |l| {
                 offer(l, None);
-            }),
+            })?,
             None => {
                 // Each status's groups in spending order, from the cursor's on
                 // (`state/lot_order.rs`), until it has given a page past the
@@ -161,12 +163,9 @@ pub async fn list(ledger: web::Data<Ledger>, req: HttpRequest) -> Result<HttpRes
         }
         Ok(best.page())
     };
-    // An account's lots are read between two records; the other lists read
-    // each lot whole with the writes going on, so a long list never holds them up.
-    let (page, has_more) = match account {
-        Some(_) => state.visible(select)?,
-        None => select(state)?,
-    };
+    // Each lot is read whole with the writes going on, so a long list (an
+    // account's lots read from history) never holds them up.
+    let (page, has_more) = select(state)?;
     respond::list(page.iter().map(|l| respond::to_value(&l.view())).collect(), has_more)
 }
 

@@ -365,7 +365,7 @@ mod tests {
         let canceled = |r: &Redemption| r.status == RedemptionStatus::Canceled;
         let more = state.page(&state.redemptions, &ListParams::default(), canceled, |r| out.push(format!("{r:?}")));
         out.push(format!("{more:?}"));
-        state.for_each_lot_of_account("loy_a", |l| out.push(format!("{l:?}")));
+        state.for_each_lot_of_account("loy_a", |l| out.push(format!("{l:?}"))).unwrap();
         out.extend(state.lots_to_spend("loy_a", 30).unwrap().iter().map(|l| format!("{l:?}")));
         out.push(format!("{:?}", state.transactions.with("ptx_0123", Clone::clone)));
         out.push(format!("{:?}", state.redemptions.with("rdm_0009", Clone::clone)));
@@ -467,7 +467,7 @@ mod tests {
     /// Spending reads the lots it may take from history once they are cold
     /// (available, never expiring): one that history cannot give fails the
     /// spend (the actor answers `storage_unavailable`), and is never passed
-    /// over as if it held nothing.
+    /// over as if it held nothing; nor is it left out of a list.
     #[test]
     fn spending_from_a_lot_history_cannot_give_is_an_error() {
         let state = ledger();
@@ -478,6 +478,8 @@ mod tests {
         assert!(state.evict(&available));
         state.attach_cold_loader(Arc::new(|_, _| Err(StorageError::Poisoned)));
         assert!(matches!(state.lots_to_spend("loy_a", 1_000), Err(StorageError::Poisoned)));
+        // A list of the account's lots fails too (a 503), rather than leave one out.
+        assert!(matches!(state.for_each_lot_of_account("loy_a", |_| ()), Err(StorageError::Poisoned)));
         assert!(state.lots_to_spend("loy_a", 1).is_ok(), "a small spend stops at the oldest lots, in memory here");
     }
 
@@ -705,7 +707,7 @@ mod tests {
     /// Everything a reader can ask of one account's lots, as text.
     fn lot_reads(s: &State) -> Vec<String> {
         let mut out = Vec::new();
-        s.for_each_lot_of_account("loy_a", |l| out.push(format!("{l:?}")));
+        s.for_each_lot_of_account("loy_a", |l| out.push(format!("{l:?}"))).unwrap();
         out.extend(s.lots_to_spend("loy_a", 2_000).unwrap().iter().map(|l| format!("{l:?}")));
         let more = s.page(
             &s.lots,

@@ -333,11 +333,13 @@ impl State {
     }
 
     /// Calls `f` with every lot of `account` (its group of `lots_by_account`,
-    /// oldest first).
-    pub fn for_each_lot_of_account(&self, account: &str, mut f: impl FnMut(&PointsLot)) {
+    /// oldest first), each read whole from memory or history with the writes
+    /// going on. A lot history cannot give is an error, never a lot passed over.
+    pub fn for_each_lot_of_account(&self, account: &str, mut f: impl FnMut(&PointsLot)) -> Result<(), StorageError> {
         for position in self.lots_by_account.positions(account) {
-            self.lots.with_at(position, &mut f);
+            self.lots.try_with_at(position, &mut f)?;
         }
+        Ok(())
     }
 
     /// Copies of an account's open lots (pending or available).
