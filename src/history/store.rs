@@ -15,8 +15,8 @@ use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMo
 
 use super::layout::{self, Remembered};
 use crate::config::{
-    HISTORY_CACHE_BYTES, HISTORY_COMPACTION_WORKERS, HISTORY_FLUSH_WORKERS, HISTORY_JOURNAL_BYTES,
-    HISTORY_WRITE_BUFFER_BYTES,
+    HISTORY_ARCHIVE_MEMTABLE_BYTES, HISTORY_CACHE_BYTES, HISTORY_COMPACTION_WORKERS, HISTORY_FLUSH_WORKERS,
+    HISTORY_JOURNAL_BYTES, HISTORY_WRITE_BUFFER_BYTES,
 };
 use crate::error::StorageError;
 
@@ -152,24 +152,14 @@ impl FjallHistory {
             .manual_journal_persist(true)
             .open()
             .map_err(failed)?;
-        let partition = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default()).map_err(failed);
-        // Objects are most of what history writes, under random keys: size-tiered
-        // compaction rewrites each far fewer times than leveled
-        // (docs/performance.md, "Before and after cold objects").
-        let objects = keyspace
-            .open_partition(
-                layout::OBJECTS,
-                PartitionCreateOptions::default()
-                    .compaction_strategy(fjall::compaction::Strategy::SizeTiered(Default::default())),
-            )
-            .map_err(failed)?;
+        let partition = |name: &str| keyspace.open_partition(name, partition_options(name)).map_err(failed);
         Ok(FjallHistory {
             archive: partition(layout::ARCHIVE)?,
             archive_ids: partition(layout::ARCHIVE_IDS)?,
             meta: partition(layout::META)?,
             idempotency: partition(layout::IDEMPOTENCY)?,
             idempotency_by_age: partition(layout::IDEMPOTENCY_BY_AGE)?,
-            objects,
+            objects: partition(layout::OBJECTS)?,
             keyspace,
             dir: dir.to_path_buf(),
         })
@@ -177,6 +167,29 @@ impl FjallHistory {
 
     fn error(&self, e: fjall::Error) -> StorageError {
         engine_error(&self.dir, e)
+    }
+}
+
+/// How a partition is made, when the directory is new (fjall keeps these in
+/// the partition's own config, so a directory made by an earlier build keeps
+/// what it was made with; docs/formats.md, "History").
+///
+/// History is written far more than it is read, mostly as appends: every
+/// partition but the one-key `meta` compacts size-tiered, which rewrites each
+/// entry far fewer times than leveled, and the archive, which takes most of
+/// the bytes, fills larger memtables, so fewer and larger files reach
+/// compaction (docs/performance.md, "Compaction of history's partitions").
+fn partition_options(name: &str) -> PartitionCreateOptions {
+    let options = PartitionCreateOptions::default();
+    let options = if name == layout::META {
+        options
+    } else {
+        options.compaction_strategy(fjall::compaction::Strategy::SizeTiered(Default::default()))
+    };
+    if name == layout::ARCHIVE {
+        options.max_memtable_size(HISTORY_ARCHIVE_MEMTABLE_BYTES)
+    } else {
+        options
     }
 }
 
