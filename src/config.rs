@@ -63,7 +63,8 @@ pub const HISTORY_FLUSH_WORKERS: usize = 1;
 pub const HISTORY_COMPACTION_WORKERS: usize = 1;
 /// The archive partition's memtable (fjall's default is 16 MiB): the archive
 /// takes most of what history writes, and larger memtables mean fewer files
-/// to compact (docs/performance.md, "Compaction of history's partitions").
+/// to compact, for a longer journal replay when history opens at a start
+/// (docs/performance.md, "Compaction of history's partitions").
 pub const HISTORY_ARCHIVE_MEMTABLE_BYTES: u32 = 32 * 1024 * 1024;
 /// The engine's journals (fjall's default): past half of this, it flushes
 /// memtables to disk files; past all of it, writes halt until they shrink.
