@@ -192,10 +192,9 @@ fn keyed_earns(n: usize) {
         per(writing + engine),
         common::tree_bytes(&data.join("history")) / 1_000_000
     );
-    // What a start after a crash pays to open it: the engine replays its journal
-    // into memtables and opens its files.
-    // The state reads cold objects through history: both go, so the engine is
-    // closed before it is opened again.
+    // What a start pays to open it (the engine replays its journal into
+    // memtables and opens its files). The state reads cold objects through
+    // history, so both go before the engine is opened again.
     drop(history);
     drop(state);
     let opening = Instant::now();
@@ -204,23 +203,19 @@ fn keyed_earns(n: usize) {
     drop(history);
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
-
 fn main() {
+    let earns = common::env_num("HISTORY_BENCH_EARNS", 500_000usize);
     if std::env::var("HISTORY_BENCH_EARNS_ONLY").is_ok_and(|v| v == "1") {
-        keyed_earns(env_usize("HISTORY_BENCH_EARNS", 500_000));
+        keyed_earns(earns);
         return;
     }
-    let n = env_usize("HISTORY_BENCH_OBJECTS", 2_000_000);
+    let n = common::env_num("HISTORY_BENCH_OBJECTS", 2_000_000usize);
     println!("history bench: {n} objects of 400 bytes, batches of {BATCH}");
     // The format before time-ordered ids: the prefix and 16 random digits.
     let random: Vec<String> = (0..n).map(|_| random_id()).collect();
     run("random ids", &random);
     let ordered: Vec<String> = (0..n).map(|_| IdKind::PointsTransaction.generate().to_string()).collect();
     run("time-ordered ids", &ordered);
-    let earns = env_usize("HISTORY_BENCH_EARNS", 500_000);
     if earns > 0 {
         keyed_earns(earns);
     }

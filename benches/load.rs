@@ -75,13 +75,6 @@ const BENCH_REWARD_POINTS: i64 = 10;
 /// `insufficient_points`.
 const BENCH_GRANT_AMOUNT: i64 = 1_000_000;
 
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Options {
     seconds: f64,
@@ -95,12 +88,12 @@ struct Options {
 impl Options {
     fn from_env() -> Options {
         Options {
-            seconds: env_num("LOAD_SECONDS", 10.0),
-            warmup: env_num("LOAD_WARMUP_SECONDS", 2.0),
-            connections: env_num("LOAD_CONNECTIONS", 64usize).max(1),
-            members: env_num("LOAD_MEMBERS", 10_000usize).max(1),
-            client_threads: env_num("LOAD_CLIENT_THREADS", 2usize).max(1),
-            workers: env_num("LOAD_WORKERS", 2usize).max(1),
+            seconds: common::env_num("LOAD_SECONDS", 10.0),
+            warmup: common::env_num("LOAD_WARMUP_SECONDS", 2.0),
+            connections: common::env_num("LOAD_CONNECTIONS", 64usize).max(1),
+            members: common::env_num("LOAD_MEMBERS", 10_000usize).max(1),
+            client_threads: common::env_num("LOAD_CLIENT_THREADS", 2usize).max(1),
+            workers: common::env_num("LOAD_WORKERS", 2usize).max(1),
         }
     }
 }
@@ -1233,7 +1226,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let soak_seconds: f64 = env_num("LOAD_SOAK_SECONDS", 0.0);
+    let soak_seconds: f64 = common::env_num("LOAD_SOAK_SECONDS", 0.0);
     if soak_seconds > 0.0 {
         soak(&rt, opts, soak_seconds);
         return;

@@ -203,10 +203,6 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn now_seconds() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(T0, |d| d.as_secs() as i64)
 }
@@ -344,8 +340,8 @@ fn history_at_scale(tmp: &Path, members: usize, rows: usize, empty_rss: u64) {
 }
 
 fn main() {
-    let n = env_usize("SCALE_MEMBERS", 1_000_000);
-    let rows = env_usize("SCALE_HISTORY_ROWS", 10_000_000);
+    let n = common::env_num("SCALE_MEMBERS", 1_000_000);
+    let rows = common::env_num("SCALE_HISTORY_ROWS", 10_000_000);
     if let Some(dir) = std::env::var_os(BUILD_ENV) {
         build_history(Path::new(&dir), n, rows);
     }

@@ -12,6 +12,15 @@ use loyalty_ledger::state::State;
 use loyalty_ledger::wal::{Change, Record};
 use loyalty_ledger::webhooks::outbox::derive;
 
+/// A number from the environment, or `default` when `name` is unset; a value
+/// that is not a number stops the bench rather than being ignored.
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
 /// Resident memory (`VmRSS`) of process `pid`, or of this one for `"self"`; 0 if unknown.
 pub fn rss_bytes(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
