@@ -504,6 +504,33 @@ mod tests {
         assert_eq!(h.remembered_count().unwrap(), 3);
     }
 
+    fn size_tiered(partition: &PartitionHandle) -> bool {
+        matches!(partition.config.compaction_strategy, fjall::compaction::Strategy::SizeTiered(_))
+    }
+
+    #[test]
+    fn a_new_history_compacts_size_tiered_and_an_older_one_keeps_what_it_was_made_with() {
+        let new = tempfile::tempdir().unwrap();
+        let h = FjallHistory::open(new.path()).unwrap();
+        for partition in [&h.archive, &h.archive_ids, &h.idempotency, &h.idempotency_by_age, &h.objects] {
+            assert!(size_tiered(partition), "{} is size-tiered", partition.name);
+        }
+        assert!(!size_tiered(&h.meta), "meta stays leveled");
+
+        // An archive made by a build from before: leveled, fjall's default.
+        let old = tempfile::tempdir().unwrap();
+        {
+            let keyspace = Config::new(old.path()).open().unwrap();
+            let archive = keyspace.open_partition(layout::ARCHIVE, PartitionCreateOptions::default()).unwrap();
+            archive.insert(b"k", b"v").unwrap();
+            keyspace.persist(PersistMode::SyncAll).unwrap();
+        }
+        let h = FjallHistory::open(old.path()).unwrap();
+        assert!(!size_tiered(&h.archive), "an existing partition keeps its compaction");
+        assert_eq!(h.archive.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(size_tiered(&h.idempotency), "a partition new to it is made size-tiered");
+    }
+
     #[test]
     fn retention_forgets_the_old_use_of_a_key_not_its_new_one() {
         let dir = tempfile::tempdir().unwrap();
